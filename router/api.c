@@ -1,0 +1,360 @@
+/*
+ * The data port's HTTP API: submit messages (single, batch, NDJSON), long
+ * poll a mailbox, ack and nack leases, and read agent and conversation
+ * state.  Every malformed input is answered with a JSON error naming the
+ * field; nothing here can lose an accepted message.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "switchboard/util.h"
+
+static int err_from_rt(struct http_resp *resp, const struct rt_err *e)
+{
+	if (e->retry_after_s > 0)
+		snprintf(resp->retry_after, sizeof(resp->retry_after), "%d", e->retry_after_s);
+	return http_error(resp, e->status, e->code, e->message, NULL);
+}
+
+static int parse_items(struct app *app, struct http_req *req, struct http_resp *resp, struct rt_item **out,
+		       size_t *nout, int *batch)
+{
+	const char *ct = http_header(req, "Content-Type");
+	int ndjson = ct && strncmp(ct, "application/x-ndjson", 20) == 0;
+	size_t max_content = (size_t)app->cfg.sec.max_message_bytes;
+	json_t **objs = NULL;
+	size_t nobj = 0;
+	json_error_t jerr;
+	struct rt_item *items = NULL;
+	json_t *root = NULL;
+	int rc = 0;
+
+	*out = NULL;
+	*nout = 0;
+	*batch = 0;
+	if (req->body.len == 0)
+		return http_error(resp, 400, "InvalidMessage", "the request body is empty", "(body)") ? -ENOMEM : 1;
+	if (ndjson) {
+		const char *p = req->body.data, *end = p + req->body.len;
+
+		*batch = 1;
+		objs = calloc(API_MAX_BATCH + 1, sizeof(*objs));
+		if (!objs)
+			return -ENOMEM;
+		for (size_t line = 1; p < end; line++) {
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+			char msg[200];
+
+			if (len && !(len == 1 && p[0] == '\r')) {
+				if (nobj == API_MAX_BATCH) {
+					rc = http_error(resp, 413, "PayloadTooLarge", "more than 10000 messages in one request",
+							"(body)") ? -ENOMEM : 1;
+					goto out;
+				}
+				objs[nobj] = json_loadb(p, len, JSON_REJECT_DUPLICATES, &jerr);
+				if (!objs[nobj]) {
+					snprintf(msg, sizeof(msg), "line %zu is not valid JSON: %s", line, jerr.text);
+					rc = http_error(resp, 400, "InvalidMessage", msg, "(body)") ? -ENOMEM : 1;
+					goto out;
+				}
+				nobj++;
+			}
+			p += len + 1;
+		}
+	} else {
+		json_t *arr;
+
+		root = json_loadb(req->body.data, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
+		if (!root) {
+			char msg[220];
+
+			snprintf(msg, sizeof(msg), "the body is not valid JSON (line %d, column %d): %s", jerr.line,
+				 jerr.column, jerr.text);
+			return http_error(resp, 400, "InvalidMessage", msg, "(body)") ? -ENOMEM : 1;
+		}
+		arr = json_is_object(root) && !json_object_get(root, "performative") ? json_object_get(root, "messages")
+										     : NULL;
+		if (arr) {
+			size_t i;
+			json_t *v;
+
+			*batch = 1;
+			if (!json_is_array(arr) || json_object_size(root) != 1) {
+				rc = http_error(resp, 400, "InvalidMessage",
+						"a batch is {\"messages\":[...]} with nothing else", "messages") ? -ENOMEM : 1;
+				goto out;
+			}
+			if (json_array_size(arr) > API_MAX_BATCH) {
+				rc = http_error(resp, 413, "PayloadTooLarge", "more than 10000 messages in one request",
+						"messages") ? -ENOMEM : 1;
+				goto out;
+			}
+			objs = calloc(json_array_size(arr) + 1, sizeof(*objs));
+			if (!objs) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			json_array_foreach(arr, i, v)
+				objs[nobj++] = json_incref(v);
+		} else {
+			objs = calloc(1, sizeof(*objs));
+			if (!objs) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			objs[nobj++] = json_incref(root);
+		}
+	}
+	if (nobj == 0) {
+		rc = http_error(resp, 400, "InvalidMessage", "the request holds no messages", "messages") ? -ENOMEM : 1;
+		goto out;
+	}
+	items = calloc(nobj, sizeof(*items));
+	if (!items) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < nobj; i++) {
+		struct msg_err e = { 0 };
+		int mrc = msg_from_json(objs[i], max_content, &items[i].m, &e);
+
+		items[i].started_ns = req->started_ns;
+		if (mrc == -ENOMEM) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (mrc) {
+			items[i].status = e.status;
+			items[i].code = e.code;
+			items[i].reason = e.status == 413 ? RM_MESSAGE_TOO_LARGE : RM_INVALID_MESSAGE;
+			snprintf(items[i].field, sizeof(items[i].field), "%s", e.field);
+			snprintf(items[i].message, sizeof(items[i].message), "%s", e.message);
+		}
+	}
+	*out = items;
+	*nout = nobj;
+	items = NULL;
+out:
+	if (items) {
+		for (size_t i = 0; i < nobj; i++)
+			msg_free(&items[i].m);
+		free(items);
+	}
+	for (size_t i = 0; objs && i < nobj; i++)
+		json_decref(objs[i]);
+	free(objs);
+	json_decref(root);
+	return rc;
+}
+
+static int write_item_error(struct buf *b, const struct rt_item *it)
+{
+	int rc = buf_puts(b, "{\"code\":");
+
+	if (!rc)
+		rc = buf_json_str(b, it->code ? it->code : "Internal");
+	if (!rc)
+		rc = buf_puts(b, ",\"message\":");
+	if (!rc)
+		rc = buf_json_str(b, it->message);
+	if (!rc && it->field[0]) {
+		rc = buf_puts(b, ",\"field\":");
+		if (!rc)
+			rc = buf_json_str(b, it->field);
+	}
+	if (!rc)
+		rc = buf_puts(b, "}");
+	return rc;
+}
+
+/* "message_id":...,"duplicate":...; `with_status` adds "status":"accepted"
+ * (single submissions; batch items carry a numeric status instead). */
+static int write_accepted(struct buf *b, const struct rt_item *it, int with_status)
+{
+	int rc = buf_puts(b, "\"message_id\":");
+
+	if (!rc)
+		rc = buf_json_str(b, it->m.message_id);
+	if (!rc && with_status)
+		rc = buf_puts(b, ",\"status\":\"accepted\"");
+	if (!rc)
+		rc = buf_printf(b, ",\"duplicate\":%s", it->duplicate ? "true" : "false");
+	return rc;
+}
+
+static int h_post_messages(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	struct app *app = ctx;
+	struct rt_item *items = NULL;
+	size_t n = 0, accepted = 0, busy = 0;
+	int batch = 0, rc;
+
+	rc = parse_items(app, req, resp, &items, &n, &batch);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	rc = rt_submit(app->rt, items, n);
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		accepted += items[i].status == 202;
+		busy += items[i].status == 429 || items[i].status == 503;
+	}
+	if (busy)
+		snprintf(resp->retry_after, sizeof(resp->retry_after), "1");
+	if (!batch) {
+		if (items[0].status != 202) {
+			rc = http_error(resp, items[0].status, items[0].code, items[0].message,
+					items[0].field[0] ? items[0].field : NULL);
+			goto out;
+		}
+		resp->status = 202;
+		rc = buf_puts(&resp->body, "{");
+		if (!rc)
+			rc = write_accepted(&resp->body, &items[0], 1);
+		if (!rc)
+			rc = buf_puts(&resp->body, "}\n");
+		goto out;
+	}
+	resp->status = accepted == n ? 202 : 207;
+	rc = buf_printf(&resp->body, "{\"accepted\":%zu,\"rejected\":%zu,\"results\":[", accepted, n - accepted);
+	for (size_t i = 0; !rc && i < n; i++) {
+		rc = buf_printf(&resp->body, "%s{\"index\":%zu,\"status\":%d,", i ? "," : "", i, items[i].status);
+		if (!rc && items[i].status == 202)
+			rc = write_accepted(&resp->body, &items[i], 0);
+		else if (!rc)
+			rc = buf_puts(&resp->body, "\"error\":");
+		if (!rc && items[i].status != 202)
+			rc = write_item_error(&resp->body, &items[i]);
+		if (!rc)
+			rc = buf_puts(&resp->body, "}");
+	}
+	if (!rc)
+		rc = buf_puts(&resp->body, "]}\n");
+out:
+	for (size_t i = 0; i < n; i++)
+		msg_free(&items[i].m);
+	free(items);
+	return rc;
+}
+
+static int parse_uint_param(struct http_req *req, const char *key, long long def, long long min, long long max,
+			    long long *out)
+{
+	const char *s = http_query(req, key);
+	char *end;
+	long long v;
+
+	if (!s) {
+		*out = def;
+		return 0;
+	}
+	v = strtoll(s, &end, 10);
+	if (end == s || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int h_pull(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	struct app *app = ctx;
+	struct rt_err e = { 0 };
+	long long max, wait;
+	char msg[160];
+	int rc;
+
+	if (parse_uint_param(req, "max", 10, 1, app->cfg.delivery.max_pull_batch, &max)) {
+		snprintf(msg, sizeof(msg), "max must be an integer from 1 to %lld (delivery.maxPullBatch)",
+			 (long long)app->cfg.delivery.max_pull_batch);
+		return http_error(resp, 400, "InvalidRequest", msg, "max");
+	}
+	if (parse_uint_param(req, "wait_ms", 0, 0, app->cfg.delivery.max_wait_ms, &wait)) {
+		snprintf(msg, sizeof(msg), "wait_ms must be an integer from 0 to %lld (delivery.maxWaitMs)",
+			 (long long)app->cfg.delivery.max_wait_ms);
+		return http_error(resp, 400, "InvalidRequest", msg, "wait_ms");
+	}
+	rc = rt_pull(app->rt, req->params[0], (size_t)max, wait, &resp->body, &e);
+	if (rc == -EINVAL)
+		return err_from_rt(resp, &e);
+	return rc;
+}
+
+static int settle(struct http_req *req, struct http_resp *resp, void *ctx, int ack)
+{
+	struct app *app = ctx;
+	struct rt_err e = { 0 };
+	json_error_t jerr;
+	json_t *root, *ids;
+	size_t i;
+	json_t *v;
+	int rc;
+
+	root = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
+	if (!root)
+		return http_error(resp, 400, "InvalidRequest", "the body must be {\"message_ids\":[...]}", "(body)");
+	ids = json_object_get(root, "message_ids");
+	if (!json_is_object(root) || !json_is_array(ids) || json_array_size(ids) == 0 ||
+	    json_array_size(ids) > API_MAX_BATCH) {
+		json_decref(root);
+		return http_error(resp, 400, "InvalidRequest", "message_ids must be an array of 1 to 10000 message ids",
+				  "message_ids");
+	}
+	json_array_foreach(ids, i, v) {
+		if (!json_is_string(v)) {
+			json_decref(root);
+			return http_error(resp, 400, "InvalidRequest", "every message id must be a string", "message_ids");
+		}
+	}
+	rc = rt_settle(app->rt, req->params[0], ids, ack, &resp->body, &e);
+	json_decref(root);
+	if (rc == -EINVAL)
+		return err_from_rt(resp, &e);
+	return rc;
+}
+
+static int h_ack(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	return settle(req, resp, ctx, 1);
+}
+
+static int h_nack(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	return settle(req, resp, ctx, 0);
+}
+
+static int h_agents(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	(void)req;
+	return rt_agents_json(((struct app *)ctx)->rt, &resp->body);
+}
+
+static int h_agent(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	struct rt_err e = { 0 };
+	int rc = rt_agent_json(((struct app *)ctx)->rt, req->params[0], &resp->body, &e);
+
+	return rc == -EINVAL ? err_from_rt(resp, &e) : rc;
+}
+
+static int h_conversation(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	struct rt_err e = { 0 };
+	int rc = rt_conversation_json(((struct app *)ctx)->rt, req->params[0], &resp->body, &e);
+
+	return rc == -EINVAL ? err_from_rt(resp, &e) : rc;
+}
+
+const struct http_route api_routes[] = {
+	{ "POST", "/v1/messages", h_post_messages },
+	{ "GET", "/v1/agents", h_agents },
+	{ "GET", "/v1/agents/{}", h_agent },
+	{ "GET", "/v1/agents/{}/messages", h_pull },
+	{ "POST", "/v1/agents/{}/ack", h_ack },
+	{ "POST", "/v1/agents/{}/nack", h_nack },
+	{ "GET", "/v1/conversations/{}", h_conversation },
+	{ NULL, NULL, NULL },
+};

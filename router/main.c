@@ -1,0 +1,281 @@
+/*
+ * switchboard-router: process entry.  Loads and validates the config (or the
+ * embedded default), opens the store, recovers state, serves the data and
+ * admin ports, and handles signals: SIGTERM/SIGINT drain and exit within
+ * shutdown.timeoutMs.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "switchboard/log.h"
+#include "switchboard/util.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: switchboard-router [--config FILE] [--check-config FILE] [--print-config]\n"
+		   "                          [--log-level LEVEL] [--version]\n"
+		   "  --config FILE        run with this YAML config (default: embedded development config)\n"
+		   "  --check-config FILE  validate FILE, print the report, exit 1 on errors\n"
+		   "  --print-config       print the effective config (after profile defaults) as YAML\n"
+		   "  --log-level LEVEL    debug, info, warn or error (overrides observability.logLevel)\n");
+}
+
+static int load_config(const char *path, struct cfg *c, struct cfg_report *r)
+{
+	int rc = path ? cfg_load_file(c, path, r) : cfg_embedded_default(c);
+
+	if (rc)
+		return rc;
+	if (cfg_validate(c, 0, r)) {
+		cfg_free(c);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int check_config(const char *path)
+{
+	struct cfg c;
+	struct cfg_report r;
+	struct buf out;
+	int rc;
+
+	cfg_report_init(&r);
+	buf_init(&out, 1 << 20);
+	rc = load_config(path, &c, &r);
+	if (cfg_report_text(&r, &out) == 0)
+		fputs(buf_str(&out), stdout);
+	printf("%s: %s (%zu errors, %zu warnings)\n", path, rc ? "invalid" : "ok", r.errors, r.warnings);
+	if (!rc)
+		cfg_free(&c);
+	buf_free(&out);
+	cfg_report_free(&r);
+	return rc ? 1 : 0;
+}
+
+static int print_config(const char *path)
+{
+	struct cfg c;
+	struct cfg_report r;
+	struct buf out;
+	int rc;
+
+	cfg_report_init(&r);
+	buf_init(&out, 64u << 20);
+	rc = load_config(path, &c, &r);
+	if (rc) {
+		if (cfg_report_text(&r, &out) == 0)
+			fputs(buf_str(&out), stderr);
+		buf_free(&out);
+		cfg_report_free(&r);
+		return 1;
+	}
+	rc = cfg_to_yaml(&c, &out);
+	if (!rc)
+		fputs(buf_str(&out), stdout);
+	cfg_free(&c);
+	buf_free(&out);
+	cfg_report_free(&r);
+	return rc ? 1 : 0;
+}
+
+static void log_report(const struct cfg_report *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		log_emit(r->items[i].severity == CFG_ERROR ? LOG_ERROR : LOG_WARN, "config problem", "field",
+			 r->items[i].path, "detail", r->items[i].msg, (const char *)0);
+}
+
+static int64_t shutdown_deadline_ms;
+
+static void *watchdog_main(void *arg)
+{
+	struct timespec ts = { .tv_sec = shutdown_deadline_ms / 1000,
+			       .tv_nsec = (shutdown_deadline_ms % 1000) * 1000000L };
+
+	(void)arg;
+	nanosleep(&ts, NULL);
+	log_error("shutdown did not finish within shutdown.timeoutMs; exiting now");
+	_exit(2);
+	return NULL;
+}
+
+static int start_servers(struct app *app)
+{
+	struct http_opts o = { 0 };
+	char port[16];
+	int rc;
+
+	o.bind_address = app->cfg.net.bind_address;
+	o.max_connections = 64;
+	o.max_body = 64 * 1024;
+	o.routes = admin_routes;
+	o.ctx = app;
+	o.name = "admin";
+	o.port = (uint16_t)app->cfg.net.admin_port;
+	rc = http_start(&o, &app->admin);
+	if (rc) {
+		log_error("cannot listen on the admin port", "address", app->cfg.net.bind_address, "error", strerror(-rc));
+		return rc;
+	}
+	o.port = (uint16_t)app->cfg.net.data_port;
+	o.thread_per_connection = 1;
+	o.max_connections = (unsigned)app->cfg.net.max_connections;
+	o.max_body = (size_t)app->cfg.sec.max_request_bytes;
+	o.routes = api_routes;
+	o.name = "data";
+	rc = http_start(&o, &app->data);
+	if (rc) {
+		log_error("cannot listen on the data port", "address", app->cfg.net.bind_address, "error", strerror(-rc));
+		return rc;
+	}
+	snprintf(port, sizeof(port), "%u", http_port(app->data));
+	log_info("listening", "server", "data", "address", app->cfg.net.bind_address, "n:port", port);
+	snprintf(port, sizeof(port), "%u", http_port(app->admin));
+	log_info("listening", "server", "admin", "address", app->cfg.net.bind_address, "n:port", port);
+	return 0;
+}
+
+static int run(const char *path, const char *level_override)
+{
+	struct app app = { 0 };
+	struct cfg_report r;
+	sigset_t set;
+	int sig, rc, exit_code = 1;
+	enum log_level lvl;
+	pthread_t wd;
+
+	cfg_report_init(&r);
+	rc = load_config(path, &app.cfg, &r);
+	log_report(&r);
+	cfg_report_free(&r);
+	if (rc) {
+		log_error("the configuration is invalid; not starting", "config", path ? path : "(embedded default)");
+		return 1;
+	}
+	log_set_level((enum log_level)app.cfg.obs.log_level);
+	if (level_override && log_level_parse(level_override, &lvl) == 0)
+		log_set_level(lvl);
+	if (app.cfg.sec.auth == CFG_AUTH_NONE)
+		log_warn("security.auth is none: any client may send as any agent and read any mailbox");
+	if (cfg_hash(&app.cfg, app.config_hash)) {
+		cfg_free(&app.cfg);
+		return 1;
+	}
+	app.generation = 1;
+	app.started_ms = util_now_ms();
+
+	/* signals are taken synchronously by this thread only */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (rmet_init(&app.met))
+		goto out;
+	if (store_open(app.cfg.storage.path, app.cfg.storage.sync == CFG_SYNC_FULL, app.cfg.storage.busy_timeout_ms,
+		       &app.st))
+		goto out;
+	if (rt_new(&app.cfg, app.st, &app.met, &app.rt) || rt_start(app.rt))
+		goto out;
+	if (start_servers(&app))
+		goto out;
+	atomic_store(&app.ready, 1);
+	log_info("router ready", "config_hash", app.config_hash, "profile", cfg_profile_name(app.cfg.profile),
+		 "storage", app.cfg.storage.path, "sync", app.cfg.storage.sync == CFG_SYNC_FULL ? "full" : "normal");
+
+	for (;;) {
+		if (sigwait(&set, &sig))
+			continue;
+		if (sig == SIGHUP) {
+			log_warn("SIGHUP received; this build reloads configuration only by restart");
+			continue;
+		}
+		break;
+	}
+	log_info("draining", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	shutdown_deadline_ms = app.cfg.shutdown.timeout_ms;
+	if (pthread_create(&wd, NULL, watchdog_main, NULL) == 0)
+		pthread_detach(wd);
+	atomic_store(&app.ready, 0);
+	rt_drain(app.rt);
+	http_quiesce(app.data);
+	http_stop(app.data); /* waits for handlers, so in-flight commits finish */
+	app.data = NULL;
+	exit_code = 0;
+out:
+	http_stop(app.data);
+	rt_stop(app.rt);
+	store_close(app.st); /* commits what is queued, checkpoints, closes */
+	rt_free(app.rt);
+	http_stop(app.admin);
+	rmet_free(&app.met);
+	if (exit_code == 0)
+		log_info("stopped cleanly");
+	else
+		log_error("router failed to start; see the messages above");
+	cfg_free(&app.cfg);
+	return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },   { "check-config", required_argument, NULL, 'k' },
+		{ "print-config", no_argument, NULL, 'p' },   { "log-level", required_argument, NULL, 'l' },
+		{ "version", no_argument, NULL, 'v' },	      { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL, *check = NULL, *level = NULL;
+	int print = 0, c;
+
+	log_set_component("switchboard-router");
+	if (util_init()) {
+		fprintf(stderr, "switchboard-router: cannot initialise libsodium\n");
+		return 1;
+	}
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'k':
+			check = optarg;
+			break;
+		case 'p':
+			print = 1;
+			break;
+		case 'l':
+			level = optarg;
+			break;
+		case 'v':
+			printf("switchboard-router %s\n", SB_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (check)
+		return check_config(check);
+	if (print)
+		return print_config(config);
+	return run(config, level);
+}

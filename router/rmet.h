@@ -1,0 +1,50 @@
+/*
+ * rmet: the router's metric set, registered once at start.  Every name is
+ * prefixed switchboard_router_ and follows Prometheus conventions
+ * (counters end in _total, durations are in seconds).
+ */
+#ifndef SWITCHBOARD_RMET_H
+#define SWITCHBOARD_RMET_H
+
+#include "switchboard/common.h"
+#include "switchboard/met.h"
+
+enum rmet_reason {
+	RM_INVALID_MESSAGE,
+	RM_MESSAGE_TOO_LARGE,
+	RM_AGENT_NOT_FOUND,
+	RM_AGENT_NOT_ACCEPTING,
+	RM_RESOURCE_EXHAUSTED,
+	RM_STORAGE_ERROR,
+	RM_SHUTTING_DOWN,
+	RM_AGENT_NOT_RESPONDING,
+	RM_NETWORK_ERROR,
+	RM_REASON_COUNT
+};
+
+struct rmet {
+	struct met_registry *reg;
+	struct met_counter *received;
+	struct met_counter *routed;
+	struct met_counter *delivered;
+	struct met_counter *leased;
+	struct met_counter *redelivered;
+	struct met_counter *nacked;
+	struct met_counter *lease_expired;
+	struct met_counter *duplicates;
+	struct met_counter *conv_expired;
+	struct met_counter *failed[RM_REASON_COUNT];
+	struct met_counter *http_requests;
+	struct met_histogram *routing;
+	struct met_histogram *deliver_latency;
+	struct met_histogram *commit_batch;
+};
+
+/* Create the registry and register every metric.  Returns 0 or -ENOMEM. */
+int rmet_init(struct rmet *m) SB_MUST_CHECK;
+void rmet_free(struct rmet *m);
+
+/* Label value of a reason ("invalid_message", ...). */
+const char *rmet_reason_name(int reason);
+
+#endif

@@ -1,0 +1,1105 @@
+/*
+ * Routing core: registry, submission, commit visibility, conversations,
+ * deduplication, recovery and the maintenance thread.  See rt.h for the
+ * locking rule: one mutex, never held across I/O or a wait.
+ *
+ * Delivery order: each agent has a ready heap ordered by (priority desc,
+ * sequence asc).  A message without a conversation goes straight into the
+ * heap.  Messages of one conversation queue in a lane and only the lane's
+ * head is ever in the heap, and only while nothing of that lane is leased;
+ * so a conversation is delivered strictly in order, even across retries,
+ * while unrelated traffic still goes by priority.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rt_int.h"
+#include "switchboard/util.h"
+
+/* --- heaps ---------------------------------------------------------------- */
+
+static int ready_cmp(const void *a, const void *b)
+{
+	const struct rt_msg *x = a, *y = b;
+
+	if (x->prio != y->prio)
+		return x->prio > y->prio ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void msg_set_idx(void *e, size_t i)
+{
+	((struct rt_msg *)e)->heap_idx = i;
+}
+
+static int conv_cmp(const void *a, const void *b)
+{
+	const struct rt_conv *x = a, *y = b;
+
+	return x->last_ms < y->last_ms ? -1 : x->last_ms > y->last_ms;
+}
+
+static void conv_set_idx(void *e, size_t i)
+{
+	((struct rt_conv *)e)->heap_idx = i;
+}
+
+static int lease_cmp(const void *a, const void *b)
+{
+	const struct rt_lease *x = a, *y = b;
+
+	return x->expires_ns < y->expires_ns ? -1 : x->expires_ns > y->expires_ns;
+}
+
+static void lease_set_idx(void *e, size_t i)
+{
+	((struct rt_lease *)e)->heap_idx = i;
+}
+
+/* --- messages and lanes ---------------------------------------------------- */
+
+void rt_msg_free(struct rt_msg *m)
+{
+	if (!m)
+		return;
+	free(m->body);
+	free(m);
+}
+
+static struct rt_msg *msg_new(const char *message_id, const char *conv_id)
+{
+	size_t il = strlen(message_id) + 1, cl = conv_id && *conv_id ? strlen(conv_id) + 1 : 0;
+	struct rt_msg *m = calloc(1, sizeof(*m) + il + cl);
+
+	if (!m)
+		return NULL;
+	m->message_id = (char *)(m + 1);
+	memcpy(m->message_id, message_id, il);
+	if (cl) {
+		m->conv_id = m->message_id + il;
+		memcpy(m->conv_id, conv_id, cl);
+	}
+	m->heap_idx = HEAP_NOT_IN;
+	return m;
+}
+
+static struct rt_lane *lane_get(struct rt_agent *a, const char *conv_id)
+{
+	struct rt_lane *l;
+
+	HASH_FIND_STR(a->lanes, conv_id, l);
+	if (l)
+		return l;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	l->conv_id = strdup(conv_id);
+	if (!l->conv_id) {
+		free(l);
+		return NULL;
+	}
+	HASH_ADD_KEYPTR(hh, a->lanes, l->conv_id, strlen(l->conv_id), l);
+	return l;
+}
+
+void rt_lane_maybe_free(struct rt_agent *a, struct rt_lane *l)
+{
+	if (l->head || l->inflight)
+		return;
+	HASH_DEL(a->lanes, l);
+	free(l->conv_id);
+	free(l);
+}
+
+void rt_heap_push(struct heap *h, void *e)
+{
+	if (heap_push(h, e)) {
+		log_error("out of memory growing a delivery heap");
+		abort();
+	}
+}
+
+/* A committed (or requeued) message becomes deliverable. */
+void rt_make_ready(struct rt *rt, struct rt_msg *m)
+{
+	struct rt_agent *a = m->agent;
+	struct rt_lane *l = m->lane;
+
+	(void)rt;
+	m->state = RTM_QUEUED;
+	if (!l) {
+		rt_heap_push(&a->ready, m);
+	} else {
+		/* append in sequence order (requeued messages go back in front) */
+		struct rt_msg **pp = &l->head, *prev = NULL;
+
+		while (*pp && (*pp)->seq < m->seq) {
+			prev = *pp;
+			pp = &(*pp)->lane_next;
+		}
+		m->lane_next = *pp;
+		*pp = m;
+		if (!m->lane_next)
+			l->tail = m;
+		(void)prev;
+		l->queued++;
+		if (l->inflight == 0) {
+			/* the head may have changed: only the head sits in the heap */
+			if (l->head != m) {
+				/* head already in heap; nothing to do */
+			} else {
+				if (m->lane_next && m->lane_next->heap_idx != HEAP_NOT_IN)
+					heap_remove(&a->ready, m->lane_next->heap_idx);
+				rt_heap_push(&a->ready, m);
+			}
+		}
+	}
+	pthread_cond_signal(&a->cond);
+}
+
+/* Return a leased message to its queue (nack or lease expiry). */
+void rt_requeue(struct rt *rt, struct rt_msg *m)
+{
+	struct rt_lane *l = m->lane;
+
+	m->lease = NULL;
+	m->lprev = m->lnext = NULL;
+	m->agent->leased--;
+	rt->total_leased--;
+	if (l)
+		l->inflight--;
+	rt_make_ready(rt, m);
+	if (l && l->inflight == 0 && l->head && l->head->heap_idx == HEAP_NOT_IN)
+		rt_heap_push(&m->agent->ready, l->head);
+}
+
+/* --- agents --------------------------------------------------------------- */
+
+struct rt_agent *rt_find_agent(struct rt *rt, const char *id)
+{
+	struct rt_agent *a;
+
+	HASH_FIND_STR(rt->agents, id, a);
+	return a;
+}
+
+static char *caps_to_json(const struct cfg_agent *ca)
+{
+	json_t *arr = json_array();
+	char *s;
+
+	for (size_t i = 0; arr && ca && i < ca->ncaps; i++) {
+		json_t *o = json_pack("{s:s}", "name", ca->caps[i].name);
+
+		if (o && ca->caps[i].description)
+			json_object_set_new(o, "description", json_string(ca->caps[i].description));
+		if (!o || json_array_append_new(arr, o)) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	if (!arr)
+		return NULL;
+	s = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	return s;
+}
+
+static struct rt_agent *agent_new(const char *id)
+{
+	struct rt_agent *a = calloc(1, sizeof(*a));
+	pthread_condattr_t ca;
+
+	if (!a)
+		return NULL;
+	a->id = strdup(id);
+	if (!a->id) {
+		free(a);
+		return NULL;
+	}
+	heap_init(&a->ready, ready_cmp, msg_set_idx);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&a->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	return a;
+}
+
+static void agent_free(struct rt_agent *a)
+{
+	struct rt_msg *m, *tmp;
+	struct rt_lane *l, *ltmp;
+
+	HASH_ITER(hh, a->by_id, m, tmp) {
+		HASH_DEL(a->by_id, m);
+		rt_msg_free(m);
+	}
+	HASH_ITER(hh, a->lanes, l, ltmp) {
+		HASH_DEL(a->lanes, l);
+		free(l->conv_id);
+		free(l);
+	}
+	heap_free(&a->ready);
+	pthread_cond_destroy(&a->cond);
+	free(a->caps_json);
+	free(a->id);
+	free(a);
+}
+
+static int agent_apply_cfg(struct rt *rt, struct rt_agent *a, const struct cfg_agent *ca)
+{
+	char *caps = caps_to_json(ca);
+
+	if (!caps)
+		return -ENOMEM;
+	free(a->caps_json);
+	a->caps_json = caps;
+	a->state = ca->state;
+	a->mode = ca->mode;
+	a->capacity = (size_t)(ca->queue_size ? ca->queue_size : rt->cfg.perf.agent_queue_size);
+	a->configured = 1;
+	return 0;
+}
+
+/* --- deduplication window -------------------------------------------------- */
+
+static struct rt_dedup *dedup_find(struct rt *rt, const char *id)
+{
+	struct rt_dedup *d;
+
+	HASH_FIND_STR(rt->dedup, id, d);
+	return d;
+}
+
+static void dedup_unlink(struct rt *rt, struct rt_dedup *d)
+{
+	HASH_DEL(rt->dedup, d);
+	if (d->older)
+		d->older->newer = d->newer;
+	else
+		rt->dedup_oldest = d->newer;
+	if (d->newer)
+		d->newer->older = d->older;
+	else
+		rt->dedup_newest = d->older;
+	rt->ndedup--;
+	free(d);
+}
+
+static struct rt_dedup *dedup_add(struct rt *rt, const char *id, const char *receiver, uint64_t seq,
+				  int64_t accepted_ms, int committed)
+{
+	size_t il = strlen(id) + 1, rl = strlen(receiver) + 1;
+	struct rt_dedup *d;
+
+	if (rt->cfg.delivery.dedup_window_ms == 0)
+		return NULL;
+	d = calloc(1, sizeof(*d) + il + rl);
+	if (!d)
+		return NULL;
+	d->message_id = (char *)(d + 1);
+	memcpy(d->message_id, id, il);
+	d->receiver = d->message_id + il;
+	memcpy(d->receiver, receiver, rl);
+	d->seq = seq;
+	d->accepted_ms = accepted_ms;
+	d->committed = committed;
+	d->older = rt->dedup_newest;
+	if (rt->dedup_newest)
+		rt->dedup_newest->newer = d;
+	else
+		rt->dedup_oldest = d;
+	rt->dedup_newest = d;
+	HASH_ADD_KEYPTR(hh, rt->dedup, d->message_id, il - 1, d);
+	rt->ndedup++;
+	return d;
+}
+
+void rt_dedup_prune(struct rt *rt, int64_t now_ms)
+{
+	int64_t cutoff = now_ms - rt->cfg.delivery.dedup_window_ms;
+
+	while (rt->dedup_oldest && rt->dedup_oldest->committed &&
+	       (rt->dedup_oldest->accepted_ms < cutoff || rt->ndedup > rt->ndedup_max))
+		dedup_unlink(rt, rt->dedup_oldest);
+}
+
+/* --- conversations ---------------------------------------------------------- */
+
+static void conv_free(struct rt_conv *c)
+{
+	for (size_t i = 0; i < c->nparts; i++)
+		free(c->parts[i]);
+	free(c->parts);
+	free(c->protocol);
+	free(c->id);
+	free(c);
+}
+
+static int conv_has(const struct rt_conv *c, const char *agent)
+{
+	for (size_t i = 0; i < c->nparts; i++)
+		if (strcmp(c->parts[i], agent) == 0)
+			return 1;
+	return 0;
+}
+
+static int conv_add_part(struct rt_conv *c, const char *agent)
+{
+	char **p, *s;
+
+	if (conv_has(c, agent))
+		return 0;
+	s = strdup(agent);
+	if (!s)
+		return -ENOMEM;
+	p = realloc(c->parts, (c->nparts + 1) * sizeof(*p));
+	if (!p) {
+		free(s);
+		return -ENOMEM;
+	}
+	c->parts = p;
+	c->parts[c->nparts++] = s;
+	return 0;
+}
+
+static struct rt_conv *conv_new(const char *id, const char *protocol, int64_t created_ms)
+{
+	struct rt_conv *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->id = strdup(id);
+	c->protocol = protocol && *protocol ? strdup(protocol) : NULL;
+	if (!c->id || (protocol && *protocol && !c->protocol)) {
+		conv_free(c);
+		return NULL;
+	}
+	c->created_ms = c->last_ms = created_ms;
+	c->heap_idx = HEAP_NOT_IN;
+	return c;
+}
+
+static char *conv_parts_json(const struct rt_conv *c)
+{
+	json_t *arr = json_array();
+	char *s;
+
+	for (size_t i = 0; arr && i < c->nparts; i++)
+		if (json_array_append_new(arr, json_string(c->parts[i]))) {
+			json_decref(arr);
+			return NULL;
+		}
+	if (!arr)
+		return NULL;
+	s = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	return s;
+}
+
+void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t *nops, char ***ids,
+		    size_t *nids)
+{
+	struct rt_conv *c;
+
+	*ops = NULL;
+	*ids = NULL;
+	*nops = *nids = 0;
+	while ((c = heap_peek(&rt->conv_heap)) && c->last_ms + rt->cfg.conv.timeout_ms < now_ms) {
+		struct store_op *o = realloc(*ops, (*nops + 1) * sizeof(*o));
+		char **ni = realloc(*ids, (*nids + 1) * sizeof(*ni));
+
+		if (o)
+			*ops = o;
+		if (ni)
+			*ids = ni;
+		if (!o || !ni)
+			break;
+		heap_pop(&rt->conv_heap);
+		HASH_DEL(rt->convs, c);
+		(*ids)[*nids] = c->id;
+		c->id = NULL;
+		memset(&(*ops)[*nops], 0, sizeof(**ops));
+		(*ops)[*nops].type = STORE_CONV_DELETE;
+		(*ops)[*nops].id = (*ids)[*nids];
+		(*nids)++;
+		(*nops)++;
+		met_inc(rt->met->conv_expired);
+		conv_free(c);
+	}
+}
+
+/* --- submission ------------------------------------------------------------- */
+
+static void item_fail(struct rt_item *it, int status, const char *code, int reason, const char *field,
+		      const char *fmt, const char *arg)
+{
+	it->status = status;
+	it->code = code;
+	it->reason = reason;
+	snprintf(it->field, sizeof(it->field), "%s", field ? field : "");
+	snprintf(it->message, sizeof(it->message), fmt, arg);
+}
+
+struct submit_ctx {
+	struct store_op *ops;
+	size_t nops;
+	struct rt_msg **msgs; /* index = op index for inserts, NULL otherwise */
+	char **owned;	      /* strings owned by the ticket (conversation JSON) */
+	size_t nowned;
+};
+
+/* Track a conversation for one message; queue a snapshot op per
+ * conversation touched by this submission (coalesced by the caller). */
+static int conv_touch(struct rt *rt, struct rt_item *it, struct rt_conv **out)
+{
+	struct rt_conv *c;
+	int64_t now = util_now_ms();
+	int created = 0;
+
+	*out = NULL;
+	HASH_FIND_STR(rt->convs, it->m.conversation_id, c);
+	if (!c) {
+		if (HASH_COUNT(rt->convs) >= (size_t)rt->cfg.conv.max_active) {
+			item_fail(it, 429, "ResourceExhausted", RM_RESOURCE_EXHAUSTED, "conversation_id",
+				  "%s", "too many active conversations (conversation.maxActive)");
+			return -EAGAIN;
+		}
+		c = conv_new(it->m.conversation_id, it->m.protocol, now);
+		if (!c)
+			return -ENOMEM;
+		created = 1;
+	}
+	{
+		size_t need = c->nparts + !conv_has(c, it->m.sender) +
+			      (!conv_has(c, it->m.receiver) && strcmp(it->m.sender, it->m.receiver) != 0);
+
+		if (need > (size_t)rt->cfg.conv.max_participants) {
+			if (created)
+				conv_free(c);
+			item_fail(it, 409, "ConversationFull", RM_INVALID_MESSAGE, "conversation_id",
+				  "%s", "the conversation already has conversation.maxParticipants participants");
+			return -EAGAIN;
+		}
+	}
+	if (conv_add_part(c, it->m.sender) || conv_add_part(c, it->m.receiver)) {
+		if (created)
+			conv_free(c);
+		return -ENOMEM;
+	}
+	if (created) {
+		HASH_ADD_KEYPTR(hh, rt->convs, c->id, strlen(c->id), c);
+		rt_heap_push(&rt->conv_heap, c);
+	}
+	c->last_ms = now;
+	c->count++;
+	heap_fix(&rt->conv_heap, c->heap_idx);
+	*out = c;
+	return 0;
+}
+
+static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, struct rt_conv **conv)
+{
+	struct rt_agent *a;
+	struct rt_dedup *d;
+	struct rt_msg *m, *pending;
+	struct store_op *op;
+	int rc;
+
+	*conv = NULL;
+	d = dedup_find(rt, it->m.message_id);
+	if (!d) {
+		a = rt_find_agent(rt, it->m.receiver);
+		pending = NULL;
+		if (a)
+			HASH_FIND_STR(a->by_id, it->m.message_id, pending);
+		if (pending && pending->state != RTM_RESERVED) {
+			it->status = 202;
+			it->duplicate = 1;
+			met_inc(rt->met->duplicates);
+			return 0;
+		}
+		if (pending) {
+			item_fail(it, 409, "InFlight", RM_INVALID_MESSAGE, "message_id", "%s",
+				  "a message with this message_id is being committed; retry shortly");
+			return 0;
+		}
+	} else if (d->committed) {
+		it->status = 202;
+		it->duplicate = 1;
+		met_inc(rt->met->duplicates);
+		return 0;
+	} else {
+		item_fail(it, 409, "InFlight", RM_INVALID_MESSAGE, "message_id", "%s",
+			  "a message with this message_id is being committed; retry shortly");
+		return 0;
+	}
+	if (!a) {
+		item_fail(it, 404, "AgentNotFound", RM_AGENT_NOT_FOUND, "receiver", "no agent \"%s\" is registered",
+			  it->m.receiver);
+		return 0;
+	}
+	if (a->state != CFG_AGENT_RUNNING && a->state != CFG_AGENT_LOADED) {
+		item_fail(it, 409, "AgentNotAccepting", RM_AGENT_NOT_ACCEPTING, "receiver",
+			  "the receiver is %s and accepts no new messages", cfg_agent_state_name(a->state));
+		return 0;
+	}
+	if (a->depth >= a->capacity) {
+		item_fail(it, 429, "QueueFull", RM_RESOURCE_EXHAUSTED, "receiver",
+			  "the queue of \"%s\" is full; retry later", it->m.receiver);
+		return 0;
+	}
+	if (rt->total_depth >= (size_t)rt->cfg.perf.max_concurrent_messages) {
+		item_fail(it, 429, "ResourceExhausted", RM_RESOURCE_EXHAUSTED, NULL, "%s",
+			  "the router holds performance.maxConcurrentMessages messages; retry later");
+		return 0;
+	}
+	if (it->m.conversation_id[0]) {
+		rc = conv_touch(rt, it, conv);
+		if (rc == -EAGAIN)
+			return 0;
+		if (rc)
+			return rc;
+	}
+	m = msg_new(it->m.message_id, it->m.conversation_id);
+	if (!m)
+		return -ENOMEM;
+	m->seq = ++rt->next_seq;
+	m->state = RTM_RESERVED;
+	m->prio = it->m.priority;
+	m->accepted_ms = util_now_ms();
+	m->started_ns = it->started_ns;
+	m->agent = a;
+	m->body = it->m.body;
+	m->body_len = it->m.body_len;
+	it->m.body = NULL;
+	HASH_ADD_KEYPTR(hh, a->by_id, m->message_id, strlen(m->message_id), m);
+	a->depth++;
+	rt->total_depth++;
+	dedup_add(rt, m->message_id, a->id, m->seq, m->accepted_ms, 0);
+	op = &sc->ops[sc->nops];
+	memset(op, 0, sizeof(*op));
+	op->type = STORE_MSG_INSERT;
+	op->seq = m->seq;
+	op->id = m->message_id;
+	op->receiver = a->id;
+	op->conversation = m->conv_id;
+	op->text = m->body;
+	op->text_len = m->body_len;
+	op->i1 = m->prio;
+	op->i2 = it->m.created_ms;
+	op->i3 = m->accepted_ms;
+	sc->msgs[sc->nops] = m;
+	sc->nops++;
+	it->status = 202;
+	return 0;
+}
+
+/* Undo a reservation whose commit failed. */
+static void unreserve(struct rt *rt, struct rt_msg *m)
+{
+	struct rt_agent *a = m->agent;
+	struct rt_dedup *d = dedup_find(rt, m->message_id);
+
+	if (d && d->seq == m->seq)
+		dedup_unlink(rt, d);
+	HASH_DEL(a->by_id, m);
+	a->depth--;
+	rt->total_depth--;
+	rt_msg_free(m);
+}
+
+static void on_commit(struct store_ticket *t, void *ctx)
+{
+	struct rt *rt = ctx;
+	struct submit_ctx *sc = t->user;
+	uint64_t now = util_mono_ns();
+
+	met_observe(rt->met->commit_batch, (double)t->nops);
+	if (!sc)
+		return;
+	pthread_mutex_lock(&rt->lock);
+	for (size_t i = 0; i < sc->nops; i++) {
+		struct rt_msg *m = sc->msgs ? sc->msgs[i] : NULL;
+		struct rt_dedup *d;
+
+		if (!m)
+			continue;
+		if (t->rc) {
+			unreserve(rt, m);
+			sc->msgs[i] = NULL;
+			continue;
+		}
+		d = dedup_find(rt, m->message_id);
+		if (d && d->seq == m->seq)
+			d->committed = 1;
+		m->committed_ns = now;
+		if (m->conv_id) {
+			m->lane = lane_get(m->agent, m->conv_id);
+			if (!m->lane) {
+				log_error("out of memory creating a conversation lane");
+				abort();
+			}
+		}
+		rt_make_ready(rt, m);
+		met_inc(rt->met->routed);
+		met_observe(rt->met->routing, (double)(now - m->started_ns) / 1e9);
+	}
+	pthread_mutex_unlock(&rt->lock);
+}
+
+int rt_submit(struct rt *rt, struct rt_item *items, size_t n)
+{
+	struct submit_ctx sc = { 0 };
+	struct store_ticket t = { 0 };
+	struct rt_conv **touched = NULL;
+	size_t ntouched = 0;
+	int rc = 0, wrc;
+
+	sc.ops = calloc(2 * n + 1, sizeof(*sc.ops));
+	sc.msgs = calloc(2 * n + 1, sizeof(*sc.msgs));
+	sc.owned = calloc(n + 1, sizeof(*sc.owned));
+	touched = calloc(n + 1, sizeof(*touched));
+	if (!sc.ops || !sc.msgs || !sc.owned || !touched) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&rt->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct rt_item *it = &items[i];
+		struct rt_conv *c = NULL;
+
+		met_inc(rt->met->received);
+		if (it->status)
+			continue;
+		if (rt->draining) {
+			item_fail(it, 503, "ShuttingDown", RM_SHUTTING_DOWN, NULL, "%s",
+				  "the router is draining; send to another replica");
+			continue;
+		}
+		rc = route_one(rt, it, &sc, &c);
+		if (rc)
+			break;
+		if (c) {
+			size_t k;
+
+			for (k = 0; k < ntouched && touched[k] != c; k++)
+				;
+			if (k == ntouched)
+				touched[ntouched++] = c;
+		}
+	}
+	/* one snapshot per conversation touched */
+	for (size_t k = 0; !rc && k < ntouched; k++) {
+		struct rt_conv *c = touched[k];
+		struct store_op *op = &sc.ops[sc.nops++];
+		char *parts = conv_parts_json(c);
+
+		if (!parts) {
+			rc = -ENOMEM;
+			break;
+		}
+		sc.owned[sc.nowned++] = parts;
+		memset(op, 0, sizeof(*op));
+		op->type = STORE_CONV_UPSERT;
+		op->id = c->id; /* conversations outlive the ticket: expiry runs on this lock */
+		op->text = parts;
+		op->text2 = c->protocol;
+		op->i1 = c->created_ms;
+		op->i2 = c->last_ms;
+		op->i3 = (int64_t)c->count;
+	}
+	if (rc) {
+		for (size_t i = 0; i < sc.nops; i++)
+			if (sc.msgs[i]) {
+				unreserve(rt, sc.msgs[i]);
+				sc.msgs[i] = NULL;
+			}
+		pthread_mutex_unlock(&rt->lock);
+		goto out;
+	}
+	if (sc.nops == 0) {
+		pthread_mutex_unlock(&rt->lock);
+		goto finish;
+	}
+	t.ops = sc.ops;
+	t.nops = sc.nops;
+	t.user = &sc;
+	wrc = store_submit(rt->st, &t);
+	if (wrc) {
+		for (size_t i = 0; i < sc.nops; i++)
+			if (sc.msgs[i]) {
+				unreserve(rt, sc.msgs[i]);
+				sc.msgs[i] = NULL;
+			}
+	}
+	pthread_mutex_unlock(&rt->lock);
+	if (!wrc)
+		wrc = store_wait(rt->st, &t);
+	if (wrc) {
+		for (size_t i = 0; i < n; i++)
+			if (items[i].status == 202 && !items[i].duplicate)
+				item_fail(&items[i], 503, "StorageUnavailable", RM_STORAGE_ERROR, NULL, "%s",
+					  "the message could not be stored; it was not accepted");
+	}
+finish:
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].status != 202)
+			met_inc(rt->met->failed[items[i].reason]);
+		else if (log_enabled(LOG_DEBUG) && log_sample(rt->cfg.obs.log_sample_rate))
+			log_debug("message routed", "message_id", items[i].m.message_id, "conversation_id",
+				  items[i].m.conversation_id[0] ? items[i].m.conversation_id : NULL, "trace_id",
+				  items[i].m.trace_id[0] ? items[i].m.trace_id : NULL, "agent_id", items[i].m.receiver,
+				  "sender", items[i].m.sender, "n:duplicate", items[i].duplicate ? "true" : "false");
+	}
+out:
+	for (size_t i = 0; i < sc.nowned; i++)
+		free(sc.owned[i]);
+	free(sc.owned);
+	free(sc.ops);
+	free(sc.msgs);
+	free(touched);
+	return rc;
+}
+
+/* --- lifecycle --------------------------------------------------------------- */
+
+int rt_new(const struct cfg *cfg, struct store *st, struct rmet *met, struct rt **out)
+{
+	struct rt *rt = calloc(1, sizeof(*rt));
+	pthread_condattr_t ca;
+	int rc;
+
+	if (!rt)
+		return -ENOMEM;
+	rc = cfg_copy(&rt->cfg, cfg);
+	if (rc) {
+		free(rt);
+		return rc;
+	}
+	pthread_mutex_init(&rt->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&rt->maint_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	heap_init(&rt->conv_heap, conv_cmp, conv_set_idx);
+	heap_init(&rt->lease_heap, lease_cmp, lease_set_idx);
+	rt->st = st;
+	rt->met = met;
+	rt->ndedup_max = (size_t)(cfg->profile == CFG_PROFILE_DEVELOPMENT ? 100000 : 1000000);
+	rt->started_ms = util_now_ms();
+	for (size_t i = 0; i < cfg->nagents; i++) {
+		struct rt_agent *a = agent_new(cfg->agents[i].id);
+
+		if (!a || agent_apply_cfg(rt, a, &cfg->agents[i])) {
+			if (a)
+				agent_free(a);
+			rt_free(rt);
+			return -ENOMEM;
+		}
+		HASH_ADD_KEYPTR(hh, rt->agents, a->id, strlen(a->id), a);
+	}
+	if (met && met_collector_add(met->reg, rt_collect_metrics, rt)) {
+		rt_free(rt);
+		return -ENOMEM;
+	}
+	*out = rt;
+	return 0;
+}
+
+static int recover_msg(void *ctx, uint64_t seq, const char *message_id, const char *receiver,
+		       const char *conversation, int priority, int64_t accepted_ms, int attempts,
+		       const char *body, size_t len)
+{
+	struct rt *rt = ctx;
+	struct rt_agent *a = rt_find_agent(rt, receiver);
+	struct rt_msg *m;
+
+	if (!message_id || !receiver || !body)
+		return 0;
+	if (!a) {
+		/* an agent removed from the config keeps its mailbox, draining */
+		a = agent_new(receiver);
+		if (!a)
+			return -ENOMEM;
+		a->state = CFG_AGENT_DRAINING;
+		a->mode = CFG_MODE_PULL;
+		a->capacity = (size_t)rt->cfg.perf.agent_queue_size;
+		a->caps_json = strdup("[]");
+		if (!a->caps_json) {
+			agent_free(a);
+			return -ENOMEM;
+		}
+		HASH_ADD_KEYPTR(hh, rt->agents, a->id, strlen(a->id), a);
+	}
+	m = msg_new(message_id, conversation);
+	if (!m)
+		return -ENOMEM;
+	m->body = malloc(len + 1);
+	if (!m->body) {
+		rt_msg_free(m);
+		return -ENOMEM;
+	}
+	memcpy(m->body, body, len);
+	m->body[len] = '\0';
+	m->body_len = len;
+	m->seq = seq;
+	m->prio = priority;
+	m->attempts = (uint32_t)attempts;
+	m->accepted_ms = accepted_ms;
+	m->committed_ns = m->started_ns = util_mono_ns();
+	m->agent = a;
+	if (m->conv_id) {
+		m->lane = lane_get(a, m->conv_id);
+		if (!m->lane) {
+			rt_msg_free(m);
+			return -ENOMEM;
+		}
+	}
+	HASH_ADD_KEYPTR(hh, a->by_id, m->message_id, strlen(m->message_id), m);
+	a->depth++;
+	rt->total_depth++;
+	if (a->depth > a->capacity)
+		a->capacity = a->depth; /* never refuse what is already stored */
+	rt_make_ready(rt, m);
+	if (seq > rt->next_seq)
+		rt->next_seq = seq;
+	return 0;
+}
+
+static int recover_conv(void *ctx, const char *id, const char *parts, const char *protocol,
+			int64_t created_ms, int64_t last_ms, int64_t count)
+{
+	struct rt *rt = ctx;
+	struct rt_conv *c;
+	json_t *arr;
+	size_t i;
+	json_t *v;
+
+	if (!id)
+		return 0;
+	c = conv_new(id, protocol, created_ms);
+	if (!c)
+		return -ENOMEM;
+	c->last_ms = last_ms;
+	c->count = (uint64_t)count;
+	arr = json_loads(parts ? parts : "[]", 0, NULL);
+	json_array_foreach(arr, i, v) {
+		if (json_is_string(v) && conv_add_part(c, json_string_value(v))) {
+			json_decref(arr);
+			conv_free(c);
+			return -ENOMEM;
+		}
+	}
+	json_decref(arr);
+	HASH_ADD_KEYPTR(hh, rt->convs, c->id, strlen(c->id), c);
+	rt_heap_push(&rt->conv_heap, c);
+	return 0;
+}
+
+static int recover_dedup(void *ctx, const char *message_id, const char *receiver, uint64_t seq,
+			 int64_t accepted_ms)
+{
+	struct rt *rt = ctx;
+
+	if (message_id && receiver && !dedup_find(rt, message_id))
+		dedup_add(rt, message_id, receiver, seq, accepted_ms, 1);
+	return 0;
+}
+
+static void *maint_main(void *arg);
+
+static int persist_agents(struct rt *rt)
+{
+	size_t n = HASH_COUNT(rt->agents), i = 0;
+	struct store_op *ops = calloc(n + 1, sizeof(*ops));
+	struct store_ticket t = { 0 };
+	struct rt_agent *a, *tmp;
+	int rc;
+
+	if (!ops)
+		return -ENOMEM;
+	HASH_ITER(hh, rt->agents, a, tmp) {
+		ops[i].type = STORE_AGENT_UPSERT;
+		ops[i].id = a->id;
+		ops[i].text = a->caps_json;
+		ops[i].text2 = cfg_agent_state_name(a->state);
+		ops[i].text3 = cfg_mode_name(a->mode);
+		ops[i].i1 = util_now_ms();
+		i++;
+	}
+	t.ops = ops;
+	t.nops = n;
+	rc = store_submit(rt->st, &t);
+	if (!rc)
+		rc = store_wait(rt->st, &t);
+	free(ops);
+	return rc;
+}
+
+int rt_start(struct rt *rt)
+{
+	uint64_t maxseq = 0;
+	int rc;
+
+	rc = store_load_messages(rt->st, recover_msg, rt);
+	if (!rc)
+		rc = store_load_conversations(rt->st, recover_conv, rt);
+	if (!rc && rt->cfg.delivery.dedup_window_ms)
+		rc = store_load_dedup(rt->st, util_now_ms() - rt->cfg.delivery.dedup_window_ms, recover_dedup, rt);
+	if (!rc)
+		rc = store_max_seq(rt->st, &maxseq);
+	if (rc) {
+		log_error("recovery from the database failed", "error", strerror(-rc));
+		return -EIO;
+	}
+	if (maxseq > rt->next_seq)
+		rt->next_seq = maxseq;
+	{
+		char q[32], c[32], d[32];
+
+		snprintf(q, sizeof(q), "%zu", rt->total_depth);
+		snprintf(c, sizeof(c), "%u", HASH_COUNT(rt->convs));
+		snprintf(d, sizeof(d), "%zu", rt->ndedup);
+		log_info("recovered state from the database", "n:queued_messages", q, "n:conversations", c,
+			 "n:dedup_entries", d);
+	}
+	rc = store_start(rt->st, (size_t)rt->cfg.storage.commit_batch_max, (unsigned)rt->cfg.storage.commit_delay_us,
+			 on_commit, rt);
+	if (rc)
+		return rc;
+	rc = persist_agents(rt);
+	if (rc)
+		return rc;
+	rc = pthread_create(&rt->maint, NULL, maint_main, rt);
+	if (rc)
+		return -rc;
+	rt->maint_started = 1;
+	return 0;
+}
+
+void rt_drain(struct rt *rt)
+{
+	struct rt_agent *a, *tmp;
+
+	pthread_mutex_lock(&rt->lock);
+	rt->draining = 1;
+	HASH_ITER(hh, rt->agents, a, tmp)
+		pthread_cond_broadcast(&a->cond);
+	pthread_mutex_unlock(&rt->lock);
+}
+
+int rt_is_draining(struct rt *rt)
+{
+	int d;
+
+	pthread_mutex_lock(&rt->lock);
+	d = rt->draining;
+	pthread_mutex_unlock(&rt->lock);
+	return d;
+}
+
+void rt_stop(struct rt *rt)
+{
+	if (!rt || !rt->maint_started)
+		return;
+	pthread_mutex_lock(&rt->lock);
+	rt->stopping = 1;
+	pthread_cond_signal(&rt->maint_cond);
+	pthread_mutex_unlock(&rt->lock);
+	pthread_join(rt->maint, NULL);
+	rt->maint_started = 0;
+}
+
+void rt_free(struct rt *rt)
+{
+	struct rt_agent *a, *atmp;
+	struct rt_conv *c, *ctmp;
+	struct rt_lease *l;
+
+	if (!rt)
+		return;
+	rt_stop(rt);
+	while ((l = heap_pop(&rt->lease_heap)))
+		free(l);
+	HASH_ITER(hh, rt->agents, a, atmp) {
+		HASH_DEL(rt->agents, a);
+		agent_free(a);
+	}
+	HASH_ITER(hh, rt->convs, c, ctmp) {
+		HASH_DEL(rt->convs, c);
+		conv_free(c);
+	}
+	while (rt->dedup_oldest)
+		dedup_unlink(rt, rt->dedup_oldest);
+	heap_free(&rt->conv_heap);
+	heap_free(&rt->lease_heap);
+	cfg_free(&rt->cfg);
+	pthread_mutex_destroy(&rt->lock);
+	pthread_cond_destroy(&rt->maint_cond);
+	free(rt);
+}
+
+/* --- maintenance thread ------------------------------------------------------ */
+
+static void maint_write(struct rt *rt, struct store_op *ops, size_t n)
+{
+	struct store_ticket t = { 0 };
+
+	if (!n)
+		return;
+	t.ops = ops;
+	t.nops = n;
+	if (store_submit(rt->st, &t) == 0 && store_wait(rt->st, &t) != 0)
+		log_warn("maintenance write failed; it will be retried");
+}
+
+static void *maint_main(void *arg)
+{
+	struct rt *rt = arg;
+	int64_t last_prune = util_now_ms();
+
+	pthread_mutex_lock(&rt->lock);
+	while (!rt->stopping) {
+		struct timespec ts;
+		struct store_op *ops = NULL;
+		char **ids = NULL;
+		size_t nops = 0, nids = 0;
+		int64_t now = util_now_ms();
+
+		rt_expire_leases(rt, util_mono_ns());
+		rt_dedup_prune(rt, now);
+		rt_conv_expire(rt, now, &ops, &nops, &ids, &nids);
+		if (nops) {
+			pthread_mutex_unlock(&rt->lock);
+			maint_write(rt, ops, nops);
+			pthread_mutex_lock(&rt->lock);
+		}
+		for (size_t i = 0; i < nids; i++)
+			free(ids[i]);
+		free(ids);
+		free(ops);
+		if (now - last_prune > 10000 && rt->cfg.delivery.dedup_window_ms) {
+			struct store_op op = { .type = STORE_DEDUP_PRUNE };
+
+			op.i1 = now - rt->cfg.delivery.dedup_window_ms;
+			last_prune = now;
+			pthread_mutex_unlock(&rt->lock);
+			maint_write(rt, &op, 1);
+			pthread_mutex_lock(&rt->lock);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += 50 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (!rt->stopping)
+			pthread_cond_timedwait(&rt->maint_cond, &rt->lock, &ts);
+	}
+	pthread_mutex_unlock(&rt->lock);
+	return NULL;
+}

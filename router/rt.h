@@ -1,0 +1,97 @@
+/*
+ * rt: the routing core.  It owns the agent registry (O(1) lookup by id),
+ * each agent's bounded queue, conversations, leases and the deduplication
+ * window, and it drives the store so that a message is acknowledged only
+ * after it is committed.  All state sits behind one mutex; every operation
+ * under it is short (no I/O), and the only blocking waits (commit, long
+ * poll) happen with the mutex released.  Thread-safe throughout.
+ */
+#ifndef SWITCHBOARD_RT_H
+#define SWITCHBOARD_RT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msg.h"
+#include "rmet.h"
+#include "store.h"
+#include "switchboard/buf.h"
+#include "switchboard/cfg.h"
+#include "switchboard/common.h"
+
+struct rt;
+
+/* The outcome of an operation that failed as a whole. */
+struct rt_err {
+	int status;	  /* HTTP status */
+	const char *code; /* error code for the JSON body */
+	char message[200];
+	int retry_after_s; /* >0: send Retry-After */
+};
+
+/* One message of a submission. */
+struct rt_item {
+	struct msg m;	  /* in: validated message; rt takes m.body on success */
+	int status;	  /* in: non-zero if already rejected; out: 202 or an error */
+	const char *code; /* out: error code when status != 202 */
+	char field[64];
+	char message[200];
+	int duplicate; /* out: 1 when message_id was already accepted */
+	int reason;    /* out: enum rmet_reason for failures */
+	uint64_t started_ns;
+};
+
+/* Create the core with a copy of `cfg` (borrowed).  `st` and `met` are
+ * borrowed and must outlive it.  Returns 0 or -ENOMEM. */
+int rt_new(const struct cfg *cfg, struct store *st, struct rmet *met, struct rt **out) SB_MUST_CHECK;
+
+/* Rebuild queues, conversations and the dedup window from the store, then
+ * start the store's writer and the maintenance thread.  Returns 0 or -EIO. */
+int rt_start(struct rt *rt) SB_MUST_CHECK;
+
+/* Stop accepting submissions (503) and wake every long poll.  Idempotent. */
+void rt_drain(struct rt *rt);
+int rt_is_draining(struct rt *rt);
+
+/* Stop the maintenance thread.  The store is closed by its owner after. */
+void rt_stop(struct rt *rt);
+void rt_free(struct rt *rt);
+
+/* Route `n` items: receiver lookup, dedup, back-pressure, conversation
+ * tracking, then one group-committed write; returns after the commit with
+ * each item's status set.  Returns 0 or -ENOMEM. */
+int rt_submit(struct rt *rt, struct rt_item *items, size_t n) SB_MUST_CHECK;
+
+/* Long-poll pull: wait up to `wait_ms` for messages for `agent`, lease up
+ * to `max` of them, and write the JSON reply into `out`.  Returns 0, or
+ * -EINVAL with `err` set (unknown agent), or -ENOMEM. */
+int rt_pull(struct rt *rt, const char *agent, size_t max, int64_t wait_ms, struct buf *out,
+	    struct rt_err *err) SB_MUST_CHECK;
+
+/* Settle leased messages by id (`ids`: JSON array of strings, borrowed).
+ * `ack` 1 deletes them durably (returns after commit); 0 requeues them.
+ * Writes {"acked"|"nacked":n,"results":[...]} into `out`. */
+int rt_settle(struct rt *rt, const char *agent, const json_t *ids, int ack, struct buf *out,
+	      struct rt_err *err) SB_MUST_CHECK;
+
+/* JSON views for the API. */
+int rt_agents_json(struct rt *rt, struct buf *out) SB_MUST_CHECK;
+int rt_agent_json(struct rt *rt, const char *id, struct buf *out, struct rt_err *err) SB_MUST_CHECK;
+int rt_conversation_json(struct rt *rt, const char *id, struct buf *out, struct rt_err *err) SB_MUST_CHECK;
+
+/* Metrics collector (registered by rt_new): queue depth, conversations,
+ * agents by state, database size, resident memory. */
+int rt_collect_metrics(struct buf *out, void *rt) SB_MUST_CHECK;
+
+/* Counters for status and tests. */
+struct rt_stats {
+	size_t agents;
+	size_t queued;
+	size_t leased;
+	size_t conversations;
+	size_t dedup_entries;
+};
+void rt_get_stats(struct rt *rt, struct rt_stats *s);
+
+#endif

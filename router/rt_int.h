@@ -1,0 +1,141 @@
+/*
+ * Private to router/rt*.c: the data structures of the routing core.
+ */
+#ifndef SWITCHBOARD_RT_INT_H
+#define SWITCHBOARD_RT_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "rt.h"
+#include "switchboard/heap.h"
+#include "switchboard/log.h"
+
+#define uthash_fatal(msg)                                                                        \
+	do {                                                                                     \
+		log_error("out of memory in hash table", "detail", msg);                        \
+		abort();                                                                         \
+	} while (0)
+#include <uthash.h>
+
+enum rt_msg_state { RTM_RESERVED, RTM_QUEUED, RTM_LEASED };
+
+struct rt_lease;
+struct rt_lane;
+struct rt_agent;
+
+struct rt_msg {
+	uint64_t seq;
+	int state; /* enum rt_msg_state */
+	int prio;
+	uint32_t attempts;
+	int64_t accepted_ms;
+	uint64_t started_ns;   /* when the submission arrived (routing latency) */
+	uint64_t committed_ns; /* when it became deliverable */
+	struct rt_agent *agent;
+	struct rt_lane *lane;	    /* NULL: not in a conversation */
+	struct rt_msg *lane_next;   /* lane FIFO */
+	struct rt_lease *lease;	    /* while leased */
+	struct rt_msg *lprev, *lnext; /* lease membership */
+	size_t heap_idx;
+	char *message_id; /* points into this allocation */
+	char *conv_id;	  /* points into this allocation; NULL if none */
+	char *body;	  /* owned */
+	size_t body_len;
+	UT_hash_handle hh; /* agent->by_id */
+};
+
+struct rt_lane {
+	char *conv_id;
+	struct rt_msg *head, *tail;
+	size_t queued;
+	size_t inflight;
+	UT_hash_handle hh;
+};
+
+struct rt_agent {
+	char *id;
+	int state; /* enum cfg_agent_state */
+	int mode;  /* enum cfg_mode */
+	size_t capacity;
+	size_t depth;	 /* reserved + queued + leased */
+	size_t leased;
+	char *caps_json; /* capabilities as JSON, for views and the store */
+	struct heap ready;
+	struct rt_lane *lanes;
+	struct rt_msg *by_id;
+	pthread_cond_t cond;
+	int configured; /* present in the running config */
+	UT_hash_handle hh;
+};
+
+struct rt_conv {
+	char *id;
+	char *protocol;
+	char **parts;
+	size_t nparts;
+	int64_t created_ms;
+	int64_t last_ms;
+	uint64_t count;
+	size_t heap_idx;
+	UT_hash_handle hh;
+};
+
+struct rt_lease {
+	char id[33];
+	struct rt_agent *agent;
+	uint64_t expires_ns;
+	struct rt_msg *msgs; /* doubly linked through lprev/lnext */
+	size_t n;
+	size_t heap_idx;
+};
+
+struct rt_dedup {
+	char *message_id;
+	char *receiver;
+	uint64_t seq;
+	int64_t accepted_ms;
+	int committed;
+	struct rt_dedup *older, *newer; /* age order for pruning */
+	UT_hash_handle hh;
+};
+
+struct rt {
+	pthread_mutex_t lock;
+	struct cfg cfg;
+	struct store *st;
+	struct rmet *met;
+	struct rt_agent *agents;
+	struct rt_conv *convs;
+	struct heap conv_heap;
+	struct heap lease_heap; /* leases by expiry; owns them */
+	struct rt_dedup *dedup;
+	struct rt_dedup *dedup_oldest, *dedup_newest;
+	size_t ndedup;
+	size_t ndedup_max;
+	uint64_t next_seq;
+	size_t total_depth;
+	size_t total_leased;
+	int draining;
+	int stopping;
+	pthread_t maint;
+	int maint_started;
+	pthread_cond_t maint_cond;
+	int64_t started_ms;
+};
+
+/* rt.c */
+void rt_msg_free(struct rt_msg *m);
+void rt_make_ready(struct rt *rt, struct rt_msg *m);
+void rt_requeue(struct rt *rt, struct rt_msg *m);
+void rt_lane_maybe_free(struct rt_agent *a, struct rt_lane *l);
+void rt_heap_push(struct heap *h, void *e);
+struct rt_agent *rt_find_agent(struct rt *rt, const char *id);
+void rt_dedup_prune(struct rt *rt, int64_t now_ms);
+void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t *nops, char ***ids,
+		    size_t *nids);
+
+/* rt_pull.c */
+void rt_expire_leases(struct rt *rt, uint64_t now_ns);
+
+#endif

@@ -1,0 +1,288 @@
+/*
+ * Pull delivery: long polls, leases, ack and nack, and lease expiry.  A pull
+ * takes messages from the agent's ready heap under a lease; until the lease
+ * is settled its messages are invisible to other pulls, and a lease that
+ * expires puts them back (at-least-once).  An ack deletes the message
+ * durably before the reply.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rt_int.h"
+#include "switchboard/util.h"
+
+static void lease_unlink(struct rt_lease *l, struct rt_msg *m)
+{
+	if (m->lprev)
+		m->lprev->lnext = m->lnext;
+	else
+		l->msgs = m->lnext;
+	if (m->lnext)
+		m->lnext->lprev = m->lprev;
+	m->lprev = m->lnext = NULL;
+	m->lease = NULL;
+	l->n--;
+}
+
+static void lease_release_if_empty(struct rt *rt, struct rt_lease *l)
+{
+	if (l->n)
+		return;
+	heap_remove(&rt->lease_heap, l->heap_idx);
+	free(l);
+}
+
+/* Take up to `max` ready messages of `a` under a new lease. */
+static int take(struct rt *rt, struct rt_agent *a, size_t max, struct rt_lease **out)
+{
+	struct rt_lease *l;
+	struct rt_msg *m, *tail = NULL;
+	uint64_t now = util_mono_ns();
+
+	*out = NULL;
+	if (!heap_peek(&a->ready))
+		return 0;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	util_random_id(l->id);
+	l->agent = a;
+	l->expires_ns = now + (uint64_t)rt->cfg.delivery.lease_timeout_ms * 1000000ull;
+	while (l->n < max && (m = heap_pop(&a->ready))) {
+		struct rt_lane *ln = m->lane;
+
+		if (ln) {
+			ln->head = m->lane_next;
+			if (!ln->head)
+				ln->tail = NULL;
+			m->lane_next = NULL;
+			ln->queued--;
+			ln->inflight++;
+			/* the next message of the conversation may follow in this same lease */
+			if (ln->head)
+				rt_heap_push(&a->ready, ln->head);
+		}
+		m->state = RTM_LEASED;
+		m->lease = l;
+		m->lprev = tail;
+		if (tail)
+			tail->lnext = m;
+		else
+			l->msgs = m;
+		tail = m;
+		l->n++;
+		if (m->attempts++ == 0)
+			met_observe(rt->met->deliver_latency, (double)(now - m->committed_ns) / 1e9);
+		else
+			met_inc(rt->met->redelivered);
+		a->leased++;
+		rt->total_leased++;
+	}
+	/* conversations with a message in flight leave the heap until settled */
+	for (m = l->msgs; m; m = m->lnext)
+		if (m->lane && m->lane->head && m->lane->head->heap_idx != HEAP_NOT_IN)
+			heap_remove(&a->ready, m->lane->head->heap_idx);
+	rt_heap_push(&rt->lease_heap, l);
+	met_add(rt->met->leased, l->n);
+	*out = l;
+	return 0;
+}
+
+static int write_lease(const struct rt *rt, const struct rt_agent *a, const struct rt_lease *l, struct buf *out)
+{
+	char exp[32];
+	int rc;
+
+	rc = buf_puts(out, "{\"agent\":");
+	if (!rc)
+		rc = buf_json_str(out, a->id);
+	if (!l) {
+		if (!rc)
+			rc = buf_puts(out, ",\"lease_id\":null,\"messages\":[]}\n");
+		return rc;
+	}
+	util_fmt_rfc3339(util_now_ms() + rt->cfg.delivery.lease_timeout_ms, exp);
+	if (!rc)
+		rc = buf_printf(out, ",\"lease_id\":\"%s\",\"lease_expires_at\":\"%s\",\"messages\":[", l->id, exp);
+	for (const struct rt_msg *m = l->msgs; !rc && m; m = m->lnext) {
+		rc = buf_puts(out, m == l->msgs ? "{\"message_id\":" : ",{\"message_id\":");
+		if (!rc)
+			rc = buf_json_str(out, m->message_id);
+		if (!rc)
+			rc = buf_printf(out, ",\"attempt\":%u,\"message\":", m->attempts);
+		if (!rc)
+			rc = buf_append(out, m->body, m->body_len);
+		if (!rc)
+			rc = buf_puts(out, "}");
+	}
+	if (!rc)
+		rc = buf_puts(out, "]}\n");
+	return rc;
+}
+
+int rt_pull(struct rt *rt, const char *agent, size_t max, int64_t wait_ms, struct buf *out,
+	    struct rt_err *err)
+{
+	struct rt_agent *a;
+	struct rt_lease *l = NULL;
+	struct timespec deadline;
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += wait_ms / 1000;
+	deadline.tv_nsec += (wait_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&rt->lock);
+	a = rt_find_agent(rt, agent);
+	if (!a) {
+		pthread_mutex_unlock(&rt->lock);
+		err->status = 404;
+		err->code = "AgentNotFound";
+		snprintf(err->message, sizeof(err->message), "no agent \"%s\" is registered", agent);
+		return -EINVAL;
+	}
+	if (max > (size_t)rt->cfg.delivery.max_pull_batch)
+		max = (size_t)rt->cfg.delivery.max_pull_batch;
+	while (!heap_peek(&a->ready) && !rt->draining && wait_ms > 0) {
+		if (pthread_cond_timedwait(&a->cond, &rt->lock, &deadline) == ETIMEDOUT)
+			break;
+	}
+	rc = take(rt, a, max, &l);
+	if (!rc)
+		rc = write_lease(rt, a, l, out);
+	/* another poller may be waiting and more messages may be ready */
+	if (heap_peek(&a->ready))
+		pthread_cond_signal(&a->cond);
+	pthread_mutex_unlock(&rt->lock);
+	return rc;
+}
+
+/* Finish a lane's in-flight message: unblock the conversation. */
+static void lane_settled(struct rt_agent *a, struct rt_lane *ln)
+{
+	ln->inflight--;
+	if (ln->inflight == 0) {
+		if (ln->head && ln->head->heap_idx == HEAP_NOT_IN) {
+			rt_heap_push(&a->ready, ln->head);
+			pthread_cond_signal(&a->cond);
+		}
+		rt_lane_maybe_free(a, ln);
+	}
+}
+
+int rt_settle(struct rt *rt, const char *agent, const json_t *ids, int ack, struct buf *out,
+	      struct rt_err *err)
+{
+	struct rt_agent *a;
+	struct store_op *ops = NULL;
+	struct store_ticket t = { 0 };
+	json_t *missing = json_array();
+	size_t n = json_array_size(ids), nops = 0, settled = 0, i;
+	json_t *v;
+	char *miss = NULL;
+	int rc = 0;
+
+	if (!missing)
+		return -ENOMEM;
+	ops = calloc(n + 1, sizeof(*ops));
+	if (!ops) {
+		json_decref(missing);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&rt->lock);
+	a = rt_find_agent(rt, agent);
+	if (!a) {
+		pthread_mutex_unlock(&rt->lock);
+		err->status = 404;
+		err->code = "AgentNotFound";
+		snprintf(err->message, sizeof(err->message), "no agent \"%s\" is registered", agent);
+		rc = -EINVAL;
+		goto out;
+	}
+	json_array_foreach(ids, i, v) {
+		struct rt_msg *m = NULL;
+		struct rt_lease *l;
+
+		HASH_FIND_STR(a->by_id, json_string_value(v), m);
+		if (!m || m->state != RTM_LEASED) {
+			json_array_append(missing, v);
+			continue;
+		}
+		l = m->lease;
+		lease_unlink(l, m);
+		lease_release_if_empty(rt, l);
+		settled++;
+		if (!ack) {
+			rt_requeue(rt, m);
+			met_inc(rt->met->nacked);
+			continue;
+		}
+		ops[nops].type = STORE_MSG_DELETE;
+		ops[nops].seq = m->seq;
+		nops++;
+		a->leased--;
+		rt->total_leased--;
+		a->depth--;
+		rt->total_depth--;
+		HASH_DEL(a->by_id, m);
+		if (m->lane)
+			lane_settled(a, m->lane);
+		rt_msg_free(m);
+		met_inc(rt->met->delivered);
+	}
+	if (a->state == CFG_AGENT_DRAINING && a->depth == 0) {
+		a->state = CFG_AGENT_STOPPED;
+		log_info("agent drained and stopped", "agent_id", a->id);
+	}
+	if (nops) {
+		t.ops = ops;
+		t.nops = nops;
+		rc = store_submit(rt->st, &t);
+	}
+	pthread_mutex_unlock(&rt->lock);
+	if (nops && !rc)
+		rc = store_wait(rt->st, &t);
+	if (rc) {
+		/* the messages are gone from memory; the store still has them, so
+		 * they come back after a restart: at-least-once holds */
+		err->status = 503;
+		err->code = "StorageUnavailable";
+		snprintf(err->message, sizeof(err->message), "%s", "the acknowledgement could not be stored");
+		rc = -EINVAL;
+		goto out;
+	}
+	miss = json_dumps(missing, JSON_COMPACT);
+	if (!miss) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = buf_printf(out, "{\"%s\":%zu,\"not_leased\":%s}\n", ack ? "acked" : "nacked", settled, miss);
+out:
+	free(miss);
+	free(ops);
+	json_decref(missing);
+	return rc;
+}
+
+void rt_expire_leases(struct rt *rt, uint64_t now_ns)
+{
+	struct rt_lease *l;
+
+	while ((l = heap_peek(&rt->lease_heap)) && l->expires_ns <= now_ns) {
+		struct rt_msg *m;
+
+		heap_pop(&rt->lease_heap);
+		while ((m = l->msgs)) {
+			lease_unlink(l, m);
+			rt_requeue(rt, m);
+		}
+		met_inc(rt->met->lease_expired);
+		free(l);
+	}
+}

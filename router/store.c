@@ -1,0 +1,482 @@
+/*
+ * SQLite persistence with a single writer thread.  Tickets queue in FIFO
+ * order; the writer drains up to batch_max operations into one transaction,
+ * commits, runs the commit callback for each ticket, and wakes the waiters.
+ * Readers (recovery) use the same connection before the writer starts.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "switchboard/log.h"
+
+enum { S_MSG_INS, S_ACC_INS, S_MSG_DEL, S_MSG_ATT, S_CONV_UPS, S_CONV_DEL, S_AGENT_UPS, S_DEDUP_PRUNE, S_COUNT };
+
+static const char *const stmt_sql[S_COUNT] = {
+	"INSERT INTO messages(seq,message_id,receiver,conversation_id,priority,created_at,accepted_at,body) "
+	"VALUES(?,?,?,?,?,?,?,?)",
+	"INSERT OR REPLACE INTO accepted(message_id,seq,receiver,accepted_at) VALUES(?,?,?,?)",
+	"DELETE FROM messages WHERE seq=?",
+	"UPDATE messages SET attempts=? WHERE seq=?",
+	"INSERT INTO conversations(id,participants,protocol,created_at,last_activity,message_count) "
+	"VALUES(?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET participants=excluded.participants,"
+	"last_activity=excluded.last_activity,message_count=excluded.message_count",
+	"DELETE FROM conversations WHERE id=?",
+	"INSERT INTO agents(id,state,mode,capabilities,updated_at) VALUES(?,?,?,?,?) "
+	"ON CONFLICT(id) DO UPDATE SET state=excluded.state,mode=excluded.mode,"
+	"capabilities=excluded.capabilities,updated_at=excluded.updated_at",
+	"DELETE FROM accepted WHERE accepted_at<?",
+};
+
+static const char schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"INSERT OR IGNORE INTO meta(key,value) VALUES('schema_version','1');"
+	"CREATE TABLE IF NOT EXISTS agents(id TEXT PRIMARY KEY, state TEXT NOT NULL, mode TEXT NOT NULL,"
+	" capabilities TEXT NOT NULL, updated_at INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS conversations(id TEXT PRIMARY KEY, participants TEXT NOT NULL,"
+	" protocol TEXT, created_at INTEGER NOT NULL, last_activity INTEGER NOT NULL,"
+	" message_count INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS conversations_last ON conversations(last_activity);"
+	"CREATE TABLE IF NOT EXISTS messages(seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
+	" receiver TEXT NOT NULL, conversation_id TEXT, priority INTEGER NOT NULL,"
+	" created_at INTEGER NOT NULL, accepted_at INTEGER NOT NULL,"
+	" attempts INTEGER NOT NULL DEFAULT 0, body BLOB NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS accepted(message_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
+	" receiver TEXT NOT NULL, accepted_at INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS accepted_at_idx ON accepted(accepted_at);";
+
+struct store {
+	sqlite3 *db;
+	char *path;
+	sqlite3_stmt *st[S_COUNT];
+	pthread_t writer;
+	int writer_started;
+	pthread_mutex_t lock;
+	pthread_cond_t work;  /* writer waits for tickets */
+	pthread_cond_t done;  /* submitters wait for completion */
+	struct store_ticket *head, *tail;
+	size_t queued_ops;
+	int closing;
+	size_t batch_max;
+	unsigned delay_us;
+	store_commit_fn on_commit;
+	void *ctx;
+	struct store_stats stats;
+};
+
+static int exec(struct store *s, const char *sql)
+{
+	char *err = NULL;
+
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		log_error("sqlite statement failed", "error", err ? err : "?", "path", s->path);
+		sqlite3_free(err);
+		return -EIO;
+	}
+	return 0;
+}
+
+int store_open(const char *path, int sync_full, int64_t busy_ms, struct store **out)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	int rc = -EIO;
+
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->work, NULL);
+	pthread_cond_init(&s->done, NULL);
+	s->path = strdup(path);
+	if (!s->path) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		log_error("cannot open database", "path", path, "error", s->db ? sqlite3_errmsg(s->db) : "?");
+		goto out;
+	}
+	sqlite3_busy_timeout(s->db, (int)busy_ms);
+	if (exec(s, "PRAGMA journal_mode=WAL") || exec(s, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") ||
+	    exec(s, "PRAGMA foreign_keys=OFF") || exec(s, "PRAGMA temp_store=MEMORY") ||
+	    exec(s, "PRAGMA wal_autocheckpoint=4000") || exec(s, schema_sql))
+		goto out;
+	for (int i = 0; i < S_COUNT; i++) {
+		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
+		    SQLITE_OK) {
+			log_error("cannot prepare statement", "error", sqlite3_errmsg(s->db));
+			goto out;
+		}
+	}
+	*out = s;
+	return 0;
+out:
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(s->st[i]);
+	if (s->db)
+		sqlite3_close(s->db);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->work);
+	pthread_cond_destroy(&s->done);
+	free(s->path);
+	free(s);
+	return rc;
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	return t ? (const char *)t : NULL;
+}
+
+int store_load_messages(struct store *s, store_msg_fn fn, void *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0, r;
+
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT seq,message_id,receiver,conversation_id,priority,accepted_at,attempts,body "
+			       "FROM messages ORDER BY seq",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = fn(ctx, (uint64_t)sqlite3_column_int64(st, 0), col_text(st, 1), col_text(st, 2),
+			col_text(st, 3), sqlite3_column_int(st, 4), sqlite3_column_int64(st, 5),
+			sqlite3_column_int(st, 6), sqlite3_column_blob(st, 7), (size_t)sqlite3_column_bytes(st, 7));
+		if (rc)
+			goto out;
+	}
+	if (r != SQLITE_DONE)
+		rc = -EIO;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_load_conversations(struct store *s, store_conv_fn fn, void *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0, r;
+
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT id,participants,protocol,created_at,last_activity,message_count FROM conversations",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = fn(ctx, col_text(st, 0), col_text(st, 1), col_text(st, 2), sqlite3_column_int64(st, 3),
+			sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5));
+		if (rc)
+			goto out;
+	}
+	if (r != SQLITE_DONE)
+		rc = -EIO;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_load_dedup(struct store *s, int64_t since_ms, store_dedup_fn fn, void *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0, r;
+
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT message_id,receiver,seq,accepted_at FROM accepted WHERE accepted_at>=? "
+			       "ORDER BY accepted_at",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, since_ms);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = fn(ctx, col_text(st, 0), col_text(st, 1), (uint64_t)sqlite3_column_int64(st, 2),
+			sqlite3_column_int64(st, 3));
+		if (rc)
+			goto out;
+	}
+	if (r != SQLITE_DONE)
+		rc = -EIO;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_max_seq(struct store *s, uint64_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -EIO;
+
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT max(coalesce((SELECT max(seq) FROM messages),0),"
+			       "coalesce((SELECT max(seq) FROM accepted),0))",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*out = (uint64_t)sqlite3_column_int64(st, 0);
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *t)
+{
+	if (t)
+		sqlite3_bind_text(st, i, t, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static int step(struct store *s, sqlite3_stmt *st)
+{
+	int r = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (r != SQLITE_DONE) {
+		log_error("sqlite write failed", "error", sqlite3_errmsg(s->db));
+		return -EIO;
+	}
+	return 0;
+}
+
+static int apply_op(struct store *s, const struct store_op *op)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	switch (op->type) {
+	case STORE_MSG_INSERT:
+		st = s->st[S_MSG_INS];
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)op->seq);
+		bind_text(st, 2, op->id);
+		bind_text(st, 3, op->receiver);
+		bind_text(st, 4, op->conversation);
+		sqlite3_bind_int64(st, 5, op->i1);
+		sqlite3_bind_int64(st, 6, op->i2);
+		sqlite3_bind_int64(st, 7, op->i3);
+		sqlite3_bind_blob(st, 8, op->text, (int)op->text_len, SQLITE_STATIC);
+		rc = step(s, st);
+		if (rc)
+			return rc;
+		st = s->st[S_ACC_INS];
+		bind_text(st, 1, op->id);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)op->seq);
+		bind_text(st, 3, op->receiver);
+		sqlite3_bind_int64(st, 4, op->i3);
+		return step(s, st);
+	case STORE_MSG_DELETE:
+		st = s->st[S_MSG_DEL];
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)op->seq);
+		return step(s, st);
+	case STORE_MSG_ATTEMPTS:
+		st = s->st[S_MSG_ATT];
+		sqlite3_bind_int64(st, 1, op->i1);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)op->seq);
+		return step(s, st);
+	case STORE_CONV_UPSERT:
+		st = s->st[S_CONV_UPS];
+		bind_text(st, 1, op->id);
+		bind_text(st, 2, op->text);
+		bind_text(st, 3, op->text2);
+		sqlite3_bind_int64(st, 4, op->i1);
+		sqlite3_bind_int64(st, 5, op->i2);
+		sqlite3_bind_int64(st, 6, op->i3);
+		return step(s, st);
+	case STORE_CONV_DELETE:
+		st = s->st[S_CONV_DEL];
+		bind_text(st, 1, op->id);
+		return step(s, st);
+	case STORE_AGENT_UPSERT:
+		st = s->st[S_AGENT_UPS];
+		bind_text(st, 1, op->id);
+		bind_text(st, 2, op->text2);
+		bind_text(st, 3, op->text3);
+		bind_text(st, 4, op->text ? op->text : "[]");
+		sqlite3_bind_int64(st, 5, op->i1);
+		return step(s, st);
+	case STORE_DEDUP_PRUNE:
+		st = s->st[S_DEDUP_PRUNE];
+		sqlite3_bind_int64(st, 1, op->i1);
+		return step(s, st);
+	default:
+		return -EINVAL;
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	struct store *s = arg;
+
+	for (;;) {
+		struct store_ticket *batch, *last, *t;
+		size_t nops = 0;
+		int rc = 0;
+
+		pthread_mutex_lock(&s->lock);
+		while (!s->head && !s->closing)
+			pthread_cond_wait(&s->work, &s->lock);
+		if (!s->head && s->closing) {
+			pthread_mutex_unlock(&s->lock);
+			break;
+		}
+		if (s->delay_us && s->queued_ops < s->batch_max && !s->closing) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += (long)s->delay_us * 1000;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			while (s->queued_ops < s->batch_max && !s->closing &&
+			       pthread_cond_timedwait(&s->work, &s->lock, &ts) == 0)
+				;
+		}
+		/* take whole tickets up to batch_max operations (at least one) */
+		batch = last = s->head;
+		nops = last->nops;
+		while (last->next && nops + last->next->nops <= s->batch_max) {
+			last = last->next;
+			nops += last->nops;
+		}
+		s->head = last->next;
+		if (!s->head)
+			s->tail = NULL;
+		last->next = NULL;
+		s->queued_ops -= nops;
+		pthread_mutex_unlock(&s->lock);
+
+		rc = exec(s, "BEGIN IMMEDIATE");
+		for (t = batch; !rc && t; t = t->next)
+			for (size_t i = 0; !rc && i < t->nops; i++)
+				rc = apply_op(s, &t->ops[i]);
+		if (!rc)
+			rc = exec(s, "COMMIT");
+		if (rc) {
+			char *err = NULL;
+
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, &err);
+			sqlite3_free(err);
+			rc = -EIO;
+		}
+		for (t = batch; t; t = t->next) {
+			t->rc = rc;
+			if (s->on_commit)
+				s->on_commit(t, s->ctx);
+		}
+		pthread_mutex_lock(&s->lock);
+		s->stats.commits++;
+		s->stats.ops += nops;
+		if (rc)
+			s->stats.failed_commits++;
+		for (t = batch; t;) {
+			struct store_ticket *n = t->next;
+
+			t->next = NULL;
+			t->done = 1;
+			t = n;
+		}
+		pthread_cond_broadcast(&s->done);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return NULL;
+}
+
+int store_start(struct store *s, size_t batch_max, unsigned delay_us, store_commit_fn fn, void *ctx)
+{
+	int rc;
+
+	s->batch_max = batch_max ? batch_max : 1024;
+	s->delay_us = delay_us;
+	s->on_commit = fn;
+	s->ctx = ctx;
+	rc = pthread_create(&s->writer, NULL, writer_main, s);
+	if (rc)
+		return -rc;
+	s->writer_started = 1;
+	return 0;
+}
+
+int store_submit(struct store *s, struct store_ticket *t)
+{
+	t->done = 0;
+	t->rc = 0;
+	t->next = NULL;
+	pthread_mutex_lock(&s->lock);
+	if (s->closing) {
+		pthread_mutex_unlock(&s->lock);
+		return -ESHUTDOWN;
+	}
+	if (s->tail)
+		s->tail->next = t;
+	else
+		s->head = t;
+	s->tail = t;
+	s->queued_ops += t->nops;
+	pthread_cond_signal(&s->work);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+int store_wait(struct store *s, struct store_ticket *t)
+{
+	pthread_mutex_lock(&s->lock);
+	while (!t->done)
+		pthread_cond_wait(&s->done, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	return t->rc;
+}
+
+int64_t store_size_bytes(const struct store *s)
+{
+	char p[4200];
+	struct stat st;
+	int64_t total = 0;
+
+	if (stat(s->path, &st) == 0)
+		total += st.st_size;
+	snprintf(p, sizeof(p), "%s-wal", s->path);
+	if (stat(p, &st) == 0)
+		total += st.st_size;
+	return total;
+}
+
+void store_get_stats(struct store *s, struct store_stats *out)
+{
+	pthread_mutex_lock(&s->lock);
+	*out = s->stats;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void store_close(struct store *s)
+{
+	char *err = NULL;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->closing = 1;
+	pthread_cond_signal(&s->work);
+	pthread_mutex_unlock(&s->lock);
+	if (s->writer_started)
+		pthread_join(s->writer, NULL);
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(s->st[i]);
+	if (sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, &err) != SQLITE_OK)
+		log_warn("checkpoint at close failed", "error", err ? err : "?");
+	sqlite3_free(err);
+	if (sqlite3_close(s->db) != SQLITE_OK)
+		log_error("database did not close cleanly", "path", s->path);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->work);
+	pthread_cond_destroy(&s->done);
+	free(s->path);
+	free(s);
+}

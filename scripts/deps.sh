@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install every Debian package the build, the tests and the demo need.
+# Safe to run any number of times: it installs only what is missing.
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config git curl ca-certificates
+  libcurl4-openssl-dev libjansson-dev libyaml-dev libmicrohttpd-dev
+  libsqlite3-dev sqlite3 libsodium-dev libcmocka-dev uthash-dev
+  liburcu-dev libxxhash-dev
+  valgrind clang-format clang-tidy cppcheck
+  prometheus python3 python3-pytest
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The Debian prometheus package starts a server on :9090; tests run their own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+  $SUDO systemctl stop prometheus || true
+fi
