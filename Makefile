@@ -14,7 +14,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wformat=2 -Wno-format-nonliteral -Wvla -Wpointer-arith
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -Ilib -DSB_VERSION='"$(VERSION)"' $(WARN) -MMD -MP
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -Ilib -Irouter -DSB_VERSION='"$(VERSION)"' $(WARN) -MMD -MP
 RELEASE_CFLAGS := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2
 SAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LIBS = $(PKG_LIBS) -lpthread -lm

@@ -1,0 +1,293 @@
+/*
+ * Unit tests for the configuration model: profile defaults, parsing with
+ * field paths in errors, unknown keys, validation rules, printing,
+ * hashing and reload classification.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "switchboard/cfg.h"
+#include "switchboard/util.h"
+
+static int has_issue(const struct cfg_report *r, int sev, const char *path, const char *needle)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->items[i].severity == sev && strcmp(r->items[i].path, path) == 0 &&
+		    (!needle || strstr(r->items[i].msg, needle)))
+			return 1;
+	return 0;
+}
+
+static int parse(const char *yaml, struct cfg *c, struct cfg_report *r)
+{
+	cfg_report_init(r);
+	return cfg_parse(c, yaml, strlen(yaml), r);
+}
+
+static void test_embedded_default_is_valid(void **state)
+{
+	struct cfg c;
+	struct cfg_report r;
+
+	(void)state;
+	assert_int_equal(cfg_embedded_default(&c), 0);
+	cfg_report_init(&r);
+	assert_int_equal(cfg_validate(&c, 2, &r), 0);
+	assert_int_equal(c.profile, CFG_PROFILE_DEVELOPMENT);
+	assert_int_equal(c.nagents, 2);
+	assert_string_equal(c.agents[0].id, "alice");
+	assert_int_equal(c.agents[0].mode, CFG_MODE_PULL);
+	assert_string_equal(c.storage.path, "./switchboard.db");
+	cfg_report_free(&r);
+	cfg_free(&c);
+}
+
+static void test_profiles_supply_defaults_and_fields_override(void **state)
+{
+	struct cfg c;
+	struct cfg_report r;
+
+	(void)state;
+	assert_int_equal(parse("profile: production\nperformance:\n  batchSize: 50\n"
+			       "security:\n  auth: none\n",
+			       &c, &r),
+			 0);
+	assert_int_equal(c.perf.inbound_queue_size, 100000); /* from the profile */
+	assert_int_equal(c.perf.batch_size, 50);	     /* explicit */
+	assert_int_equal(c.sec.auth, CFG_AUTH_NONE);
+	assert_int_equal(c.storage.sync, CFG_SYNC_FULL);
+	cfg_free(&c);
+	cfg_report_free(&r);
+	assert_int_equal(parse("profile: highThroughput\n", &c, &r), 0);
+	assert_int_equal(c.storage.sync, CFG_SYNC_NORMAL);
+	assert_int_equal(c.perf.inbound_queue_size, 1000000);
+	cfg_free(&c);
+	cfg_report_free(&r);
+}
+
+static void test_structural_errors_name_fields(void **state)
+{
+	struct cfg c;
+	struct cfg_report r;
+
+	(void)state;
+	assert_int_equal(parse("performance:\n  batchSize: ten\n  bogus: 1\n"
+			       "storage:\n  sync: sometimes\n"
+			       "agents:\n  - id: a\n    mode: teleport\n    colour: blue\n",
+			       &c, &r),
+			 -22);
+	assert_true(has_issue(&r, CFG_ERROR, "performance.batchSize", "integer"));
+	assert_true(has_issue(&r, CFG_ERROR, "performance.bogus", "unknown field"));
+	assert_true(has_issue(&r, CFG_ERROR, "storage.sync", "normal, full"));
+	assert_true(has_issue(&r, CFG_ERROR, "agents[0].mode", "pull, push"));
+	assert_true(has_issue(&r, CFG_ERROR, "agents[0].colour", "unknown field"));
+	assert_int_equal(r.errors, 5);
+	cfg_report_free(&r);
+}
+
+static void test_yaml_syntax_error_reports_line(void **state)
+{
+	struct cfg c;
+	struct cfg_report r;
+
+	(void)state;
+	assert_int_not_equal(parse("performance:\n  batchSize: [1, 2\n", &c, &r), 0);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.items[0].path, "(document)");
+	assert_non_null(strstr(r.items[0].msg, "line"));
+	cfg_report_free(&r);
+	assert_int_not_equal(parse("a: &x 1\nb: *x\n", &c, &r), 0);
+	assert_non_null(strstr(r.items[0].msg, "aliases"));
+	cfg_report_free(&r);
+}
+
+static void test_validation_relationships(void **state)
+{
+	struct cfg c;
+	struct cfg_report r;
+
+	(void)state;
+	assert_int_equal(parse("performance:\n  inboundQueueSize: 10\n  batchSize: 10\n"
+			       "  processingTimeoutMs: 40000\n  workerThreads: 64\n"
+			       "  memoryLimitBytes: 20Mi\n"
+			       "delivery:\n  baseRetryDelayMs: 5000\n  retryMaxDelayMs: 1000\n"
+			       "  connectionTimeoutMs: 9000\n"
+			       "network:\n  dataPort: 9000\n  adminPort: 9000\n",
+			       &c, &r),
+			 0);
+	assert_true(cfg_validate(&c, 2, &r) >= 6);
+	assert_true(has_issue(&r, CFG_ERROR, "performance.inboundQueueSize", "2x"));
+	assert_true(has_issue(&r, CFG_WARNING, "performance.workerThreads", "cores"));
+	assert_true(has_issue(&r, CFG_ERROR, "performance.processingTimeoutMs", "messageTimeoutMs"));
+	assert_true(has_issue(&r, CFG_ERROR, "delivery.retryMaxDelayMs", "baseRetryDelayMs"));
+	assert_true(has_issue(&r, CFG_ERROR, "delivery.connectionTimeoutMs", "requestTimeoutMs"));
+	assert_true(has_issue(&r, CFG_ERROR, "network.adminPort", "dataPort"));
+	assert_true(has_issue(&r, CFG_ERROR, "performance.memoryLimitBytes", "estimated"));
+	cfg_report_free(&r);
+	cfg_free(&c);
+}
+
+static void test_range_checks(void **state)
+{
+	struct cfg c;
+	struct cfg_report r;
+
+	(void)state;
+	assert_int_equal(parse("delivery:\n  retryBackoffFactor: 0.5\n  maxRetries: -1\n"
+			       "observability:\n  logSampleRate: 2\n"
+			       "network:\n  dataPort: 70000\n",
+			       &c, &r),
+			 0);
+	cfg_validate(&c, 2, &r);
+	assert_true(has_issue(&r, CFG_ERROR, "delivery.retryBackoffFactor", "out of range"));
+	assert_true(has_issue(&r, CFG_ERROR, "delivery.maxRetries", "out of range"));
+	assert_true(has_issue(&r, CFG_ERROR, "observability.logSampleRate", "out of range"));
+	assert_true(has_issue(&r, CFG_ERROR, "network.dataPort", "out of range"));
+	cfg_report_free(&r);
+	cfg_free(&c);
+}
+
+static void test_agent_rules(void **state)
+{
+	struct cfg c;
+	struct cfg_report r;
+
+	(void)state;
+	assert_int_equal(parse("security:\n  auth: token\n  adminTokenFile: /x\n"
+			       "agents:\n"
+			       "  - {id: a, mode: push}\n"
+			       "  - {id: b, mode: pull, endpoint: 'http://x'}\n"
+			       "  - {id: a, tokenSha256: 'XYZ'}\n"
+			       "  - {id: '-bad'}\n",
+			       &c, &r),
+			 0);
+	cfg_validate(&c, 2, &r);
+	assert_true(has_issue(&r, CFG_ERROR, "agents[0].endpoint", "push mode"));
+	assert_true(has_issue(&r, CFG_ERROR, "agents[1].endpoint", "pull mode"));
+	assert_true(has_issue(&r, CFG_ERROR, "agents[2].id", "duplicate"));
+	assert_true(has_issue(&r, CFG_ERROR, "agents[2].tokenSha256", "64 lowercase hex"));
+	assert_true(has_issue(&r, CFG_ERROR, "agents[0].tokenSha256", "token digest"));
+	assert_true(has_issue(&r, CFG_ERROR, "agents[3].id", "agent id"));
+	cfg_report_free(&r);
+	cfg_free(&c);
+}
+
+static void test_print_round_trip_and_hash(void **state)
+{
+	struct cfg a, b;
+	struct cfg_report r;
+	struct buf out;
+	char h1[65], h2[65], rh1[65], rh2[65];
+
+	(void)state;
+	assert_int_equal(parse("profile: production\nsecurity: {auth: none}\n"
+			       "agents:\n  - {id: x, mode: push, endpoint: 'https://x.example/in', "
+			       "capabilities: [{name: c1, description: 'yes: \"quoted\"'}]}\n",
+			       &a, &r),
+			 0);
+	cfg_report_free(&r);
+	buf_init(&out, 1 << 20);
+	assert_int_equal(cfg_to_yaml(&a, &out), 0);
+	assert_int_equal(parse(buf_str(&out), &b, &r), 0);
+	assert_int_equal(cfg_hash(&a, h1), 0);
+	assert_int_equal(cfg_hash(&b, h2), 0);
+	assert_string_equal(h1, h2);
+	assert_string_equal(b.agents[0].caps[0].description, "yes: \"quoted\"");
+	/* hot changes keep the restart hash */
+	assert_int_equal(cfg_restart_hash(&a, rh1), 0);
+	b.delivery.max_retries = 9;
+	assert_int_equal(cfg_restart_hash(&b, rh2), 0);
+	assert_string_equal(rh1, rh2);
+	assert_int_equal(cfg_hash(&b, h2), 0);
+	assert_string_not_equal(h1, h2);
+	b.storage.sync = CFG_SYNC_NORMAL;
+	assert_int_equal(cfg_restart_hash(&b, rh2), 0);
+	assert_string_not_equal(rh1, rh2);
+	buf_free(&out);
+	cfg_report_free(&r);
+	cfg_free(&a);
+	cfg_free(&b);
+}
+
+static void test_diff_classifies_changes(void **state)
+{
+	struct cfg a, b;
+	struct cfg_report r;
+	struct cfg_diff d;
+	int saw_agent_added = 0, saw_removed = 0, saw_queue = 0;
+
+	(void)state;
+	assert_int_equal(parse("agents: [{id: x}, {id: y}]\n", &a, &r), 0);
+	cfg_report_free(&r);
+	assert_int_equal(parse("performance: {agentQueueSize: 50}\n"
+			       "delivery: {maxRetries: 4}\nagents: [{id: x}, {id: z}]\n",
+			       &b, &r),
+			 0);
+	assert_int_equal(cfg_diff(&a, &b, &d), 0);
+	assert_false(d.restart);
+	for (size_t i = 0; i < d.n; i++) {
+		if (strstr(d.items[i].path, "agents[z] (added)"))
+			saw_agent_added = 1;
+		if (strstr(d.items[i].path, "agents[y] (removed)"))
+			saw_removed = 1;
+		if (strcmp(d.items[i].path, "performance.agentQueueSize") == 0) {
+			saw_queue = 1;
+			assert_int_equal(d.items[i].reload, CFG_RELOAD_HOT_IF_FITS);
+			assert_false(d.items[i].grows);
+		}
+	}
+	assert_true(saw_agent_added && saw_removed && saw_queue);
+	cfg_diff_free(&d);
+	b.net.data_port = 9999;
+	assert_int_equal(cfg_diff(&a, &b, &d), 0);
+	assert_true(d.restart);
+	cfg_diff_free(&d);
+	assert_int_equal(cfg_reload_class("storage.path"), CFG_RELOAD_RESTART);
+	assert_int_equal(cfg_reload_class("security.auth"), CFG_RELOAD_RESTART);
+	assert_int_equal(cfg_reload_class("delivery.circuitBreaker.threshold"), CFG_RELOAD_HOT);
+	assert_int_equal(cfg_reload_class("nope"), -1);
+	cfg_report_free(&r);
+	cfg_free(&a);
+	cfg_free(&b);
+}
+
+static void test_byte_quantities(void **state)
+{
+	struct cfg c;
+	struct cfg_report r;
+
+	(void)state;
+	assert_int_equal(parse("performance: {memoryLimitBytes: 1Gi}\nsecurity: {maxMessageBytes: 2Mi}\n", &c, &r), 0);
+	assert_int_equal(c.perf.memory_limit_bytes, 1073741824);
+	assert_int_equal(c.sec.max_message_bytes, 2097152);
+	cfg_free(&c);
+	cfg_report_free(&r);
+	assert_int_not_equal(parse("performance: {memoryLimitBytes: lots}\n", &c, &r), 0);
+	assert_true(has_issue(&r, CFG_ERROR, "performance.memoryLimitBytes", "byte quantity"));
+	cfg_report_free(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_embedded_default_is_valid),
+		cmocka_unit_test(test_profiles_supply_defaults_and_fields_override),
+		cmocka_unit_test(test_structural_errors_name_fields),
+		cmocka_unit_test(test_yaml_syntax_error_reports_line),
+		cmocka_unit_test(test_validation_relationships),
+		cmocka_unit_test(test_range_checks),
+		cmocka_unit_test(test_agent_rules),
+		cmocka_unit_test(test_print_round_trip_and_hash),
+		cmocka_unit_test(test_diff_classifies_changes),
+		cmocka_unit_test(test_byte_quantities),
+	};
+
+	if (util_init())
+		return 1;
+	return cmocka_run_group_tests_name("cfg", tests, NULL, NULL);
+}

@@ -1,0 +1,143 @@
+/*
+ * Unit tests for lib/: the bounded buffer, the heap, YAML <-> JSON, the
+ * metrics registry, timestamps and ids.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "switchboard/buf.h"
+#include "switchboard/heap.h"
+#include "switchboard/met.h"
+#include "switchboard/util.h"
+#include "switchboard/yjson.h"
+
+static void test_buf_enforces_its_bound(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 8);
+	assert_int_equal(buf_puts(&b, "12345678"), 0);
+	assert_int_equal(buf_puts(&b, "9"), -E2BIG);
+	assert_string_equal(buf_str(&b), "12345678"); /* unchanged on failure */
+	buf_reset(&b);
+	assert_int_equal(buf_json_str(&b, "a\"\n"), 0);
+	assert_string_equal(buf_str(&b), "\"a\\\"\\n\"");
+	assert_int_equal(buf_json_str(&b, "toolong"), -E2BIG);
+	assert_string_equal(buf_str(&b), "\"a\\\"\\n\"");
+	buf_free(&b);
+}
+
+static int int_cmp(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+static void test_heap_orders_and_removes(void **state)
+{
+	struct heap h;
+	int v[] = { 5, 1, 9, 3, 7, 2 };
+
+	(void)state;
+	heap_init(&h, int_cmp, NULL);
+	for (size_t i = 0; i < 6; i++)
+		assert_int_equal(heap_push(&h, &v[i]), 0);
+	assert_int_equal(*(int *)heap_pop(&h), 1);
+	heap_remove(&h, 0); /* removes 2 */
+	assert_int_equal(*(int *)heap_pop(&h), 3);
+	assert_int_equal(*(int *)heap_pop(&h), 5);
+	assert_int_equal(*(int *)heap_pop(&h), 7);
+	assert_int_equal(*(int *)heap_pop(&h), 9);
+	assert_null(heap_pop(&h));
+	heap_free(&h);
+}
+
+static void test_yaml_types_and_round_trip(void **state)
+{
+	const char *y = "a: 1\nb: 1.5\nc: true\nd: 'true'\ne: ~\nf: [x, 0x10]\ng: {h: \"007\"}\n";
+	json_t *j = NULL, *k = NULL;
+	char err[128];
+	struct buf out;
+
+	(void)state;
+	assert_int_equal(yj_parse(y, strlen(y), &j, err, sizeof(err)), 0);
+	assert_true(json_is_integer(json_object_get(j, "a")));
+	assert_true(json_is_real(json_object_get(j, "b")));
+	assert_true(json_is_true(json_object_get(j, "c")));
+	assert_true(json_is_string(json_object_get(j, "d")));
+	assert_true(json_is_null(json_object_get(j, "e")));
+	assert_int_equal(json_integer_value(json_array_get(json_object_get(j, "f"), 1)), 16);
+	buf_init(&out, 4096);
+	assert_int_equal(yj_emit(j, 1, &out), 0);
+	assert_int_equal(yj_parse(out.data, out.len, &k, err, sizeof(err)), 0);
+	assert_true(json_equal(j, k));
+	assert_int_equal(yj_parse("a: 1\na: 2\n", 10, &k, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "duplicate"));
+	json_decref(j);
+	json_decref(k);
+	buf_free(&out);
+}
+
+static void test_metrics_render(void **state)
+{
+	static const double b[] = { 0.1, 1 };
+	struct met_registry *r = met_new();
+	struct met_counter *c1, *c2;
+	struct met_histogram *h;
+	struct buf out;
+
+	(void)state;
+	c1 = met_counter_add(r, "x_total", "X.", "reason=\"a\"");
+	h = met_histogram_add(r, "lat_seconds", "Latency.", NULL, b, 2);
+	c2 = met_counter_add(r, "x_total", "X.", "reason=\"b\"");
+	met_inc(c1);
+	met_add(c2, 3);
+	met_observe(h, 0.05);
+	met_observe(h, 5);
+	buf_init(&out, 1 << 16);
+	assert_int_equal(met_render(r, &out), 0);
+	/* one header per family, series of a family together */
+	assert_non_null(strstr(buf_str(&out), "# TYPE x_total counter\nx_total{reason=\"a\"} 1\nx_total{reason=\"b\"} 3\n"));
+	assert_non_null(strstr(buf_str(&out), "lat_seconds_bucket{le=\"0.1\"} 1\n"));
+	assert_non_null(strstr(buf_str(&out), "lat_seconds_bucket{le=\"+Inf\"} 2\n"));
+	assert_non_null(strstr(buf_str(&out), "lat_seconds_count 2\n"));
+	buf_free(&out);
+	met_free(r);
+}
+
+static void test_rfc3339(void **state)
+{
+	int64_t ms;
+	char s[32];
+
+	(void)state;
+	assert_int_equal(util_parse_rfc3339("2025-01-14T10:30:00.123Z", &ms), 0);
+	util_fmt_rfc3339(ms, s);
+	assert_string_equal(s, "2025-01-14T10:30:00.123Z");
+	assert_int_equal(util_parse_rfc3339("2025-01-14T12:30:00+02:00", &ms), 0);
+	util_fmt_rfc3339(ms, s);
+	assert_string_equal(s, "2025-01-14T10:30:00.000Z");
+	assert_int_not_equal(util_parse_rfc3339("2025-02-31T00:00:00Z", &ms), 0);
+	assert_int_not_equal(util_parse_rfc3339("2025-01-14", &ms), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buf_enforces_its_bound),
+		cmocka_unit_test(test_heap_orders_and_removes),
+		cmocka_unit_test(test_yaml_types_and_round_trip),
+		cmocka_unit_test(test_metrics_render),
+		cmocka_unit_test(test_rfc3339),
+	};
+
+	if (util_init())
+		return 1;
+	return cmocka_run_group_tests_name("lib", tests, NULL, NULL);
+}

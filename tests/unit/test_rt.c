@@ -1,0 +1,279 @@
+/*
+ * Unit tests for the routing core against a real SQLite file: delivery
+ * order (priority, FIFO, per-conversation order across nacks), back
+ * pressure, deduplication, leases, durability of acks, recovery after a
+ * restart, conversations and draining.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rt.h"
+#include "switchboard/log.h"
+#include "switchboard/util.h"
+
+struct fx {
+	char dir[64];
+	char db[128];
+	struct cfg cfg;
+	struct rmet met;
+	struct store *st;
+	struct rt *rt;
+};
+
+static void fx_start(struct fx *f)
+{
+	assert_int_equal(rmet_init(&f->met), 0);
+	assert_int_equal(store_open(f->db, 1, 1000, &f->st), 0);
+	assert_int_equal(rt_new(&f->cfg, f->st, &f->met, &f->rt), 0);
+	assert_int_equal(rt_start(f->rt), 0);
+}
+
+static void fx_stop(struct fx *f)
+{
+	rt_stop(f->rt);
+	store_close(f->st);
+	rt_free(f->rt);
+	rmet_free(&f->met);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct cfg_report r;
+	const char *yaml = "delivery: {leaseTimeoutMs: 200}\n"
+			   "agents:\n  - {id: a}\n  - {id: b, queueSize: 5}\n  - {id: d, state: Draining}\n";
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/sbtest.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->db, sizeof(f->db), "%s/r.db", f->dir);
+	cfg_report_init(&r);
+	assert_int_equal(cfg_parse(&f->cfg, yaml, strlen(yaml), &r), 0);
+	cfg_report_free(&r);
+	fx_start(f);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+
+	fx_stop(f);
+	cfg_free(&f->cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+/* Submit one message; returns the item status. */
+static int send_msg(struct fx *f, const char *to, const char *id, const char *conv, const char *prio)
+{
+	char json[512];
+	struct rt_item it = { 0 };
+	struct msg_err e;
+	json_t *o;
+	int rc;
+
+	snprintf(json, sizeof(json),
+		 "{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"%s\",\"content\":\"x\","
+		 "\"message_id\":\"%s\"%s%s%s,\"delivery\":{\"priority\":\"%s\"}}",
+		 to, id, conv ? ",\"conversation_id\":\"" : "", conv ? conv : "", conv ? "\"" : "",
+		 prio ? prio : "normal");
+	o = json_loads(json, 0, NULL);
+	assert_non_null(o);
+	assert_int_equal(msg_from_json(o, 1024, &it.m, &e), 0);
+	json_decref(o);
+	assert_int_equal(rt_submit(f->rt, &it, 1), 0);
+	rc = it.status;
+	msg_free(&it.m);
+	return rc;
+}
+
+/* Pull; returns the message ids, comma-joined, into out. */
+static void pull(struct fx *f, const char *agent, size_t max, char *out, size_t outlen)
+{
+	struct buf b;
+	struct rt_err e = { 0 };
+	json_t *o, *msgs, *v;
+	size_t i;
+
+	buf_init(&b, 1 << 20);
+	assert_int_equal(rt_pull(f->rt, agent, max, 0, &b, &e), 0);
+	o = json_loads(buf_str(&b), 0, NULL);
+	assert_non_null(o);
+	msgs = json_object_get(o, "messages");
+	out[0] = '\0';
+	json_array_foreach(msgs, i, v) {
+		if (i)
+			strncat(out, ",", outlen - strlen(out) - 1);
+		strncat(out, json_string_value(json_object_get(v, "message_id")), outlen - strlen(out) - 1);
+	}
+	json_decref(o);
+	buf_free(&b);
+}
+
+static void settle(struct fx *f, const char *agent, const char *ids, int ack)
+{
+	json_t *arr = json_array();
+	char tmp[512], *save = NULL, *tok;
+	struct buf b;
+	struct rt_err e = { 0 };
+
+	snprintf(tmp, sizeof(tmp), "%s", ids);
+	for (tok = strtok_r(tmp, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		json_array_append_new(arr, json_string(tok));
+	buf_init(&b, 4096);
+	assert_int_equal(rt_settle(f->rt, agent, arr, ack, &b, &e), 0);
+	buf_free(&b);
+	json_decref(arr);
+}
+
+static void test_priority_then_fifo(void **state)
+{
+	struct fx *f = *state;
+	char got[512];
+
+	assert_int_equal(send_msg(f, "a", "m1", NULL, "low"), 202);
+	assert_int_equal(send_msg(f, "a", "m2", NULL, "normal"), 202);
+	assert_int_equal(send_msg(f, "a", "m3", NULL, "critical"), 202);
+	assert_int_equal(send_msg(f, "a", "m4", NULL, "normal"), 202);
+	pull(f, "a", 10, got, sizeof(got));
+	assert_string_equal(got, "m3,m2,m4,m1");
+	settle(f, "a", got, 1);
+	pull(f, "a", 10, got, sizeof(got));
+	assert_string_equal(got, "");
+}
+
+static void test_conversation_order_survives_nack(void **state)
+{
+	struct fx *f = *state;
+	char got[512];
+
+	assert_int_equal(send_msg(f, "a", "c1-1", "c1", "low"), 202);
+	assert_int_equal(send_msg(f, "a", "c1-2", "c1", "critical"), 202);
+	assert_int_equal(send_msg(f, "a", "x", NULL, "high"), 202);
+	pull(f, "a", 1, got, sizeof(got));
+	assert_string_equal(got, "x"); /* c1's head is low priority */
+	pull(f, "a", 1, got, sizeof(got));
+	assert_string_equal(got, "c1-1");
+	pull(f, "a", 1, got, sizeof(got));
+	assert_string_equal(got, ""); /* c1-2 waits behind the in-flight c1-1 */
+	settle(f, "a", "c1-1", 0);	/* nack */
+	pull(f, "a", 10, got, sizeof(got));
+	assert_string_equal(got, "c1-1,c1-2"); /* same lease, in order */
+	settle(f, "a", "x,c1-1,c1-2", 1);
+}
+
+static void test_back_pressure_and_unknown_and_draining_agents(void **state)
+{
+	struct fx *f = *state;
+	char id[16];
+
+	for (int i = 0; i < 5; i++) {
+		snprintf(id, sizeof(id), "b%d", i);
+		assert_int_equal(send_msg(f, "b", id, NULL, NULL), 202);
+	}
+	assert_int_equal(send_msg(f, "b", "b5", NULL, NULL), 429);
+	assert_int_equal(send_msg(f, "nobody", "n1", NULL, NULL), 404);
+	assert_int_equal(send_msg(f, "d", "d1", NULL, NULL), 409);
+}
+
+static void test_duplicate_message_id_stores_nothing_new(void **state)
+{
+	struct fx *f = *state;
+	struct rt_stats s;
+	char got[512];
+
+	assert_int_equal(send_msg(f, "a", "dup-1", NULL, NULL), 202);
+	assert_int_equal(send_msg(f, "a", "dup-1", NULL, NULL), 202);
+	rt_get_stats(f->rt, &s);
+	assert_int_equal(s.queued, 1);
+	assert_int_equal(met_counter_get(f->met.duplicates), 1);
+	pull(f, "a", 10, got, sizeof(got));
+	settle(f, "a", got, 1);
+	/* still a duplicate after it was consumed, within the window */
+	assert_int_equal(send_msg(f, "a", "dup-1", NULL, NULL), 202);
+	rt_get_stats(f->rt, &s);
+	assert_int_equal(s.queued, 0);
+}
+
+static void test_expired_lease_redelivers(void **state)
+{
+	struct fx *f = *state;
+	char got[512];
+	struct buf b;
+	struct rt_err e = { 0 };
+
+	assert_int_equal(send_msg(f, "a", "l1", NULL, NULL), 202);
+	pull(f, "a", 10, got, sizeof(got));
+	assert_string_equal(got, "l1");
+	usleep(400 * 1000); /* lease is 200 ms; maintenance runs every 50 ms */
+	buf_init(&b, 1 << 16);
+	assert_int_equal(rt_pull(f->rt, "a", 10, 0, &b, &e), 0);
+	assert_non_null(strstr(buf_str(&b), "\"attempt\":2"));
+	buf_free(&b);
+	assert_true(met_counter_get(f->met.lease_expired) >= 1);
+	settle(f, "a", "l1", 1);
+}
+
+static void test_restart_recovers_unacked_only(void **state)
+{
+	struct fx *f = *state;
+	char got[512];
+	struct buf b;
+	struct rt_err e = { 0 };
+
+	assert_int_equal(send_msg(f, "a", "keep-1", "conv-r", NULL), 202);
+	assert_int_equal(send_msg(f, "a", "gone-1", NULL, NULL), 202);
+	assert_int_equal(send_msg(f, "a", "keep-2", "conv-r", NULL), 202);
+	pull(f, "a", 10, got, sizeof(got));
+	settle(f, "a", "gone-1", 1);
+	fx_stop(f);
+	fx_start(f);
+	pull(f, "a", 10, got, sizeof(got));
+	assert_string_equal(got, "keep-1,keep-2");
+	buf_init(&b, 4096);
+	assert_int_equal(rt_conversation_json(f->rt, "conv-r", &b, &e), 0);
+	assert_non_null(strstr(buf_str(&b), "\"message_count\":2"));
+	assert_non_null(strstr(buf_str(&b), "\"participants\":[\"a\"]"));
+	buf_free(&b);
+	/* the dedup window survives the restart too */
+	assert_int_equal(send_msg(f, "a", "gone-1", NULL, NULL), 202);
+	assert_int_equal(met_counter_get(f->met.duplicates), 1);
+	settle(f, "a", got, 1);
+}
+
+static void test_draining_rejects_new_messages(void **state)
+{
+	struct fx *f = *state;
+
+	rt_drain(f->rt);
+	assert_int_equal(send_msg(f, "a", "late", NULL, NULL), 503);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_priority_then_fifo, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conversation_order_survives_nack, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_back_pressure_and_unknown_and_draining_agents, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_duplicate_message_id_stores_nothing_new, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expired_lease_redelivers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restart_recovers_unacked_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_draining_rejects_new_messages, setup, teardown),
+	};
+
+	if (util_init())
+		return 1;
+	log_set_level(LOG_WARN);
+	return cmocka_run_group_tests_name("rt", tests, NULL, NULL);
+}
