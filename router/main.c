@@ -209,6 +209,13 @@ static int run(const char *path, const char *level_override)
 		pthread_detach(wd);
 	atomic_store(&app.ready, 0);
 	rt_drain(app.rt);
+	{
+		/* keep answering 503 briefly so load balancers see readiness fail */
+		int64_t grace = app.cfg.shutdown.timeout_ms / 4 < 1000 ? app.cfg.shutdown.timeout_ms / 4 : 1000;
+		struct timespec g = { .tv_sec = grace / 1000, .tv_nsec = (grace % 1000) * 1000000L };
+
+		nanosleep(&g, NULL);
+	}
 	http_quiesce(app.data);
 	http_stop(app.data); /* waits for handlers, so in-flight commits finish */
 	app.data = NULL;

@@ -1,0 +1,160 @@
+"""Shared fixtures: start real switchboard-router processes on 127.0.0.1.
+
+Each router gets its own temporary directory, database and free ports. The
+binary defaults to the ASan/UBSan build so that memory errors and leaks in
+any request path fail the test (the sanitizer makes the process exit
+non-zero, which `stop()` asserts against).
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SAN_BIN = os.path.join(ROOT, "build", "switchboard-router-san")
+REL_BIN = os.path.join(ROOT, "build", "switchboard-router")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Router:
+    def __init__(self, tmpdir, config_extra="", agents=None, binary=None, sync="full"):
+        self.dir = tmpdir
+        self.binary = binary or os.environ.get("SB_ROUTER", SAN_BIN)
+        self.data_port = free_port()
+        self.admin_port = free_port()
+        self.db = os.path.join(tmpdir, "router.db")
+        self.config = os.path.join(tmpdir, "router.yaml")
+        self.log_path = os.path.join(tmpdir, "router.log")
+        agents = agents if agents is not None else ["alice", "bob"]
+        lines = [
+            "profile: development",
+            "network:",
+            "  bindAddress: 127.0.0.1",
+            f"  dataPort: {self.data_port}",
+            f"  adminPort: {self.admin_port}",
+            "storage:",
+            f"  path: {self.db}",
+            f"  sync: {sync}",
+            "shutdown:",
+            "  timeoutMs: 8000",
+        ]
+        text = "\n".join(lines) + "\n" + config_extra
+        if agents:
+            text += "agents:\n" + "".join(f"  - id: {a}\n" for a in agents)
+        with open(self.config, "w") as f:
+            f.write(text)
+        self.proc = None
+
+    def start(self, wait=True):
+        self.logf = open(self.log_path, "ab")
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        self.proc = subprocess.Popen([self.binary, "--config", self.config, "--log-level", "info"],
+                                     stdout=self.logf, stderr=self.logf, env=env)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=15):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"router exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                status, _, _ = self.admin("GET", "/readyz")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("router did not become ready:\n" + self.log())
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def _req(self, port, method, path, body=None, headers=None, timeout=30):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body)
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            return r.status, dict(r.getheaders()), data
+        finally:
+            c.close()
+
+    def data(self, method, path, body=None, headers=None, timeout=30):
+        return self._req(self.data_port, method, path, body, headers, timeout)
+
+    def admin(self, method, path):
+        return self._req(self.admin_port, method, path, timeout=5)
+
+    def send(self, msg):
+        status, headers, data = self.data("POST", "/v1/messages", msg)
+        return status, json.loads(data), headers
+
+    def pull(self, agent, max_n=100, wait_ms=0):
+        status, _, data = self.data("GET", f"/v1/agents/{agent}/messages?max={max_n}&wait_ms={wait_ms}")
+        assert status == 200, data
+        return json.loads(data)
+
+    def ack(self, agent, ids, verb="ack"):
+        status, _, data = self.data("POST", f"/v1/agents/{agent}/{verb}", {"message_ids": ids})
+        assert status == 200, data
+        return json.loads(data)
+
+    def metrics(self):
+        status, _, data = self.admin("GET", "/metrics")
+        assert status == 200
+        return data.decode()
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.logf.close()
+
+    def stop(self, expect_clean=True):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("router did not stop on SIGTERM:\n" + self.log())
+        if self.proc:
+            self.logf.close()
+            if expect_clean:
+                assert self.proc.returncode == 0, f"exit {self.proc.returncode}:\n{self.log()}"
+
+
+@pytest.fixture
+def tmpdir_path():
+    with tempfile.TemporaryDirectory(prefix="sb-it-") as d:
+        yield d
+
+
+@pytest.fixture
+def router(tmpdir_path):
+    r = Router(tmpdir_path).start()
+    yield r
+    r.stop()
+
+
+def msg(sender="alice", receiver="bob", **kw):
+    m = {"performative": "inform", "sender": sender, "receiver": receiver, "content": "hello"}
+    m.update(kw)
+    return m
