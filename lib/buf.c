@@ -131,7 +131,10 @@ int buf_json_str(struct buf *b, const char *s)
 			break;
 		default:
 			if (*p < 0x20) {
-				memcpy(esc, "\\u00", 4);
+				esc[0] = '\\';
+				esc[1] = 'u';
+				esc[2] = '0';
+				esc[3] = '0';
 				esc[4] = hex[*p >> 4];
 				esc[5] = hex[*p & 15];
 				rc = buf_append(b, esc, 6);

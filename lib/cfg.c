@@ -18,92 +18,92 @@
 #include "switchboard/util.h"
 #include "switchboard/yjson.h"
 
-#define OFF(m) offsetof(struct cfg, m)
+#define OFF(m)	offsetof(struct cfg, m)
 #define AOFF(m) offsetof(struct cfg_agent, m)
-#define GiB (1024.0 * 1024 * 1024)
+#define GiB	(1024.0 * 1024 * 1024)
 
-static const char *const profile_names[] = { "development", "production", "highThroughput", NULL };
-static const char *const sync_names[] = { "normal", "full", NULL };
-static const char *const auth_names[] = { "none", "token", NULL };
-static const char *const mode_names[] = { "pull", "push", NULL };
-static const char *const state_names[] = { "Unloaded", "Loaded", "Running", "Draining", "Stopped", NULL };
-static const char *const level_names[] = { "debug", "info", "warn", "error", NULL };
+static const char *const profile_names[] = {"development", "production", "highThroughput", NULL};
+static const char *const sync_names[] = {"normal", "full", NULL};
+static const char *const auth_names[] = {"none", "token", NULL};
+static const char *const mode_names[] = {"pull", "push", NULL};
+static const char *const state_names[] = {"Unloaded", "Loaded", "Running", "Draining", "Stopped", NULL};
+static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 
 #define H CFG_RELOAD_HOT
 #define G CFG_RELOAD_HOT_IF_FITS
 #define R CFG_RELOAD_RESTART
 
 const struct cfg_field cfg_fields[] = {
-	{ "profile", F_ENUM, OFF(profile), 0, 0, profile_names, H },
-	{ "performance.inboundQueueSize", F_INT, OFF(perf.inbound_queue_size), 1, 10000000, NULL, G },
-	{ "performance.agentQueueSize", F_INT, OFF(perf.agent_queue_size), 1, 1000000, NULL, G },
-	{ "performance.workerThreads", F_INT, OFF(perf.worker_threads), 1, 256, NULL, R },
-	{ "performance.batchSize", F_INT, OFF(perf.batch_size), 1, 10000, NULL, H },
-	{ "performance.messageTimeoutMs", F_INT, OFF(perf.message_timeout_ms), 1000, 300000, NULL, H },
-	{ "performance.processingTimeoutMs", F_INT, OFF(perf.processing_timeout_ms), 100, 300000, NULL, H },
-	{ "performance.maxConcurrentMessages", F_INT, OFF(perf.max_concurrent_messages), 1, 100000000, NULL, H },
-	{ "performance.memoryLimitBytes", F_BYTES, OFF(perf.memory_limit_bytes), 16 * 1048576.0, 1024 * GiB, NULL, H },
-	{ "performance.estimatedMessageBytes", F_INT, OFF(perf.estimated_message_bytes), 64, 16777216, NULL, H },
-	{ "delivery.maxRetries", F_INT, OFF(delivery.max_retries), 0, 100, NULL, H },
-	{ "delivery.baseRetryDelayMs", F_INT, OFF(delivery.base_retry_delay_ms), 10, 300000, NULL, H },
-	{ "delivery.retryBackoffFactor", F_DOUBLE, OFF(delivery.retry_backoff_factor), 1.0, 10.0, NULL, H },
-	{ "delivery.retryJitterMs", F_INT, OFF(delivery.retry_jitter_ms), 0, 60000, NULL, H },
-	{ "delivery.retryMaxDelayMs", F_INT, OFF(delivery.retry_max_delay_ms), 10, 3600000, NULL, H },
-	{ "delivery.connectionPoolSize", F_INT, OFF(delivery.connection_pool_size), 1, 10000, NULL, H },
-	{ "delivery.connectionTimeoutMs", F_INT, OFF(delivery.connection_timeout_ms), 100, 120000, NULL, H },
-	{ "delivery.requestTimeoutMs", F_INT, OFF(delivery.request_timeout_ms), 100, 300000, NULL, H },
-	{ "delivery.leaseTimeoutMs", F_INT, OFF(delivery.lease_timeout_ms), 100, 3600000, NULL, H },
-	{ "delivery.maxPullBatch", F_INT, OFF(delivery.max_pull_batch), 1, 100000, NULL, H },
-	{ "delivery.maxWaitMs", F_INT, OFF(delivery.max_wait_ms), 0, 300000, NULL, H },
-	{ "delivery.dedupWindowMs", F_INT, OFF(delivery.dedup_window_ms), 0, 604800000, NULL, H },
-	{ "delivery.circuitBreaker.threshold", F_INT, OFF(delivery.cb_threshold), 1, 1000, NULL, H },
-	{ "delivery.circuitBreaker.timeoutMs", F_INT, OFF(delivery.cb_timeout_ms), 100, 3600000, NULL, H },
-	{ "delivery.circuitBreaker.halfOpenMaxCalls", F_INT, OFF(delivery.cb_half_open_max_calls), 1, 1000, NULL, H },
-	{ "delivery.deadLetter.maxSize", F_INT, OFF(delivery.dl_max_size), 1, 100000000, NULL, H },
-	{ "delivery.deadLetter.retentionMs", F_INT, OFF(delivery.dl_retention_ms), 60000, 31536000000.0, NULL, H },
-	{ "delivery.batch.enabled", F_BOOL, OFF(delivery.batch_enabled), 0, 1, NULL, H },
-	{ "delivery.batch.maxSize", F_INT, OFF(delivery.batch_max_size), 1, 10000, NULL, H },
-	{ "delivery.batch.timeoutMs", F_INT, OFF(delivery.batch_timeout_ms), 0, 60000, NULL, H },
-	{ "conversation.timeoutMs", F_INT, OFF(conv.timeout_ms), 1000, 604800000, NULL, H },
-	{ "conversation.maxParticipants", F_INT, OFF(conv.max_participants), 2, 1000, NULL, H },
-	{ "conversation.maxActive", F_INT, OFF(conv.max_active), 1, 100000000, NULL, H },
-	{ "observability.logLevel", F_ENUM, OFF(obs.log_level), 0, 0, level_names, H },
-	{ "observability.logSampleRate", F_DOUBLE, OFF(obs.log_sample_rate), 0.0, 1.0, NULL, H },
-	{ "observability.tracingEnabled", F_BOOL, OFF(obs.tracing_enabled), 0, 1, NULL, H },
-	{ "observability.traceSamplingRatio", F_DOUBLE, OFF(obs.trace_sampling_ratio), 0.0, 1.0, NULL, H },
-	{ "observability.metricsEnabled", F_BOOL, OFF(obs.metrics_enabled), 0, 1, NULL, H },
-	{ "storage.path", F_STR, OFF(storage.path), 1, 4096, NULL, R },
-	{ "storage.sync", F_ENUM, OFF(storage.sync), 0, 0, sync_names, R },
-	{ "storage.commitBatchMax", F_INT, OFF(storage.commit_batch_max), 1, 100000, NULL, R },
-	{ "storage.commitDelayUs", F_INT, OFF(storage.commit_delay_us), 0, 100000, NULL, R },
-	{ "storage.busyTimeoutMs", F_INT, OFF(storage.busy_timeout_ms), 0, 600000, NULL, R },
-	{ "network.bindAddress", F_STR, OFF(net.bind_address), 1, 255, NULL, R },
-	{ "network.dataPort", F_INT, OFF(net.data_port), 0, 65535, NULL, R },
-	{ "network.adminPort", F_INT, OFF(net.admin_port), 0, 65535, NULL, R },
-	{ "network.maxConnections", F_INT, OFF(net.max_connections), 4, 100000, NULL, R },
-	{ "shutdown.timeoutMs", F_INT, OFF(shutdown.timeout_ms), 100, 3600000, NULL, H },
-	{ "security.auth", F_ENUM, OFF(sec.auth), 0, 0, auth_names, R },
-	{ "security.maxMessageBytes", F_BYTES, OFF(sec.max_message_bytes), 1024, 1073741824, NULL, H },
-	{ "security.maxRequestBytes", F_BYTES, OFF(sec.max_request_bytes), 4096, 4294967296.0, NULL, H },
-	{ "security.adminTokenFile", F_STR, OFF(sec.admin_token_file), 0, 4096, NULL, H },
-	{ "security.tls.enabled", F_BOOL, OFF(sec.tls_enabled), 0, 1, NULL, R },
-	{ "security.tls.certFile", F_STR, OFF(sec.tls_cert_file), 0, 4096, NULL, R },
-	{ "security.tls.keyFile", F_STR, OFF(sec.tls_key_file), 0, 4096, NULL, R },
+	{"profile", OFF(profile), 0, 0, profile_names, F_ENUM, H},
+	{"performance.inboundQueueSize", OFF(perf.inbound_queue_size), 1, 10000000, NULL, F_INT, G},
+	{"performance.agentQueueSize", OFF(perf.agent_queue_size), 1, 1000000, NULL, F_INT, G},
+	{"performance.workerThreads", OFF(perf.worker_threads), 1, 256, NULL, F_INT, R},
+	{"performance.batchSize", OFF(perf.batch_size), 1, 10000, NULL, F_INT, H},
+	{"performance.messageTimeoutMs", OFF(perf.message_timeout_ms), 1000, 300000, NULL, F_INT, H},
+	{"performance.processingTimeoutMs", OFF(perf.processing_timeout_ms), 100, 300000, NULL, F_INT, H},
+	{"performance.maxConcurrentMessages", OFF(perf.max_concurrent_messages), 1, 100000000, NULL, F_INT, H},
+	{"performance.memoryLimitBytes", OFF(perf.memory_limit_bytes), 16 * 1048576.0, 1024 * GiB, NULL, F_BYTES, H},
+	{"performance.estimatedMessageBytes", OFF(perf.estimated_message_bytes), 64, 16777216, NULL, F_INT, H},
+	{"delivery.maxRetries", OFF(delivery.max_retries), 0, 100, NULL, F_INT, H},
+	{"delivery.baseRetryDelayMs", OFF(delivery.base_retry_delay_ms), 10, 300000, NULL, F_INT, H},
+	{"delivery.retryBackoffFactor", OFF(delivery.retry_backoff_factor), 1.0, 10.0, NULL, F_DOUBLE, H},
+	{"delivery.retryJitterMs", OFF(delivery.retry_jitter_ms), 0, 60000, NULL, F_INT, H},
+	{"delivery.retryMaxDelayMs", OFF(delivery.retry_max_delay_ms), 10, 3600000, NULL, F_INT, H},
+	{"delivery.connectionPoolSize", OFF(delivery.connection_pool_size), 1, 10000, NULL, F_INT, H},
+	{"delivery.connectionTimeoutMs", OFF(delivery.connection_timeout_ms), 100, 120000, NULL, F_INT, H},
+	{"delivery.requestTimeoutMs", OFF(delivery.request_timeout_ms), 100, 300000, NULL, F_INT, H},
+	{"delivery.leaseTimeoutMs", OFF(delivery.lease_timeout_ms), 100, 3600000, NULL, F_INT, H},
+	{"delivery.maxPullBatch", OFF(delivery.max_pull_batch), 1, 100000, NULL, F_INT, H},
+	{"delivery.maxWaitMs", OFF(delivery.max_wait_ms), 0, 300000, NULL, F_INT, H},
+	{"delivery.dedupWindowMs", OFF(delivery.dedup_window_ms), 0, 604800000, NULL, F_INT, H},
+	{"delivery.circuitBreaker.threshold", OFF(delivery.cb_threshold), 1, 1000, NULL, F_INT, H},
+	{"delivery.circuitBreaker.timeoutMs", OFF(delivery.cb_timeout_ms), 100, 3600000, NULL, F_INT, H},
+	{"delivery.circuitBreaker.halfOpenMaxCalls", OFF(delivery.cb_half_open_max_calls), 1, 1000, NULL, F_INT, H},
+	{"delivery.deadLetter.maxSize", OFF(delivery.dl_max_size), 1, 100000000, NULL, F_INT, H},
+	{"delivery.deadLetter.retentionMs", OFF(delivery.dl_retention_ms), 60000, 31536000000.0, NULL, F_INT, H},
+	{"delivery.batch.enabled", OFF(delivery.batch_enabled), 0, 1, NULL, F_BOOL, H},
+	{"delivery.batch.maxSize", OFF(delivery.batch_max_size), 1, 10000, NULL, F_INT, H},
+	{"delivery.batch.timeoutMs", OFF(delivery.batch_timeout_ms), 0, 60000, NULL, F_INT, H},
+	{"conversation.timeoutMs", OFF(conv.timeout_ms), 1000, 604800000, NULL, F_INT, H},
+	{"conversation.maxParticipants", OFF(conv.max_participants), 2, 1000, NULL, F_INT, H},
+	{"conversation.maxActive", OFF(conv.max_active), 1, 100000000, NULL, F_INT, H},
+	{"observability.logLevel", OFF(obs.log_level), 0, 0, level_names, F_ENUM, H},
+	{"observability.logSampleRate", OFF(obs.log_sample_rate), 0.0, 1.0, NULL, F_DOUBLE, H},
+	{"observability.tracingEnabled", OFF(obs.tracing_enabled), 0, 1, NULL, F_BOOL, H},
+	{"observability.traceSamplingRatio", OFF(obs.trace_sampling_ratio), 0.0, 1.0, NULL, F_DOUBLE, H},
+	{"observability.metricsEnabled", OFF(obs.metrics_enabled), 0, 1, NULL, F_BOOL, H},
+	{"storage.path", OFF(storage.path), 1, 4096, NULL, F_STR, R},
+	{"storage.sync", OFF(storage.sync), 0, 0, sync_names, F_ENUM, R},
+	{"storage.commitBatchMax", OFF(storage.commit_batch_max), 1, 100000, NULL, F_INT, R},
+	{"storage.commitDelayUs", OFF(storage.commit_delay_us), 0, 100000, NULL, F_INT, R},
+	{"storage.busyTimeoutMs", OFF(storage.busy_timeout_ms), 0, 600000, NULL, F_INT, R},
+	{"network.bindAddress", OFF(net.bind_address), 1, 255, NULL, F_STR, R},
+	{"network.dataPort", OFF(net.data_port), 0, 65535, NULL, F_INT, R},
+	{"network.adminPort", OFF(net.admin_port), 0, 65535, NULL, F_INT, R},
+	{"network.maxConnections", OFF(net.max_connections), 4, 100000, NULL, F_INT, R},
+	{"shutdown.timeoutMs", OFF(shutdown.timeout_ms), 100, 3600000, NULL, F_INT, H},
+	{"security.auth", OFF(sec.auth), 0, 0, auth_names, F_ENUM, R},
+	{"security.maxMessageBytes", OFF(sec.max_message_bytes), 1024, 1073741824, NULL, F_BYTES, H},
+	{"security.maxRequestBytes", OFF(sec.max_request_bytes), 4096, 4294967296.0, NULL, F_BYTES, H},
+	{"security.adminTokenFile", OFF(sec.admin_token_file), 0, 4096, NULL, F_STR, H},
+	{"security.tls.enabled", OFF(sec.tls_enabled), 0, 1, NULL, F_BOOL, R},
+	{"security.tls.certFile", OFF(sec.tls_cert_file), 0, 4096, NULL, F_STR, R},
+	{"security.tls.keyFile", OFF(sec.tls_key_file), 0, 4096, NULL, F_STR, R},
 };
 const size_t cfg_nfields = SB_ARRAY_SIZE(cfg_fields);
 
 const struct cfg_field cfg_agent_fields[] = {
-	{ "id", F_STR, AOFF(id), 1, 253, NULL, H },
-	{ "mode", F_ENUM, AOFF(mode), 0, 0, mode_names, H },
-	{ "state", F_ENUM, AOFF(state), 0, 0, state_names, H },
-	{ "endpoint", F_STR, AOFF(endpoint), 0, 2048, NULL, H },
-	{ "timeoutMs", F_INT, AOFF(timeout_ms), 100, 300000, NULL, H },
-	{ "maxInFlight", F_INT, AOFF(max_in_flight), 1, 100000, NULL, H },
-	{ "queueSize", F_INT, AOFF(queue_size), 0, 1000000, NULL, G },
-	{ "tokenSha256", F_STR, AOFF(token_sha256), 0, 64, NULL, H },
-	{ "rateLimit.messagesPerSecond", F_DOUBLE, AOFF(rate_per_sec), 0, 10000000, NULL, H },
-	{ "rateLimit.burst", F_INT, AOFF(rate_burst), 0, 10000000, NULL, H },
-	{ "notifyOnFailure", F_BOOL, AOFF(notify_on_failure), 0, 1, NULL, H },
+	{"id", AOFF(id), 1, 253, NULL, F_STR, H},
+	{"mode", AOFF(mode), 0, 0, mode_names, F_ENUM, H},
+	{"state", AOFF(state), 0, 0, state_names, F_ENUM, H},
+	{"endpoint", AOFF(endpoint), 0, 2048, NULL, F_STR, H},
+	{"timeoutMs", AOFF(timeout_ms), 100, 300000, NULL, F_INT, H},
+	{"maxInFlight", AOFF(max_in_flight), 1, 100000, NULL, F_INT, H},
+	{"queueSize", AOFF(queue_size), 0, 1000000, NULL, F_INT, G},
+	{"tokenSha256", AOFF(token_sha256), 0, 64, NULL, F_STR, H},
+	{"rateLimit.messagesPerSecond", AOFF(rate_per_sec), 0, 10000000, NULL, F_DOUBLE, H},
+	{"rateLimit.burst", AOFF(rate_burst), 0, 10000000, NULL, F_INT, H},
+	{"notifyOnFailure", AOFF(notify_on_failure), 0, 1, NULL, F_BOOL, H},
 };
 const size_t cfg_agent_nfields = SB_ARRAY_SIZE(cfg_agent_fields);
 
@@ -304,8 +304,8 @@ int cfg_defaults(struct cfg *c, int profile)
 	c->net.max_connections = prod ? 1024 : 256;
 	c->shutdown.timeout_ms = prod ? 30000 : 10000;
 	c->sec.auth = prod ? CFG_AUTH_TOKEN : CFG_AUTH_NONE;
-	c->sec.max_message_bytes = 10 * 1048576;
-	c->sec.max_request_bytes = 64 * 1048576;
+	c->sec.max_message_bytes = (int64_t)10 << 20;
+	c->sec.max_request_bytes = (int64_t)64 << 20;
 	rc = set_str(&c->storage.path, prod ? "/var/lib/switchboard/router.db" : "./switchboard.db");
 	if (!rc)
 		rc = set_str(&c->net.bind_address, prod ? "0.0.0.0" : "127.0.0.1");
@@ -330,15 +330,14 @@ static void agent_defaults(struct cfg_agent *a)
 	a->notify_on_failure = 1;
 }
 
-static const char embedded_yaml[] =
-	"profile: development\n"
-	"agents:\n"
-	"  - id: alice\n"
-	"    mode: pull\n"
-	"    capabilities: [{name: planning, description: Plans multi-step tasks}]\n"
-	"  - id: bob\n"
-	"    mode: pull\n"
-	"    capabilities: [{name: search, description: Looks things up}]\n";
+static const char embedded_yaml[] = "profile: development\n"
+				    "agents:\n"
+				    "  - id: alice\n"
+				    "    mode: pull\n"
+				    "    capabilities: [{name: planning, description: Plans multi-step tasks}]\n"
+				    "  - id: bob\n"
+				    "    mode: pull\n"
+				    "    capabilities: [{name: search, description: Looks things up}]\n";
 
 int cfg_embedded_default(struct cfg *c)
 {
@@ -397,9 +396,8 @@ static int parse_bytes(const char *s, int64_t *out)
 	static const struct {
 		const char *suf;
 		double mul;
-	} units[] = { { "Ki", 1024.0 }, { "Mi", 1048576.0 }, { "Gi", GiB }, { "Ti", 1024 * GiB },
-		      { "K", 1e3 },	{ "M", 1e6 },	      { "G", 1e9 }, { "T", 1e12 },
-		      { "", 1.0 } };
+	} units[] = {{"Ki", 1024.0}, {"Mi", 1048576.0}, {"Gi", GiB}, {"Ti", 1024 * GiB}, {"K", 1e3},
+		     {"M", 1e6},     {"G", 1e9},	{"T", 1e12}, {"", 1.0}};
 	char *end;
 	double v;
 
@@ -418,8 +416,7 @@ static int parse_bytes(const char *s, int64_t *out)
 	return -EINVAL;
 }
 
-static int set_field(void *base, const struct cfg_field *f, const json_t *v, const char *path,
-		     struct cfg_report *r)
+static int set_field(void *base, const struct cfg_field *f, const json_t *v, const char *path, struct cfg_report *r)
 {
 	switch (f->type) {
 	case F_INT:
@@ -493,14 +490,14 @@ static int set_field(void *base, const struct cfg_field *f, const json_t *v, con
 
 /* Overlay the keys of `obj` at schema path `rel` onto `base`.  `shown` is
  * the path prefix used in messages (it differs for agents). */
-static int apply_object(void *base, const struct cfg_field *tab, size_t n, const json_t *obj,
-			const char *rel, const char *shown, struct cfg_report *r, const char *skip)
+static int apply_object(void *base, const struct cfg_field *tab, size_t n, const json_t *obj, const char *rel,
+			const char *shown, struct cfg_report *r, const char *skip)
 {
 	const char *key;
 	json_t *v;
 	int rc = 0;
 
-	json_object_foreach((json_t *)obj, key, v) {
+	json_object_foreach ((json_t *)obj, key, v) {
 		char full[160], disp[200];
 		const struct cfg_field *f;
 
@@ -529,6 +526,7 @@ static int apply_object(void *base, const struct cfg_field *tab, size_t n, const
 
 static int parse_caps(struct cfg_agent *a, const json_t *arr, const char *shown, struct cfg_report *r)
 {
+	struct cfg_capability *caps;
 	size_t i;
 	json_t *it;
 	int rc = 0;
@@ -537,14 +535,15 @@ static int parse_caps(struct cfg_agent *a, const json_t *arr, const char *shown,
 		cfg_report_add(r, CFG_ERROR, shown, "expected an array, got %s", json_type_name(arr));
 		return -EINVAL;
 	}
-	a->caps = calloc(json_array_size(arr) + 1, sizeof(*a->caps));
-	if (!a->caps)
+	caps = calloc(json_array_size(arr) + 1, sizeof(*caps));
+	if (!caps)
 		return -ENOMEM;
-	json_array_foreach(arr, i, it) {
+	a->caps = caps;
+	json_array_foreach (arr, i, it) {
 		char p[200];
 		const char *k;
 		json_t *v;
-		struct cfg_capability *cap = &a->caps[a->ncaps];
+		size_t ci;
 
 		snprintf(p, sizeof(p), "%s[%zu]", shown, i);
 		if (!json_is_object(it)) {
@@ -552,11 +551,15 @@ static int parse_caps(struct cfg_agent *a, const json_t *arr, const char *shown,
 			rc = -EINVAL;
 			continue;
 		}
-		a->ncaps++;
-		json_object_foreach(it, k, v) {
+		ci = a->ncaps++;
+		json_object_foreach (it, k, v) {
 			char fp[240];
-			char **dst = strcmp(k, "name") == 0 ? &cap->name
-				     : strcmp(k, "description") == 0 ? &cap->description : NULL;
+			char **dst = NULL;
+
+			if (strcmp(k, "name") == 0)
+				dst = &caps[ci].name;
+			else if (strcmp(k, "description") == 0)
+				dst = &caps[ci].description;
 
 			snprintf(fp, sizeof(fp), "%s.%s", p, k);
 			if (!dst) {
@@ -569,7 +572,7 @@ static int parse_caps(struct cfg_agent *a, const json_t *arr, const char *shown,
 				return -ENOMEM;
 			}
 		}
-		if (!cap->name) {
+		if (!caps[ci].name) {
 			cfg_report_add(r, CFG_ERROR, p, "capability needs a name");
 			rc = -EINVAL;
 		}
@@ -590,7 +593,7 @@ static int parse_agents(struct cfg *c, const json_t *arr, struct cfg_report *r)
 	c->agents = calloc(json_array_size(arr) + 1, sizeof(*c->agents));
 	if (!c->agents)
 		return -ENOMEM;
-	json_array_foreach(arr, i, it) {
+	json_array_foreach (arr, i, it) {
 		char shown[64];
 		struct cfg_agent *a = &c->agents[c->nagents];
 		json_t *caps;
@@ -638,7 +641,7 @@ int cfg_from_json(struct cfg *c, const json_t *root, struct cfg_report *r)
 	}
 	prof = json_object_get(root, "profile");
 	if (prof) {
-		struct cfg tmp = { 0 };
+		struct cfg tmp = {0};
 
 		if (set_field(&tmp, &cfg_fields[0], prof, "profile", r))
 			return -EINVAL;

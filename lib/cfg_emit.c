@@ -82,8 +82,9 @@ static json_t *agent_json(const struct cfg_agent *a)
 	for (size_t i = 0; i < a->ncaps; i++) {
 		json_t *c = json_pack("{s:s}", "name", a->caps[i].name);
 
-		if (!c || (a->caps[i].description &&
-			   json_object_set_new(c, "description", json_string(a->caps[i].description))) ||
+		if (!c ||
+		    (a->caps[i].description &&
+		     json_object_set_new(c, "description", json_string(a->caps[i].description))) ||
 		    json_array_append_new(caps, c))
 			goto fail;
 	}
@@ -215,7 +216,7 @@ static int agent_equal(const struct cfg_agent *a, const struct cfg_agent *b)
 		const char *da = a->caps[i].description ? a->caps[i].description : "";
 		const char *db = b->caps[i].description ? b->caps[i].description : "";
 
-		if (strcmp(a->caps[i].name, b->caps[i].name) || strcmp(da, db))
+		if (strcmp(a->caps[i].name, b->caps[i].name) != 0 || strcmp(da, db) != 0)
 			return 0;
 	}
 	return 1;

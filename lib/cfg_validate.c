@@ -75,9 +75,9 @@ json_t *cfg_report_json(const struct cfg_report *r)
 	json_t *arr = json_array();
 
 	for (size_t i = 0; arr && i < r->n; i++) {
-		json_t *o = json_pack("{s:s,s:s,s:s}", "severity",
-				      r->items[i].severity == CFG_ERROR ? "error" : "warning", "field",
-				      r->items[i].path, "message", r->items[i].msg);
+		json_t *o =
+			json_pack("{s:s,s:s,s:s}", "severity", r->items[i].severity == CFG_ERROR ? "error" : "warning",
+				  "field", r->items[i].path, "message", r->items[i].msg);
 
 		if (!o || json_array_append_new(arr, o)) {
 			json_decref(arr);
@@ -87,8 +87,7 @@ json_t *cfg_report_json(const struct cfg_report *r)
 	return arr;
 }
 
-void cfg_check_ranges(const struct cfg_field *tab, size_t n, const void *base, const char *prefix,
-		      struct cfg_report *r)
+void cfg_check_ranges(const struct cfg_field *tab, size_t n, const void *base, const char *prefix, struct cfg_report *r)
 {
 	for (size_t i = 0; i < n; i++) {
 		const struct cfg_field *f = &tab[i];
@@ -99,8 +98,8 @@ void cfg_check_ranges(const struct cfg_field *tab, size_t n, const void *base, c
 			int64_t v = CFG_I64(base, f);
 
 			if ((double)v < f->min || (double)v > f->max)
-				cfg_report_add(r, CFG_ERROR, path, "%lld is out of range [%.0f, %.0f]",
-					       (long long)v, f->min, f->max);
+				cfg_report_add(r, CFG_ERROR, path, "%lld is out of range [%.0f, %.0f]", (long long)v,
+					       f->min, f->max);
 		} else if (f->type == F_DOUBLE) {
 			double v = CFG_DBL(base, f);
 
@@ -110,8 +109,8 @@ void cfg_check_ranges(const struct cfg_field *tab, size_t n, const void *base, c
 			size_t l = strlen(CFG_STR(base, f));
 
 			if ((double)l > f->max || (l > 0 && (double)l < f->min))
-				cfg_report_add(r, CFG_ERROR, path, "length %zu is out of range [%.0f, %.0f]", l,
-					       f->min, f->max);
+				cfg_report_add(r, CFG_ERROR, path, "length %zu is out of range [%.0f, %.0f]", l, f->min,
+					       f->max);
 		}
 	}
 }
@@ -123,12 +122,12 @@ int64_t cfg_estimate_memory(const struct cfg *c)
 
 	for (size_t i = 0; i < c->nagents; i++)
 		queued += c->agents[i].queue_size ? c->agents[i].queue_size : c->perf.agent_queue_size;
-	return (int64_t)(32 << 20)			 /* code, SQLite page cache, buffers */
-	       + queued * msg				 /* queued messages held in memory */
-	       + c->net.max_connections * (256 << 10)	 /* per-connection thread stacks */
+	return (int64_t)(32 << 20)			       /* code, SQLite page cache, buffers */
+	       + queued * msg				       /* queued messages held in memory */
+	       + c->net.max_connections * (256 << 10)	       /* per-connection thread stacks */
 	       + c->delivery.connection_pool_size * (64 << 10) /* push connections */
-	       + (int64_t)c->nagents * 2048		 /* registry entries */
-	       + c->conv.max_active / 64 * 512;		 /* conversations actually active: 1/64 */
+	       + (int64_t)c->nagents * 2048		       /* registry entries */
+	       + c->conv.max_active / 64 * 512;		       /* conversations actually active: 1/64 */
 }
 
 int cfg_agent_id_ok(const char *s)
@@ -157,13 +156,15 @@ static void validate_agent(const struct cfg *c, size_t idx, struct cfg_report *r
 	snprintf(fp, sizeof(fp), "%s.id", p);
 	if (!cfg_agent_id_ok(a->id))
 		cfg_report_add(r, CFG_ERROR, fp,
-			       "agent id must start with a letter or digit and contain only letters, digits, '.', '_' and '-'");
+			       "agent id must start with a letter or digit and contain only letters, digits, '.', '_' "
+			       "and '-'");
 	for (size_t j = 0; j < idx; j++)
 		if (a->id && c->agents[j].id && strcmp(a->id, c->agents[j].id) == 0)
 			cfg_report_add(r, CFG_ERROR, fp, "duplicate agent id \"%s\" (also agents[%zu])", a->id, j);
 	snprintf(fp, sizeof(fp), "%s.endpoint", p);
 	if (a->mode == CFG_MODE_PUSH) {
-		if (!a->endpoint || (strncmp(a->endpoint, "http://", 7) && strncmp(a->endpoint, "https://", 8)))
+		if (!a->endpoint ||
+		    (strncmp(a->endpoint, "http://", 7) != 0 && strncmp(a->endpoint, "https://", 8) != 0))
 			cfg_report_add(r, CFG_ERROR, fp, "push mode requires an http:// or https:// endpoint");
 	} else if (a->endpoint && *a->endpoint) {
 		cfg_report_add(r, CFG_ERROR, fp, "pull mode agents must not set an endpoint");
@@ -236,9 +237,11 @@ size_t cfg_validate(const struct cfg *c, long cores, struct cfg_report *r)
 		cfg_report_add(r, CFG_ERROR, "network.adminPort", "must differ from network.dataPort (%lld)",
 			       (long long)c->net.data_port);
 	if (c->sec.auth == CFG_AUTH_TOKEN && (!c->sec.admin_token_file || !*c->sec.admin_token_file))
-		cfg_report_add(r, CFG_ERROR, "security.adminTokenFile", "security.auth is token, so an admin token file is required");
+		cfg_report_add(r, CFG_ERROR, "security.adminTokenFile",
+			       "security.auth is token, so an admin token file is required");
 	if (c->sec.auth == CFG_AUTH_NONE && c->profile != CFG_PROFILE_DEVELOPMENT)
-		cfg_report_add(r, CFG_WARNING, "security.auth", "none disables authentication outside the development profile");
+		cfg_report_add(r, CFG_WARNING, "security.auth",
+			       "none disables authentication outside the development profile");
 	if (c->sec.tls_enabled && (!c->sec.tls_cert_file || !*c->sec.tls_cert_file))
 		cfg_report_add(r, CFG_ERROR, "security.tls.certFile", "required when security.tls.enabled is true");
 	if (c->sec.tls_enabled && (!c->sec.tls_key_file || !*c->sec.tls_key_file))
@@ -249,7 +252,8 @@ size_t cfg_validate(const struct cfg *c, long cores, struct cfg_report *r)
 	est = cfg_estimate_memory(c);
 	if (est > c->perf.memory_limit_bytes)
 		cfg_report_add(r, CFG_ERROR, "performance.memoryLimitBytes",
-			       "estimated memory use %lld MiB exceeds the limit of %lld MiB (reduce queue sizes or connections, or raise the limit)",
+			       "estimated memory use %lld MiB exceeds the limit of %lld MiB (reduce queue sizes or "
+			       "connections, or raise the limit)",
 			       (long long)(est >> 20), (long long)(c->perf.memory_limit_bytes >> 20));
 	else if (est > c->perf.memory_limit_bytes / 10 * 9)
 		cfg_report_add(r, CFG_WARNING, "performance.memoryLimitBytes",

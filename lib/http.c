@@ -47,8 +47,7 @@ static int match(const char *pattern, const char *path, struct http_req *r)
 	return *p == '\0' && *u == '\0';
 }
 
-int http_error(struct http_resp *resp, int status, const char *code, const char *message,
-	       const char *field)
+int http_error(struct http_resp *resp, int status, const char *code, const char *message, const char *field)
 {
 	int rc;
 
@@ -93,10 +92,9 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, struct http_resp *res
 	return ret;
 }
 
-static enum MHD_Result respond_error(struct MHD_Connection *c, int status, const char *code,
-				     const char *msg)
+static enum MHD_Result respond_error(struct MHD_Connection *c, int status, const char *code, const char *msg)
 {
-	struct http_resp resp = { 0 };
+	struct http_resp resp = {0};
 	enum MHD_Result ret;
 
 	buf_init(&resp.body, 4096);
@@ -111,7 +109,7 @@ static enum MHD_Result respond_error(struct MHD_Connection *c, int status, const
 
 static enum MHD_Result dispatch(struct http_server *s, struct http_req *req)
 {
-	struct http_resp resp = { 0 };
+	struct http_resp resp = {0};
 	const struct http_route *route = NULL;
 	int path_known = 0, rc;
 	enum MHD_Result ret;
@@ -126,8 +124,7 @@ static enum MHD_Result dispatch(struct http_server *s, struct http_req *req)
 		}
 	}
 	if (!route)
-		return respond_error(req->conn, path_known ? 405 : 404,
-				     path_known ? "MethodNotAllowed" : "NotFound",
+		return respond_error(req->conn, path_known ? 405 : 404, path_known ? "MethodNotAllowed" : "NotFound",
 				     path_known ? "method not allowed on this path" : "no such path");
 	match(route->pattern, req->path, req);
 	buf_init(&resp.body, (size_t)1 << 31);
@@ -146,9 +143,9 @@ static enum MHD_Result dispatch(struct http_server *s, struct http_req *req)
 	return ret;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version, const char *upload_data,
-				  size_t *upload_data_size, void **con_cls)
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+				  const char *version, const char *upload_data, size_t *upload_data_size,
+				  void **con_cls)
 {
 	struct http_server *s = cls;
 	struct http_req *req = *con_cls;
@@ -167,7 +164,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		buf_init(&req->body, s->o.max_body);
 		*con_cls = req;
 		if (cl && strtoull(cl, NULL, 10) > s->o.max_body)
-			return respond_error(conn, 413, "PayloadTooLarge", "request body exceeds security.maxRequestBytes");
+			return respond_error(conn, 413, "PayloadTooLarge",
+					     "request body exceeds security.maxRequestBytes");
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
@@ -181,8 +179,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return dispatch(s, req);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-			 enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
 	struct http_req *req = *con_cls;
 
@@ -207,7 +204,7 @@ static void on_panic(void *cls, const char *file, unsigned line, const char *rea
 int http_start(const struct http_opts *o, struct http_server **out)
 {
 	struct http_server *s;
-	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_storage ss = {0};
 	struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
 	const char *addr = o->bind_address ? o->bind_address : "127.0.0.1";
@@ -237,18 +234,17 @@ int http_start(const struct http_opts *o, struct http_server **out)
 	MHD_set_panic_func(on_panic, NULL);
 	if (o->tls_cert_pem && o->tls_key_pem)
 		s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &ss,
-					MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-					MHD_OPTION_CONNECTION_LIMIT, o->max_connections ? o->max_connections : 256,
-					MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-					MHD_OPTION_THREAD_STACK_SIZE, (size_t)256 * 1024,
-					MHD_OPTION_HTTPS_MEM_CERT, o->tls_cert_pem, MHD_OPTION_HTTPS_MEM_KEY,
-					o->tls_key_pem, MHD_OPTION_END);
+					MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
+					o->max_connections ? o->max_connections : 256, MHD_OPTION_CONNECTION_TIMEOUT,
+					120u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_THREAD_STACK_SIZE,
+					(size_t)256 * 1024, MHD_OPTION_HTTPS_MEM_CERT, o->tls_cert_pem,
+					MHD_OPTION_HTTPS_MEM_KEY, o->tls_key_pem, MHD_OPTION_END);
 	else
 		s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &ss,
-					MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-					MHD_OPTION_CONNECTION_LIMIT, o->max_connections ? o->max_connections : 256,
-					MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-					MHD_OPTION_THREAD_STACK_SIZE, (size_t)256 * 1024, MHD_OPTION_END);
+					MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
+					o->max_connections ? o->max_connections : 256, MHD_OPTION_CONNECTION_TIMEOUT,
+					120u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_THREAD_STACK_SIZE,
+					(size_t)256 * 1024, MHD_OPTION_END);
 	if (!s->d) {
 		rc = errno ? -errno : -EADDRINUSE;
 		free(s);

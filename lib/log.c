@@ -16,11 +16,11 @@
 #include "switchboard/buf.h"
 #include "switchboard/util.h"
 
-#define LOG_LINE_MAX (16 * 1024)
+#define LOG_LINE_MAX ((size_t)16 * 1024)
 
 static const char *log_component = "switchboard";
 static atomic_int log_min = LOG_INFO;
-static const char *const level_names[] = { "debug", "info", "warn", "error" };
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void log_set_component(const char *component)
 {
@@ -74,7 +74,7 @@ int log_sample(double rate)
 
 static int is_secret_key(const char *k)
 {
-	static const char *const words[] = { "token", "secret", "password", "authorization" };
+	static const char *const words[] = {"token", "secret", "password", "authorization"};
 
 	for (size_t i = 0; i < SB_ARRAY_SIZE(words); i++)
 		if (strcasestr(k, words[i]))
@@ -94,8 +94,7 @@ void log_emit(enum log_level level, const char *msg, ...)
 		return;
 	buf_init(&b, LOG_LINE_MAX);
 	util_fmt_rfc3339(util_now_ms(), ts);
-	rc = buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":", ts,
-			log_level_name(level));
+	rc = buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":", ts, log_level_name(level));
 	if (!rc)
 		rc = buf_json_str(&b, log_component);
 	if (!rc)

@@ -73,8 +73,8 @@ void met_free(struct met_registry *r)
 	free(r);
 }
 
-static struct met_series *series_add(struct met_registry *r, int kind, const char *name,
-				     const char *help, const char *labels)
+static struct met_series *series_add(struct met_registry *r, int kind, const char *name, const char *help,
+				     const char *labels)
 {
 	struct met_series *s = calloc(1, sizeof(*s));
 
@@ -110,24 +110,22 @@ static struct met_series *series_add(struct met_registry *r, int kind, const cha
 	return s;
 }
 
-struct met_counter *met_counter_add(struct met_registry *r, const char *name, const char *help,
-				    const char *labels)
+struct met_counter *met_counter_add(struct met_registry *r, const char *name, const char *help, const char *labels)
 {
 	struct met_series *s = series_add(r, K_COUNTER, name, help, labels);
 
 	return s ? &s->u.c : NULL;
 }
 
-struct met_gauge *met_gauge_add(struct met_registry *r, const char *name, const char *help,
-				const char *labels)
+struct met_gauge *met_gauge_add(struct met_registry *r, const char *name, const char *help, const char *labels)
 {
 	struct met_series *s = series_add(r, K_GAUGE, name, help, labels);
 
 	return s ? &s->u.g : NULL;
 }
 
-struct met_histogram *met_histogram_add(struct met_registry *r, const char *name, const char *help,
-					const char *labels, const double *bounds, size_t nbounds)
+struct met_histogram *met_histogram_add(struct met_registry *r, const char *name, const char *help, const char *labels,
+					const double *bounds, size_t nbounds)
 {
 	struct met_series *s;
 
@@ -247,7 +245,7 @@ static int render_histogram(struct buf *out, const struct met_series *s)
 		rc = buf_printf(out, "%s_sum%s%s%s ", s->name, *l ? "{" : "", l, *l ? "}" : "");
 	if (!rc)
 		rc = write_value(out, bits_dbl(atomic_load_explicit(&((struct met_histogram *)h)->sum_bits,
-								   memory_order_relaxed)));
+								    memory_order_relaxed)));
 	/* _count equals the +Inf bucket, as the format requires */
 	if (!rc)
 		rc = buf_printf(out, "%s_count%s%s%s %llu\n", s->name, *l ? "{" : "", l, *l ? "}" : "",
@@ -257,7 +255,7 @@ static int render_histogram(struct buf *out, const struct met_series *s)
 
 int met_render(struct met_registry *r, struct buf *out)
 {
-	static const char *const types[] = { "counter", "gauge", "histogram" };
+	static const char *const types[] = {"counter", "gauge", "histogram"};
 	const char *last = NULL;
 	int rc = 0;
 

@@ -71,14 +71,14 @@ static int expect(const char **p, const char *set)
 
 int util_parse_rfc3339(const char *s, int64_t *ms)
 {
-	struct tm tm = { 0 };
+	struct tm tm = {0};
 	int y, mo, d, h, mi, se, frac = 0, off = 0;
 	const char *p = s;
 	int64_t secs;
 
-	if (digits(&p, 4, &y) || expect(&p, "-") || digits(&p, 2, &mo) || expect(&p, "-") ||
-	    digits(&p, 2, &d) || expect(&p, "Tt ") || digits(&p, 2, &h) || expect(&p, ":") ||
-	    digits(&p, 2, &mi) || expect(&p, ":") || digits(&p, 2, &se))
+	if (digits(&p, 4, &y) || expect(&p, "-") || digits(&p, 2, &mo) || expect(&p, "-") || digits(&p, 2, &d) ||
+	    expect(&p, "Tt ") || digits(&p, 2, &h) || expect(&p, ":") || digits(&p, 2, &mi) || expect(&p, ":") ||
+	    digits(&p, 2, &se))
 		return -EINVAL;
 	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
 		return -EINVAL;

@@ -80,13 +80,13 @@ static int attach(struct frame *stack, int depth, json_t **root, json_t *v, char
 		return json_array_append_new(top->node, v) ? -ENOMEM : 0;
 	if (!top->key) {
 		json_decref(v);
-		snprintf(err, errlen, "line %zu column %zu: mapping keys must be scalars",
-			 mark->line + 1, mark->column + 1);
+		snprintf(err, errlen, "line %zu column %zu: mapping keys must be scalars", mark->line + 1,
+			 mark->column + 1);
 		return -EINVAL;
 	}
 	if (json_object_get(top->node, top->key)) {
-		snprintf(err, errlen, "line %zu column %zu: duplicate key \"%.64s\"", mark->line + 1,
-			 mark->column + 1, top->key);
+		snprintf(err, errlen, "line %zu column %zu: duplicate key \"%.64s\"", mark->line + 1, mark->column + 1,
+			 top->key);
 		json_decref(v);
 		return -EINVAL;
 	}
@@ -115,8 +115,7 @@ int yj_parse(const char *text, size_t len, json_t **out, char *err, size_t errle
 	while (!done && !rc) {
 		if (!yaml_parser_parse(&parser, &ev)) {
 			snprintf(err, errlen, "line %zu column %zu: %s", parser.problem_mark.line + 1,
-				 parser.problem_mark.column + 1,
-				 parser.problem ? parser.problem : "YAML syntax error");
+				 parser.problem_mark.column + 1, parser.problem ? parser.problem : "YAML syntax error");
 			rc = -EINVAL;
 			break;
 		}
@@ -126,8 +125,8 @@ int yj_parse(const char *text, size_t len, json_t **out, char *err, size_t errle
 			done = ev.type == YAML_STREAM_END_EVENT || root != NULL;
 			break;
 		case YAML_ALIAS_EVENT:
-			snprintf(err, errlen, "line %zu column %zu: aliases are not supported",
-				 ev.start_mark.line + 1, ev.start_mark.column + 1);
+			snprintf(err, errlen, "line %zu column %zu: aliases are not supported", ev.start_mark.line + 1,
+				 ev.start_mark.column + 1);
 			rc = -EINVAL;
 			break;
 		case YAML_SCALAR_EVENT: {
@@ -138,8 +137,7 @@ int yj_parse(const char *text, size_t len, json_t **out, char *err, size_t errle
 
 			if (top && json_is_object(top->node) && !top->key) {
 				if (strlen(v) != vl) {
-					snprintf(err, errlen, "line %zu: NUL byte in key",
-						 ev.start_mark.line + 1);
+					snprintf(err, errlen, "line %zu: NUL byte in key", ev.start_mark.line + 1);
 					rc = -EINVAL;
 					break;
 				}
@@ -152,8 +150,8 @@ int yj_parse(const char *text, size_t len, json_t **out, char *err, size_t errle
 			else
 				node = json_stringn(v, vl);
 			if (!rc && !node) {
-				snprintf(err, errlen, "line %zu column %zu: invalid UTF-8",
-					 ev.start_mark.line + 1, ev.start_mark.column + 1);
+				snprintf(err, errlen, "line %zu column %zu: invalid UTF-8", ev.start_mark.line + 1,
+					 ev.start_mark.column + 1);
 				rc = -EINVAL;
 			}
 			if (!rc)
@@ -170,8 +168,8 @@ int yj_parse(const char *text, size_t len, json_t **out, char *err, size_t errle
 			}
 			if (depth >= YJ_MAX_DEPTH) {
 				json_decref(node);
-				snprintf(err, errlen, "line %zu: nesting deeper than %d",
-					 ev.start_mark.line + 1, YJ_MAX_DEPTH);
+				snprintf(err, errlen, "line %zu: nesting deeper than %d", ev.start_mark.line + 1,
+					 YJ_MAX_DEPTH);
 				rc = -EINVAL;
 				break;
 			}
@@ -188,6 +186,10 @@ int yj_parse(const char *text, size_t len, json_t **out, char *err, size_t errle
 		}
 		case YAML_SEQUENCE_END_EVENT:
 		case YAML_MAPPING_END_EVENT:
+			if (depth == 0) {
+				rc = -EINVAL;
+				break;
+			}
 			depth--;
 			free(stack[depth].key);
 			json_decref(stack[depth].node);
@@ -230,8 +232,7 @@ static int emit_scalar(yaml_emitter_t *em, const char *s, yaml_scalar_style_t st
 {
 	yaml_event_t ev;
 
-	if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)strlen(s), 1, 1,
-					  style))
+	if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)strlen(s), 1, 1, style))
 		return -ENOMEM;
 	return yaml_emitter_emit(em, &ev) ? 0 : -EIO;
 }
@@ -239,7 +240,11 @@ static int emit_scalar(yaml_emitter_t *em, const char *s, yaml_scalar_style_t st
 static int emit_string(yaml_emitter_t *em, const char *s)
 {
 	json_t *probe = NULL;
-	int plain_ok = resolve_plain(s, strlen(s), &probe) == 0 && json_is_string(probe);
+	int plain_ok;
+
+	if (!s)
+		s = "";
+	plain_ok = resolve_plain(s, strlen(s), &probe) == 0 && json_is_string(probe);
 
 	json_decref(probe);
 	return emit_scalar(em, s, plain_ok ? YAML_ANY_SCALAR_STYLE : YAML_DOUBLE_QUOTED_SCALAR_STYLE);
@@ -267,7 +272,7 @@ static int emit_node(yaml_emitter_t *em, const json_t *n, int sort_keys, int dep
 
 		if (!keys)
 			return -ENOMEM;
-		json_object_foreach((json_t *)n, k, v)
+		json_object_foreach ((json_t *)n, k, v)
 			keys[i++] = k;
 		if (sort_keys)
 			qsort(keys, cnt, sizeof(*keys), cmp_str);
@@ -288,11 +293,10 @@ static int emit_node(yaml_emitter_t *em, const json_t *n, int sort_keys, int dep
 		size_t i;
 		json_t *v;
 
-		if (!yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
-							  YAML_BLOCK_SEQUENCE_STYLE) ||
+		if (!yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE) ||
 		    !yaml_emitter_emit(em, &ev))
 			return -EIO;
-		json_array_foreach(n, i, v) {
+		json_array_foreach (n, i, v) {
 			rc = emit_node(em, v, sort_keys, depth + 1);
 			if (rc)
 				return rc;
@@ -333,8 +337,7 @@ int yj_emit(const json_t *root, int sort_keys, struct buf *out)
 	yaml_emitter_set_unicode(&em, 1);
 	yaml_emitter_set_width(&em, -1);
 	if (!yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) || !yaml_emitter_emit(&em, &ev) ||
-	    !yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) ||
-	    !yaml_emitter_emit(&em, &ev)) {
+	    !yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) || !yaml_emitter_emit(&em, &ev)) {
 		rc = -EIO;
 		goto out;
 	}
@@ -342,8 +345,7 @@ int yj_emit(const json_t *root, int sort_keys, struct buf *out)
 	if (rc)
 		goto out;
 	if (!yaml_document_end_event_initialize(&ev, 1) || !yaml_emitter_emit(&em, &ev) ||
-	    !yaml_stream_end_event_initialize(&ev) || !yaml_emitter_emit(&em, &ev) ||
-	    !yaml_emitter_flush(&em))
+	    !yaml_stream_end_event_initialize(&ev) || !yaml_emitter_emit(&em, &ev) || !yaml_emitter_flush(&em))
 		rc = -EIO;
 out:
 	if (rc == -EIO && em.error == YAML_WRITER_ERROR)

@@ -56,9 +56,6 @@ static int h_status(struct http_req *req, struct http_resp *resp, void *ctx)
 }
 
 const struct http_route admin_routes[] = {
-	{ "GET", "/healthz", h_healthz },
-	{ "GET", "/readyz", h_readyz },
-	{ "GET", "/metrics", h_metrics },
-	{ "GET", "/v1/status", h_status },
-	{ NULL, NULL, NULL },
+	{"GET", "/healthz", h_healthz},	 {"GET", "/readyz", h_readyz}, {"GET", "/metrics", h_metrics},
+	{"GET", "/v1/status", h_status}, {NULL, NULL, NULL},
 };

@@ -41,7 +41,7 @@ static int parse_items(struct app *app, struct http_req *req, struct http_resp *
 		const char *p = req->body.data, *end = p + req->body.len;
 
 		*batch = 1;
-		objs = calloc(API_MAX_BATCH + 1, sizeof(*objs));
+		objs = calloc(API_MAX_BATCH + 1, sizeof(json_t *));
 		if (!objs)
 			return -ENOMEM;
 		for (size_t line = 1; p < end; line++) {
@@ -51,8 +51,10 @@ static int parse_items(struct app *app, struct http_req *req, struct http_resp *
 
 			if (len && !(len == 1 && p[0] == '\r')) {
 				if (nobj == API_MAX_BATCH) {
-					rc = http_error(resp, 413, "PayloadTooLarge", "more than 10000 messages in one request",
-							"(body)") ? -ENOMEM : 1;
+					rc = http_error(resp, 413, "PayloadTooLarge",
+							"more than 10000 messages in one request", "(body)")
+						     ? -ENOMEM
+						     : 1;
 					goto out;
 				}
 				objs[nobj] = json_loadb(p, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -85,23 +87,27 @@ static int parse_items(struct app *app, struct http_req *req, struct http_resp *
 			*batch = 1;
 			if (!json_is_array(arr) || json_object_size(root) != 1) {
 				rc = http_error(resp, 400, "InvalidMessage",
-						"a batch is {\"messages\":[...]} with nothing else", "messages") ? -ENOMEM : 1;
+						"a batch is {\"messages\":[...]} with nothing else", "messages")
+					     ? -ENOMEM
+					     : 1;
 				goto out;
 			}
 			if (json_array_size(arr) > API_MAX_BATCH) {
 				rc = http_error(resp, 413, "PayloadTooLarge", "more than 10000 messages in one request",
-						"messages") ? -ENOMEM : 1;
+						"messages")
+					     ? -ENOMEM
+					     : 1;
 				goto out;
 			}
-			objs = calloc(json_array_size(arr) + 1, sizeof(*objs));
+			objs = calloc(json_array_size(arr) + 1, sizeof(json_t *));
 			if (!objs) {
 				rc = -ENOMEM;
 				goto out;
 			}
-			json_array_foreach(arr, i, v)
+			json_array_foreach (arr, i, v)
 				objs[nobj++] = json_incref(v);
 		} else {
-			objs = calloc(1, sizeof(*objs));
+			objs = calloc(1, sizeof(json_t *));
 			if (!objs) {
 				rc = -ENOMEM;
 				goto out;
@@ -119,7 +125,7 @@ static int parse_items(struct app *app, struct http_req *req, struct http_resp *
 		goto out;
 	}
 	for (size_t i = 0; i < nobj; i++) {
-		struct msg_err e = { 0 };
+		struct msg_err e = {0};
 		int mrc = msg_from_json(objs[i], max_content, &items[i].m, &e);
 
 		items[i].started_ns = req->started_ns;
@@ -262,7 +268,7 @@ static int parse_uint_param(struct http_req *req, const char *key, long long def
 static int h_pull(struct http_req *req, struct http_resp *resp, void *ctx)
 {
 	struct app *app = ctx;
-	struct rt_err e = { 0 };
+	struct rt_err e = {0};
 	long long max, wait;
 	char msg[160];
 	int rc;
@@ -286,7 +292,7 @@ static int h_pull(struct http_req *req, struct http_resp *resp, void *ctx)
 static int settle(struct http_req *req, struct http_resp *resp, void *ctx, int ack)
 {
 	struct app *app = ctx;
-	struct rt_err e = { 0 };
+	struct rt_err e = {0};
 	json_error_t jerr;
 	json_t *root, *ids;
 	size_t i;
@@ -303,10 +309,11 @@ static int settle(struct http_req *req, struct http_resp *resp, void *ctx, int a
 		return http_error(resp, 400, "InvalidRequest", "message_ids must be an array of 1 to 10000 message ids",
 				  "message_ids");
 	}
-	json_array_foreach(ids, i, v) {
+	json_array_foreach (ids, i, v) {
 		if (!json_is_string(v)) {
 			json_decref(root);
-			return http_error(resp, 400, "InvalidRequest", "every message id must be a string", "message_ids");
+			return http_error(resp, 400, "InvalidRequest", "every message id must be a string",
+					  "message_ids");
 		}
 	}
 	rc = rt_settle(app->rt, req->params[0], ids, ack, &resp->body, &e);
@@ -334,7 +341,7 @@ static int h_agents(struct http_req *req, struct http_resp *resp, void *ctx)
 
 static int h_agent(struct http_req *req, struct http_resp *resp, void *ctx)
 {
-	struct rt_err e = { 0 };
+	struct rt_err e = {0};
 	int rc = rt_agent_json(((struct app *)ctx)->rt, req->params[0], &resp->body, &e);
 
 	return rc == -EINVAL ? err_from_rt(resp, &e) : rc;
@@ -342,19 +349,19 @@ static int h_agent(struct http_req *req, struct http_resp *resp, void *ctx)
 
 static int h_conversation(struct http_req *req, struct http_resp *resp, void *ctx)
 {
-	struct rt_err e = { 0 };
+	struct rt_err e = {0};
 	int rc = rt_conversation_json(((struct app *)ctx)->rt, req->params[0], &resp->body, &e);
 
 	return rc == -EINVAL ? err_from_rt(resp, &e) : rc;
 }
 
 const struct http_route api_routes[] = {
-	{ "POST", "/v1/messages", h_post_messages },
-	{ "GET", "/v1/agents", h_agents },
-	{ "GET", "/v1/agents/{}", h_agent },
-	{ "GET", "/v1/agents/{}/messages", h_pull },
-	{ "POST", "/v1/agents/{}/ack", h_ack },
-	{ "POST", "/v1/agents/{}/nack", h_nack },
-	{ "GET", "/v1/conversations/{}", h_conversation },
-	{ NULL, NULL, NULL },
+	{"POST", "/v1/messages", h_post_messages},
+	{"GET", "/v1/agents", h_agents},
+	{"GET", "/v1/agents/{}", h_agent},
+	{"GET", "/v1/agents/{}/messages", h_pull},
+	{"POST", "/v1/agents/{}/ack", h_ack},
+	{"POST", "/v1/agents/{}/nack", h_nack},
+	{"GET", "/v1/conversations/{}", h_conversation},
+	{NULL, NULL, NULL},
 };

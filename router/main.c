@@ -98,8 +98,8 @@ static int64_t shutdown_deadline_ms;
 
 static void *watchdog_main(void *arg)
 {
-	struct timespec ts = { .tv_sec = shutdown_deadline_ms / 1000,
-			       .tv_nsec = (shutdown_deadline_ms % 1000) * 1000000L };
+	struct timespec ts = {.tv_sec = shutdown_deadline_ms / 1000,
+			      .tv_nsec = (shutdown_deadline_ms % 1000) * 1000000L};
 
 	(void)arg;
 	nanosleep(&ts, NULL);
@@ -110,20 +110,21 @@ static void *watchdog_main(void *arg)
 
 static int start_servers(struct app *app)
 {
-	struct http_opts o = { 0 };
+	struct http_opts o = {0};
 	char port[16];
 	int rc;
 
 	o.bind_address = app->cfg.net.bind_address;
 	o.max_connections = 64;
-	o.max_body = 64 * 1024;
+	o.max_body = (size_t)64 * 1024;
 	o.routes = admin_routes;
 	o.ctx = app;
 	o.name = "admin";
 	o.port = (uint16_t)app->cfg.net.admin_port;
 	rc = http_start(&o, &app->admin);
 	if (rc) {
-		log_error("cannot listen on the admin port", "address", app->cfg.net.bind_address, "error", strerror(-rc));
+		log_error("cannot listen on the admin port", "address", app->cfg.net.bind_address, "error",
+			  strerror(-rc));
 		return rc;
 	}
 	o.port = (uint16_t)app->cfg.net.data_port;
@@ -134,7 +135,8 @@ static int start_servers(struct app *app)
 	o.name = "data";
 	rc = http_start(&o, &app->data);
 	if (rc) {
-		log_error("cannot listen on the data port", "address", app->cfg.net.bind_address, "error", strerror(-rc));
+		log_error("cannot listen on the data port", "address", app->cfg.net.bind_address, "error",
+			  strerror(-rc));
 		return rc;
 	}
 	snprintf(port, sizeof(port), "%u", http_port(app->data));
@@ -146,7 +148,7 @@ static int start_servers(struct app *app)
 
 static int run(const char *path, const char *level_override)
 {
-	struct app app = { 0 };
+	struct app app = {0};
 	struct cfg_report r;
 	sigset_t set;
 	int sig, rc, exit_code = 1;
@@ -212,7 +214,7 @@ static int run(const char *path, const char *level_override)
 	{
 		/* keep answering 503 briefly so load balancers see readiness fail */
 		int64_t grace = app.cfg.shutdown.timeout_ms / 4 < 1000 ? app.cfg.shutdown.timeout_ms / 4 : 1000;
-		struct timespec g = { .tv_sec = grace / 1000, .tv_nsec = (grace % 1000) * 1000000L };
+		struct timespec g = {.tv_sec = grace / 1000, .tv_nsec = (grace % 1000) * 1000000L};
 
 		nanosleep(&g, NULL);
 	}
@@ -238,10 +240,13 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },   { "check-config", required_argument, NULL, 'k' },
-		{ "print-config", no_argument, NULL, 'p' },   { "log-level", required_argument, NULL, 'l' },
-		{ "version", no_argument, NULL, 'v' },	      { "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"config", required_argument, NULL, 'c'},
+		{"check-config", required_argument, NULL, 'k'},
+		{"print-config", no_argument, NULL, 'p'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"version", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *check = NULL, *level = NULL;
 	int print = 0, c;

@@ -15,11 +15,11 @@
 #include "switchboard/util.h"
 
 static const char *const perf_names[PERF_COUNT] = {
-	"request", "inform", "query-if", "query-ref", "propose", "accept-proposal",
-	"reject-proposal", "agree", "refuse", "failure", "not-understood", "cfp",
-	"subscribe", "cancel", "heartbeat", "capability",
+	"request",	   "inform", "query-if",  "query-ref",	"propose",	  "accept-proposal",
+	"reject-proposal", "agree",  "refuse",	  "failure",	"not-understood", "cfp",
+	"subscribe",	   "cancel", "heartbeat", "capability",
 };
-static const char *const prio_names[] = { "low", "normal", "high", "critical" };
+static const char *const prio_names[] = {"low", "normal", "high", "critical"};
 
 const char *msg_performative_name(int p)
 {
@@ -112,8 +112,8 @@ int msg_tracestate_ok(const char *s)
 			if (!eq || eq == p || (size_t)(eq - p) > 256 || eq == p + n - 1)
 				return -EINVAL;
 			for (const char *k = p; k < eq; k++)
-				if (!((*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9') || *k == '_' ||
-				      *k == '-' || *k == '*' || *k == '/' || *k == '@'))
+				if (!((*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9') || *k == '_' || *k == '-' ||
+				      *k == '*' || *k == '/' || *k == '@'))
 					return -EINVAL;
 			for (const char *v = eq + 1; v < p + n; v++)
 				if (*v < 0x20 || *v > 0x7e || *v == ',' || *v == '=')
@@ -131,15 +131,15 @@ int msg_tracestate_ok(const char *s)
 static int id_chars_ok(const char *s)
 {
 	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-		      *s == '-' || *s == '_' || *s == '.' || *s == ':'))
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '-' ||
+		      *s == '_' || *s == '.' || *s == ':'))
 			return 0;
 	return 1;
 }
 
 /* Optional string field with length bounds; copies into dst when given. */
-static int opt_str(const json_t *obj, const char *key, size_t maxlen, int id_rule, char *dst,
-		   size_t dstlen, struct msg_err *e, const char **out)
+static int opt_str(const json_t *obj, const char *key, size_t maxlen, int id_rule, char *dst, size_t dstlen,
+		   struct msg_err *e, const char **out)
 {
 	const json_t *v = json_object_get(obj, key);
 	const char *s;
@@ -154,8 +154,8 @@ static int opt_str(const json_t *obj, const char *key, size_t maxlen, int id_rul
 	if (json_string_length(v) == 0 || json_string_length(v) > maxlen || strlen(s) != json_string_length(v))
 		return fail(e, 400, "InvalidMessage", key, "%s must be 1 to %zu characters", key, maxlen);
 	if (id_rule && !id_chars_ok(s))
-		return fail(e, 400, "InvalidMessage", key,
-			    "%s may contain only letters, digits, '-', '_', '.' and ':'", key);
+		return fail(e, 400, "InvalidMessage", key, "%s may contain only letters, digits, '-', '_', '.' and ':'",
+			    key);
 	if (dst)
 		snprintf(dst, dstlen, "%s", s);
 	if (out)
@@ -164,10 +164,9 @@ static int opt_str(const json_t *obj, const char *key, size_t maxlen, int id_rul
 }
 
 static const char *const known_fields[] = {
-	"performative", "sender",	"receiver",	 "content",	 "content_base64",
-	"language",	"ontology",	"protocol",	 "conversation_id", "reply_with",
-	"in_reply_to",	"message_id",	"created_at",	 "delivery",	 "traceparent",
-	"tracestate",
+	"performative", "sender",   "receiver",	       "content",    "content_base64", "language",
+	"ontology",	"protocol", "conversation_id", "reply_with", "in_reply_to",    "message_id",
+	"created_at",	"delivery", "traceparent",     "tracestate",
 };
 
 static int check_delivery(const json_t *d, struct msg *m, struct msg_err *e)
@@ -177,7 +176,7 @@ static int check_delivery(const json_t *d, struct msg *m, struct msg_err *e)
 
 	if (!json_is_object(d))
 		return fail(e, 400, "InvalidMessage", "delivery", "delivery must be an object");
-	json_object_foreach((json_t *)d, k, v) {
+	json_object_foreach ((json_t *)d, k, v) {
 		if (strcmp(k, "priority") == 0) {
 			int found = -1;
 
@@ -189,8 +188,7 @@ static int check_delivery(const json_t *d, struct msg *m, struct msg_err *e)
 					    "delivery.priority must be one of low, normal, high, critical");
 			m->priority = found;
 		} else if (strcmp(k, "timeout_ms") == 0) {
-			if (!json_is_integer(v) || json_integer_value(v) < 100 ||
-			    json_integer_value(v) > 86400000)
+			if (!json_is_integer(v) || json_integer_value(v) < 100 || json_integer_value(v) > 86400000)
 				return fail(e, 400, "InvalidMessage", "delivery.timeout_ms",
 					    "delivery.timeout_ms must be an integer from 100 to 86400000");
 			m->timeout_ms = json_integer_value(v);
@@ -250,7 +248,8 @@ static int check_content(const json_t *obj, size_t max_content, struct msg_err *
 			return fail(e, 400, "InvalidMessage", "content_base64", "content_base64 is not valid base64");
 		if (bin_len > max_content)
 			return fail(e, 413, "MessageTooLarge", "content_base64",
-				    "decoded content is %zu bytes; security.maxMessageBytes is %zu", bin_len, max_content);
+				    "decoded content is %zu bytes; security.maxMessageBytes is %zu", bin_len,
+				    max_content);
 	}
 	return 0;
 }
@@ -268,7 +267,7 @@ int msg_from_json(const json_t *obj, size_t max_content, struct msg *m, struct m
 	m->performative = -1;
 	if (!json_is_object(obj))
 		return fail(e, 400, "InvalidMessage", "(body)", "a message must be a JSON object");
-	json_object_foreach((json_t *)obj, k, v) {
+	json_object_foreach ((json_t *)obj, k, v) {
 		size_t i;
 
 		for (i = 0; i < SB_ARRAY_SIZE(known_fields); i++)
@@ -304,8 +303,8 @@ int msg_from_json(const json_t *obj, size_t max_content, struct msg *m, struct m
 	if ((rc = opt_str(obj, "language", 50, 0, NULL, 0, e, NULL)) ||
 	    (rc = opt_str(obj, "ontology", 100, 0, NULL, 0, e, NULL)) ||
 	    (rc = opt_str(obj, "protocol", 100, 0, m->protocol, sizeof(m->protocol), e, NULL)) ||
-	    (rc = opt_str(obj, "conversation_id", MSG_ID_MAX, 1, m->conversation_id,
-			  sizeof(m->conversation_id), e, NULL)) ||
+	    (rc = opt_str(obj, "conversation_id", MSG_ID_MAX, 1, m->conversation_id, sizeof(m->conversation_id), e,
+			  NULL)) ||
 	    (rc = opt_str(obj, "reply_with", MSG_ID_MAX, 1, NULL, 0, e, NULL)) ||
 	    (rc = opt_str(obj, "in_reply_to", MSG_ID_MAX, 1, NULL, 0, e, NULL)) ||
 	    (rc = opt_str(obj, "message_id", MSG_ID_MAX, 1, m->message_id, sizeof(m->message_id), e, NULL)))
@@ -319,8 +318,9 @@ int msg_from_json(const json_t *obj, size_t max_content, struct msg *m, struct m
 	if (rc)
 		return rc;
 	if (s && msg_traceparent_ok(s, m->trace_id))
-		return fail(e, 400, "InvalidMessage", "traceparent",
-			    "traceparent must follow W3C Trace Context: 00-<32 hex>-<16 hex>-<2 hex>, ids not all zero");
+		return fail(
+			e, 400, "InvalidMessage", "traceparent",
+			"traceparent must follow W3C Trace Context: 00-<32 hex>-<16 hex>-<2 hex>, ids not all zero");
 	rc = opt_str(obj, "tracestate", 512, 0, NULL, 0, e, &s);
 	if (rc)
 		return rc;
@@ -356,8 +356,8 @@ nomem:
 	return -ENOMEM;
 }
 
-int msg_make(struct msg *m, int performative, const char *sender, const char *receiver,
-	     const char *conversation_id, const char *in_reply_to, const char *content)
+int msg_make(struct msg *m, int performative, const char *sender, const char *receiver, const char *conversation_id,
+	     const char *in_reply_to, const char *content)
 {
 	json_t *o;
 	char ts[32];
@@ -374,9 +374,8 @@ int msg_make(struct msg *m, int performative, const char *sender, const char *re
 	if (conversation_id)
 		snprintf(m->conversation_id, sizeof(m->conversation_id), "%s", conversation_id);
 	util_fmt_rfc3339(m->created_ms, ts);
-	o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "performative", msg_performative_name(performative),
-		      "sender", sender, "receiver", receiver, "content", content, "message_id",
-		      m->message_id, "created_at", ts);
+	o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "performative", msg_performative_name(performative), "sender",
+		      sender, "receiver", receiver, "content", content, "message_id", m->message_id, "created_at", ts);
 	if (!o)
 		return -ENOMEM;
 	if (conversation_id && *conversation_id &&

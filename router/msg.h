@@ -14,7 +14,7 @@
 
 #include "switchboard/common.h"
 
-#define MSG_ID_MAX 128
+#define MSG_ID_MAX	 128
 #define MSG_AGENT_ID_MAX 253
 
 enum msg_priority { MSG_PRIO_LOW, MSG_PRIO_NORMAL, MSG_PRIO_HIGH, MSG_PRIO_CRITICAL };
@@ -49,9 +49,9 @@ struct msg {
 	int performative;
 	int priority;
 	int64_t created_ms;
-	int64_t timeout_ms;  /* 0: router default */
-	int max_retries;     /* -1: router default */
-	char *body;	     /* canonical JSON, owned */
+	int64_t timeout_ms; /* 0: router default */
+	int max_retries;    /* -1: router default */
+	char *body;	    /* canonical JSON, owned */
 	size_t body_len;
 };
 
@@ -71,8 +71,8 @@ int msg_from_json(const json_t *obj, size_t max_content, struct msg *m, struct m
 
 /* Build a router-originated message (e.g. a failure notice) with the given
  * fields; `content` is UTF-8 text.  Returns 0 or -ENOMEM. */
-int msg_make(struct msg *m, int performative, const char *sender, const char *receiver,
-	     const char *conversation_id, const char *in_reply_to, const char *content) SB_MUST_CHECK;
+int msg_make(struct msg *m, int performative, const char *sender, const char *receiver, const char *conversation_id,
+	     const char *in_reply_to, const char *content) SB_MUST_CHECK;
 
 /* Release the body. */
 void msg_free(struct msg *m);

@@ -10,8 +10,8 @@
 #include <string.h>
 
 static const char *const reasons[RM_REASON_COUNT] = {
-	"invalid_message",   "message_too_large", "agent_not_found", "agent_not_accepting", "resource_exhausted",
-	"storage_error",     "shutting_down",	  "agent_not_responding", "network_error",
+	"invalid_message", "message_too_large", "agent_not_found",	"agent_not_accepting", "resource_exhausted",
+	"storage_error",   "shutting_down",	"agent_not_responding", "network_error",
 };
 
 const char *rmet_reason_name(int r)
@@ -21,9 +21,9 @@ const char *rmet_reason_name(int r)
 
 int rmet_init(struct rmet *m)
 {
-	static const double lat[] = { 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-				      0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5, 10 };
-	static const double batch[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096 };
+	static const double lat[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+				     0.05,    0.1,    0.25,    0.5,    1,     2.5,    5,     10};
+	static const double batch[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
 	struct met_registry *r;
 
 	memset(m, 0, sizeof(*m));
@@ -33,7 +33,8 @@ int rmet_init(struct rmet *m)
 	m->received = met_counter_add(r, "switchboard_router_messages_received_total",
 				      "Messages received from senders, valid or not.", NULL);
 	m->routed = met_counter_add(r, "switchboard_router_messages_routed_total",
-				    "Messages committed to a receiver's durable queue and acknowledged to the sender.", NULL);
+				    "Messages committed to a receiver's durable queue and acknowledged to the sender.",
+				    NULL);
 	m->delivered = met_counter_add(r, "switchboard_router_messages_delivered_total",
 				       "Messages whose delivery the receiver confirmed (ack or 2xx).", NULL);
 	m->leased = met_counter_add(r, "switchboard_router_messages_leased_total",
@@ -42,11 +43,12 @@ int rmet_init(struct rmet *m)
 					 "Deliveries beyond a message's first attempt.", NULL);
 	m->nacked = met_counter_add(r, "switchboard_router_messages_nacked_total",
 				    "Messages returned to the queue by a consumer's nack.", NULL);
-	m->lease_expired = met_counter_add(r, "switchboard_router_lease_expirations_total",
-					   "Leases that expired before the consumer acked; their messages were requeued.",
-					   NULL);
-	m->duplicates = met_counter_add(r, "switchboard_router_duplicate_messages_total",
-					"Submissions whose message_id was already accepted; nothing new was stored.", NULL);
+	m->lease_expired =
+		met_counter_add(r, "switchboard_router_lease_expirations_total",
+				"Leases that expired before the consumer acked; their messages were requeued.", NULL);
+	m->duplicates =
+		met_counter_add(r, "switchboard_router_duplicate_messages_total",
+				"Submissions whose message_id was already accepted; nothing new was stored.", NULL);
 	m->conv_expired = met_counter_add(r, "switchboard_router_conversations_expired_total",
 					  "Conversations removed after conversation.timeoutMs without activity.", NULL);
 	for (int i = 0; i < RM_REASON_COUNT; i++) {
@@ -61,11 +63,12 @@ int rmet_init(struct rmet *m)
 	m->http_requests = met_counter_add(r, "switchboard_router_http_requests_total",
 					   "HTTP requests served on the data port.", NULL);
 	m->routing = met_histogram_add(r, "switchboard_router_routing_duration_seconds",
-				       "Time from receiving a message to committing it to the receiver's queue.",
-				       NULL, lat, sizeof(lat) / sizeof(lat[0]));
-	m->deliver_latency = met_histogram_add(r, "switchboard_router_accept_to_deliver_seconds",
-					       "Time from committing a message to handing it to its receiver (first attempt).",
-					       NULL, lat, sizeof(lat) / sizeof(lat[0]));
+				       "Time from receiving a message to committing it to the receiver's queue.", NULL,
+				       lat, sizeof(lat) / sizeof(lat[0]));
+	m->deliver_latency =
+		met_histogram_add(r, "switchboard_router_accept_to_deliver_seconds",
+				  "Time from committing a message to handing it to its receiver (first attempt).", NULL,
+				  lat, sizeof(lat) / sizeof(lat[0]));
 	m->commit_batch = met_histogram_add(r, "switchboard_router_storage_commit_batch_size",
 					    "Operations per storage transaction (group commit).", NULL, batch,
 					    sizeof(batch) / sizeof(batch[0]));

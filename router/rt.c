@@ -230,15 +230,15 @@ static struct rt_agent *agent_new(const char *id)
 
 static void agent_free(struct rt_agent *a)
 {
-	struct rt_msg *m, *tmp;
-	struct rt_lane *l, *ltmp;
+	struct rt_msg *m;
+	struct rt_lane *l;
 
-	HASH_ITER(hh, a->by_id, m, tmp) {
-		HASH_DEL(a->by_id, m);
+	while ((m = a->by_id) != NULL) {
+		HASH_DEL(a->by_id, m); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
 		rt_msg_free(m);
 	}
-	HASH_ITER(hh, a->lanes, l, ltmp) {
-		HASH_DEL(a->lanes, l);
+	while ((l = a->lanes) != NULL) {
+		HASH_DEL(a->lanes, l); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
 		free(l->conv_id);
 		free(l);
 	}
@@ -318,13 +318,29 @@ static struct rt_dedup *dedup_add(struct rt *rt, const char *id, const char *rec
 	return d;
 }
 
+/* Remove the oldest entry; the list must not be empty. */
+static void dedup_pop_oldest(struct rt *rt)
+{
+	struct rt_dedup *d = rt->dedup_oldest;
+
+	rt->dedup_oldest = d->newer;
+	if (d->newer)
+		d->newer->older = NULL;
+	else
+		rt->dedup_newest = NULL;
+	HASH_DEL(rt->dedup, d); /* NOLINT(clang-analyzer-core.NullDereference): d is in the table */
+	rt->ndedup--;
+	free(d);
+}
+
 void rt_dedup_prune(struct rt *rt, int64_t now_ms)
 {
 	int64_t cutoff = now_ms - rt->cfg.delivery.dedup_window_ms;
+	const struct rt_dedup *d;
 
-	while (rt->dedup_oldest && rt->dedup_oldest->committed &&
-	       (rt->dedup_oldest->accepted_ms < cutoff || rt->ndedup > rt->ndedup_max))
-		dedup_unlink(rt, rt->dedup_oldest);
+	while ((d = rt->dedup_oldest) != NULL && d->committed &&
+	       (d->accepted_ms < cutoff || rt->ndedup > rt->ndedup_max))
+		dedup_pop_oldest(rt);
 }
 
 /* --- conversations ---------------------------------------------------------- */
@@ -400,8 +416,7 @@ static char *conv_parts_json(const struct rt_conv *c)
 	return s;
 }
 
-void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t *nops, char ***ids,
-		    size_t *nids)
+void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t *nops, char ***ids, size_t *nids)
 {
 	struct rt_conv *c;
 
@@ -434,8 +449,8 @@ void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t
 
 /* --- submission ------------------------------------------------------------- */
 
-static void item_fail(struct rt_item *it, int status, const char *code, int reason, const char *field,
-		      const char *fmt, const char *arg)
+static void item_fail(struct rt_item *it, int status, const char *code, int reason, const char *field, const char *fmt,
+		      const char *arg)
 {
 	it->status = status;
 	it->code = code;
@@ -464,8 +479,8 @@ static int conv_touch(struct rt *rt, struct rt_item *it, struct rt_conv **out)
 	HASH_FIND_STR(rt->convs, it->m.conversation_id, c);
 	if (!c) {
 		if (HASH_COUNT(rt->convs) >= (size_t)rt->cfg.conv.max_active) {
-			item_fail(it, 429, "ResourceExhausted", RM_RESOURCE_EXHAUSTED, "conversation_id",
-				  "%s", "too many active conversations (conversation.maxActive)");
+			item_fail(it, 429, "ResourceExhausted", RM_RESOURCE_EXHAUSTED, "conversation_id", "%s",
+				  "too many active conversations (conversation.maxActive)");
 			return -EAGAIN;
 		}
 		c = conv_new(it->m.conversation_id, it->m.protocol, now);
@@ -480,8 +495,8 @@ static int conv_touch(struct rt *rt, struct rt_item *it, struct rt_conv **out)
 		if (need > (size_t)rt->cfg.conv.max_participants) {
 			if (created)
 				conv_free(c);
-			item_fail(it, 409, "ConversationFull", RM_INVALID_MESSAGE, "conversation_id",
-				  "%s", "the conversation already has conversation.maxParticipants participants");
+			item_fail(it, 409, "ConversationFull", RM_INVALID_MESSAGE, "conversation_id", "%s",
+				  "the conversation already has conversation.maxParticipants participants");
 			return -EAGAIN;
 		}
 	}
@@ -653,16 +668,16 @@ static void on_commit(struct store_ticket *t, void *ctx)
 
 int rt_submit(struct rt *rt, struct rt_item *items, size_t n)
 {
-	struct submit_ctx sc = { 0 };
-	struct store_ticket t = { 0 };
+	struct submit_ctx sc = {0};
+	struct store_ticket t = {0};
 	struct rt_conv **touched = NULL;
 	size_t ntouched = 0;
 	int rc = 0, wrc;
 
 	sc.ops = calloc(2 * n + 1, sizeof(*sc.ops));
-	sc.msgs = calloc(2 * n + 1, sizeof(*sc.msgs));
+	sc.msgs = calloc(2 * n + 1, sizeof(struct rt_msg *));
 	sc.owned = calloc(n + 1, sizeof(*sc.owned));
-	touched = calloc(n + 1, sizeof(*touched));
+	touched = calloc(n + 1, sizeof(struct rt_conv *));
 	if (!sc.ops || !sc.msgs || !sc.owned || !touched) {
 		rc = -ENOMEM;
 		goto out;
@@ -810,9 +825,8 @@ int rt_new(const struct cfg *cfg, struct store *st, struct rmet *met, struct rt 
 	return 0;
 }
 
-static int recover_msg(void *ctx, uint64_t seq, const char *message_id, const char *receiver,
-		       const char *conversation, int priority, int64_t accepted_ms, int attempts,
-		       const char *body, size_t len)
+static int recover_msg(void *ctx, uint64_t seq, const char *message_id, const char *receiver, const char *conversation,
+		       int priority, int64_t accepted_ms, int attempts, const char *body, size_t len)
 {
 	struct rt *rt = ctx;
 	struct rt_agent *a = rt_find_agent(rt, receiver);
@@ -870,8 +884,8 @@ static int recover_msg(void *ctx, uint64_t seq, const char *message_id, const ch
 	return 0;
 }
 
-static int recover_conv(void *ctx, const char *id, const char *parts, const char *protocol,
-			int64_t created_ms, int64_t last_ms, int64_t count)
+static int recover_conv(void *ctx, const char *id, const char *parts, const char *protocol, int64_t created_ms,
+			int64_t last_ms, int64_t count)
 {
 	struct rt *rt = ctx;
 	struct rt_conv *c;
@@ -887,7 +901,7 @@ static int recover_conv(void *ctx, const char *id, const char *parts, const char
 	c->last_ms = last_ms;
 	c->count = (uint64_t)count;
 	arr = json_loads(parts ? parts : "[]", 0, NULL);
-	json_array_foreach(arr, i, v) {
+	json_array_foreach (arr, i, v) {
 		if (json_is_string(v) && conv_add_part(c, json_string_value(v))) {
 			json_decref(arr);
 			conv_free(c);
@@ -900,8 +914,7 @@ static int recover_conv(void *ctx, const char *id, const char *parts, const char
 	return 0;
 }
 
-static int recover_dedup(void *ctx, const char *message_id, const char *receiver, uint64_t seq,
-			 int64_t accepted_ms)
+static int recover_dedup(void *ctx, const char *message_id, const char *receiver, uint64_t seq, int64_t accepted_ms)
 {
 	struct rt *rt = ctx;
 
@@ -916,13 +929,13 @@ static int persist_agents(struct rt *rt)
 {
 	size_t n = HASH_COUNT(rt->agents), i = 0;
 	struct store_op *ops = calloc(n + 1, sizeof(*ops));
-	struct store_ticket t = { 0 };
+	struct store_ticket t = {0};
 	struct rt_agent *a, *tmp;
 	int rc;
 
 	if (!ops)
 		return -ENOMEM;
-	HASH_ITER(hh, rt->agents, a, tmp) {
+	HASH_ITER (hh, rt->agents, a, tmp) {
 		ops[i].type = STORE_AGENT_UPSERT;
 		ops[i].id = a->id;
 		ops[i].text = a->caps_json;
@@ -987,7 +1000,7 @@ void rt_drain(struct rt *rt)
 
 	pthread_mutex_lock(&rt->lock);
 	rt->draining = 1;
-	HASH_ITER(hh, rt->agents, a, tmp)
+	HASH_ITER (hh, rt->agents, a, tmp)
 		pthread_cond_broadcast(&a->cond);
 	pthread_mutex_unlock(&rt->lock);
 }
@@ -1016,8 +1029,8 @@ void rt_stop(struct rt *rt)
 
 void rt_free(struct rt *rt)
 {
-	struct rt_agent *a, *atmp;
-	struct rt_conv *c, *ctmp;
+	struct rt_agent *a;
+	struct rt_conv *c;
 	struct rt_lease *l;
 
 	if (!rt)
@@ -1025,16 +1038,16 @@ void rt_free(struct rt *rt)
 	rt_stop(rt);
 	while ((l = heap_pop(&rt->lease_heap)))
 		free(l);
-	HASH_ITER(hh, rt->agents, a, atmp) {
-		HASH_DEL(rt->agents, a);
+	while ((a = rt->agents) != NULL) {
+		HASH_DEL(rt->agents, a); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
 		agent_free(a);
 	}
-	HASH_ITER(hh, rt->convs, c, ctmp) {
-		HASH_DEL(rt->convs, c);
+	while ((c = rt->convs) != NULL) {
+		HASH_DEL(rt->convs, c); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
 		conv_free(c);
 	}
 	while (rt->dedup_oldest)
-		dedup_unlink(rt, rt->dedup_oldest);
+		dedup_pop_oldest(rt);
 	heap_free(&rt->conv_heap);
 	heap_free(&rt->lease_heap);
 	cfg_free(&rt->cfg);
@@ -1047,7 +1060,7 @@ void rt_free(struct rt *rt)
 
 static void maint_write(struct rt *rt, struct store_op *ops, size_t n)
 {
-	struct store_ticket t = { 0 };
+	struct store_ticket t = {0};
 
 	if (!n)
 		return;
@@ -1083,7 +1096,7 @@ static void *maint_main(void *arg)
 		free(ids);
 		free(ops);
 		if (now - last_prune > 10000 && rt->cfg.delivery.dedup_window_ms) {
-			struct store_op op = { .type = STORE_DEDUP_PRUNE };
+			struct store_op op = {.type = STORE_DEDUP_PRUNE};
 
 			op.i1 = now - rt->cfg.delivery.dedup_window_ms;
 			last_prune = now;

@@ -11,10 +11,10 @@
 #include "switchboard/heap.h"
 #include "switchboard/log.h"
 
-#define uthash_fatal(msg)                                                                        \
-	do {                                                                                     \
-		log_error("out of memory in hash table", "detail", msg);                        \
-		abort();                                                                         \
+#define uthash_fatal(msg)                                                                                              \
+	do {                                                                                                           \
+		log_error("out of memory in hash table", "detail", msg);                                               \
+		abort();                                                                                               \
 	} while (0)
 #include <uthash.h>
 
@@ -33,9 +33,9 @@ struct rt_msg {
 	uint64_t started_ns;   /* when the submission arrived (routing latency) */
 	uint64_t committed_ns; /* when it became deliverable */
 	struct rt_agent *agent;
-	struct rt_lane *lane;	    /* NULL: not in a conversation */
-	struct rt_msg *lane_next;   /* lane FIFO */
-	struct rt_lease *lease;	    /* while leased */
+	struct rt_lane *lane;	      /* NULL: not in a conversation */
+	struct rt_msg *lane_next;     /* lane FIFO */
+	struct rt_lease *lease;	      /* while leased */
 	struct rt_msg *lprev, *lnext; /* lease membership */
 	size_t heap_idx;
 	char *message_id; /* points into this allocation */
@@ -58,7 +58,7 @@ struct rt_agent {
 	int state; /* enum cfg_agent_state */
 	int mode;  /* enum cfg_mode */
 	size_t capacity;
-	size_t depth;	 /* reserved + queued + leased */
+	size_t depth; /* reserved + queued + leased */
 	size_t leased;
 	char *caps_json; /* capabilities as JSON, for views and the store */
 	struct heap ready;
@@ -132,8 +132,7 @@ void rt_lane_maybe_free(struct rt_agent *a, struct rt_lane *l);
 void rt_heap_push(struct heap *h, void *e);
 struct rt_agent *rt_find_agent(struct rt *rt, const char *id);
 void rt_dedup_prune(struct rt *rt, int64_t now_ms);
-void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t *nops, char ***ids,
-		    size_t *nids);
+void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t *nops, char ***ids, size_t *nids);
 
 /* rt_pull.c */
 void rt_expire_leases(struct rt *rt, uint64_t now_ns);

@@ -123,8 +123,7 @@ static int write_lease(const struct rt *rt, const struct rt_agent *a, const stru
 	return rc;
 }
 
-int rt_pull(struct rt *rt, const char *agent, size_t max, int64_t wait_ms, struct buf *out,
-	    struct rt_err *err)
+int rt_pull(struct rt *rt, const char *agent, size_t max, int64_t wait_ms, struct buf *out, struct rt_err *err)
 {
 	struct rt_agent *a;
 	struct rt_lease *l = NULL;
@@ -176,12 +175,11 @@ static void lane_settled(struct rt_agent *a, struct rt_lane *ln)
 	}
 }
 
-int rt_settle(struct rt *rt, const char *agent, const json_t *ids, int ack, struct buf *out,
-	      struct rt_err *err)
+int rt_settle(struct rt *rt, const char *agent, const json_t *ids, int ack, struct buf *out, struct rt_err *err)
 {
 	struct rt_agent *a;
 	struct store_op *ops = NULL;
-	struct store_ticket t = { 0 };
+	struct store_ticket t = {0};
 	json_t *missing = json_array();
 	size_t n = json_array_size(ids), nops = 0, settled = 0, i;
 	json_t *v;
@@ -205,7 +203,7 @@ int rt_settle(struct rt *rt, const char *agent, const json_t *ids, int ack, stru
 		rc = -EINVAL;
 		goto out;
 	}
-	json_array_foreach(ids, i, v) {
+	json_array_foreach (ids, i, v) {
 		struct rt_msg *m = NULL;
 		struct rt_lease *l;
 

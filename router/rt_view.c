@@ -21,9 +21,8 @@ static int agent_obj(const struct rt_agent *a, struct buf *out)
 		rc = buf_printf(out,
 				",\"state\":\"%s\",\"mode\":\"%s\",\"queue_depth\":%zu,\"in_flight\":%zu,"
 				"\"queue_capacity\":%zu,\"configured\":%s,\"capabilities\":%s}",
-				cfg_agent_state_name(a->state), cfg_mode_name(a->mode), a->depth - a->leased,
-				a->leased, a->capacity, a->configured ? "true" : "false",
-				a->caps_json ? a->caps_json : "[]");
+				cfg_agent_state_name(a->state), cfg_mode_name(a->mode), a->depth - a->leased, a->leased,
+				a->capacity, a->configured ? "true" : "false", a->caps_json ? a->caps_json : "[]");
 	return rc;
 }
 
@@ -34,7 +33,7 @@ int rt_agents_json(struct rt *rt, struct buf *out)
 
 	pthread_mutex_lock(&rt->lock);
 	rc = buf_puts(out, "{\"agents\":[");
-	HASH_ITER(hh, rt->agents, a, tmp) {
+	HASH_ITER (hh, rt->agents, a, tmp) {
 		if (rc)
 			break;
 		if (!first)
@@ -125,13 +124,18 @@ void rt_get_stats(struct rt *rt, struct rt_stats *s)
 
 static long resident_bytes(void)
 {
-	long pages = 0, rss = 0;
+	char line[128], *p, *end;
+	long rss = 0;
 	FILE *f = fopen("/proc/self/statm", "r");
 
 	if (!f)
 		return 0;
-	if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-		rss = 0;
+	if (fgets(line, sizeof(line), f)) {
+		strtol(line, &p, 10); /* total pages; the second field is resident */
+		rss = strtol(p, &end, 10);
+		if (end == p)
+			rss = 0;
+	}
 	fclose(f);
 	return rss * sysconf(_SC_PAGESIZE);
 }
@@ -141,13 +145,13 @@ int rt_collect_metrics(struct buf *out, void *arg)
 	struct rt *rt = arg;
 	struct rt_agent *a, *tmp;
 	struct store_stats ss;
-	size_t by_state[CFG_AGENT_STOPPED + 1] = { 0 };
+	size_t by_state[CFG_AGENT_STOPPED + 1] = {0};
 	int rc;
 
 	pthread_mutex_lock(&rt->lock);
 	rc = met_write_header(out, "switchboard_router_queue_depth",
 			      "Messages waiting in an agent's queue (not leased).", "gauge");
-	HASH_ITER(hh, rt->agents, a, tmp) {
+	HASH_ITER (hh, rt->agents, a, tmp) {
 		struct buf l;
 
 		if (a->state >= 0 && a->state <= CFG_AGENT_STOPPED)
@@ -176,9 +180,9 @@ int rt_collect_metrics(struct buf *out, void *arg)
 	if (!rc)
 		rc = met_write_sample(out, "switchboard_router_queued_messages", NULL, (double)rt->total_depth);
 	if (!rc)
-		rc = met_write_header(out, "switchboard_router_queue_capacity_messages",
-				      "Largest number of messages the router holds (performance.maxConcurrentMessages).",
-				      "gauge");
+		rc = met_write_header(
+			out, "switchboard_router_queue_capacity_messages",
+			"Largest number of messages the router holds (performance.maxConcurrentMessages).", "gauge");
 	if (!rc)
 		rc = met_write_sample(out, "switchboard_router_queue_capacity_messages", NULL,
 				      (double)rt->cfg.perf.max_concurrent_messages);
@@ -189,7 +193,8 @@ int rt_collect_metrics(struct buf *out, void *arg)
 		rc = met_write_sample(out, "switchboard_router_active_conversations", NULL,
 				      (double)HASH_COUNT(rt->convs));
 	if (!rc)
-		rc = met_write_header(out, "switchboard_router_agents", "Registered agents by lifecycle state.", "gauge");
+		rc = met_write_header(out, "switchboard_router_agents", "Registered agents by lifecycle state.",
+				      "gauge");
 	for (int s = 0; !rc && s <= CFG_AGENT_STOPPED; s++) {
 		char l[48];
 
@@ -237,7 +242,8 @@ int rt_collect_metrics(struct buf *out, void *arg)
 		rc = met_write_header(out, "switchboard_router_start_time_seconds",
 				      "Start time of the process since the Unix epoch.", "gauge");
 	if (!rc)
-		rc = met_write_sample(out, "switchboard_router_start_time_seconds", NULL, (double)rt->started_ms / 1000.0);
+		rc = met_write_sample(out, "switchboard_router_start_time_seconds", NULL,
+				      (double)rt->started_ms / 1000.0);
 	if (!rc)
 		rc = met_write_header(out, "switchboard_router_build_info", "Build information; the value is always 1.",
 				      "gauge");

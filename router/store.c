@@ -59,8 +59,8 @@ struct store {
 	pthread_t writer;
 	int writer_started;
 	pthread_mutex_t lock;
-	pthread_cond_t work;  /* writer waits for tickets */
-	pthread_cond_t done;  /* submitters wait for completion */
+	pthread_cond_t work; /* writer waits for tickets */
+	pthread_cond_t done; /* submitters wait for completion */
 	struct store_ticket *head, *tail;
 	size_t queued_ops;
 	int closing;
@@ -98,13 +98,14 @@ int store_open(const char *path, int sync_full, int64_t busy_ms, struct store **
 		rc = -ENOMEM;
 		goto out;
 	}
-	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-			    NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
+	    SQLITE_OK) {
 		log_error("cannot open database", "path", path, "error", s->db ? sqlite3_errmsg(s->db) : "?");
 		goto out;
 	}
 	sqlite3_busy_timeout(s->db, (int)busy_ms);
-	if (exec(s, "PRAGMA journal_mode=WAL") || exec(s, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") ||
+	if (exec(s, "PRAGMA journal_mode=WAL") ||
+	    exec(s, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") ||
 	    exec(s, "PRAGMA foreign_keys=OFF") || exec(s, "PRAGMA temp_store=MEMORY") ||
 	    exec(s, "PRAGMA wal_autocheckpoint=4000") || exec(s, schema_sql))
 		goto out;
@@ -148,9 +149,9 @@ int store_load_messages(struct store *s, store_msg_fn fn, void *ctx)
 			       -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		rc = fn(ctx, (uint64_t)sqlite3_column_int64(st, 0), col_text(st, 1), col_text(st, 2),
-			col_text(st, 3), sqlite3_column_int(st, 4), sqlite3_column_int64(st, 5),
-			sqlite3_column_int(st, 6), sqlite3_column_blob(st, 7), (size_t)sqlite3_column_bytes(st, 7));
+		rc = fn(ctx, (uint64_t)sqlite3_column_int64(st, 0), col_text(st, 1), col_text(st, 2), col_text(st, 3),
+			sqlite3_column_int(st, 4), sqlite3_column_int64(st, 5), sqlite3_column_int(st, 6),
+			sqlite3_column_blob(st, 7), (size_t)sqlite3_column_bytes(st, 7));
 		if (rc)
 			goto out;
 	}
@@ -166,9 +167,9 @@ int store_load_conversations(struct store *s, store_conv_fn fn, void *ctx)
 	sqlite3_stmt *st = NULL;
 	int rc = 0, r;
 
-	if (sqlite3_prepare_v2(s->db,
-			       "SELECT id,participants,protocol,created_at,last_activity,message_count FROM conversations",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+		    s->db, "SELECT id,participants,protocol,created_at,last_activity,message_count FROM conversations",
+		    -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		rc = fn(ctx, col_text(st, 0), col_text(st, 1), col_text(st, 2), sqlite3_column_int64(st, 3),

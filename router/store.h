@@ -38,8 +38,8 @@ struct store_op {
 	const char *conversation; /* MSG_INSERT, may be NULL */
 	const char *text;	  /* body / participants JSON / capabilities JSON */
 	size_t text_len;
-	const char *text2; /* protocol / agent state */
-	const char *text3; /* agent mode */
+	const char *text2;  /* protocol / agent state */
+	const char *text3;  /* agent mode */
 	int64_t i1, i2, i3; /* priority/created/accepted; created/last/count; attempts */
 	int64_t i4;
 };
@@ -70,10 +70,10 @@ int store_open(const char *path, int sync_full, int64_t busy_ms, struct store **
 /* Recovery readers; run before store_start().  The callbacks borrow their
  * arguments.  A callback's non-zero return stops the scan and is returned. */
 typedef int (*store_msg_fn)(void *ctx, uint64_t seq, const char *message_id, const char *receiver,
-			    const char *conversation, int priority, int64_t accepted_ms, int attempts,
-			    const char *body, size_t len);
-typedef int (*store_conv_fn)(void *ctx, const char *id, const char *participants_json,
-			     const char *protocol, int64_t created_ms, int64_t last_ms, int64_t count);
+			    const char *conversation, int priority, int64_t accepted_ms, int attempts, const char *body,
+			    size_t len);
+typedef int (*store_conv_fn)(void *ctx, const char *id, const char *participants_json, const char *protocol,
+			     int64_t created_ms, int64_t last_ms, int64_t count);
 typedef int (*store_dedup_fn)(void *ctx, const char *message_id, const char *receiver, uint64_t seq,
 			      int64_t accepted_ms);
 int store_load_messages(struct store *s, store_msg_fn fn, void *ctx) SB_MUST_CHECK;
@@ -85,8 +85,7 @@ int store_max_seq(struct store *s, uint64_t *out) SB_MUST_CHECK;
 /* Start the writer thread.  `batch_max` bounds operations per transaction;
  * `delay_us` is the longest the writer waits for more work once it has
  * some (0: commit whatever is queued at once). */
-int store_start(struct store *s, size_t batch_max, unsigned delay_us, store_commit_fn fn, void *ctx)
-	SB_MUST_CHECK;
+int store_start(struct store *s, size_t batch_max, unsigned delay_us, store_commit_fn fn, void *ctx) SB_MUST_CHECK;
 
 /* Queue a ticket (borrowed until done).  Thread-safe.  Returns 0, or
  * -ESHUTDOWN after store_close() began. */

@@ -31,9 +31,9 @@ enum cfg_agent_state {
 
 /* How a change to a field can be applied to a running router. */
 enum cfg_reload {
-	CFG_RELOAD_HOT,		 /* swap in place */
-	CFG_RELOAD_HOT_IF_FITS,	 /* hot when growing; shrinking only if depth fits */
-	CFG_RELOAD_RESTART,	 /* needs a new process */
+	CFG_RELOAD_HOT,		/* swap in place */
+	CFG_RELOAD_HOT_IF_FITS, /* hot when growing; shrinking only if depth fits */
+	CFG_RELOAD_RESTART,	/* needs a new process */
 };
 
 struct cfg_capability {
@@ -156,8 +156,7 @@ void cfg_report_free(struct cfg_report *r);
 /* Add an issue (formatted message).  Past 1000 entries only the counts
  * grow.  Never fails: on allocation failure the entry is counted but not
  * listed. */
-void cfg_report_add(struct cfg_report *r, int severity, const char *path, const char *fmt, ...)
-	SB_PRINTF(4, 5);
+void cfg_report_add(struct cfg_report *r, int severity, const char *path, const char *fmt, ...) SB_PRINTF(4, 5);
 
 /* Render as "error: path: message" lines (text) into `out`. */
 int cfg_report_text(const struct cfg_report *r, struct buf *out) SB_MUST_CHECK;

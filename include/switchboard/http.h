@@ -16,7 +16,7 @@
 #include "switchboard/common.h"
 
 #define HTTP_MAX_PARAMS 4
-#define HTTP_PARAM_MAX 256
+#define HTTP_PARAM_MAX	256
 
 struct http_server;
 

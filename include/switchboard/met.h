@@ -48,13 +48,11 @@ void met_free(struct met_registry *r);
 /* Register a series.  `name` and `help` must be string literals or outlive
  * the registry; `labels` is copied, e.g. `reason="timeout"` or NULL.
  * Returns the metric or NULL on ENOMEM.  Not thread-safe: call at start. */
-struct met_counter *met_counter_add(struct met_registry *r, const char *name, const char *help,
-				    const char *labels);
-struct met_gauge *met_gauge_add(struct met_registry *r, const char *name, const char *help,
-				const char *labels);
+struct met_counter *met_counter_add(struct met_registry *r, const char *name, const char *help, const char *labels);
+struct met_gauge *met_gauge_add(struct met_registry *r, const char *name, const char *help, const char *labels);
 /* `bounds` are ascending upper bounds (at most MET_MAX_BUCKETS). */
-struct met_histogram *met_histogram_add(struct met_registry *r, const char *name, const char *help,
-					const char *labels, const double *bounds, size_t nbounds);
+struct met_histogram *met_histogram_add(struct met_registry *r, const char *name, const char *help, const char *labels,
+					const double *bounds, size_t nbounds);
 
 /* Register a collector (ctx borrowed).  Returns 0 or -ENOMEM. */
 int met_collector_add(struct met_registry *r, met_collect_fn fn, void *ctx) SB_MUST_CHECK;

@@ -42,7 +42,7 @@ static int int_cmp(const void *a, const void *b)
 static void test_heap_orders_and_removes(void **state)
 {
 	struct heap h;
-	int v[] = { 5, 1, 9, 3, 7, 2 };
+	int v[] = {5, 1, 9, 3, 7, 2};
 
 	(void)state;
 	heap_init(&h, int_cmp, NULL);
@@ -86,7 +86,7 @@ static void test_yaml_types_and_round_trip(void **state)
 
 static void test_metrics_render(void **state)
 {
-	static const double b[] = { 0.1, 1 };
+	static const double b[] = {0.1, 1};
 	struct met_registry *r = met_new();
 	struct met_counter *c1, *c2;
 	struct met_histogram *h;
@@ -103,7 +103,8 @@ static void test_metrics_render(void **state)
 	buf_init(&out, 1 << 16);
 	assert_int_equal(met_render(r, &out), 0);
 	/* one header per family, series of a family together */
-	assert_non_null(strstr(buf_str(&out), "# TYPE x_total counter\nx_total{reason=\"a\"} 1\nx_total{reason=\"b\"} 3\n"));
+	assert_non_null(
+		strstr(buf_str(&out), "# TYPE x_total counter\nx_total{reason=\"a\"} 1\nx_total{reason=\"b\"} 3\n"));
 	assert_non_null(strstr(buf_str(&out), "lat_seconds_bucket{le=\"0.1\"} 1\n"));
 	assert_non_null(strstr(buf_str(&out), "lat_seconds_bucket{le=\"+Inf\"} 2\n"));
 	assert_non_null(strstr(buf_str(&out), "lat_seconds_count 2\n"));

@@ -111,9 +111,10 @@ static void test_size_limits_give_413(void **state)
 		expect_field(json, 413, "content");
 	}
 	/* 96 bytes of base64 decode to 72 > 64 */
-	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"content_base64\":"
-		     "\"QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB\"}",
-		     413, "content_base64");
+	expect_field(
+		"{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"content_base64\":"
+		"\"QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB\"}",
+		413, "content_base64");
 }
 
 static void test_trace_context_rules(void **state)

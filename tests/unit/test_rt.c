@@ -78,7 +78,7 @@ static int teardown(void **state)
 static int send_msg(struct fx *f, const char *to, const char *id, const char *conv, const char *prio)
 {
 	char json[512];
-	struct rt_item it = { 0 };
+	struct rt_item it = {0};
 	struct msg_err e;
 	json_t *o;
 	int rc;
@@ -102,7 +102,7 @@ static int send_msg(struct fx *f, const char *to, const char *id, const char *co
 static void pull(struct fx *f, const char *agent, size_t max, char *out, size_t outlen)
 {
 	struct buf b;
-	struct rt_err e = { 0 };
+	struct rt_err e = {0};
 	json_t *o, *msgs, *v;
 	size_t i;
 
@@ -112,7 +112,7 @@ static void pull(struct fx *f, const char *agent, size_t max, char *out, size_t 
 	assert_non_null(o);
 	msgs = json_object_get(o, "messages");
 	out[0] = '\0';
-	json_array_foreach(msgs, i, v) {
+	json_array_foreach (msgs, i, v) {
 		if (i)
 			strncat(out, ",", outlen - strlen(out) - 1);
 		strncat(out, json_string_value(json_object_get(v, "message_id")), outlen - strlen(out) - 1);
@@ -126,7 +126,7 @@ static void settle(struct fx *f, const char *agent, const char *ids, int ack)
 	json_t *arr = json_array();
 	char tmp[512], *save = NULL, *tok;
 	struct buf b;
-	struct rt_err e = { 0 };
+	struct rt_err e = {0};
 
 	snprintf(tmp, sizeof(tmp), "%s", ids);
 	for (tok = strtok_r(tmp, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
@@ -167,7 +167,7 @@ static void test_conversation_order_survives_nack(void **state)
 	assert_string_equal(got, "c1-1");
 	pull(f, "a", 1, got, sizeof(got));
 	assert_string_equal(got, ""); /* c1-2 waits behind the in-flight c1-1 */
-	settle(f, "a", "c1-1", 0);	/* nack */
+	settle(f, "a", "c1-1", 0);    /* nack */
 	pull(f, "a", 10, got, sizeof(got));
 	assert_string_equal(got, "c1-1,c1-2"); /* same lease, in order */
 	settle(f, "a", "x,c1-1,c1-2", 1);
@@ -211,7 +211,7 @@ static void test_expired_lease_redelivers(void **state)
 	struct fx *f = *state;
 	char got[512];
 	struct buf b;
-	struct rt_err e = { 0 };
+	struct rt_err e = {0};
 
 	assert_int_equal(send_msg(f, "a", "l1", NULL, NULL), 202);
 	pull(f, "a", 10, got, sizeof(got));
@@ -230,7 +230,7 @@ static void test_restart_recovers_unacked_only(void **state)
 	struct fx *f = *state;
 	char got[512];
 	struct buf b;
-	struct rt_err e = { 0 };
+	struct rt_err e = {0};
 
 	assert_int_equal(send_msg(f, "a", "keep-1", "conv-r", NULL), 202);
 	assert_int_equal(send_msg(f, "a", "gone-1", NULL, NULL), 202);
