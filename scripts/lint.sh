@@ -18,6 +18,9 @@ for h in $HDR; do
     -Ioperator $PKG_CFLAGS -Wall -Wextra -Werror -fsyntax-only -x c - -I"$(dirname "$h")"
 done
 
+echo "lint: docs/config.md matches the schema"
+/usr/bin/python3 scripts/gen-config-doc.py --check
+
 echo "lint: cppcheck"
 cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --inline-suppr \
   --suppress=missingIncludeSystem --library=scripts/uthash.cfg --std=c11 -D_GNU_SOURCE -Iinclude -Ilib -Irouter $SRC
