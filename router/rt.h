@@ -43,7 +43,9 @@ struct rt_item {
 };
 
 /* Create the core with a copy of `cfg` (borrowed).  `st` and `met` are
- * borrowed and must outlive it.  Returns 0 or -ENOMEM. */
+ * borrowed and must outlive it.  With `st` NULL the core keeps everything
+ * in memory and "commits" at once (for benchmarks; rt_start must not be
+ * called then).  Returns 0 or -ENOMEM. */
 int rt_new(const struct cfg *cfg, struct store *st, struct rmet *met, struct rt **out) SB_MUST_CHECK;
 
 /* Rebuild queues, conversations and the dedup window from the store, then

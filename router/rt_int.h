@@ -16,6 +16,9 @@
 		log_error("out of memory in hash table", "detail", msg);                                               \
 		abort();                                                                                               \
 	} while (0)
+#include <xxhash.h>
+/* xxHash (XXH3) instead of uthash's default Jenkins hash: faster on ids */
+#define HASH_FUNCTION(keyptr, keylen, hashv) ((hashv) = (unsigned)XXH3_64bits((keyptr), (size_t)(keylen)))
 #include <uthash.h>
 
 enum rt_msg_state { RTM_RESERVED, RTM_QUEUED, RTM_LEASED };
@@ -74,6 +77,7 @@ struct rt_conv {
 	char *protocol;
 	char **parts;
 	size_t nparts;
+	char *parts_json; /* JSON array of parts, re-rendered when one joins */
 	int64_t created_ms;
 	int64_t last_ms;
 	uint64_t count;

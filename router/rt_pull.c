@@ -238,10 +238,12 @@ int rt_settle(struct rt *rt, const char *agent, const json_t *ids, int ack, stru
 		a->state = CFG_AGENT_STOPPED;
 		log_info("agent drained and stopped", "agent_id", a->id);
 	}
-	if (nops) {
+	if (nops && rt->st) {
 		t.ops = ops;
 		t.nops = nops;
 		rc = store_submit(rt->st, &t);
+	} else {
+		nops = 0; /* memory-only core: nothing to write */
 	}
 	pthread_mutex_unlock(&rt->lock);
 	if (nops && !rc)

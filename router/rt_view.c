@@ -214,7 +214,9 @@ int rt_collect_metrics(struct buf *out, void *arg)
 				      (double)rt->cfg.perf.memory_limit_bytes);
 	pthread_mutex_unlock(&rt->lock);
 
-	store_get_stats(rt->st, &ss);
+	memset(&ss, 0, sizeof(ss));
+	if (rt->st)
+		store_get_stats(rt->st, &ss);
 	if (!rc)
 		rc = met_write_header(out, "switchboard_router_storage_commits_total",
 				      "Storage transactions committed (each is one fsync with storage.sync full).",
@@ -232,7 +234,7 @@ int rt_collect_metrics(struct buf *out, void *arg)
 				      "Size of the SQLite database and its write-ahead log.", "gauge");
 	if (!rc)
 		rc = met_write_sample(out, "switchboard_router_database_size_bytes", NULL,
-				      (double)store_size_bytes(rt->st));
+				      rt->st ? (double)store_size_bytes(rt->st) : 0.0);
 	if (!rc)
 		rc = met_write_header(out, "switchboard_router_resident_memory_bytes",
 				      "Resident set size of the router process.", "gauge");
