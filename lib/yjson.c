@@ -221,6 +221,56 @@ int yj_parse(const char *text, size_t len, json_t **out, char *err, size_t errle
 	return 0;
 }
 
+/* --- JSON value extents ------------------------------------------------- */
+
+static int is_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+int yj_json_span(const char *p, size_t len, size_t *start, size_t *end)
+{
+	size_t i = 0;
+	int depth = 0;
+
+	while (i < len && is_ws(p[i]))
+		i++;
+	if (i == len)
+		return -EINVAL;
+	*start = i;
+	if (p[i] != '{' && p[i] != '[' && p[i] != '"') {
+		/* a scalar: up to the next delimiter */
+		while (i < len && !is_ws(p[i]) && p[i] != ',' && p[i] != ']' && p[i] != '}')
+			i++;
+		*end = i;
+		return i > *start ? 0 : -EINVAL;
+	}
+	for (; i < len; i++) {
+		char c = p[i];
+
+		if (c == '"') {
+			for (i++; i < len && p[i] != '"'; i++)
+				if (p[i] == '\\')
+					i++;
+			if (i >= len)
+				return -EINVAL;
+			if (depth == 0) {
+				*end = i + 1;
+				return 0;
+			}
+		} else if (c == '{' || c == '[') {
+			if (++depth > YJ_MAX_DEPTH)
+				return -EINVAL;
+		} else if (c == '}' || c == ']') {
+			if (--depth == 0) {
+				*end = i + 1;
+				return 0;
+			}
+		}
+	}
+	return -EINVAL;
+}
+
 /* --- emitter ------------------------------------------------------------ */
 
 static int emit_write(void *data, unsigned char *buffer, size_t size)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "switchboard/yjson.h"
 #include "switchboard/util.h"
 
 static int err_from_rt(struct http_resp *resp, const struct rt_err *e)
@@ -19,141 +20,194 @@ static int err_from_rt(struct http_resp *resp, const struct rt_err *e)
 	return http_error(resp, e->status, e->code, e->message, NULL);
 }
 
+struct span {
+	const char *p;
+	size_t len;
+};
+
+static int skip_ws(const struct buf *b, size_t *i)
+{
+	while (*i < b->len && (b->data[*i] == ' ' || b->data[*i] == '\t' || b->data[*i] == '\n' || b->data[*i] == '\r'))
+		(*i)++;
+	return *i < b->len;
+}
+
+/*
+ * Split a JSON request body into the byte spans of its messages: a
+ * {"messages":[...]} batch gives one span per element, anything else is one
+ * message.  Only structure is checked here; each span is parsed for real
+ * by the caller.  Returns 0 with *batch set, 1 after writing a 400/413, or
+ * -ENOMEM.
+ */
+static int split_json(const struct buf *b, struct http_resp *resp, struct span *spans, size_t *n, int *batch)
+{
+	static const char key[] = "\"messages\"";
+	size_t i = 0, s, e;
+
+	*n = 0;
+	*batch = 0;
+	skip_ws(b, &i);
+	if (b->data[i] == '{') {
+		i++;
+		skip_ws(b, &i);
+		if (b->len - i >= sizeof(key) - 1 && memcmp(b->data + i, key, sizeof(key) - 1) == 0) {
+			*batch = 1;
+			i += sizeof(key) - 1;
+		}
+	}
+	if (!*batch) {
+		spans[0].p = b->data;
+		spans[0].len = b->len;
+		*n = 1;
+		return 0;
+	}
+	if (!skip_ws(b, &i) || b->data[i++] != ':' || !skip_ws(b, &i) || b->data[i++] != '[')
+		goto notbatch;
+	skip_ws(b, &i);
+	if (i < b->len && b->data[i] == ']') {
+		i++;
+	} else {
+		for (;;) {
+			if (*n == API_MAX_BATCH)
+				return http_error(resp, 413, "PayloadTooLarge",
+						  "more than 10000 messages in one request", "messages")
+					       ? -ENOMEM
+					       : 1;
+			if (yj_json_span(b->data + i, b->len - i, &s, &e))
+				goto notjson;
+			spans[*n].p = b->data + i + s;
+			spans[*n].len = e - s;
+			(*n)++;
+			i += e;
+			if (!skip_ws(b, &i))
+				goto notjson;
+			if (b->data[i] == ']') {
+				i++;
+				break;
+			}
+			if (b->data[i++] != ',')
+				goto notjson;
+		}
+	}
+	if (!skip_ws(b, &i) || b->data[i++] != '}')
+		goto notbatch;
+	if (skip_ws(b, &i))
+		goto notjson;
+	return 0;
+notbatch:
+	return http_error(resp, 400, "InvalidMessage", "a batch is {\"messages\":[...]} with nothing else", "messages")
+		       ? -ENOMEM
+		       : 1;
+notjson:
+	return http_error(resp, 400, "InvalidMessage", "the body is not valid JSON", "(body)") ? -ENOMEM : 1;
+}
+
+/* NDJSON: one span per non-empty line. */
+static int split_ndjson(const struct buf *b, struct http_resp *resp, struct span *spans, size_t *n)
+{
+	const char *p = b->data, *end = b->data + b->len;
+
+	*n = 0;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+
+		if (len && p[len - 1] == '\r')
+			len--;
+		if (len) {
+			if (*n == API_MAX_BATCH)
+				return http_error(resp, 413, "PayloadTooLarge",
+						  "more than 10000 messages in one request", "(body)")
+					       ? -ENOMEM
+					       : 1;
+			spans[*n].p = p;
+			spans[*n].len = len;
+			(*n)++;
+		}
+		p = nl ? nl + 1 : end;
+	}
+	return 0;
+}
+
+static void item_reject(struct rt_item *it, int status, const char *code, const char *field, const char *message)
+{
+	it->status = status;
+	it->code = code;
+	it->reason = status == 413 ? RM_MESSAGE_TOO_LARGE : RM_INVALID_MESSAGE;
+	snprintf(it->field, sizeof(it->field), "%s", field);
+	snprintf(it->message, sizeof(it->message), "%.199s", message);
+}
+
 static int parse_items(struct app *app, struct http_req *req, struct http_resp *resp, struct rt_item **out,
 		       size_t *nout, int *batch)
 {
 	const char *ct = http_header(req, "Content-Type");
 	int ndjson = ct && strncmp(ct, "application/x-ndjson", 20) == 0;
-	size_t max_content = (size_t)app->cfg.sec.max_message_bytes;
-	json_t **objs = NULL;
-	size_t nobj = 0;
-	json_error_t jerr;
+	size_t max_content = (size_t)app->cfg.sec.max_message_bytes, n = 0;
+	struct span *spans = NULL;
 	struct rt_item *items = NULL;
-	json_t *root = NULL;
-	int rc = 0;
+	int rc;
 
 	*out = NULL;
 	*nout = 0;
-	*batch = 0;
+	*batch = ndjson;
 	if (req->body.len == 0)
 		return http_error(resp, 400, "InvalidMessage", "the request body is empty", "(body)") ? -ENOMEM : 1;
-	if (ndjson) {
-		const char *p = req->body.data, *end = p + req->body.len;
-
-		*batch = 1;
-		objs = calloc(API_MAX_BATCH + 1, sizeof(json_t *));
-		if (!objs)
-			return -ENOMEM;
-		for (size_t line = 1; p < end; line++) {
-			const char *nl = memchr(p, '\n', (size_t)(end - p));
-			size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-			char msg[200];
-
-			if (len && !(len == 1 && p[0] == '\r')) {
-				if (nobj == API_MAX_BATCH) {
-					rc = http_error(resp, 413, "PayloadTooLarge",
-							"more than 10000 messages in one request", "(body)")
-						     ? -ENOMEM
-						     : 1;
-					goto out;
-				}
-				objs[nobj] = json_loadb(p, len, JSON_REJECT_DUPLICATES, &jerr);
-				if (!objs[nobj]) {
-					snprintf(msg, sizeof(msg), "line %zu is not valid JSON: %s", line, jerr.text);
-					rc = http_error(resp, 400, "InvalidMessage", msg, "(body)") ? -ENOMEM : 1;
-					goto out;
-				}
-				nobj++;
-			}
-			p += len + 1;
-		}
-	} else {
-		json_t *arr;
-
-		root = json_loadb(req->body.data, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
-		if (!root) {
-			char msg[220];
-
-			snprintf(msg, sizeof(msg), "the body is not valid JSON (line %d, column %d): %s", jerr.line,
-				 jerr.column, jerr.text);
-			return http_error(resp, 400, "InvalidMessage", msg, "(body)") ? -ENOMEM : 1;
-		}
-		arr = json_is_object(root) && !json_object_get(root, "performative") ? json_object_get(root, "messages")
-										     : NULL;
-		if (arr) {
-			size_t i;
-			json_t *v;
-
-			*batch = 1;
-			if (!json_is_array(arr) || json_object_size(root) != 1) {
-				rc = http_error(resp, 400, "InvalidMessage",
-						"a batch is {\"messages\":[...]} with nothing else", "messages")
-					     ? -ENOMEM
-					     : 1;
-				goto out;
-			}
-			if (json_array_size(arr) > API_MAX_BATCH) {
-				rc = http_error(resp, 413, "PayloadTooLarge", "more than 10000 messages in one request",
-						"messages")
-					     ? -ENOMEM
-					     : 1;
-				goto out;
-			}
-			objs = calloc(json_array_size(arr) + 1, sizeof(json_t *));
-			if (!objs) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			json_array_foreach (arr, i, v)
-				objs[nobj++] = json_incref(v);
-		} else {
-			objs = calloc(1, sizeof(json_t *));
-			if (!objs) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			objs[nobj++] = json_incref(root);
-		}
-	}
-	if (nobj == 0) {
+	spans = malloc((API_MAX_BATCH + 1) * sizeof(*spans));
+	if (!spans)
+		return -ENOMEM;
+	rc = ndjson ? split_ndjson(&req->body, resp, spans, &n) : split_json(&req->body, resp, spans, &n, batch);
+	if (rc)
+		goto out;
+	if (n == 0) {
 		rc = http_error(resp, 400, "InvalidMessage", "the request holds no messages", "messages") ? -ENOMEM : 1;
 		goto out;
 	}
-	items = calloc(nobj, sizeof(*items));
+	items = calloc(n, sizeof(*items));
 	if (!items) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < nobj; i++) {
+	for (size_t i = 0; i < n; i++) {
 		struct msg_err e = {0};
-		int mrc = msg_from_json(objs[i], max_content, &items[i].m, &e);
+		json_error_t jerr;
+		json_t *obj = json_loadb(spans[i].p, spans[i].len, JSON_REJECT_DUPLICATES, &jerr);
+		char text[220];
+		int mrc;
 
 		items[i].started_ns = req->started_ns;
+		if (!obj) {
+			if (ndjson)
+				snprintf(text, sizeof(text), "line %zu is not valid JSON: %s", i + 1, jerr.text);
+			else
+				snprintf(text, sizeof(text), "not valid JSON (line %d, column %d): %s", jerr.line,
+					 jerr.column, jerr.text);
+			if (ndjson) { /* a broken line fails the whole request, as a stream would */
+				rc = http_error(resp, 400, "InvalidMessage", text, "(body)") ? -ENOMEM : 1;
+				goto out;
+			}
+			item_reject(&items[i], 400, "InvalidMessage", "(body)", text);
+			continue;
+		}
+		mrc = msg_from_json(obj, spans[i].p, spans[i].len, max_content, &items[i].m, &e);
+		json_decref(obj);
 		if (mrc == -ENOMEM) {
 			rc = -ENOMEM;
 			goto out;
 		}
-		if (mrc) {
-			items[i].status = e.status;
-			items[i].code = e.code;
-			items[i].reason = e.status == 413 ? RM_MESSAGE_TOO_LARGE : RM_INVALID_MESSAGE;
-			snprintf(items[i].field, sizeof(items[i].field), "%s", e.field);
-			snprintf(items[i].message, sizeof(items[i].message), "%s", e.message);
-		}
+		if (mrc)
+			item_reject(&items[i], e.status, e.code, e.field, e.message);
 	}
 	*out = items;
-	*nout = nobj;
+	*nout = n;
 	items = NULL;
 out:
 	if (items) {
-		for (size_t i = 0; i < nobj; i++)
+		for (size_t i = 0; i < n; i++)
 			msg_free(&items[i].m);
 		free(items);
 	}
-	for (size_t i = 0; objs && i < nobj; i++)
-		json_decref(objs[i]);
-	free(objs);
-	json_decref(root);
+	free(spans);
 	return rc;
 }
 

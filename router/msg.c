@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "switchboard/buf.h"
 #include "switchboard/cfg.h"
 #include "switchboard/util.h"
 
@@ -221,9 +222,7 @@ static int check_content(const json_t *obj, size_t max_content, struct msg_err *
 			return fail(e, 413, "MessageTooLarge", "content",
 				    "content is %zu bytes; security.maxMessageBytes is %zu", json_string_length(c),
 				    max_content);
-		/* jansson rejects invalid UTF-8 while parsing; check embedded NULs are fine in JSON */
-		if (!util_utf8_valid(json_string_value(c), json_string_length(c)))
-			return fail(e, 400, "InvalidMessage", "content", "content is not valid UTF-8");
+		/* jansson has already rejected invalid UTF-8 while parsing */
 	}
 	if (b) {
 		const char *s;
@@ -254,7 +253,39 @@ static int check_content(const json_t *obj, size_t max_content, struct msg_err *
 	return 0;
 }
 
-int msg_from_json(const json_t *obj, size_t max_content, struct msg *m, struct msg_err *e)
+/* Body from the client's own bytes plus the fields the router assigned. */
+static int body_from_raw(struct msg *m, const char *raw, size_t len, int add_id, const char *ts)
+{
+	struct buf b;
+	int rc;
+
+	while (len && (raw[len - 1] == ' ' || raw[len - 1] == '\n' || raw[len - 1] == '\r' || raw[len - 1] == '\t'))
+		len--;
+	while (len && (*raw == ' ' || *raw == '\n' || *raw == '\r' || *raw == '\t')) {
+		raw++;
+		len--;
+	}
+	if (len < 2 || raw[len - 1] != '}')
+		return -EINVAL;
+	buf_init(&b, len + 128);
+	rc = buf_append(&b, raw, len - 1);
+	if (!rc && add_id)
+		rc = buf_printf(&b, ",\"message_id\":\"%s\"", m->message_id);
+	if (!rc && ts)
+		rc = buf_printf(&b, ",\"created_at\":\"%s\"", ts);
+	if (!rc)
+		rc = buf_append(&b, "}", 1);
+	if (rc) {
+		buf_free(&b);
+		return -ENOMEM;
+	}
+	m->body_len = b.len;
+	m->body = buf_steal(&b);
+	return m->body ? 0 : -ENOMEM;
+}
+
+int msg_from_json(const json_t *obj, const char *raw, size_t raw_len, size_t max_content, struct msg *m,
+		  struct msg_err *e)
 {
 	const char *k, *s;
 	json_t *v, *canon = NULL;
@@ -331,6 +362,17 @@ int msg_from_json(const json_t *obj, size_t max_content, struct msg *m, struct m
 	if (v && (rc = check_delivery(v, m, e)))
 		return rc;
 
+	if (raw) {
+		int add_id = !m->message_id[0], add_ts = !json_object_get(obj, "created_at");
+
+		if (add_id)
+			util_random_id(m->message_id);
+		if (add_ts) {
+			m->created_ms = util_now_ms();
+			util_fmt_rfc3339(m->created_ms, ts);
+		}
+		return body_from_raw(m, raw, raw_len, add_id, add_ts ? ts : NULL);
+	}
 	canon = json_deep_copy(obj);
 	if (!canon)
 		return -ENOMEM;

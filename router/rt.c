@@ -1088,6 +1088,7 @@ static void *maint_main(void *arg)
 	struct rt *rt = arg;
 	int64_t last_prune = util_now_ms();
 
+	pthread_setname_np(pthread_self(), "sb-maint");
 	pthread_mutex_lock(&rt->lock);
 	while (!rt->stopping) {
 		struct timespec ts;

@@ -22,7 +22,7 @@ enum { S_MSG_INS, S_ACC_INS, S_MSG_DEL, S_MSG_ATT, S_CONV_UPS, S_CONV_DEL, S_AGE
 static const char *const stmt_sql[S_COUNT] = {
 	"INSERT INTO messages(seq,message_id,receiver,conversation_id,priority,created_at,accepted_at,body) "
 	"VALUES(?,?,?,?,?,?,?,?)",
-	"INSERT OR REPLACE INTO accepted(message_id,seq,receiver,accepted_at) VALUES(?,?,?,?)",
+	"INSERT INTO accepted(message_id,seq,receiver,accepted_at) VALUES(?,?,?,?)",
 	"DELETE FROM messages WHERE seq=?",
 	"UPDATE messages SET attempts=? WHERE seq=?",
 	"INSERT INTO conversations(id,participants,protocol,created_at,last_activity,message_count) "
@@ -48,8 +48,9 @@ static const char schema_sql[] =
 	" receiver TEXT NOT NULL, conversation_id TEXT, priority INTEGER NOT NULL,"
 	" created_at INTEGER NOT NULL, accepted_at INTEGER NOT NULL,"
 	" attempts INTEGER NOT NULL DEFAULT 0, body BLOB NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS accepted(message_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
-	" receiver TEXT NOT NULL, accepted_at INTEGER NOT NULL) WITHOUT ROWID;"
+	/* append-only, keyed by sequence: id lookups happen in memory */
+	"CREATE TABLE IF NOT EXISTS accepted(seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
+	" receiver TEXT NOT NULL, accepted_at INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS accepted_at_idx ON accepted(accepted_at);";
 
 struct store {
@@ -315,6 +316,7 @@ static void *writer_main(void *arg)
 {
 	struct store *s = arg;
 
+	pthread_setname_np(pthread_self(), "sb-writer");
 	for (;;) {
 		struct store_ticket *batch, *last, *t;
 		size_t nops = 0;

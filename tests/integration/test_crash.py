@@ -122,18 +122,20 @@ def test_kill_9_loses_no_acknowledged_message(tmpdir_path):
         r.stop()
 
     before = consumer.confirmed
-    delivered = before + after
+    # pulled, ack sent, answer lost in the crash: received, and may come again
+    in_doubt = consumer.unconfirmed
+    delivered = set(before) | in_doubt | set(after)
     # 1. every acknowledged message was delivered
-    missing = acked - set(delivered)
+    missing = acked - delivered
     assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:5]}"
     # 2. nothing was invented
-    assert set(delivered) <= sent
-    # 3. a message confirmed consumed before the crash is never delivered again,
+    assert delivered <= sent
+    # 3. a message whose ack the consumer saw confirmed is never delivered again,
     #    and nothing is delivered twice after the restart
     assert not set(before) & set(after)
     assert len(after) == len(set(after))
     assert len(before) == len(set(before))
-    # 4. everything sent ends up delivered exactly once overall (retries deduplicated)
-    assert set(delivered) == sent
-    print(f"kill -9 test: acked={len(acked)} unknown={len(unknown)} "
-          f"consumed_before={len(before)} drained_after={len(after)}")
+    # 4. everything sent ends up delivered (retries deduplicated)
+    assert delivered == sent
+    print(f"kill -9 test: acked={len(acked)} unknown={len(unknown)} consumed_before={len(before)} "
+          f"in_doubt={len(in_doubt)} drained_after={len(after)}")

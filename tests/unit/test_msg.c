@@ -21,7 +21,7 @@ static int check(const char *json, struct msg *m, struct msg_err *e)
 
 	assert_non_null(o);
 	memset(e, 0, sizeof(*e));
-	rc = msg_from_json(o, 64, m, e);
+	rc = msg_from_json(o, NULL, 0, 64, m, e);
 	json_decref(o);
 	return rc;
 }

@@ -90,7 +90,7 @@ static int send_msg(struct fx *f, const char *to, const char *id, const char *co
 		 prio ? prio : "normal");
 	o = json_loads(json, 0, NULL);
 	assert_non_null(o);
-	assert_int_equal(msg_from_json(o, 1024, &it.m, &e), 0);
+	assert_int_equal(msg_from_json(o, json, strlen(json), 1024, &it.m, &e), 0);
 	json_decref(o);
 	assert_int_equal(rt_submit(f->rt, &it, 1), 0);
 	rc = it.status;
