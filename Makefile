@@ -82,7 +82,7 @@ lint:
 	@bash scripts/lint.sh
 
 format:
-	clang-format -i $(LIB_SRC) $(ROUTER_SRC) router/main.c include/switchboard/*.h lib/*.h router/*.h $(UNIT_SRC)
+	clang-format -i $(LIB_SRC) $(ROUTER_SRC) router/main.c include/switchboard/*.h lib/*.h router/*.h $(UNIT_SRC) $(BENCH_SRC)
 
 test: deps
 	$(MAKE) all build/switchboard-router-san

@@ -13,7 +13,7 @@
 #include "switchboard/util.h"
 
 #define NAGENTS 10000
-#define ROUND 100000
+#define ROUND	100000
 static int ROUNDS = 20;
 
 static struct cfg make_cfg(int dedup)
@@ -45,7 +45,7 @@ static struct cfg make_cfg(int dedup)
 static double lookup_bench(struct rt *rt)
 {
 	enum { N = 20000000 };
-	char (*ids)[16] = malloc(sizeof(*ids) * 4096);
+	char(*ids)[16] = malloc(sizeof(*ids) * 4096);
 	uint64_t t0, t1;
 	size_t found = 0;
 
@@ -63,8 +63,10 @@ static double lookup_bench(struct rt *rt)
 
 static double route_bench(struct rt *rt, int batch)
 {
-	static const char pad[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-				  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	static const char pad[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+				  "xxxxxxxxxxxxxxxxxxxxx"
+				  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+				  "xxxxxxxxxxxxxxxxxxxxx"
 				  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 	struct rt_item *items = calloc(ROUND, sizeof(*items));
 	uint64_t total_ns = 0, seq = 0;
@@ -151,11 +153,13 @@ int main(int argc, char **argv)
 		if (rt_new(&c, NULL, &met, &rt))
 			return 1;
 		if (!dedup)
-			printf("registry lookup, %d agents: %.1f ns/lookup (target <= 50 ns)\n", NAGENTS, lookup_bench(rt));
+			printf("registry lookup, %d agents: %.1f ns/lookup (target <= 50 ns)\n", NAGENTS,
+			       lookup_bench(rt));
 		for (int batch = argc > 3 ? atoi(argv[3]) : 1; batch <= 1000; batch *= 1000) {
 			double ns = route_bench(rt, batch);
 
-			printf("route+enqueue, no persistence, dedup %s, batch %4d: %.0f ns/msg = %.2f M msg/s on one core "
+			printf("route+enqueue, no persistence, dedup %s, batch %4d: %.0f ns/msg = %.2f M msg/s on one "
+			       "core "
 			       "(target >= 5 M/s)\n",
 			       dedup ? "on " : "off", batch, ns, 1e3 / ns);
 		}

@@ -28,7 +28,7 @@ struct opts {
 	int router_pid;
 };
 
-static struct opts O = { "http://127.0.0.1:8080", "http://127.0.0.1:8081", 4, 4, 4, 200, 256, 1000, 60, 5, 0, 0 };
+static struct opts O = {"http://127.0.0.1:8080", "http://127.0.0.1:8081", 4, 4, 4, 200, 256, 1000, 60, 5, 0, 0};
 static atomic_int stop_producing, stop_consuming, measuring;
 static _Atomic uint64_t accepted, rejected, consumed, consumed_in_window, errors;
 
@@ -62,7 +62,7 @@ static void sleep_until(uint64_t ns)
 	uint64_t now = util_mono_ns();
 
 	if (ns > now) {
-		struct timespec ts = { (time_t)((ns - now) / 1000000000ull), (long)((ns - now) % 1000000000ull) };
+		struct timespec ts = {(time_t)((ns - now) / 1000000000ull), (long)((ns - now) % 1000000000ull)};
 
 		nanosleep(&ts, NULL);
 	}
@@ -101,7 +101,8 @@ static void *producer(void *arg)
 					 "%s{\"performative\":\"inform\",\"sender\":\"p%d\",\"receiver\":\"a%d\","
 					 "\"message_id\":\"p%d-%llu\",\"content\":\"%019llu:%s\"}",
 					 i ? "," : "", id, (int)((seq + (uint64_t)i) % (uint64_t)O.nagents), id,
-					 (unsigned long long)(seq + (uint64_t)i), (unsigned long long)util_mono_ns(), pad);
+					 (unsigned long long)(seq + (uint64_t)i), (unsigned long long)util_mono_ns(),
+					 pad);
 		rc |= buf_puts(&body, "]}");
 		if (rc)
 			abort();
@@ -281,32 +282,58 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "data", 1, 0, 'd' },	    { "admin", 1, 0, 'a' }, { "producers", 1, 0, 'p' }, { "consumers", 1, 0, 'c' },
-		{ "agents", 1, 0, 'n' },    { "batch", 1, 0, 'b' }, { "size", 1, 0, 's' },	     { "pull-max", 1, 0, 'm' },
-		{ "duration", 1, 0, 't' },  { "warmup", 1, 0, 'w' }, { "rate", 1, 0, 'r' },	     { "pid", 1, 0, 'P' },
-		{ "help", 0, 0, 'h' },	    { 0, 0, 0, 0 },
+		{"data", 1, 0, 'd'},	 {"admin", 1, 0, 'a'},	{"producers", 1, 0, 'p'}, {"consumers", 1, 0, 'c'},
+		{"agents", 1, 0, 'n'},	 {"batch", 1, 0, 'b'},	{"size", 1, 0, 's'},	  {"pull-max", 1, 0, 'm'},
+		{"duration", 1, 0, 't'}, {"warmup", 1, 0, 'w'}, {"rate", 1, 0, 'r'},	  {"pid", 1, 0, 'P'},
+		{"help", 0, 0, 'h'},	 {0, 0, 0, 0},
 	};
 	pthread_t pt[64], ct[64];
-	struct lat all = { 0 };
+	struct lat all = {0};
 	double cpu0, cpu1, self0, self1, commits0, commits1, rss;
 	uint64_t acc0, t0, t1, lost;
 	int o;
 
 	while ((o = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (o) {
-		case 'd': O.data_url = optarg; break;
-		case 'a': O.admin_url = optarg; break;
-		case 'p': O.producers = atoi(optarg); break;
-		case 'c': O.consumers = atoi(optarg); break;
-		case 'n': O.nagents = atoi(optarg); break;
-		case 'b': O.batch = atoi(optarg); break;
-		case 's': O.size = atoi(optarg); break;
-		case 'm': O.pull_max = atoi(optarg); break;
-		case 't': O.duration = atof(optarg); break;
-		case 'w': O.warmup = atof(optarg); break;
-		case 'r': O.rate = atof(optarg); break;
-		case 'P': O.router_pid = atoi(optarg); break;
-		default: usage(); return o == 'h' ? 0 : 2;
+		case 'd':
+			O.data_url = optarg;
+			break;
+		case 'a':
+			O.admin_url = optarg;
+			break;
+		case 'p':
+			O.producers = atoi(optarg);
+			break;
+		case 'c':
+			O.consumers = atoi(optarg);
+			break;
+		case 'n':
+			O.nagents = atoi(optarg);
+			break;
+		case 'b':
+			O.batch = atoi(optarg);
+			break;
+		case 's':
+			O.size = atoi(optarg);
+			break;
+		case 'm':
+			O.pull_max = atoi(optarg);
+			break;
+		case 't':
+			O.duration = atof(optarg);
+			break;
+		case 'w':
+			O.warmup = atof(optarg);
+			break;
+		case 'r':
+			O.rate = atof(optarg);
+			break;
+		case 'P':
+			O.router_pid = atoi(optarg);
+			break;
+		default:
+			usage();
+			return o == 'h' ? 0 : 2;
 		}
 	}
 	if (O.producers < 1 || O.producers > 64 || O.consumers < 1 || O.consumers > 64 || O.size < 64) {
@@ -354,8 +381,7 @@ int main(int argc, char **argv)
 	double secs = (double)(t1 - t0) / 1e9;
 	lost = atomic_load(&accepted) > atomic_load(&consumed) ? atomic_load(&accepted) - atomic_load(&consumed) : 0;
 	printf("e2e: producers=%d consumers=%d agents=%d batch=%d payload=%dB pull_max=%d rate=%s duration=%.0fs\n",
-	       O.producers, O.consumers, O.nagents, O.batch, O.size, O.pull_max, O.rate > 0 ? "paced" : "max",
-	       secs);
+	       O.producers, O.consumers, O.nagents, O.batch, O.size, O.pull_max, O.rate > 0 ? "paced" : "max", secs);
 	if (O.rate > 0)
 		printf("e2e: target rate %.0f msg/s\n", O.rate);
 	printf("e2e: throughput accepted %.0f msg/s, consumed+acked %.0f msg/s\n", (double)acc_window / secs,
@@ -366,9 +392,11 @@ int main(int argc, char **argv)
 		       (double)all.v[(size_t)(all.n * 0.999)] / 1e6, all.n);
 	if (commits0 >= 0 && commits1 >= 0)
 		printf("e2e: storage commits (fsyncs with sync=full) %.0f/s, %.1f messages per commit\n",
-		       (commits1 - commits0) / secs, commits1 > commits0 ? (double)acc_window / (commits1 - commits0) : 0);
+		       (commits1 - commits0) / secs,
+		       commits1 > commits0 ? (double)acc_window / (commits1 - commits0) : 0);
 	if (O.router_pid)
-		printf("e2e: router cpu %.2f s/s (%.0f%% of one core), %.1f cpu-s per million messages; loadgen cpu %.2f s/s\n",
+		printf("e2e: router cpu %.2f s/s (%.0f%% of one core), %.1f cpu-s per million messages; loadgen cpu "
+		       "%.2f s/s\n",
 		       (cpu1 - cpu0) / secs, 100 * (cpu1 - cpu0) / secs,
 		       cons_window ? (cpu1 - cpu0) / ((double)cons_window / 1e6) : 0, (self1 - self0) / secs);
 	printf("e2e: router rss %.1f MiB\n", rss / 1048576.0);
