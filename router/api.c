@@ -170,29 +170,18 @@ static int parse_items(struct app *app, struct http_req *req, struct http_resp *
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct msg_err e = {0};
-		json_error_t jerr;
-		json_t *obj = json_loadb(spans[i].p, spans[i].len, JSON_REJECT_DUPLICATES, &jerr);
-		char text[220];
-		int mrc;
+		int mrc = msg_parse(spans[i].p, spans[i].len, max_content, &items[i].m, &e);
 
 		items[i].started_ns = req->started_ns;
-		if (!obj) {
-			if (ndjson)
-				snprintf(text, sizeof(text), "line %zu is not valid JSON: %s", i + 1, jerr.text);
-			else
-				snprintf(text, sizeof(text), "not valid JSON (line %d, column %d): %s", jerr.line,
-					 jerr.column, jerr.text);
-			if (ndjson) { /* a broken line fails the whole request, as a stream would */
-				rc = http_error(resp, 400, "InvalidMessage", text, "(body)") ? -ENOMEM : 1;
-				goto out;
-			}
-			item_reject(&items[i], 400, "InvalidMessage", "(body)", text);
-			continue;
-		}
-		mrc = msg_from_json(obj, spans[i].p, spans[i].len, max_content, &items[i].m, &e);
-		json_decref(obj);
 		if (mrc == -ENOMEM) {
 			rc = -ENOMEM;
+			goto out;
+		}
+		if (mrc == -EBADMSG && ndjson) { /* a broken line fails the whole request, as a stream would */
+			char text[260];
+
+			snprintf(text, sizeof(text), "line %zu: %s", i + 1, e.message);
+			rc = http_error(resp, 400, "InvalidMessage", text, "(body)") ? -ENOMEM : 1;
 			goto out;
 		}
 		if (mrc)

@@ -6,7 +6,9 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <jansson.h>
 #include <sodium.h>
+#include <yajl/yajl_parse.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,22 +32,6 @@ const char *msg_performative_name(int p)
 const char *msg_priority_name(int p)
 {
 	return p >= 0 && p <= MSG_PRIO_CRITICAL ? prio_names[p] : "?";
-}
-
-static int fail(struct msg_err *e, int status, const char *code, const char *field, const char *fmt, ...)
-	SB_PRINTF(5, 6);
-
-static int fail(struct msg_err *e, int status, const char *code, const char *field, const char *fmt, ...)
-{
-	va_list ap;
-
-	e->status = status;
-	e->code = code;
-	snprintf(e->field, sizeof(e->field), "%s", field);
-	va_start(ap, fmt);
-	vsnprintf(e->message, sizeof(e->message), fmt, ap);
-	va_end(ap);
-	return -EINVAL;
 }
 
 int msg_agent_id_ok(const char *s)
@@ -129,128 +115,355 @@ int msg_tracestate_ok(const char *s)
 	return 0;
 }
 
-static int id_chars_ok(const char *s)
+static int id_chars_ok(const char *s, size_t n)
 {
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '-' ||
-		      *s == '_' || *s == '.' || *s == ':'))
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+		      s[i] == '-' || s[i] == '_' || s[i] == '.' || s[i] == ':'))
 			return 0;
 	return 1;
 }
 
-/* Optional string field with length bounds; copies into dst when given. */
-static int opt_str(const json_t *obj, const char *key, size_t maxlen, int id_rule, char *dst, size_t dstlen,
-		   struct msg_err *e, const char **out)
-{
-	const json_t *v = json_object_get(obj, key);
-	const char *s;
-
-	if (out)
-		*out = NULL;
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_string(v))
-		return fail(e, 400, "InvalidMessage", key, "%s must be a string", key);
-	s = json_string_value(v);
-	if (json_string_length(v) == 0 || json_string_length(v) > maxlen || strlen(s) != json_string_length(v))
-		return fail(e, 400, "InvalidMessage", key, "%s must be 1 to %zu characters", key, maxlen);
-	if (id_rule && !id_chars_ok(s))
-		return fail(e, 400, "InvalidMessage", key, "%s may contain only letters, digits, '-', '_', '.' and ':'",
-			    key);
-	if (dst)
-		snprintf(dst, dstlen, "%s", s);
-	if (out)
-		*out = s;
-	return 0;
-}
-
-static const char *const known_fields[] = {
-	"performative", "sender",   "receiver",	       "content",    "content_base64", "language",
-	"ontology",	"protocol", "conversation_id", "reply_with", "in_reply_to",    "message_id",
-	"created_at",	"delivery", "traceparent",     "tracestate",
+/* The fields of a message; F_DELIVERY opens the nested delivery object. */
+enum field {
+	F_PERFORMATIVE,
+	F_SENDER,
+	F_RECEIVER,
+	F_CONTENT,
+	F_CONTENT_B64,
+	F_LANGUAGE,
+	F_ONTOLOGY,
+	F_PROTOCOL,
+	F_CONVERSATION,
+	F_REPLY_WITH,
+	F_IN_REPLY_TO,
+	F_MESSAGE_ID,
+	F_CREATED_AT,
+	F_DELIVERY,
+	F_TRACEPARENT,
+	F_TRACESTATE,
+	F_PRIORITY, /* inside delivery */
+	F_TIMEOUT,
+	F_MAX_RETRIES,
+	F_COUNT
 };
 
-static int check_delivery(const json_t *d, struct msg *m, struct msg_err *e)
+static const char *const field_names[F_COUNT] = {
+	"performative",
+	"sender",
+	"receiver",
+	"content",
+	"content_base64",
+	"language",
+	"ontology",
+	"protocol",
+	"conversation_id",
+	"reply_with",
+	"in_reply_to",
+	"message_id",
+	"created_at",
+	"delivery",
+	"traceparent",
+	"tracestate",
+	"delivery.priority",
+	"delivery.timeout_ms",
+	"delivery.max_retries",
+};
+
+/* Streaming-parse state: yajl calls back for each token; the first rule a
+ * token breaks stops the parse with `err` filled. */
+struct pstate {
+	struct msg *m;
+	struct msg_err *e;
+	size_t max_content;
+	int depth;
+	int field; /* field whose value comes next, or -1 */
+	unsigned seen;
+	int failed;
+	int has_created_at;
+};
+
+static int pfail(struct pstate *ps, int status, const char *code, const char *field, const char *fmt, ...)
+	SB_PRINTF(5, 6);
+
+static int pfail(struct pstate *ps, int status, const char *code, const char *field, const char *fmt, ...)
 {
-	const char *k;
-	json_t *v;
+	va_list ap;
 
-	if (!json_is_object(d))
-		return fail(e, 400, "InvalidMessage", "delivery", "delivery must be an object");
-	json_object_foreach ((json_t *)d, k, v) {
-		if (strcmp(k, "priority") == 0) {
-			int found = -1;
-
-			for (int i = 0; json_is_string(v) && i <= MSG_PRIO_CRITICAL; i++)
-				if (strcmp(json_string_value(v), prio_names[i]) == 0)
-					found = i;
-			if (found < 0)
-				return fail(e, 400, "InvalidMessage", "delivery.priority",
-					    "delivery.priority must be one of low, normal, high, critical");
-			m->priority = found;
-		} else if (strcmp(k, "timeout_ms") == 0) {
-			if (!json_is_integer(v) || json_integer_value(v) < 100 || json_integer_value(v) > 86400000)
-				return fail(e, 400, "InvalidMessage", "delivery.timeout_ms",
-					    "delivery.timeout_ms must be an integer from 100 to 86400000");
-			m->timeout_ms = json_integer_value(v);
-		} else if (strcmp(k, "max_retries") == 0) {
-			if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 100)
-				return fail(e, 400, "InvalidMessage", "delivery.max_retries",
-					    "delivery.max_retries must be an integer from 0 to 100");
-			m->max_retries = (int)json_integer_value(v);
-		} else {
-			char f[64];
-
-			snprintf(f, sizeof(f), "delivery.%.40s", k);
-			return fail(e, 400, "InvalidMessage", f, "unknown field %s", f);
-		}
-	}
-	return 0;
+	ps->failed = 1;
+	ps->e->status = status;
+	ps->e->code = code;
+	snprintf(ps->e->field, sizeof(ps->e->field), "%s", field);
+	va_start(ap, fmt);
+	vsnprintf(ps->e->message, sizeof(ps->e->message), fmt, ap);
+	va_end(ap);
+	return 0; /* stops yajl */
 }
 
-static int check_content(const json_t *obj, size_t max_content, struct msg_err *e)
+static int bad_type(struct pstate *ps, const char *what)
 {
-	const json_t *c = json_object_get(obj, "content"), *b = json_object_get(obj, "content_base64");
+	const char *f = field_names[ps->field];
 
-	if (c && b)
-		return fail(e, 400, "InvalidMessage", "content", "send content or content_base64, not both");
-	if (c) {
-		if (!json_is_string(c))
-			return fail(e, 400, "InvalidMessage", "content",
-				    "content must be a UTF-8 string (use content_base64 for binary)");
-		if (json_string_length(c) > max_content)
-			return fail(e, 413, "MessageTooLarge", "content",
-				    "content is %zu bytes; security.maxMessageBytes is %zu", json_string_length(c),
-				    max_content);
-		/* jansson has already rejected invalid UTF-8 while parsing */
+	switch (ps->field) {
+	case F_PERFORMATIVE:
+		return pfail(ps, 400, "InvalidMessage", f,
+			     "performative must be a FIPA performative such as request, inform or query-if");
+	case F_SENDER:
+	case F_RECEIVER:
+		return pfail(ps, 400, "InvalidMessage", f,
+			     "%s must be an agent id (letters, digits, '.', '_', '-'; at most 253)", f);
+	case F_CONTENT:
+		return pfail(ps, 400, "InvalidMessage", f,
+			     "content must be a UTF-8 string (use content_base64 for binary), got %s", what);
+	case F_DELIVERY:
+		return pfail(ps, 400, "InvalidMessage", f, "delivery must be an object, got %s", what);
+	case F_PRIORITY:
+		return pfail(ps, 400, "InvalidMessage", f,
+			     "delivery.priority must be one of low, normal, high, critical");
+	case F_TIMEOUT:
+		return pfail(ps, 400, "InvalidMessage", f,
+			     "delivery.timeout_ms must be an integer from 100 to 86400000");
+	case F_MAX_RETRIES:
+		return pfail(ps, 400, "InvalidMessage", f, "delivery.max_retries must be an integer from 0 to 100");
+	default:
+		return pfail(ps, 400, "InvalidMessage", f, "%s must be a string, got %s", f, what);
 	}
-	if (b) {
-		const char *s;
-		size_t len, bin_len = 0;
-		unsigned char *tmp;
-		int rc;
+}
 
-		if (!json_is_string(b))
-			return fail(e, 400, "InvalidMessage", "content_base64", "content_base64 must be a string");
-		s = json_string_value(b);
-		len = json_string_length(b);
-		if (len / 4 * 3 > max_content + 3)
-			return fail(e, 413, "MessageTooLarge", "content_base64",
-				    "decoded content exceeds security.maxMessageBytes (%zu)", max_content);
-		tmp = malloc(len / 4 * 3 + 4);
-		if (!tmp)
-			return -ENOMEM;
-		rc = sodium_base642bin(tmp, len / 4 * 3 + 4, s, len, NULL, &bin_len, NULL,
-				       sodium_base64_VARIANT_ORIGINAL);
-		free(tmp);
-		if (rc != 0)
-			return fail(e, 400, "InvalidMessage", "content_base64", "content_base64 is not valid base64");
-		if (bin_len > max_content)
-			return fail(e, 413, "MessageTooLarge", "content_base64",
-				    "decoded content is %zu bytes; security.maxMessageBytes is %zu", bin_len,
-				    max_content);
+static int copy_bounded(struct pstate *ps, const char *s, size_t n, size_t maxlen, int id_rule, char *dst,
+			size_t dstlen)
+{
+	const char *f = field_names[ps->field];
+
+	if (n == 0 || n > maxlen || memchr(s, '\0', n))
+		return pfail(ps, 400, "InvalidMessage", f, "%s must be 1 to %zu characters", f, maxlen);
+	if (id_rule && !id_chars_ok(s, n))
+		return pfail(ps, 400, "InvalidMessage", f, "%s may contain only letters, digits, '-', '_', '.' and ':'",
+			     f);
+	if (dst) {
+		memcpy(dst, s, n < dstlen - 1 ? n : dstlen - 1);
+		dst[n < dstlen - 1 ? n : dstlen - 1] = '\0';
 	}
-	return 0;
+	return 1;
+}
+
+static int check_base64(struct pstate *ps, const char *s, size_t n)
+{
+	size_t bin_len = 0, cap = n / 4 * 3 + 4;
+	unsigned char *tmp;
+	int rc;
+
+	if (n / 4 * 3 > ps->max_content + 3)
+		return pfail(ps, 413, "MessageTooLarge", "content_base64",
+			     "decoded content exceeds security.maxMessageBytes (%zu)", ps->max_content);
+	tmp = malloc(cap);
+	if (!tmp)
+		return pfail(ps, 503, "Internal", "content_base64", "out of memory");
+	rc = sodium_base642bin(tmp, cap, s, n, NULL, &bin_len, NULL, sodium_base64_VARIANT_ORIGINAL);
+	free(tmp);
+	if (rc != 0)
+		return pfail(ps, 400, "InvalidMessage", "content_base64", "content_base64 is not valid base64");
+	if (bin_len > ps->max_content)
+		return pfail(ps, 413, "MessageTooLarge", "content_base64",
+			     "decoded content is %zu bytes; security.maxMessageBytes is %zu", bin_len, ps->max_content);
+	return 1;
+}
+
+static int on_string(void *ctx, const unsigned char *v, size_t n)
+{
+	struct pstate *ps = ctx;
+	const char *s = (const char *)v;
+	char tmp[600];
+	struct msg *m = ps->m;
+
+	switch (ps->field) {
+	case F_PERFORMATIVE:
+		for (int i = 0; i < PERF_COUNT; i++)
+			if (strlen(perf_names[i]) == n && memcmp(perf_names[i], s, n) == 0)
+				m->performative = i;
+		return m->performative >= 0 ? 1 : bad_type(ps, "string");
+	case F_SENDER:
+	case F_RECEIVER: {
+		char *dst = ps->field == F_SENDER ? m->sender : m->receiver;
+
+		if (n > MSG_AGENT_ID_MAX || memchr(s, '\0', n))
+			return bad_type(ps, "string");
+		memcpy(dst, s, n);
+		dst[n] = '\0';
+		return msg_agent_id_ok(dst) ? 1 : bad_type(ps, "string");
+	}
+	case F_CONTENT:
+		if (n > ps->max_content)
+			return pfail(ps, 413, "MessageTooLarge", "content",
+				     "content is %zu bytes; security.maxMessageBytes is %zu", n, ps->max_content);
+		return 1; /* yajl has validated the UTF-8 */
+	case F_CONTENT_B64:
+		return check_base64(ps, s, n);
+	case F_LANGUAGE:
+		return copy_bounded(ps, s, n, 50, 0, NULL, 0);
+	case F_ONTOLOGY:
+		return copy_bounded(ps, s, n, 100, 0, NULL, 0);
+	case F_PROTOCOL:
+		return copy_bounded(ps, s, n, 100, 0, m->protocol, sizeof(m->protocol));
+	case F_CONVERSATION:
+		return copy_bounded(ps, s, n, MSG_ID_MAX, 1, m->conversation_id, sizeof(m->conversation_id));
+	case F_REPLY_WITH:
+	case F_IN_REPLY_TO:
+		return copy_bounded(ps, s, n, MSG_ID_MAX, 1, NULL, 0);
+	case F_MESSAGE_ID:
+		return copy_bounded(ps, s, n, MSG_ID_MAX, 1, m->message_id, sizeof(m->message_id));
+	case F_CREATED_AT:
+		if (!copy_bounded(ps, s, n, 64, 0, tmp, sizeof(tmp)))
+			return 0;
+		ps->has_created_at = 1;
+		if (util_parse_rfc3339(tmp, &m->created_ms))
+			return pfail(ps, 400, "InvalidMessage", "created_at",
+				     "created_at must be an RFC 3339 timestamp");
+		return 1;
+	case F_TRACEPARENT:
+		if (!copy_bounded(ps, s, n, 55 + 256, 0, tmp, sizeof(tmp)))
+			return 0;
+		if (msg_traceparent_ok(tmp, m->trace_id))
+			return pfail(ps, 400, "InvalidMessage", "traceparent",
+				     "traceparent must follow W3C Trace Context: 00-<32 hex>-<16 hex>-<2 hex>, ids not "
+				     "all zero");
+		return 1;
+	case F_TRACESTATE:
+		if (!copy_bounded(ps, s, n, 512, 0, tmp, sizeof(tmp)))
+			return 0;
+		if (msg_tracestate_ok(tmp))
+			return pfail(
+				ps, 400, "InvalidMessage", "tracestate",
+				"tracestate must be a comma-separated list of key=value members (W3C Trace Context)");
+		return 1;
+	case F_PRIORITY:
+		for (int i = 0; i <= MSG_PRIO_CRITICAL; i++) {
+			if (strlen(prio_names[i]) == n && memcmp(prio_names[i], s, n) == 0) {
+				m->priority = i;
+				return 1;
+			}
+		}
+		return bad_type(ps, "string");
+	default:
+		return bad_type(ps, "string");
+	}
+}
+
+static int on_integer(void *ctx, long long v)
+{
+	struct pstate *ps = ctx;
+
+	if (ps->field == F_TIMEOUT && v >= 100 && v <= 86400000) {
+		ps->m->timeout_ms = v;
+		return 1;
+	}
+	if (ps->field == F_MAX_RETRIES && v >= 0 && v <= 100) {
+		ps->m->max_retries = (int)v;
+		return 1;
+	}
+	return bad_type(ps, "number");
+}
+
+static int on_double(void *ctx, double v)
+{
+	(void)v;
+	return bad_type(ctx, "number");
+}
+
+static int on_boolean(void *ctx, int v)
+{
+	(void)v;
+	return bad_type(ctx, "boolean");
+}
+
+static int on_null(void *ctx)
+{
+	struct pstate *ps = ctx;
+
+	/* null means absent, which only optional fields may be */
+	if (ps->field == F_PERFORMATIVE || ps->field == F_SENDER || ps->field == F_RECEIVER)
+		return bad_type(ps, "null");
+	ps->seen &= ~(1u << ps->field);
+	return 1;
+}
+
+static int on_start_map(void *ctx)
+{
+	struct pstate *ps = ctx;
+
+	if (ps->depth == 0) {
+		ps->depth = 1;
+		return 1;
+	}
+	if (ps->depth == 1 && ps->field == F_DELIVERY) {
+		ps->depth = 2;
+		return 1;
+	}
+	return bad_type(ps, "object");
+}
+
+static int on_end_map(void *ctx)
+{
+	struct pstate *ps = ctx;
+
+	ps->depth--;
+	ps->field = ps->depth == 1 ? F_DELIVERY : -1;
+	return 1;
+}
+
+static int on_start_array(void *ctx)
+{
+	struct pstate *ps = ctx;
+
+	if (ps->depth == 0)
+		return pfail(ps, 400, "InvalidMessage", "(body)", "a message must be a JSON object");
+	return bad_type(ps, "array");
+}
+
+static int on_key(void *ctx, const unsigned char *k, size_t n)
+{
+	struct pstate *ps = ctx;
+	int lo = ps->depth == 1 ? 0 : F_PRIORITY, hi = ps->depth == 1 ? F_PRIORITY : F_COUNT;
+	size_t skip = ps->depth == 1 ? 0 : 9; /* "delivery." */
+
+	for (int i = lo; i < hi; i++) {
+		if (strlen(field_names[i]) - skip == n && memcmp(field_names[i] + skip, k, n) == 0) {
+			if (ps->seen & (1u << i))
+				return pfail(ps, 400, "InvalidMessage", field_names[i], "duplicate field %s",
+					     field_names[i]);
+			ps->seen |= 1u << i;
+			ps->field = i;
+			return 1;
+		}
+	}
+	{
+		char f[64];
+
+		snprintf(f, sizeof(f), "%s%.*s", ps->depth == 1 ? "" : "delivery.", (int)(n > 40 ? 40 : n),
+			 (const char *)k);
+		return pfail(ps, 400, "InvalidMessage", f, "unknown field %s", f);
+	}
+}
+
+static const yajl_callbacks msg_callbacks = {
+	.yajl_null = on_null,
+	.yajl_boolean = on_boolean,
+	.yajl_integer = on_integer,
+	.yajl_double = on_double,
+	.yajl_string = on_string,
+	.yajl_start_map = on_start_map,
+	.yajl_map_key = on_key,
+	.yajl_end_map = on_end_map,
+	.yajl_start_array = on_start_array,
+};
+
+static int fail(struct msg_err *e, int status, const char *code, const char *field, const char *msg)
+{
+	e->status = status;
+	e->code = code;
+	snprintf(e->field, sizeof(e->field), "%s", field);
+	snprintf(e->message, sizeof(e->message), "%s", msg);
+	return -EINVAL;
 }
 
 /* Body from the client's own bytes plus the fields the router assigned. */
@@ -284,118 +497,58 @@ static int body_from_raw(struct msg *m, const char *raw, size_t len, int add_id,
 	return m->body ? 0 : -ENOMEM;
 }
 
-int msg_from_json(const json_t *obj, const char *raw, size_t raw_len, size_t max_content, struct msg *m,
-		  struct msg_err *e)
+int msg_parse(const char *raw, size_t len, size_t max_content, struct msg *m, struct msg_err *e)
 {
-	const char *k, *s;
-	json_t *v, *canon = NULL;
+	struct pstate ps = {.m = m, .e = e, .max_content = max_content, .field = -1};
+	yajl_handle h;
+	yajl_status st;
 	char ts[32];
-	int rc;
+	int add_id, add_ts;
 
 	memset(m, 0, sizeof(*m));
 	m->priority = MSG_PRIO_NORMAL;
 	m->max_retries = -1;
 	m->performative = -1;
-	if (!json_is_object(obj))
-		return fail(e, 400, "InvalidMessage", "(body)", "a message must be a JSON object");
-	json_object_foreach ((json_t *)obj, k, v) {
-		size_t i;
-
-		for (i = 0; i < SB_ARRAY_SIZE(known_fields); i++)
-			if (strcmp(k, known_fields[i]) == 0)
-				break;
-		if (i == SB_ARRAY_SIZE(known_fields))
-			return fail(e, 400, "InvalidMessage", k, "unknown field %.60s", k);
-	}
-	v = json_object_get(obj, "performative");
-	if (!v)
-		return fail(e, 400, "InvalidMessage", "performative", "performative is required");
-	for (int i = 0; json_is_string(v) && i < PERF_COUNT; i++)
-		if (strcmp(json_string_value(v), perf_names[i]) == 0)
-			m->performative = i;
-	if (m->performative < 0)
-		return fail(e, 400, "InvalidMessage", "performative",
-			    "performative must be a FIPA performative such as request, inform or query-if");
-	for (int i = 0; i < 2; i++) {
-		const char *key = i ? "receiver" : "sender";
-		char *dst = i ? m->receiver : m->sender;
-
-		v = json_object_get(obj, key);
-		if (!v)
-			return fail(e, 400, "InvalidMessage", key, "%s is required", key);
-		if (!json_is_string(v) || !msg_agent_id_ok(json_string_value(v)))
-			return fail(e, 400, "InvalidMessage", key,
-				    "%s must be an agent id (letters, digits, '.', '_', '-'; at most 253)", key);
-		snprintf(dst, MSG_AGENT_ID_MAX + 1, "%s", json_string_value(v));
-	}
-	rc = check_content(obj, max_content, e);
-	if (rc)
-		return rc;
-	if ((rc = opt_str(obj, "language", 50, 0, NULL, 0, e, NULL)) ||
-	    (rc = opt_str(obj, "ontology", 100, 0, NULL, 0, e, NULL)) ||
-	    (rc = opt_str(obj, "protocol", 100, 0, m->protocol, sizeof(m->protocol), e, NULL)) ||
-	    (rc = opt_str(obj, "conversation_id", MSG_ID_MAX, 1, m->conversation_id, sizeof(m->conversation_id), e,
-			  NULL)) ||
-	    (rc = opt_str(obj, "reply_with", MSG_ID_MAX, 1, NULL, 0, e, NULL)) ||
-	    (rc = opt_str(obj, "in_reply_to", MSG_ID_MAX, 1, NULL, 0, e, NULL)) ||
-	    (rc = opt_str(obj, "message_id", MSG_ID_MAX, 1, m->message_id, sizeof(m->message_id), e, NULL)))
-		return rc;
-	rc = opt_str(obj, "created_at", 64, 0, NULL, 0, e, &s);
-	if (rc)
-		return rc;
-	if (s && util_parse_rfc3339(s, &m->created_ms))
-		return fail(e, 400, "InvalidMessage", "created_at", "created_at must be an RFC 3339 timestamp");
-	rc = opt_str(obj, "traceparent", 55 + 256, 0, NULL, 0, e, &s);
-	if (rc)
-		return rc;
-	if (s && msg_traceparent_ok(s, m->trace_id))
-		return fail(
-			e, 400, "InvalidMessage", "traceparent",
-			"traceparent must follow W3C Trace Context: 00-<32 hex>-<16 hex>-<2 hex>, ids not all zero");
-	rc = opt_str(obj, "tracestate", 512, 0, NULL, 0, e, &s);
-	if (rc)
-		return rc;
-	if (s && msg_tracestate_ok(s))
-		return fail(e, 400, "InvalidMessage", "tracestate",
-			    "tracestate must be a comma-separated list of key=value members (W3C Trace Context)");
-	v = json_object_get(obj, "delivery");
-	if (v && (rc = check_delivery(v, m, e)))
-		return rc;
-
-	if (raw) {
-		int add_id = !m->message_id[0], add_ts = !json_object_get(obj, "created_at");
-
-		if (add_id)
-			util_random_id(m->message_id);
-		if (add_ts) {
-			m->created_ms = util_now_ms();
-			util_fmt_rfc3339(m->created_ms, ts);
-		}
-		return body_from_raw(m, raw, raw_len, add_id, add_ts ? ts : NULL);
-	}
-	canon = json_deep_copy(obj);
-	if (!canon)
+	h = yajl_alloc(&msg_callbacks, NULL, &ps);
+	if (!h)
 		return -ENOMEM;
-	if (!m->message_id[0]) {
-		util_random_id(m->message_id);
-		if (json_object_set_new(canon, "message_id", json_string(m->message_id)))
-			goto nomem;
+	st = yajl_parse(h, (const unsigned char *)raw, len);
+	if (st == yajl_status_ok)
+		st = yajl_complete_parse(h);
+	if (st != yajl_status_ok && !ps.failed) {
+		unsigned char *why = yajl_get_error(h, 0, (const unsigned char *)raw, len);
+		char msg[200];
+
+		snprintf(msg, sizeof(msg), "not valid JSON: %s", why ? (const char *)why : "syntax error");
+		yajl_free_error(h, why);
+		yajl_free(h);
+		fail(e, 400, "InvalidMessage", "(body)", msg);
+		return -EBADMSG;
 	}
-	if (!json_object_get(obj, "created_at")) {
+	yajl_free(h);
+	if (ps.failed)
+		return -EINVAL;
+	if (ps.depth != 0 || !(ps.seen || m->performative >= 0))
+		return fail(e, 400, "InvalidMessage", "(body)", "a message must be a JSON object");
+	if (!(ps.seen & (1u << F_PERFORMATIVE)))
+		return fail(e, 400, "InvalidMessage", "performative", "performative is required");
+	if (!(ps.seen & (1u << F_SENDER)))
+		return fail(e, 400, "InvalidMessage", "sender", "sender is required");
+	if (!(ps.seen & (1u << F_RECEIVER)))
+		return fail(e, 400, "InvalidMessage", "receiver", "receiver is required");
+	if ((ps.seen & (1u << F_CONTENT)) && (ps.seen & (1u << F_CONTENT_B64)))
+		return fail(e, 400, "InvalidMessage", "content", "send content or content_base64, not both");
+	add_id = !m->message_id[0];
+	add_ts = !ps.has_created_at;
+	if (add_id)
+		util_random_id(m->message_id);
+	if (add_ts) {
 		m->created_ms = util_now_ms();
 		util_fmt_rfc3339(m->created_ms, ts);
-		if (json_object_set_new(canon, "created_at", json_string(ts)))
-			goto nomem;
 	}
-	m->body = json_dumps(canon, JSON_COMPACT);
-	if (!m->body)
-		goto nomem;
-	m->body_len = strlen(m->body);
-	json_decref(canon);
+	if (body_from_raw(m, raw, len, add_id, add_ts ? ts : NULL))
+		return fail(e, 400, "InvalidMessage", "(body)", "a message must be a JSON object");
 	return 0;
-nomem:
-	json_decref(canon);
-	return -ENOMEM;
 }
 
 int msg_make(struct msg *m, int performative, const char *sender, const char *receiver, const char *conversation_id,

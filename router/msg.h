@@ -63,15 +63,14 @@ struct msg_err {
 	char message[200];
 };
 
-/* Validate `obj` (borrowed; not modified) and fill `m`, whose body the
- * caller releases with msg_free().  `max_content` bounds the decoded
- * content.  When `raw` is given it must be the JSON text `obj` was parsed
- * from: the body is then those bytes, with message_id and created_at
- * appended when the router assigns them, so nothing is re-encoded.  Without
- * `raw` the body is `obj` serialised compactly.  Returns 0, -EINVAL (with
- * `err` filled) or -ENOMEM.  Thread-safe. */
-int msg_from_json(const json_t *obj, const char *raw, size_t raw_len, size_t max_content, struct msg *m,
-		  struct msg_err *err) SB_MUST_CHECK;
+/* Validate the JSON text of one message (`raw`, `len` bytes, borrowed) with
+ * a streaming parser and fill `m`; the caller releases the body with
+ * msg_free().  The body is the client's own bytes, with message_id and
+ * created_at appended when the router assigns them, so nothing is
+ * re-encoded.  `max_content` bounds the decoded content.  Returns 0,
+ * -EBADMSG when the text is not JSON, -EINVAL when it breaks a message rule
+ * (both with `err` filled), or -ENOMEM.  Thread-safe. */
+int msg_parse(const char *raw, size_t len, size_t max_content, struct msg *m, struct msg_err *err) SB_MUST_CHECK;
 
 /* Build a router-originated message (e.g. a failure notice) with the given
  * fields; `content` is UTF-8 text.  Returns 0 or -ENOMEM. */

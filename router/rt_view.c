@@ -224,6 +224,13 @@ int rt_collect_metrics(struct buf *out, void *arg)
 	if (!rc)
 		rc = met_write_sample(out, "switchboard_router_storage_commits_total", NULL, (double)ss.commits);
 	if (!rc)
+		rc = met_write_header(out, "switchboard_router_storage_busy_seconds_total",
+				      "Time the storage writer spent executing and committing transactions.",
+				      "counter");
+	if (!rc)
+		rc = met_write_sample(out, "switchboard_router_storage_busy_seconds_total", NULL,
+				      (double)ss.busy_ns / 1e9);
+	if (!rc)
 		rc = met_write_header(out, "switchboard_router_storage_commit_failures_total",
 				      "Storage transactions that failed and were rolled back.", "counter");
 	if (!rc)

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "switchboard/log.h"
+#include "switchboard/util.h"
 
 enum { S_MSG_INS, S_ACC_INS, S_MSG_DEL, S_MSG_ATT, S_CONV_UPS, S_CONV_DEL, S_AGENT_UPS, S_DEDUP_PRUNE, S_COUNT };
 
@@ -320,6 +321,7 @@ static void *writer_main(void *arg)
 	for (;;) {
 		struct store_ticket *batch, *last, *t;
 		size_t nops = 0;
+		uint64_t t0, busy;
 		int rc = 0;
 
 		pthread_mutex_lock(&s->lock);
@@ -356,6 +358,7 @@ static void *writer_main(void *arg)
 		s->queued_ops -= nops;
 		pthread_mutex_unlock(&s->lock);
 
+		t0 = util_mono_ns();
 		rc = exec(s, "BEGIN IMMEDIATE");
 		for (t = batch; !rc && t; t = t->next)
 			for (size_t i = 0; !rc && i < t->nops; i++)
@@ -369,6 +372,7 @@ static void *writer_main(void *arg)
 			sqlite3_free(err);
 			rc = -EIO;
 		}
+		busy = util_mono_ns() - t0;
 		for (t = batch; t; t = t->next) {
 			t->rc = rc;
 			if (s->on_commit)
@@ -377,6 +381,7 @@ static void *writer_main(void *arg)
 		pthread_mutex_lock(&s->lock);
 		s->stats.commits++;
 		s->stats.ops += nops;
+		s->stats.busy_ns += busy;
 		if (rc)
 			s->stats.failed_commits++;
 		for (t = batch; t;) {

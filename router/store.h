@@ -61,6 +61,7 @@ struct store_stats {
 	uint64_t commits;
 	uint64_t ops;
 	uint64_t failed_commits;
+	uint64_t busy_ns; /* time spent executing and committing transactions */
 };
 
 /* Open or create the database at `path`, apply the schema, and set WAL

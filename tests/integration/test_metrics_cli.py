@@ -61,3 +61,13 @@ def test_invalid_config_does_not_start(tmp_path):
     p = subprocess.run([REL_BIN, "--config", str(bad)], capture_output=True, text=True, timeout=10)
     assert p.returncode == 1
     assert '"field":"storage.sync"' in p.stderr
+
+
+def test_shipped_sample_configs_are_valid():
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "config")
+    samples = sorted(f for f in os.listdir(root) if f.endswith(".yaml"))
+    assert samples, "no sample configs under config/"
+    for name in samples:
+        p = subprocess.run([REL_BIN, "--check-config", os.path.join(root, name)], capture_output=True, text=True)
+        assert p.returncode == 0, name + ":\n" + p.stdout
+        assert "0 errors" in p.stdout

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,15 +16,8 @@
 
 static int check(const char *json, struct msg *m, struct msg_err *e)
 {
-	json_error_t jerr;
-	json_t *o = json_loads(json, 0, &jerr);
-	int rc;
-
-	assert_non_null(o);
 	memset(e, 0, sizeof(*e));
-	rc = msg_from_json(o, NULL, 0, 64, m, e);
-	json_decref(o);
-	return rc;
+	return msg_parse(json, strlen(json), 64, m, e);
 }
 
 static void expect_field(const char *json, int status, const char *field)
@@ -96,6 +90,46 @@ static void test_rejections_name_the_field(void **state)
 		     "message_id");
 }
 
+static void test_duplicates_nesting_and_syntax(void **state)
+{
+	struct msg m;
+	struct msg_err e;
+
+	(void)state;
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"sender\":\"c\"}", 400,
+		     "sender");
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"language\":{\"x\":1}}", 400,
+		     "language");
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"delivery\":{\"x\":1}}", 400,
+		     "delivery.x");
+	expect_field("[1,2]", 400, "(body)");
+	expect_field("{\"performative\":null,\"sender\":\"a\",\"receiver\":\"b\"}", 400, "performative");
+	assert_int_equal(check("{\"performative\":\"inform\"", &m, &e), -EBADMSG);
+	assert_string_equal(e.field, "(body)");
+	assert_int_equal(
+		check("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"content\":\"\xff\"}", &m, &e),
+		-EBADMSG); /* invalid UTF-8 */
+}
+
+static void test_body_keeps_the_senders_bytes(void **state)
+{
+	struct msg m;
+	struct msg_err e;
+	const char *in =
+		"{ \"performative\": \"inform\", \"sender\": \"a\", \"receiver\": \"b\","
+		" \"content\": \"caf\\u00e9\", \"message_id\": \"m-1\", \"created_at\": \"2025-01-14T10:30:00Z\" }";
+
+	(void)state;
+	assert_int_equal(check(in, &m, &e), 0);
+	assert_string_equal(m.body, in); /* nothing re-encoded, nothing added */
+	msg_free(&m);
+	assert_int_equal(check("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\"}\n", &m, &e), 0);
+	assert_non_null(strstr(m.body, ",\"message_id\":\""));
+	assert_non_null(strstr(m.body, ",\"created_at\":\""));
+	assert_int_equal(m.body[m.body_len - 1], '}');
+	msg_free(&m);
+}
+
 static void test_size_limits_give_413(void **state)
 {
 	char big[200];
@@ -146,6 +180,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid_message_gets_id_and_timestamp),
 		cmocka_unit_test(test_rejections_name_the_field),
+		cmocka_unit_test(test_duplicates_nesting_and_syntax),
+		cmocka_unit_test(test_body_keeps_the_senders_bytes),
 		cmocka_unit_test(test_size_limits_give_413),
 		cmocka_unit_test(test_trace_context_rules),
 		cmocka_unit_test(test_utf8_validator),

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,8 @@ static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	struct cfg_report r;
-	const char *yaml = "delivery: {leaseTimeoutMs: 200}\n"
+	const char *yaml = "delivery: {leaseTimeoutMs: 200}\nconversation: {timeoutMs: 1000}\n"
+			   "performance: {messageTimeoutMs: 1000, processingTimeoutMs: 500}\n"
 			   "agents:\n  - {id: a}\n  - {id: b, queueSize: 5}\n  - {id: d, state: Draining}\n";
 
 	snprintf(f->dir, sizeof(f->dir), "/tmp/sbtest.XXXXXX");
@@ -80,7 +82,6 @@ static int send_msg(struct fx *f, const char *to, const char *id, const char *co
 	char json[512];
 	struct rt_item it = {0};
 	struct msg_err e;
-	json_t *o;
 	int rc;
 
 	snprintf(json, sizeof(json),
@@ -88,10 +89,7 @@ static int send_msg(struct fx *f, const char *to, const char *id, const char *co
 		 "\"message_id\":\"%s\"%s%s%s,\"delivery\":{\"priority\":\"%s\"}}",
 		 to, id, conv ? ",\"conversation_id\":\"" : "", conv ? conv : "", conv ? "\"" : "",
 		 prio ? prio : "normal");
-	o = json_loads(json, 0, NULL);
-	assert_non_null(o);
-	assert_int_equal(msg_from_json(o, json, strlen(json), 1024, &it.m, &e), 0);
-	json_decref(o);
+	assert_int_equal(msg_parse(json, strlen(json), 1024, &it.m, &e), 0);
 	assert_int_equal(rt_submit(f->rt, &it, 1), 0);
 	rc = it.status;
 	msg_free(&it.m);
@@ -252,6 +250,31 @@ static void test_restart_recovers_unacked_only(void **state)
 	settle(f, "a", got, 1);
 }
 
+static void test_idle_conversation_expires(void **state)
+{
+	struct fx *f = *state;
+	struct buf b;
+	struct rt_err e = {0};
+	char got[512];
+
+	/* setup() uses the 1 s minimum conversation timeout */
+	assert_int_equal(send_msg(f, "a", "e1", "short-lived", NULL), 202);
+	buf_init(&b, 4096);
+	assert_int_equal(rt_conversation_json(f->rt, "short-lived", &b, &e), 0);
+	pull(f, "a", 10, got, sizeof(got));
+	settle(f, "a", got, 1);
+	usleep(1300 * 1000);
+	buf_reset(&b);
+	assert_int_equal(rt_conversation_json(f->rt, "short-lived", &b, &e), -EINVAL);
+	assert_int_equal(e.status, 404);
+	assert_int_equal(met_counter_get(f->met.conv_expired), 1);
+	/* and it stays gone after a restart: the row was deleted */
+	fx_stop(f);
+	fx_start(f);
+	assert_int_equal(rt_conversation_json(f->rt, "short-lived", &b, &e), -EINVAL);
+	buf_free(&b);
+}
+
 static void test_draining_rejects_new_messages(void **state)
 {
 	struct fx *f = *state;
@@ -269,6 +292,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_duplicate_message_id_stores_nothing_new, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expired_lease_redelivers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_recovers_unacked_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_conversation_expires, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_draining_rejects_new_messages, setup, teardown),
 	};
 
