@@ -235,11 +235,14 @@ static int copy_bounded(struct pstate *ps, const char *s, size_t n, size_t maxle
 {
 	const char *f = field_names[ps->field];
 
-	if (n == 0 || n > maxlen || memchr(s, '\0', n))
-		return pfail(ps, 400, "InvalidMessage", f, "%s must be 1 to %zu characters", f, maxlen);
-	if (id_rule && !id_chars_ok(s, n))
-		return pfail(ps, 400, "InvalidMessage", f, "%s may contain only letters, digits, '-', '_', '.' and ':'",
-			     f);
+	if (n == 0 || n > maxlen || memchr(s, '\0', n)) {
+		pfail(ps, 400, "InvalidMessage", f, "%s must be 1 to %zu characters", f, maxlen);
+		return 0;
+	}
+	if (id_rule && !id_chars_ok(s, n)) {
+		pfail(ps, 400, "InvalidMessage", f, "%s may contain only letters, digits, '-', '_', '.' and ':'", f);
+		return 0;
+	}
 	if (dst) {
 		memcpy(dst, s, n < dstlen - 1 ? n : dstlen - 1);
 		dst[n < dstlen - 1 ? n : dstlen - 1] = '\0';
