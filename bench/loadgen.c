@@ -137,6 +137,73 @@ static void *producer(void *arg)
 	return NULL;
 }
 
+/* Each consumer acks on its own connection and thread, so that polling never
+ * waits for an ack's commit (a real consumer would pipeline the same way). */
+struct acker {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	char *q[8];
+	size_t qn[8];
+	int head, count, done;
+	const char *url;
+};
+
+static void *acker_main(void *arg)
+{
+	struct acker *a = arg;
+	struct buf resp;
+	struct curl_slist *hdrs;
+	CURL *c;
+
+	buf_init(&resp, (size_t)1 << 20);
+	c = mk_curl(&resp, &hdrs);
+	curl_easy_setopt(c, CURLOPT_URL, a->url);
+	for (;;) {
+		char *body;
+		size_t n;
+
+		pthread_mutex_lock(&a->lock);
+		while (!a->count && !a->done)
+			pthread_cond_wait(&a->cond, &a->lock);
+		if (!a->count && a->done) {
+			pthread_mutex_unlock(&a->lock);
+			break;
+		}
+		body = a->q[a->head];
+		n = a->qn[a->head];
+		pthread_mutex_unlock(&a->lock);
+		buf_reset(&resp);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+		if (curl_easy_perform(c) != CURLE_OK || !strstr(buf_str(&resp), "\"acked\":"))
+			atomic_fetch_add(&errors, 1);
+		else
+			atomic_fetch_add(&consumed, n);
+		free(body);
+		pthread_mutex_lock(&a->lock);
+		a->head = (a->head + 1) % 8;
+		a->count--;
+		pthread_cond_broadcast(&a->cond);
+		pthread_mutex_unlock(&a->lock);
+	}
+	curl_easy_cleanup(c);
+	curl_slist_free_all(hdrs);
+	buf_free(&resp);
+	return NULL;
+}
+
+static void acker_push(struct acker *a, char *body, size_t n)
+{
+	pthread_mutex_lock(&a->lock);
+	while (a->count == 8)
+		pthread_cond_wait(&a->cond, &a->lock);
+	a->q[(a->head + a->count) % 8] = body;
+	a->qn[(a->head + a->count) % 8] = n;
+	a->count++;
+	pthread_cond_broadcast(&a->cond);
+	pthread_mutex_unlock(&a->lock);
+}
+
 static void *consumer(void *arg)
 {
 	int id = (int)(intptr_t)arg;
@@ -153,6 +220,12 @@ static void *consumer(void *arg)
 	snprintf(pull_url, sizeof(pull_url), "%s/v1/agents/a%d/messages?max=%d&wait_ms=100", O.data_url, agent,
 		 O.pull_max);
 	snprintf(ack_url, sizeof(ack_url), "%s/v1/agents/a%d/ack", O.data_url, agent);
+	struct acker ak = {.url = ack_url};
+	pthread_t akt;
+
+	pthread_mutex_init(&ak.lock, NULL);
+	pthread_cond_init(&ak.cond, NULL);
+	pthread_create(&akt, NULL, acker_main, &ak);
 	while (!atomic_load(&stop_consuming)) {
 		const char *p;
 		uint64_t now, n = 0;
@@ -192,18 +265,16 @@ static void *consumer(void *arg)
 			abort();
 		if (!n)
 			continue;
-		curl_easy_setopt(c, CURLOPT_URL, ack_url);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, ack.data);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)ack.len);
-		buf_reset(&resp);
-		if (curl_easy_perform(c) != CURLE_OK || !strstr(buf_str(&resp), "\"acked\":")) {
-			atomic_fetch_add(&errors, 1);
-			continue;
-		}
-		atomic_fetch_add(&consumed, n);
 		if (atomic_load(&measuring))
 			atomic_fetch_add(&consumed_in_window, n);
+		acker_push(&ak, buf_steal(&ack), n);
+		buf_init(&ack, (size_t)64 << 20);
 	}
+	pthread_mutex_lock(&ak.lock);
+	ak.done = 1;
+	pthread_cond_broadcast(&ak.cond);
+	pthread_mutex_unlock(&ak.lock);
+	pthread_join(akt, NULL);
 	curl_easy_cleanup(c);
 	curl_slist_free_all(hdrs);
 	buf_free(&resp);
@@ -235,6 +306,54 @@ static double scrape(const char *name)
 	curl_slist_free_all(hdrs);
 	buf_free(&resp);
 	return v;
+}
+
+/* Scrape a histogram's cumulative buckets: up to 32 (le, count) pairs. */
+static int scrape_hist(const char *name, double *le, double *cnt)
+{
+	struct buf resp;
+	struct curl_slist *hdrs;
+	CURL *c;
+	char url[256], pat[160];
+	int n = 0;
+
+	buf_init(&resp, (size_t)64 << 20);
+	c = mk_curl(&resp, &hdrs);
+	snprintf(url, sizeof(url), "%s/metrics", O.admin_url);
+	snprintf(pat, sizeof(pat), "%s_bucket{le=\"", name);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	if (curl_easy_perform(c) == CURLE_OK) {
+		for (const char *p = buf_str(&resp); n < 32 && (p = strstr(p, pat)); p++) {
+			const char *v = p + strlen(pat);
+
+			le[n] = strncmp(v, "+Inf", 4) == 0 ? 1e300 : strtod(v, NULL);
+			v = strchr(v, ' ');
+			cnt[n++] = v ? strtod(v + 1, NULL) : 0;
+		}
+	}
+	curl_easy_cleanup(c);
+	curl_slist_free_all(hdrs);
+	buf_free(&resp);
+	return n;
+}
+
+/* Quantile from bucket deltas, interpolated within the bucket. */
+static double hist_quantile(double q, const double *le, const double *c0, const double *c1, int n)
+{
+	double total = c1[n - 1] - c0[n - 1], want = q * total, prev = 0, lo = 0;
+
+	for (int i = 0; i < n && total > 0; i++) {
+		double cum = c1[i] - c0[i];
+
+		if (cum >= want) {
+			double hi = le[i] > 1e299 ? lo : le[i];
+
+			return cum > prev ? lo + (hi - lo) * (want - prev) / (cum - prev) : hi;
+		}
+		prev = cum;
+		lo = le[i];
+	}
+	return -1;
 }
 
 static double proc_cpu_s(int pid)
@@ -352,6 +471,8 @@ int main(int argc, char **argv)
 	cpu0 = O.router_pid ? proc_cpu_s(O.router_pid) : 0;
 	self0 = self_cpu_s();
 	commits0 = scrape("switchboard_router_storage_commits_total");
+	double le[32], h0[32], h1[32];
+	int nb = scrape_hist("switchboard_router_accept_to_deliver_seconds", le, h0);
 	usleep((useconds_t)(O.duration * 1e6));
 	atomic_store(&measuring, 0);
 	t1 = util_mono_ns();
@@ -359,6 +480,8 @@ int main(int argc, char **argv)
 	self1 = self_cpu_s();
 	commits1 = scrape("switchboard_router_storage_commits_total");
 	rss = scrape("switchboard_router_resident_memory_bytes");
+	if (scrape_hist("switchboard_router_accept_to_deliver_seconds", le, h1) != nb)
+		nb = 0;
 	uint64_t acc_window = atomic_load(&accepted) - acc0, cons_window = atomic_load(&consumed_in_window);
 	atomic_store(&stop_producing, 1);
 	for (int i = 0; i < O.producers; i++)
@@ -390,6 +513,10 @@ int main(int argc, char **argv)
 		printf("e2e: latency produce->consume p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms (%zu samples)\n",
 		       (double)all.v[all.n / 2] / 1e6, (double)all.v[(size_t)(all.n * 0.99)] / 1e6,
 		       (double)all.v[(size_t)(all.n * 0.999)] / 1e6, all.n);
+	if (nb > 0)
+		printf("e2e: router accept->deliver (commit to hand-over) p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms\n",
+		       hist_quantile(0.5, le, h0, h1, nb) * 1e3, hist_quantile(0.99, le, h0, h1, nb) * 1e3,
+		       hist_quantile(0.999, le, h0, h1, nb) * 1e3);
 	if (commits0 >= 0 && commits1 >= 0)
 		printf("e2e: storage commits (fsyncs with sync=full) %.0f/s, %.1f messages per commit\n",
 		       (commits1 - commits0) / secs,

@@ -21,8 +21,8 @@ const char *rmet_reason_name(int r)
 
 int rmet_init(struct rmet *m)
 {
-	static const double lat[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-				     0.05,    0.1,    0.25,    0.5,    1,     2.5,    5,     10};
+	static const double lat[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
+				     0.015,   0.025,  0.05,    0.1,    0.25,  0.5,   1,	    2.5,   5,	  10};
 	static const double batch[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
 	struct met_registry *r;
 
