@@ -20,6 +20,7 @@ done
 
 echo "lint: docs/config.md matches the schema"
 /usr/bin/python3 scripts/gen-config-doc.py --check
+/usr/bin/python3 scripts/gen-crds.py --check
 
 echo "lint: cppcheck"
 cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --inline-suppr \

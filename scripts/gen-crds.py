@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Generate the RouterConfig and Agent CRDs (crds/) from the router's config
+schema table, so that spec.router is exactly what switchboard-router parses.
+`--check` fails when a committed CRD differs from what this would write."""
+import os
+import sys
+
+import yaml
+
+import cfgschema
+
+ROOT = cfgschema.ROOT
+OUT = os.path.join(ROOT, "crds")
+GROUP, VERSION = "switchboard.dev", "v1alpha1"
+AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+BYTES_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
+
+DESCRIPTIONS = {
+    "profile": "Defaults to start from; explicit fields override them.",
+    "performance": "Queue sizes, threads, timeouts and the memory limit.",
+    "delivery": "Retries, circuit breakers, dead letters, leases and push batching.",
+    "conversation": "Conversation tracking and expiry.",
+    "observability": "Logging, tracing and metrics.",
+    "storage": "The SQLite database and its durability (sync full or normal).",
+    "network": "Listen address and ports.",
+    "shutdown": "Graceful shutdown.",
+    "security": "Authentication, size limits and TLS.",
+}
+
+
+def leaf(lo, hi, enum, ftype):
+    if ftype == "F_ENUM":
+        return {"type": "string", "enum": enum}
+    if ftype == "F_BOOL":
+        return {"type": "boolean"}
+    if ftype == "F_STR":
+        s = {"type": "string", "maxLength": int(hi)}
+        if lo >= 1:
+            s["minLength"] = int(lo)
+        return s
+    if ftype == "F_DOUBLE":
+        return {"type": "number", "minimum": lo, "maximum": hi}
+    if ftype == "F_BYTES":
+        return {"x-kubernetes-int-or-string": True,
+                "anyOf": [{"type": "integer"}, {"type": "string", "pattern": BYTES_PATTERN}],
+                "description": f"Bytes: an integer from {int(lo)} to {int(hi)}, or a quantity such as 512Mi."}
+    return {"type": "integer", "format": "int64", "minimum": int(lo), "maximum": int(hi)}
+
+
+def router_schema():
+    root = {"type": "object", "properties": {},
+            "description": "The router configuration: the same schema as switchboard-router's config file "
+                           "(see docs/config.md), without the agents, which come from Agent resources."}
+    for path, lo, hi, enum, ftype, _ in cfgschema.table():
+        if path.startswith("agents[]"):
+            continue
+        node = root
+        parts = path.split(".")
+        for p in parts[:-1]:
+            node = node["properties"].setdefault(p, {"type": "object", "properties": {}})
+            if p in DESCRIPTIONS and "description" not in node:
+                node["description"] = DESCRIPTIONS[p]
+        node["properties"][parts[-1]] = leaf(lo, hi, enum, ftype)
+    perf = root["properties"]["performance"]
+    perf["x-kubernetes-validations"] = [{
+        "rule": "!has(self.inboundQueueSize) || !has(self.batchSize) || self.inboundQueueSize >= 2 * self.batchSize",
+        "message": "performance.inboundQueueSize must be at least 2x performance.batchSize",
+        "fieldPath": ".inboundQueueSize"}]
+    dl = root["properties"]["delivery"]
+    dl["x-kubernetes-validations"] = [{
+        "rule": "!has(self.retryMaxDelayMs) || !has(self.baseRetryDelayMs) || self.retryMaxDelayMs >= self.baseRetryDelayMs",
+        "message": "delivery.retryMaxDelayMs must be at least delivery.baseRetryDelayMs",
+        "fieldPath": ".retryMaxDelayMs"}]
+    return root
+
+
+def conditions():
+    return {
+        "type": "array", "maxItems": 16,
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object", "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+            "properties": {
+                "type": {"type": "string", "maxLength": 316,
+                         "pattern": r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"},
+                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
+                "lastTransitionTime": {"type": "string", "format": "date-time"},
+                "reason": {"type": "string", "minLength": 1, "maxLength": 1024,
+                           "pattern": r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"},
+                "message": {"type": "string", "maxLength": 32768},
+            }}}
+
+
+def int_or_string(desc):
+    return {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "description": desc}
+
+
+def quantity_map():
+    return {"type": "object", "additionalProperties": {
+        "x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"}}
+
+
+def crd(kind, plural, short, spec, status, columns, description):
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}",
+                     "labels": {"app.kubernetes.io/name": "switchboard", "app.kubernetes.io/part-of": "switchboard"}},
+        "spec": {
+            "group": GROUP, "scope": "Namespaced",
+            "names": {"kind": kind, "listKind": kind + "List", "plural": plural, "singular": kind.lower(),
+                      "shortNames": [short], "categories": ["switchboard"]},
+            "versions": [{
+                "name": VERSION, "served": True, "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": columns,
+                "schema": {"openAPIV3Schema": {
+                    "type": "object", "description": description, "required": ["spec"],
+                    "properties": {
+                        "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                        "metadata": {"type": "object"}, "spec": spec, "status": status}}}}]}}
+
+
+def routerconfig():
+    spec = {
+        "type": "object", "description": "Desired state of a group of switchboard-router replicas.",
+        "properties": {
+            "replicas": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 100, "default": 1,
+                         "description": "Router pods to run."},
+            "image": {"type": "string", "minLength": 1, "maxLength": 512,
+                      "description": "Router image; the operator's default when absent."},
+            "resources": {"type": "object", "description": "Compute resources of the router container.",
+                          "properties": {"requests": quantity_map(), "limits": quantity_map()}},
+            "agentSelector": {
+                "type": "object", "x-kubernetes-map-type": "atomic",
+                "description": "Selects Agents in this namespace; when absent, Agents whose spec.routerRef.name names this RouterConfig.",
+                "properties": {
+                    "matchLabels": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 63}},
+                    "matchExpressions": {"type": "array", "maxItems": 32, "items": {
+                        "type": "object", "required": ["key", "operator"],
+                        "properties": {
+                            "key": {"type": "string", "minLength": 1, "maxLength": 317},
+                            "operator": {"type": "string", "enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                            "values": {"type": "array", "maxItems": 64, "items": {"type": "string", "maxLength": 63}}},
+                        "x-kubernetes-validations": [{
+                            "rule": "(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)",
+                            "message": "values must be set for In and NotIn, and only for them"}]}}}},
+            "rollout": {
+                "type": "object", "description": "How restart-class changes roll out.",
+                "properties": {
+                    "maxUnavailable": int_or_string("Pods that may be unavailable during a rolling restart (number or percentage)."),
+                    "maxSurge": int_or_string("Extra pods during a rolling restart (number or percentage)."),
+                    "autoRollback": {"type": "boolean", "default": True,
+                                     "description": "Restore the last good config when routers reject a pushed config or a rollout misses its deadline."},
+                    "progressDeadlineSeconds": {"type": "integer", "format": "int32", "minimum": 30,
+                                                "maximum": 3600, "default": 600}}},
+            "router": router_schema(),
+        }}
+    status = {
+        "type": "object",
+        "properties": {
+            "observedGeneration": {"type": "integer", "format": "int64"},
+            "conditions": conditions(),
+            "configHash": {"type": "string", "maxLength": 64},
+            "configHashShort": {"type": "string", "maxLength": 12},
+            "restartHash": {"type": "string", "maxLength": 64},
+            "agents": {"type": "integer", "format": "int32", "minimum": 0},
+            "replicas": {"type": "integer", "format": "int32", "minimum": 0},
+            "readyReplicas": {"type": "integer", "format": "int32", "minimum": 0},
+            "updatedReplicas": {"type": "integer", "format": "int32", "minimum": 0},
+            "lastReload": {"type": "object", "properties": {
+                "kind": {"type": "string", "enum": ["Hot", "Restart"]},
+                "time": {"type": "string", "format": "date-time"},
+                "result": {"type": "string", "maxLength": 1024}}}}}
+    cols = [
+        {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Available")].status'},
+        {"name": "Agents", "type": "integer", "jsonPath": ".status.agents"},
+        {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas",
+         "description": "Ready router replicas"},
+        {"name": "Config", "type": "string", "jsonPath": ".status.configHashShort",
+         "description": "Short hash of the applied config"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return crd("RouterConfig", "routerconfigs", "rcfg", spec, status, cols,
+               "RouterConfig declares a group of switchboard-router replicas and their configuration.")
+
+
+def agent():
+    spec = {
+        "type": "object", "required": ["routerRef"],
+        "description": "An agent that sends and receives messages through a router.",
+        "x-kubernetes-validations": [{
+            "rule": "has(oldSelf.agentId) == has(self.agentId) && (!has(self.agentId) || self.agentId == oldSelf.agentId)",
+            "message": "spec.agentId is immutable: delete and re-create the Agent to change it",
+            "fieldPath": ".agentId"}],
+        "properties": {
+            "routerRef": {"type": "object", "required": ["name"], "x-kubernetes-map-type": "atomic",
+                          "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 253,
+                                                  "description": "The RouterConfig in this namespace."}}},
+            "agentId": {"type": "string", "minLength": 1, "maxLength": 253, "pattern": AGENT_ID_PATTERN,
+                        "description": "The id messages use; defaults to metadata.name. Immutable."},
+            "capabilities": {"type": "array", "maxItems": 100, "x-kubernetes-list-type": "map",
+                             "x-kubernetes-list-map-keys": ["name"],
+                             "items": {"type": "object", "required": ["name"], "properties": {
+                                 "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                                 "description": {"type": "string", "maxLength": 1000}}}},
+            "delivery": {
+                "type": "object", "default": {},
+                "properties": {
+                    "mode": {"type": "string", "enum": ["push", "pull"], "default": "pull",
+                             "description": "pull: the agent long-polls its mailbox; push: the router POSTs to endpoint."},
+                    "endpoint": {"type": "string", "maxLength": 2048, "description": "http(s) URL; push mode only."},
+                    "timeoutMs": {"type": "integer", "format": "int64", "minimum": 100, "maximum": 300000, "default": 5000},
+                    "maxInFlight": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 100000, "default": 16}},
+                "x-kubernetes-validations": [
+                    {"rule": "self.mode != 'push' || (has(self.endpoint) && self.endpoint.matches('^https?://[^\\\\s]+$'))",
+                     "message": "push mode requires an http:// or https:// endpoint", "fieldPath": ".endpoint"},
+                    {"rule": "self.mode != 'pull' || !has(self.endpoint)",
+                     "message": "pull mode agents must not set an endpoint", "fieldPath": ".endpoint"}]},
+            "state": {"type": "string", "enum": ["Running", "Draining", "Stopped"], "default": "Running"},
+            "rateLimit": {
+                "type": "object",
+                "properties": {"messagesPerSecond": {"type": "number", "minimum": 0, "maximum": 10000000},
+                               "burst": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 10000000}},
+                "x-kubernetes-validations": [{
+                    "rule": "!has(self.messagesPerSecond) || self.messagesPerSecond == 0.0 || (has(self.burst) && self.burst >= 1)",
+                    "message": "rateLimit.burst must be at least 1 when messagesPerSecond is set", "fieldPath": ".burst"}]},
+            "tokenSecretRef": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 253},
+                "key": {"type": "string", "minLength": 1, "maxLength": 253, "default": "token"}}},
+        }}
+    status = {"type": "object", "properties": {
+        "observedGeneration": {"type": "integer", "format": "int64"},
+        "conditions": conditions(),
+        "router": {"type": "string", "maxLength": 253}}}
+    cols = [
+        {"name": "Router", "type": "string", "jsonPath": ".spec.routerRef.name"},
+        {"name": "Mode", "type": "string", "jsonPath": ".spec.delivery.mode"},
+        {"name": "State", "type": "string", "jsonPath": ".spec.state"},
+        {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return crd("Agent", "agents", "agt", spec, status, cols,
+               "Agent declares an agent and how the router delivers to it.")
+
+
+def render():
+    header = "# Generated by scripts/gen-crds.py from the schema table in lib/cfg.c. Do not edit.\n"
+    return {f"{GROUP}_routerconfigs.yaml": header + yaml.safe_dump(routerconfig(), sort_keys=False, width=120),
+            f"{GROUP}_agents.yaml": header + yaml.safe_dump(agent(), sort_keys=False, width=120)}
+
+
+def main():
+    files = render()
+    if "--check" in sys.argv:
+        bad = [n for n, t in files.items()
+               if not os.path.exists(os.path.join(OUT, n)) or open(os.path.join(OUT, n)).read() != t]
+        if bad:
+            print("out of date: " + ", ".join("crds/" + b for b in bad) + "; run scripts/gen-crds.py", file=sys.stderr)
+            return 1
+        return 0
+    os.makedirs(OUT, exist_ok=True)
+    for n, t in files.items():
+        with open(os.path.join(OUT, n), "w") as f:
+            f.write(t)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
