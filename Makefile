@@ -1,7 +1,7 @@
 # Switchboard build.  Plain GNU make; libraries found through pkg-config.
 #   make deps   install the Debian packages the build and tests need (idempotent)
 #   make        build build/switchboard-router (release, -O2)
-#   make test   every test: unit (release + ASan/UBSan/LSan), integration, lint
+#   make test   every test: unit (release + ASan/UBSan/LSan), integration, e2e (real control plane), lint
 #   make demo   run the router on its embedded default and route a message
 #   make bench  the benchmarks under bench/ (not part of make test)
 
@@ -27,7 +27,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 REL := build/rel
 SAN := build/san
 
-.PHONY: all deps test unit unit-release unit-san integration lint format demo demo-down bench clean help
+.PHONY: all deps test unit unit-release unit-san integration e2e lint format demo demo-down bench clean help
 
 all: build/switchboard-router
 
@@ -78,6 +78,13 @@ unit: unit-release unit-san
 integration: build/switchboard-router build/switchboard-router-san
 	cd tests/integration && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
 
+# --- e2e: the operator's world, against a real kube-apiserver/etcd/kcm -------
+e2e:
+	@bash e2e/cluster build >/dev/null
+	cd e2e/tests && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
+	@if pgrep -f "$${SB_E2E_STATE:-/tmp/switchboard-e2e}/pytest-" >/dev/null; then \
+	  echo "e2e: control-plane processes were left behind:"; pgrep -af "$${SB_E2E_STATE:-/tmp/switchboard-e2e}/pytest-"; exit 1; fi
+
 lint:
 	@bash scripts/lint.sh
 
@@ -88,6 +95,7 @@ test: deps
 	$(MAKE) all build/switchboard-router-san
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) e2e
 	$(MAKE) lint
 
 demo: deps all
