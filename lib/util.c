@@ -35,6 +35,20 @@ uint64_t util_mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+struct timespec util_deadline(int clock, int64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime((clockid_t)clock, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
 void util_fmt_rfc3339(int64_t ms, char out[32])
 {
 	time_t secs = (time_t)(ms / 1000);

@@ -186,10 +186,21 @@ struct rt_agent *rt_find_agent(struct rt *rt, const char *id)
 	return a;
 }
 
+/* Serialise and release `arr` (NULL-safe).  Returns a heap string or NULL. */
+static char *dump_array(json_t *arr)
+{
+	char *s;
+
+	if (!arr)
+		return NULL;
+	s = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	return s;
+}
+
 static char *caps_to_json(const struct cfg_agent *ca)
 {
 	json_t *arr = json_array();
-	char *s;
 
 	for (size_t i = 0; arr && ca && i < ca->ncaps; i++) {
 		json_t *o = json_pack("{s:s}", "name", ca->caps[i].name);
@@ -201,11 +212,7 @@ static char *caps_to_json(const struct cfg_agent *ca)
 			return NULL;
 		}
 	}
-	if (!arr)
-		return NULL;
-	s = json_dumps(arr, JSON_COMPACT);
-	json_decref(arr);
-	return s;
+	return dump_array(arr);
 }
 
 static struct rt_agent *agent_new(const char *id)
@@ -405,18 +412,13 @@ static struct rt_conv *conv_new(const char *id, const char *protocol, int64_t cr
 static char *conv_parts_json(const struct rt_conv *c)
 {
 	json_t *arr = json_array();
-	char *s;
 
 	for (size_t i = 0; arr && i < c->nparts; i++)
 		if (json_array_append_new(arr, json_string(c->parts[i]))) {
 			json_decref(arr);
 			return NULL;
 		}
-	if (!arr)
-		return NULL;
-	s = json_dumps(arr, JSON_COMPACT);
-	json_decref(arr);
-	return s;
+	return dump_array(arr);
 }
 
 void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t *nops, char ***ids, size_t *nids)
@@ -1118,12 +1120,7 @@ static void *maint_main(void *arg)
 			maint_write(rt, &op, 1);
 			pthread_mutex_lock(&rt->lock);
 		}
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += 50 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ts = util_deadline(CLOCK_MONOTONIC, 50);
 		if (!rt->stopping)
 			pthread_cond_timedwait(&rt->maint_cond, &rt->lock, &ts);
 	}

@@ -138,6 +138,9 @@ struct rt_agent *rt_find_agent(struct rt *rt, const char *id);
 void rt_dedup_prune(struct rt *rt, int64_t now_ms);
 void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t *nops, char ***ids, size_t *nids);
 
+/* Fill `err` with 404 AgentNotFound for `agent`; returns -EINVAL. */
+int rt_err_no_agent(struct rt_err *err, const char *agent);
+
 /* rt_pull.c */
 void rt_expire_leases(struct rt *rt, uint64_t now_ns);
 

@@ -130,21 +130,12 @@ int rt_pull(struct rt *rt, const char *agent, size_t max, int64_t wait_ms, struc
 	struct timespec deadline;
 	int rc;
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += wait_ms / 1000;
-	deadline.tv_nsec += (wait_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	deadline = util_deadline(CLOCK_MONOTONIC, wait_ms);
 	pthread_mutex_lock(&rt->lock);
 	a = rt_find_agent(rt, agent);
 	if (!a) {
 		pthread_mutex_unlock(&rt->lock);
-		err->status = 404;
-		err->code = "AgentNotFound";
-		snprintf(err->message, sizeof(err->message), "no agent \"%s\" is registered", agent);
-		return -EINVAL;
+		return rt_err_no_agent(err, agent);
 	}
 	if (max > (size_t)rt->cfg.delivery.max_pull_batch)
 		max = (size_t)rt->cfg.delivery.max_pull_batch;
@@ -197,10 +188,7 @@ int rt_settle(struct rt *rt, const char *agent, const json_t *ids, int ack, stru
 	a = rt_find_agent(rt, agent);
 	if (!a) {
 		pthread_mutex_unlock(&rt->lock);
-		err->status = 404;
-		err->code = "AgentNotFound";
-		snprintf(err->message, sizeof(err->message), "no agent \"%s\" is registered", agent);
-		rc = -EINVAL;
+		rc = rt_err_no_agent(err, agent);
 		goto out;
 	}
 	json_array_foreach (ids, i, v) {

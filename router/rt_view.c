@@ -11,6 +11,14 @@
 #include "rt_int.h"
 #include "switchboard/util.h"
 
+int rt_err_no_agent(struct rt_err *err, const char *agent)
+{
+	err->status = 404;
+	err->code = "AgentNotFound";
+	snprintf(err->message, sizeof(err->message), "no agent \"%.150s\" is registered", agent);
+	return -EINVAL;
+}
+
 static int agent_obj(const struct rt_agent *a, struct buf *out)
 {
 	int rc = buf_puts(out, "{\"id\":");
@@ -57,10 +65,7 @@ int rt_agent_json(struct rt *rt, const char *id, struct buf *out, struct rt_err 
 	a = rt_find_agent(rt, id);
 	if (!a) {
 		pthread_mutex_unlock(&rt->lock);
-		err->status = 404;
-		err->code = "AgentNotFound";
-		snprintf(err->message, sizeof(err->message), "no agent \"%s\" is registered", id);
-		return -EINVAL;
+		return rt_err_no_agent(err, id);
 	}
 	rc = agent_obj(a, out);
 	if (!rc)

@@ -140,20 +140,20 @@ static const char *col_text(sqlite3_stmt *st, int i)
 	return t ? (const char *)t : NULL;
 }
 
-int store_load_messages(struct store *s, store_msg_fn fn, void *ctx)
+/* Run a SELECT (with one optional int64 parameter) and hand each row to
+ * `row`; a non-zero return from `row` stops the scan and is returned. */
+static int scan(struct store *s, const char *sql, const int64_t *arg, int (*row)(sqlite3_stmt *st, void *ctx),
+		void *ctx)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = 0, r;
 
-	if (sqlite3_prepare_v2(s->db,
-			       "SELECT seq,message_id,receiver,conversation_id,priority,accepted_at,attempts,body "
-			       "FROM messages ORDER BY seq",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
+	if (arg)
+		sqlite3_bind_int64(st, 1, *arg);
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		rc = fn(ctx, (uint64_t)sqlite3_column_int64(st, 0), col_text(st, 1), col_text(st, 2), col_text(st, 3),
-			sqlite3_column_int(st, 4), sqlite3_column_int64(st, 5), sqlite3_column_int(st, 6),
-			sqlite3_column_blob(st, 7), (size_t)sqlite3_column_bytes(st, 7));
+		rc = row(st, ctx);
 		if (rc)
 			goto out;
 	}
@@ -162,52 +162,66 @@ int store_load_messages(struct store *s, store_msg_fn fn, void *ctx)
 out:
 	sqlite3_finalize(st);
 	return rc;
+}
+
+struct scan_ctx {
+	store_msg_fn msg;
+	store_conv_fn conv;
+	store_dedup_fn dedup;
+	void *ctx;
+};
+
+static int msg_row(sqlite3_stmt *st, void *arg)
+{
+	struct scan_ctx *sc = arg;
+
+	return sc->msg(sc->ctx, (uint64_t)sqlite3_column_int64(st, 0), col_text(st, 1), col_text(st, 2),
+		       col_text(st, 3), sqlite3_column_int(st, 4), sqlite3_column_int64(st, 5),
+		       sqlite3_column_int(st, 6), sqlite3_column_blob(st, 7), (size_t)sqlite3_column_bytes(st, 7));
+}
+
+static int conv_row(sqlite3_stmt *st, void *arg)
+{
+	struct scan_ctx *sc = arg;
+
+	return sc->conv(sc->ctx, col_text(st, 0), col_text(st, 1), col_text(st, 2), sqlite3_column_int64(st, 3),
+			sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5));
+}
+
+static int dedup_row(sqlite3_stmt *st, void *arg)
+{
+	struct scan_ctx *sc = arg;
+
+	return sc->dedup(sc->ctx, col_text(st, 0), col_text(st, 1), (uint64_t)sqlite3_column_int64(st, 2),
+			 sqlite3_column_int64(st, 3));
+}
+
+int store_load_messages(struct store *s, store_msg_fn fn, void *ctx)
+{
+	struct scan_ctx sc = {.msg = fn, .ctx = ctx};
+
+	return scan(s,
+		    "SELECT seq,message_id,receiver,conversation_id,priority,accepted_at,attempts,body "
+		    "FROM messages ORDER BY seq",
+		    NULL, msg_row, &sc);
 }
 
 int store_load_conversations(struct store *s, store_conv_fn fn, void *ctx)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = 0, r;
+	struct scan_ctx sc = {.conv = fn, .ctx = ctx};
 
-	if (sqlite3_prepare_v2(
-		    s->db, "SELECT id,participants,protocol,created_at,last_activity,message_count FROM conversations",
-		    -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		rc = fn(ctx, col_text(st, 0), col_text(st, 1), col_text(st, 2), sqlite3_column_int64(st, 3),
-			sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5));
-		if (rc)
-			goto out;
-	}
-	if (r != SQLITE_DONE)
-		rc = -EIO;
-out:
-	sqlite3_finalize(st);
-	return rc;
+	return scan(s, "SELECT id,participants,protocol,created_at,last_activity,message_count FROM conversations",
+		    NULL, conv_row, &sc);
 }
 
 int store_load_dedup(struct store *s, int64_t since_ms, store_dedup_fn fn, void *ctx)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = 0, r;
+	struct scan_ctx sc = {.dedup = fn, .ctx = ctx};
 
-	if (sqlite3_prepare_v2(s->db,
-			       "SELECT message_id,receiver,seq,accepted_at FROM accepted WHERE accepted_at>=? "
-			       "ORDER BY accepted_at",
-			       -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, since_ms);
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		rc = fn(ctx, col_text(st, 0), col_text(st, 1), (uint64_t)sqlite3_column_int64(st, 2),
-			sqlite3_column_int64(st, 3));
-		if (rc)
-			goto out;
-	}
-	if (r != SQLITE_DONE)
-		rc = -EIO;
-out:
-	sqlite3_finalize(st);
-	return rc;
+	return scan(s,
+		    "SELECT message_id,receiver,seq,accepted_at FROM accepted WHERE accepted_at>=? "
+		    "ORDER BY accepted_at",
+		    &since_ms, dedup_row, &sc);
 }
 
 int store_max_seq(struct store *s, uint64_t *out)
@@ -332,10 +346,9 @@ static void *writer_main(void *arg)
 			break;
 		}
 		if (s->delay_us && s->queued_ops < s->batch_max && !s->closing) {
-			struct timespec ts;
+			struct timespec ts = util_deadline(CLOCK_REALTIME, 0);
 
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += (long)s->delay_us * 1000;
+			ts.tv_nsec += (long)s->delay_us * 1000; /* delay_us < 1 s */
 			if (ts.tv_nsec >= 1000000000L) {
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000L;

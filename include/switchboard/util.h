@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "switchboard/common.h"
 
@@ -20,6 +21,10 @@ int64_t util_now_ms(void);
 
 /* Monotonic nanoseconds, for durations. */
 uint64_t util_mono_ns(void);
+
+/* The time `ms` milliseconds from now on `clock` (CLOCK_REALTIME or
+ * CLOCK_MONOTONIC), for pthread_cond_timedwait and friends. */
+struct timespec util_deadline(int clock, int64_t ms);
 
 /* Format `ms` (epoch milliseconds) as RFC 3339 UTC with milliseconds into
  * `out` (at least 32 bytes). */
