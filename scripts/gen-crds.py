@@ -41,8 +41,9 @@ def leaf(lo, hi, enum, ftype):
     if ftype == "F_DOUBLE":
         return {"type": "number", "minimum": lo, "maximum": hi}
     if ftype == "F_BYTES":
-        return {"x-kubernetes-int-or-string": True,
-                "anyOf": [{"type": "integer"}, {"type": "string", "pattern": BYTES_PATTERN}],
+        # int-or-string allows exactly these two branches; the pattern applies to the string form
+        return {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}],
+                "pattern": BYTES_PATTERN,
                 "description": f"Bytes: an integer from {int(lo)} to {int(hi)}, or a quantity such as 512Mi."}
     return {"type": "integer", "format": "int64", "minimum": int(lo), "maximum": int(hi)}
 
@@ -61,6 +62,7 @@ def router_schema():
             if p in DESCRIPTIONS and "description" not in node:
                 node["description"] = DESCRIPTIONS[p]
         node["properties"][parts[-1]] = leaf(lo, hi, enum, ftype)
+    root["properties"]["profile"]["default"] = "development"
     perf = root["properties"]["performance"]
     perf["x-kubernetes-validations"] = [{
         "rule": "!has(self.inboundQueueSize) || !has(self.batchSize) || self.inboundQueueSize >= 2 * self.batchSize",
@@ -207,7 +209,7 @@ def agent():
                                  "name": {"type": "string", "minLength": 1, "maxLength": 100},
                                  "description": {"type": "string", "maxLength": 1000}}}},
             "delivery": {
-                "type": "object", "default": {},
+                "type": "object", "default": {"mode": "pull"},
                 "properties": {
                     "mode": {"type": "string", "enum": ["push", "pull"], "default": "pull",
                              "description": "pull: the agent long-polls its mailbox; push: the router POSTs to endpoint."},
@@ -215,9 +217,9 @@ def agent():
                     "timeoutMs": {"type": "integer", "format": "int64", "minimum": 100, "maximum": 300000, "default": 5000},
                     "maxInFlight": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 100000, "default": 16}},
                 "x-kubernetes-validations": [
-                    {"rule": "self.mode != 'push' || (has(self.endpoint) && self.endpoint.matches('^https?://[^\\\\s]+$'))",
+                    {"rule": "!has(self.mode) || self.mode != 'push' || (has(self.endpoint) && self.endpoint.matches('^https?://[^\\\\s]+$'))",
                      "message": "push mode requires an http:// or https:// endpoint", "fieldPath": ".endpoint"},
-                    {"rule": "self.mode != 'pull' || !has(self.endpoint)",
+                    {"rule": "(has(self.mode) && self.mode != 'pull') || !has(self.endpoint)",
                      "message": "pull mode agents must not set an endpoint", "fieldPath": ".endpoint"}]},
             "state": {"type": "string", "enum": ["Running", "Draining", "Stopped"], "default": "Running"},
             "rateLimit": {

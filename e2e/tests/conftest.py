@@ -11,6 +11,7 @@
 import json
 import os
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -65,6 +66,13 @@ def cluster():
         c.kubectl("apply", "--server-side", "--field-manager=switchboard-e2e", "-f", os.path.join(ROOT, "crds"))
         c.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                   "crd/routerconfigs.switchboard.dev", "crd/agents.switchboard.dev")
+        # the OpenAPI document (explain, strict validation) is published asynchronously
+        deadline = time.time() + 60
+        while c.kubectl("explain", "routerconfig.spec.router", check=False).returncode != 0 or \
+                c.kubectl("explain", "agent.spec", check=False).returncode != 0:
+            if time.time() > deadline:
+                raise AssertionError("CRD schemas were not published in OpenAPI within 60 s")
+            time.sleep(0.5)
         yield c
     finally:
         subprocess.run([CLUSTER, "down", name], check=False)

@@ -68,7 +68,7 @@ INVALID = [
     ("rate without burst", agent(rateLimit={"messagesPerSecond": 10}), (),
      ["spec.rateLimit.burst", "burst must be at least 1"]),
     ("capability name too long", agent(capabilities=[{"name": "x" * 101}]), (),
-     ["spec.capabilities[0].name", "101"]),
+     ["spec.capabilities[0].name", "Too long: may not be more than 100"]),
 ]
 
 
@@ -103,3 +103,19 @@ def test_get_switchboard_shows_printer_columns(cluster, ns):
     assert "dev" in row and "push" in row and "Running" in row
     short = cluster.kubectl("get", "rcfg,agt", "-n", ns, "-o", "name").stdout
     assert "routerconfig.switchboard.dev/dev" in short and "agent.switchboard.dev/planner" in short
+
+
+def test_helm_talks_to_the_cluster(cluster, ns):
+    """helm (built from the pinned module) reaches this cluster through the same kubeconfig."""
+    v = cluster.helm("version", "--short").stdout
+    assert v.startswith("v3."), v
+    p = cluster.helm("list", "-n", ns, "-o", "json")
+    assert p.stdout.strip() == "[]"
+
+
+def test_router_profile_defaults_and_the_rest_come_from_the_profile(cluster, ns):
+    assert apply_expect(cluster, ns, rc("p", router={"performance": {"batchSize": 5}})).returncode == 0
+    got = json.loads(cluster.kubectl("get", "rcfg", "p", "-n", ns, "-o", "json").stdout)["spec"]
+    assert got["router"]["profile"] == "development"
+    assert got["replicas"] == 1
+    assert "inboundQueueSize" not in got["router"]["performance"]  # left to the profile
