@@ -21,20 +21,6 @@
 
 /* --- heaps ---------------------------------------------------------------- */
 
-static int ready_cmp(const void *a, const void *b)
-{
-	const struct rt_msg *x = a, *y = b;
-
-	if (x->prio != y->prio)
-		return x->prio > y->prio ? -1 : 1;
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-static void msg_set_idx(void *e, size_t i)
-{
-	((struct rt_msg *)e)->heap_idx = i;
-}
-
 static int conv_cmp(const void *a, const void *b)
 {
 	const struct rt_conv *x = a, *y = b;
@@ -186,91 +172,6 @@ struct rt_agent *rt_find_agent(struct rt *rt, const char *id)
 	return a;
 }
 
-/* Serialise and release `arr` (NULL-safe).  Returns a heap string or NULL. */
-static char *dump_array(json_t *arr)
-{
-	char *s;
-
-	if (!arr)
-		return NULL;
-	s = json_dumps(arr, JSON_COMPACT);
-	json_decref(arr);
-	return s;
-}
-
-static char *caps_to_json(const struct cfg_agent *ca)
-{
-	json_t *arr = json_array();
-
-	for (size_t i = 0; arr && ca && i < ca->ncaps; i++) {
-		json_t *o = json_pack("{s:s}", "name", ca->caps[i].name);
-
-		if (o && ca->caps[i].description)
-			json_object_set_new(o, "description", json_string(ca->caps[i].description));
-		if (!o || json_array_append_new(arr, o)) {
-			json_decref(arr);
-			return NULL;
-		}
-	}
-	return dump_array(arr);
-}
-
-static struct rt_agent *agent_new(const char *id)
-{
-	struct rt_agent *a = calloc(1, sizeof(*a));
-	pthread_condattr_t ca;
-
-	if (!a)
-		return NULL;
-	a->id = strdup(id);
-	if (!a->id) {
-		free(a);
-		return NULL;
-	}
-	heap_init(&a->ready, ready_cmp, msg_set_idx);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&a->cond, &ca);
-	pthread_condattr_destroy(&ca);
-	return a;
-}
-
-static void agent_free(struct rt_agent *a)
-{
-	struct rt_msg *m;
-	struct rt_lane *l;
-
-	while ((m = a->by_id) != NULL) {
-		HASH_DEL(a->by_id, m); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
-		rt_msg_free(m);
-	}
-	while ((l = a->lanes) != NULL) {
-		HASH_DEL(a->lanes, l); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
-		free(l->conv_id);
-		free(l);
-	}
-	heap_free(&a->ready);
-	pthread_cond_destroy(&a->cond);
-	free(a->caps_json);
-	free(a->id);
-	free(a);
-}
-
-static int agent_apply_cfg(struct rt *rt, struct rt_agent *a, const struct cfg_agent *ca)
-{
-	char *caps = caps_to_json(ca);
-
-	if (!caps)
-		return -ENOMEM;
-	free(a->caps_json);
-	a->caps_json = caps;
-	a->state = ca->state;
-	a->mode = ca->mode;
-	a->capacity = (size_t)(ca->queue_size ? ca->queue_size : rt->cfg.perf.agent_queue_size);
-	a->configured = 1;
-	return 0;
-}
-
 /* --- deduplication window -------------------------------------------------- */
 
 static struct rt_dedup *dedup_find(struct rt *rt, const char *id)
@@ -352,110 +253,10 @@ void rt_dedup_prune(struct rt *rt, int64_t now_ms)
 
 /* --- conversations ---------------------------------------------------------- */
 
-static void conv_free(struct rt_conv *c)
-{
-	for (size_t i = 0; i < c->nparts; i++)
-		free(c->parts[i]);
-	free(c->parts);
-	free(c->parts_json);
-	free(c->protocol);
-	free(c->id);
-	free(c);
-}
-
-static int conv_has(const struct rt_conv *c, const char *agent)
-{
-	for (size_t i = 0; i < c->nparts; i++)
-		if (strcmp(c->parts[i], agent) == 0)
-			return 1;
-	return 0;
-}
-
-static int conv_add_part(struct rt_conv *c, const char *agent)
-{
-	char **p, *s;
-
-	if (conv_has(c, agent))
-		return 0;
-	s = strdup(agent);
-	if (!s)
-		return -ENOMEM;
-	p = realloc(c->parts, (c->nparts + 1) * sizeof(*p));
-	if (!p) {
-		free(s);
-		return -ENOMEM;
-	}
-	c->parts = p;
-	c->parts[c->nparts++] = s;
-	free(c->parts_json);
-	c->parts_json = NULL;
-	return 0;
-}
-
-static struct rt_conv *conv_new(const char *id, const char *protocol, int64_t created_ms)
-{
-	struct rt_conv *c = calloc(1, sizeof(*c));
-
-	if (!c)
-		return NULL;
-	c->id = strdup(id);
-	c->protocol = protocol && *protocol ? strdup(protocol) : NULL;
-	if (!c->id || (protocol && *protocol && !c->protocol)) {
-		conv_free(c);
-		return NULL;
-	}
-	c->created_ms = c->last_ms = created_ms;
-	c->heap_idx = HEAP_NOT_IN;
-	return c;
-}
-
-static char *conv_parts_json(const struct rt_conv *c)
-{
-	json_t *arr = json_array();
-
-	for (size_t i = 0; arr && i < c->nparts; i++)
-		if (json_array_append_new(arr, json_string(c->parts[i]))) {
-			json_decref(arr);
-			return NULL;
-		}
-	return dump_array(arr);
-}
-
-void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t *nops, char ***ids, size_t *nids)
-{
-	struct rt_conv *c;
-
-	*ops = NULL;
-	*ids = NULL;
-	*nops = *nids = 0;
-	while ((c = heap_peek(&rt->conv_heap)) && c->last_ms + rt->cfg.conv.timeout_ms < now_ms) {
-		struct store_op *o = realloc(*ops, (*nops + 1) * sizeof(*o));
-		char **ni = realloc(*ids, (*nids + 1) * sizeof(*ni));
-
-		if (o)
-			*ops = o;
-		if (ni)
-			*ids = ni;
-		if (!o || !ni)
-			break;
-		heap_pop(&rt->conv_heap);
-		HASH_DEL(rt->convs, c);
-		(*ids)[*nids] = c->id;
-		c->id = NULL;
-		memset(&(*ops)[*nops], 0, sizeof(**ops));
-		(*ops)[*nops].type = STORE_CONV_DELETE;
-		(*ops)[*nops].id = (*ids)[*nids];
-		(*nids)++;
-		(*nops)++;
-		met_inc(rt->met->conv_expired);
-		conv_free(c);
-	}
-}
-
 /* --- submission ------------------------------------------------------------- */
 
-static void item_fail(struct rt_item *it, int status, const char *code, int reason, const char *field, const char *fmt,
-		      const char *arg)
+void rt_item_fail(struct rt_item *it, int status, const char *code, int reason, const char *field, const char *fmt,
+		  const char *arg)
 {
 	it->status = status;
 	it->code = code;
@@ -471,55 +272,6 @@ struct submit_ctx {
 	char **owned;	      /* strings owned by the ticket (conversation JSON) */
 	size_t nowned;
 };
-
-/* Track a conversation for one message; queue a snapshot op per
- * conversation touched by this submission (coalesced by the caller). */
-static int conv_touch(struct rt *rt, struct rt_item *it, struct rt_conv **out)
-{
-	struct rt_conv *c;
-	int64_t now = util_now_ms();
-	int created = 0;
-
-	*out = NULL;
-	HASH_FIND_STR(rt->convs, it->m.conversation_id, c);
-	if (!c) {
-		if (HASH_COUNT(rt->convs) >= (size_t)rt->cfg.conv.max_active) {
-			item_fail(it, 429, "ResourceExhausted", RM_RESOURCE_EXHAUSTED, "conversation_id", "%s",
-				  "too many active conversations (conversation.maxActive)");
-			return -EAGAIN;
-		}
-		c = conv_new(it->m.conversation_id, it->m.protocol, now);
-		if (!c)
-			return -ENOMEM;
-		created = 1;
-	}
-	{
-		size_t need = c->nparts + !conv_has(c, it->m.sender) +
-			      (!conv_has(c, it->m.receiver) && strcmp(it->m.sender, it->m.receiver) != 0);
-
-		if (need > (size_t)rt->cfg.conv.max_participants) {
-			if (created)
-				conv_free(c);
-			item_fail(it, 409, "ConversationFull", RM_INVALID_MESSAGE, "conversation_id", "%s",
-				  "the conversation already has conversation.maxParticipants participants");
-			return -EAGAIN;
-		}
-	}
-	if (conv_add_part(c, it->m.sender) || conv_add_part(c, it->m.receiver)) {
-		if (created)
-			conv_free(c);
-		return -ENOMEM;
-	}
-	if (created) {
-		HASH_ADD_KEYPTR(hh, rt->convs, c->id, strlen(c->id), c);
-		rt_heap_push(&rt->conv_heap, c);
-	}
-	c->last_ms = now;
-	c->count++;
-	heap_fix(&rt->conv_heap, c->heap_idx);
-	*out = c;
-	return 0;
-}
 
 static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, struct rt_conv **conv)
 {
@@ -543,8 +295,8 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 			return 0;
 		}
 		if (pending) {
-			item_fail(it, 409, "InFlight", RM_INVALID_MESSAGE, "message_id", "%s",
-				  "a message with this message_id is being committed; retry shortly");
+			rt_item_fail(it, 409, "InFlight", RM_INVALID_MESSAGE, "message_id", "%s",
+				     "a message with this message_id is being committed; retry shortly");
 			return 0;
 		}
 	} else if (d->committed) {
@@ -553,32 +305,32 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 		met_inc(rt->met->duplicates);
 		return 0;
 	} else {
-		item_fail(it, 409, "InFlight", RM_INVALID_MESSAGE, "message_id", "%s",
-			  "a message with this message_id is being committed; retry shortly");
+		rt_item_fail(it, 409, "InFlight", RM_INVALID_MESSAGE, "message_id", "%s",
+			     "a message with this message_id is being committed; retry shortly");
 		return 0;
 	}
 	if (!a) {
-		item_fail(it, 404, "AgentNotFound", RM_AGENT_NOT_FOUND, "receiver", "no agent \"%s\" is registered",
-			  it->m.receiver);
+		rt_item_fail(it, 404, "AgentNotFound", RM_AGENT_NOT_FOUND, "receiver", "no agent \"%s\" is registered",
+			     it->m.receiver);
 		return 0;
 	}
 	if (a->state != CFG_AGENT_RUNNING && a->state != CFG_AGENT_LOADED) {
-		item_fail(it, 409, "AgentNotAccepting", RM_AGENT_NOT_ACCEPTING, "receiver",
-			  "the receiver is %s and accepts no new messages", cfg_agent_state_name(a->state));
+		rt_item_fail(it, 409, "AgentNotAccepting", RM_AGENT_NOT_ACCEPTING, "receiver",
+			     "the receiver is %s and accepts no new messages", cfg_agent_state_name(a->state));
 		return 0;
 	}
 	if (a->depth >= a->capacity) {
-		item_fail(it, 429, "QueueFull", RM_RESOURCE_EXHAUSTED, "receiver",
-			  "the queue of \"%s\" is full; retry later", it->m.receiver);
+		rt_item_fail(it, 429, "QueueFull", RM_RESOURCE_EXHAUSTED, "receiver",
+			     "the queue of \"%s\" is full; retry later", it->m.receiver);
 		return 0;
 	}
 	if (rt->total_depth >= (size_t)rt->cfg.perf.max_concurrent_messages) {
-		item_fail(it, 429, "ResourceExhausted", RM_RESOURCE_EXHAUSTED, NULL, "%s",
-			  "the router holds performance.maxConcurrentMessages messages; retry later");
+		rt_item_fail(it, 429, "ResourceExhausted", RM_RESOURCE_EXHAUSTED, NULL, "%s",
+			     "the router holds performance.maxConcurrentMessages messages; retry later");
 		return 0;
 	}
 	if (it->m.conversation_id[0]) {
-		rc = conv_touch(rt, it, conv);
+		rc = rt_conv_touch(rt, it, conv);
 		if (rc == -EAGAIN)
 			return 0;
 		if (rc)
@@ -697,8 +449,8 @@ int rt_submit(struct rt *rt, struct rt_item *items, size_t n)
 		if (it->status)
 			continue;
 		if (rt->draining) {
-			item_fail(it, 503, "ShuttingDown", RM_SHUTTING_DOWN, NULL, "%s",
-				  "the router is draining; send to another replica");
+			rt_item_fail(it, 503, "ShuttingDown", RM_SHUTTING_DOWN, NULL, "%s",
+				     "the router is draining; send to another replica");
 			continue;
 		}
 		rc = route_one(rt, it, &sc, &c);
@@ -721,7 +473,7 @@ int rt_submit(struct rt *rt, struct rt_item *items, size_t n)
 
 		sc.msgs[sc.nops++] = NULL; /* not a message insert */
 		if (!c->parts_json)
-			c->parts_json = conv_parts_json(c);
+			c->parts_json = rt_conv_parts_json(c);
 		parts = c->parts_json ? strdup(c->parts_json) : NULL; /* the ticket owns its copy */
 		if (!parts) {
 			rc = -ENOMEM;
@@ -772,8 +524,8 @@ int rt_submit(struct rt *rt, struct rt_item *items, size_t n)
 	if (wrc) {
 		for (size_t i = 0; i < n; i++)
 			if (items[i].status == 202 && !items[i].duplicate)
-				item_fail(&items[i], 503, "StorageUnavailable", RM_STORAGE_ERROR, NULL, "%s",
-					  "the message could not be stored; it was not accepted");
+				rt_item_fail(&items[i], 503, "StorageUnavailable", RM_STORAGE_ERROR, NULL, "%s",
+					     "the message could not be stored; it was not accepted");
 	}
 finish:
 	for (size_t i = 0; i < n; i++) {
@@ -822,11 +574,11 @@ int rt_new(const struct cfg *cfg, struct store *st, struct rmet *met, struct rt 
 	rt->ndedup_max = (size_t)(cfg->profile == CFG_PROFILE_DEVELOPMENT ? 100000 : 1000000);
 	rt->started_ms = util_now_ms();
 	for (size_t i = 0; i < cfg->nagents; i++) {
-		struct rt_agent *a = agent_new(cfg->agents[i].id);
+		struct rt_agent *a = rt_agent_new(cfg->agents[i].id);
 
-		if (!a || agent_apply_cfg(rt, a, &cfg->agents[i])) {
+		if (!a || rt_agent_apply_cfg(rt, a, &cfg->agents[i])) {
 			if (a)
-				agent_free(a);
+				rt_agent_free(a);
 			rt_free(rt);
 			return -ENOMEM;
 		}
@@ -851,7 +603,7 @@ static int recover_msg(void *ctx, uint64_t seq, const char *message_id, const ch
 		return 0;
 	if (!a) {
 		/* an agent removed from the config keeps its mailbox, draining */
-		a = agent_new(receiver);
+		a = rt_agent_new(receiver);
 		if (!a)
 			return -ENOMEM;
 		a->state = CFG_AGENT_DRAINING;
@@ -859,7 +611,7 @@ static int recover_msg(void *ctx, uint64_t seq, const char *message_id, const ch
 		a->capacity = (size_t)rt->cfg.perf.agent_queue_size;
 		a->caps_json = strdup("[]");
 		if (!a->caps_json) {
-			agent_free(a);
+			rt_agent_free(a);
 			return -ENOMEM;
 		}
 		HASH_ADD_KEYPTR(hh, rt->agents, a->id, strlen(a->id), a);
@@ -899,36 +651,6 @@ static int recover_msg(void *ctx, uint64_t seq, const char *message_id, const ch
 	return 0;
 }
 
-static int recover_conv(void *ctx, const char *id, const char *parts, const char *protocol, int64_t created_ms,
-			int64_t last_ms, int64_t count)
-{
-	struct rt *rt = ctx;
-	struct rt_conv *c;
-	json_t *arr;
-	size_t i;
-	json_t *v;
-
-	if (!id)
-		return 0;
-	c = conv_new(id, protocol, created_ms);
-	if (!c)
-		return -ENOMEM;
-	c->last_ms = last_ms;
-	c->count = (uint64_t)count;
-	arr = json_loads(parts ? parts : "[]", 0, NULL);
-	json_array_foreach (arr, i, v) {
-		if (json_is_string(v) && conv_add_part(c, json_string_value(v))) {
-			json_decref(arr);
-			conv_free(c);
-			return -ENOMEM;
-		}
-	}
-	json_decref(arr);
-	HASH_ADD_KEYPTR(hh, rt->convs, c->id, strlen(c->id), c);
-	rt_heap_push(&rt->conv_heap, c);
-	return 0;
-}
-
 static int recover_dedup(void *ctx, const char *message_id, const char *receiver, uint64_t seq, int64_t accepted_ms)
 {
 	struct rt *rt = ctx;
@@ -940,34 +662,6 @@ static int recover_dedup(void *ctx, const char *message_id, const char *receiver
 
 static void *maint_main(void *arg);
 
-static int persist_agents(struct rt *rt)
-{
-	size_t n = HASH_COUNT(rt->agents), i = 0;
-	struct store_op *ops = calloc(n + 1, sizeof(*ops));
-	struct store_ticket t = {0};
-	struct rt_agent *a, *tmp;
-	int rc;
-
-	if (!ops)
-		return -ENOMEM;
-	HASH_ITER (hh, rt->agents, a, tmp) {
-		ops[i].type = STORE_AGENT_UPSERT;
-		ops[i].id = a->id;
-		ops[i].text = a->caps_json;
-		ops[i].text2 = cfg_agent_state_name(a->state);
-		ops[i].text3 = cfg_mode_name(a->mode);
-		ops[i].i1 = util_now_ms();
-		i++;
-	}
-	t.ops = ops;
-	t.nops = n;
-	rc = store_submit(rt->st, &t);
-	if (!rc)
-		rc = store_wait(rt->st, &t);
-	free(ops);
-	return rc;
-}
-
 int rt_start(struct rt *rt)
 {
 	uint64_t maxseq = 0;
@@ -975,7 +669,7 @@ int rt_start(struct rt *rt)
 
 	rc = store_load_messages(rt->st, recover_msg, rt);
 	if (!rc)
-		rc = store_load_conversations(rt->st, recover_conv, rt);
+		rc = store_load_conversations(rt->st, rt_recover_conv, rt);
 	if (!rc && rt->cfg.delivery.dedup_window_ms)
 		rc = store_load_dedup(rt->st, util_now_ms() - rt->cfg.delivery.dedup_window_ms, recover_dedup, rt);
 	if (!rc)
@@ -999,7 +693,7 @@ int rt_start(struct rt *rt)
 			 on_commit, rt);
 	if (rc)
 		return rc;
-	rc = persist_agents(rt);
+	rc = rt_persist_agents(rt);
 	if (rc)
 		return rc;
 	rc = pthread_create(&rt->maint, NULL, maint_main, rt);
@@ -1055,11 +749,11 @@ void rt_free(struct rt *rt)
 		free(l);
 	while ((a = rt->agents) != NULL) {
 		HASH_DEL(rt->agents, a); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
-		agent_free(a);
+		rt_agent_free(a);
 	}
 	while ((c = rt->convs) != NULL) {
 		HASH_DEL(rt->convs, c); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
-		conv_free(c);
+		rt_conv_free(c);
 	}
 	while (rt->dedup_oldest)
 		dedup_pop_oldest(rt);

@@ -138,6 +138,32 @@ struct rt_agent *rt_find_agent(struct rt *rt, const char *id);
 void rt_dedup_prune(struct rt *rt, int64_t now_ms);
 void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t *nops, char ***ids, size_t *nids);
 
+/* rt.c */
+void rt_item_fail(struct rt_item *it, int status, const char *code, int reason, const char *field, const char *fmt,
+		  const char *arg);
+
+/* rt_agent.c: registry records (callers hold rt->lock unless noted) */
+/* Serialise and release `arr` (NULL-safe): a heap string or NULL. */
+char *rt_json_dump_array(json_t *arr);
+struct rt_agent *rt_agent_new(const char *id);
+void rt_agent_free(struct rt_agent *a);
+int rt_agent_apply_cfg(struct rt *rt, struct rt_agent *a, const struct cfg_agent *ca) SB_MUST_CHECK;
+/* Write every agent's state to the store and wait for the commit; called
+ * without rt->lock.  Returns 0 or -EIO. */
+int rt_persist_agents(struct rt *rt) SB_MUST_CHECK;
+
+/* rt_conv.c: conversations (callers hold rt->lock) */
+void rt_conv_free(struct rt_conv *c);
+int rt_conv_add_part(struct rt_conv *c, const char *agent) SB_MUST_CHECK;
+struct rt_conv *rt_conv_new(const char *id, const char *protocol, int64_t created_ms);
+char *rt_conv_parts_json(const struct rt_conv *c);
+/* Track the conversation of a message being routed; -EAGAIN when the item
+ * was rejected (status filled), -ENOMEM, or 0 with the conversation. */
+int rt_conv_touch(struct rt *rt, struct rt_item *it, struct rt_conv **out) SB_MUST_CHECK;
+/* Recovery callback for store_load_conversations(). */
+int rt_recover_conv(void *ctx, const char *id, const char *parts, const char *protocol, int64_t created_ms,
+		    int64_t last_ms, int64_t count);
+
 /* Fill `err` with 404 AgentNotFound for `agent`; returns -EINVAL. */
 int rt_err_no_agent(struct rt_err *err, const char *agent);
 

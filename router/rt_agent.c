@@ -1,0 +1,141 @@
+/*
+ * The agent registry of the routing core: registering agents from the
+ * config, their records and capabilities, and persisting their state.
+ * Callers hold rt->lock unless a function says otherwise.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rt_int.h"
+#include "switchboard/util.h"
+
+/* Delivery order within an agent: priority first, then sequence. */
+static int ready_cmp(const void *a, const void *b)
+{
+	const struct rt_msg *x = a, *y = b;
+
+	if (x->prio != y->prio)
+		return x->prio > y->prio ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void msg_set_idx(void *e, size_t i)
+{
+	((struct rt_msg *)e)->heap_idx = i;
+}
+
+/* Serialise and release `arr` (NULL-safe).  Returns a heap string or NULL. */
+char *rt_json_dump_array(json_t *arr)
+{
+	char *s;
+
+	if (!arr)
+		return NULL;
+	s = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	return s;
+}
+
+static char *caps_to_json(const struct cfg_agent *ca)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && ca && i < ca->ncaps; i++) {
+		json_t *o = json_pack("{s:s}", "name", ca->caps[i].name);
+
+		if (o && ca->caps[i].description)
+			json_object_set_new(o, "description", json_string(ca->caps[i].description));
+		if (!o || json_array_append_new(arr, o)) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return rt_json_dump_array(arr);
+}
+
+struct rt_agent *rt_agent_new(const char *id)
+{
+	struct rt_agent *a = calloc(1, sizeof(*a));
+	pthread_condattr_t ca;
+
+	if (!a)
+		return NULL;
+	a->id = strdup(id);
+	if (!a->id) {
+		free(a);
+		return NULL;
+	}
+	heap_init(&a->ready, ready_cmp, msg_set_idx);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&a->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	return a;
+}
+
+void rt_agent_free(struct rt_agent *a)
+{
+	struct rt_msg *m;
+	struct rt_lane *l;
+
+	while ((m = a->by_id) != NULL) {
+		HASH_DEL(a->by_id, m); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
+		rt_msg_free(m);
+	}
+	while ((l = a->lanes) != NULL) {
+		HASH_DEL(a->lanes, l); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
+		free(l->conv_id);
+		free(l);
+	}
+	heap_free(&a->ready);
+	pthread_cond_destroy(&a->cond);
+	free(a->caps_json);
+	free(a->id);
+	free(a);
+}
+
+int rt_agent_apply_cfg(struct rt *rt, struct rt_agent *a, const struct cfg_agent *ca)
+{
+	char *caps = caps_to_json(ca);
+
+	if (!caps)
+		return -ENOMEM;
+	free(a->caps_json);
+	a->caps_json = caps;
+	a->state = ca->state;
+	a->mode = ca->mode;
+	a->capacity = (size_t)(ca->queue_size ? ca->queue_size : rt->cfg.perf.agent_queue_size);
+	a->configured = 1;
+	return 0;
+}
+
+int rt_persist_agents(struct rt *rt)
+{
+	size_t n = HASH_COUNT(rt->agents), i = 0;
+	struct store_op *ops = calloc(n + 1, sizeof(*ops));
+	struct store_ticket t = {0};
+	struct rt_agent *a, *tmp;
+	int rc;
+
+	if (!ops)
+		return -ENOMEM;
+	HASH_ITER (hh, rt->agents, a, tmp) {
+		ops[i].type = STORE_AGENT_UPSERT;
+		ops[i].id = a->id;
+		ops[i].text = a->caps_json;
+		ops[i].text2 = cfg_agent_state_name(a->state);
+		ops[i].text3 = cfg_mode_name(a->mode);
+		ops[i].i1 = util_now_ms();
+		i++;
+	}
+	t.ops = ops;
+	t.nops = n;
+	rc = store_submit(rt->st, &t);
+	if (!rc)
+		rc = store_wait(rt->st, &t);
+	free(ops);
+	return rc;
+}
