@@ -658,6 +658,8 @@ int cfg_from_json(struct cfg *c, const json_t *root, struct cfg_report *r)
 		if (arc)
 			rc = arc;
 	}
+	if (rc == -EINVAL)
+		cfg_validate(c, 0, r); /* report range and relationship problems too, all at once */
 	if (rc)
 		cfg_free(c);
 	return rc;

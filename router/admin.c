@@ -2,9 +2,15 @@
  * The admin port: liveness, readiness, Prometheus metrics and status.
  * Served by one polling thread; every handler is quick and non-blocking.
  */
+#include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <urcu-bp.h>
 
 #include "app.h"
+#include "reload.h"
+#include "switchboard/log.h"
 #include "switchboard/util.h"
 
 static int h_healthz(struct http_req *req, struct http_resp *resp, void *ctx)
@@ -40,22 +46,74 @@ static int h_status(struct http_req *req, struct http_resp *resp, void *ctx)
 	struct app *app = ctx;
 	struct rt_stats s;
 	int64_t now = util_now_ms();
+	const struct snap *snap;
 	int rc;
 
 	(void)req;
 	rt_get_stats(app->rt, &s);
+	rcu_read_lock();
+	snap = rcu_dereference(app->snap);
 	rc = buf_printf(&resp->body,
 			"{\"version\":\"%s\",\"config_hash\":\"%s\",\"generation\":%llu,\"profile\":\"%s\","
-			"\"uptime_seconds\":%.3f,\"ready\":%s,\"draining\":%s,\"restart_required\":false,"
-			"\"agents\":%zu,\"queued\":%zu,\"in_flight\":%zu,\"conversations\":%zu}\n",
-			SB_VERSION, app->config_hash, (unsigned long long)app->generation,
-			cfg_profile_name(app->cfg.profile), (double)(now - app->started_ms) / 1000.0,
+			"\"uptime_seconds\":%.3f,\"ready\":%s,\"draining\":%s,"
+			"\"agents\":%zu,\"queued\":%zu,\"in_flight\":%zu,\"conversations\":%zu",
+			SB_VERSION, snap->hash, (unsigned long long)snap->generation,
+			cfg_profile_name(snap->cfg.profile), (double)(now - app->started_ms) / 1000.0,
 			atomic_load(&app->ready) ? "true" : "false", rt_is_draining(app->rt) ? "true" : "false",
 			s.agents, s.queued, s.leased, s.conversations);
+	rcu_read_unlock();
+	if (!rc)
+		rc = rl_status_json(app, &resp->body);
+	if (!rc)
+		rc = buf_puts(&resp->body, "}\n");
+	return rc;
+}
+
+/* 1 when the request carries the admin token from security.adminTokenFile
+ * (compared as SHA-256 digests, in constant time), or when security.auth is
+ * none.  The token is never logged. */
+static int admin_authorized(struct app *app, struct http_req *req)
+{
+	const char *h = http_header(req, "Authorization");
+	char *want = NULL;
+	size_t wlen = 0;
+	unsigned char dw[crypto_hash_sha256_BYTES], dg[crypto_hash_sha256_BYTES];
+	int ok = 0;
+
+	if (app->cfg.sec.auth == CFG_AUTH_NONE)
+		return 1;
+	if (!h || strncmp(h, "Bearer ", 7) != 0 || !app->cfg.sec.admin_token_file[0])
+		return 0;
+	if (util_read_file(app->cfg.sec.admin_token_file, 4096, &want, &wlen))
+		return 0;
+	while (wlen && (want[wlen - 1] == '\n' || want[wlen - 1] == '\r' || want[wlen - 1] == ' '))
+		wlen--;
+	if (wlen) {
+		crypto_hash_sha256(dw, (const unsigned char *)want, wlen);
+		crypto_hash_sha256(dg, (const unsigned char *)h + 7, strlen(h + 7));
+		ok = sodium_memcmp(dw, dg, sizeof(dw)) == 0;
+	}
+	sodium_memzero(want, wlen);
+	free(want);
+	return ok;
+}
+
+static int h_reload(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	struct app *app = ctx;
+	int status = 500, rc;
+
+	if (!admin_authorized(app, req)) {
+		log_warn("admin request refused", "path", req->path);
+		return http_error(resp, 401, "Unauthorized", "send the admin token as 'Authorization: Bearer <token>'",
+				  NULL);
+	}
+	rc = rl_reload(app, req->body.len ? req->body.data : NULL, req->body.len, "admin", &resp->body, &status);
+	resp->status = status;
 	return rc;
 }
 
 const struct http_route admin_routes[] = {
-	{"GET", "/healthz", h_healthz},	 {"GET", "/readyz", h_readyz}, {"GET", "/metrics", h_metrics},
-	{"GET", "/v1/status", h_status}, {NULL, NULL, NULL},
+	{"GET", "/healthz", h_healthz},	 {"GET", "/readyz", h_readyz},	      {"GET", "/metrics", h_metrics},
+	{"GET", "/v1/status", h_status}, {"POST", "/admin/reload", h_reload}, {NULL, NULL, NULL},
 };

@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <urcu-bp.h>
+
 #include "app.h"
+#include "reload.h"
 #include "switchboard/yjson.h"
 #include "switchboard/util.h"
 
@@ -143,7 +146,7 @@ static int parse_items(struct app *app, struct http_req *req, struct http_resp *
 {
 	const char *ct = http_header(req, "Content-Type");
 	int ndjson = ct && strncmp(ct, "application/x-ndjson", 20) == 0;
-	size_t max_content = (size_t)app->cfg.sec.max_message_bytes, n = 0;
+	size_t max_content, n = 0;
 	struct span *spans = NULL;
 	struct rt_item *items = NULL;
 	int rc;
@@ -151,6 +154,9 @@ static int parse_items(struct app *app, struct http_req *req, struct http_resp *
 	*out = NULL;
 	*nout = 0;
 	*batch = ndjson;
+	rcu_read_lock();
+	max_content = (size_t)rcu_dereference(app->snap)->cfg.sec.max_message_bytes;
+	rcu_read_unlock();
 	if (req->body.len == 0)
 		return http_error(resp, 400, "InvalidMessage", "the request body is empty", "(body)") ? -ENOMEM : 1;
 	spans = malloc((API_MAX_BATCH + 1) * sizeof(*spans));
@@ -312,18 +318,20 @@ static int h_pull(struct http_req *req, struct http_resp *resp, void *ctx)
 {
 	struct app *app = ctx;
 	struct rt_err e = {0};
-	long long max, wait;
+	long long max, wait, max_pull, max_wait;
 	char msg[160];
 	int rc;
 
-	if (parse_uint_param(req, "max", 10, 1, app->cfg.delivery.max_pull_batch, &max)) {
-		snprintf(msg, sizeof(msg), "max must be an integer from 1 to %lld (delivery.maxPullBatch)",
-			 (long long)app->cfg.delivery.max_pull_batch);
+	rcu_read_lock();
+	max_pull = rcu_dereference(app->snap)->cfg.delivery.max_pull_batch;
+	max_wait = rcu_dereference(app->snap)->cfg.delivery.max_wait_ms;
+	rcu_read_unlock();
+	if (parse_uint_param(req, "max", 10, 1, max_pull, &max)) {
+		snprintf(msg, sizeof(msg), "max must be an integer from 1 to %lld (delivery.maxPullBatch)", max_pull);
 		return http_error(resp, 400, "InvalidRequest", msg, "max");
 	}
-	if (parse_uint_param(req, "wait_ms", 0, 0, app->cfg.delivery.max_wait_ms, &wait)) {
-		snprintf(msg, sizeof(msg), "wait_ms must be an integer from 0 to %lld (delivery.maxWaitMs)",
-			 (long long)app->cfg.delivery.max_wait_ms);
+	if (parse_uint_param(req, "wait_ms", 0, 0, max_wait, &wait)) {
+		snprintf(msg, sizeof(msg), "wait_ms must be an integer from 0 to %lld (delivery.maxWaitMs)", max_wait);
 		return http_error(resp, 400, "InvalidRequest", msg, "wait_ms");
 	}
 	rc = rt_pull(app->rt, req->params[0], (size_t)max, wait, &resp->body, &e);

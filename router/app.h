@@ -5,6 +5,7 @@
 #ifndef SWITCHBOARD_APP_H
 #define SWITCHBOARD_APP_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -14,10 +15,31 @@
 #include "switchboard/cfg.h"
 #include "switchboard/http.h"
 
+struct snap;
+
+/* Reload bookkeeping (reload.c); `lock` serialises reloads. */
+struct rl_state {
+	pthread_mutex_t lock;
+	char *path; /* config file, NULL for the embedded default */
+	char file_hash[65];
+	int restart_required;
+	char restart_fields[1024];
+	const char *last_result;
+	int64_t last_time_ms;
+	int64_t last_success_ms;
+	char last_detail[512];
+	pthread_t watcher;
+	int watching;
+	atomic_int stop;
+};
+
 struct app {
-	struct cfg cfg; /* running config */
-	char config_hash[65];
-	uint64_t generation; /* bumped on every applied config */
+	/* The config the process started with.  Restart-class fields (ports,
+	 * storage, auth, TLS) never change in a process, so start-up code reads
+	 * them here; everything else reads the current snapshot (`snap`). */
+	struct cfg cfg;
+	struct snap *snap; /* RCU-protected: rcu_dereference() under rcu_read_lock() */
+	struct rl_state rl;
 	int64_t started_ms;
 	struct store *st;
 	struct rmet met;

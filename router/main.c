@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "reload.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
 
@@ -116,7 +117,7 @@ static int start_servers(struct app *app)
 
 	o.bind_address = app->cfg.net.bind_address;
 	o.max_connections = 64;
-	o.max_body = (size_t)64 * 1024;
+	o.max_body = (size_t)app->cfg.sec.max_request_bytes; /* /admin/reload carries a whole config */
 	o.routes = admin_routes;
 	o.ctx = app;
 	o.name = "admin";
@@ -168,11 +169,10 @@ static int run(const char *path, const char *level_override)
 		log_set_level(lvl);
 	if (app.cfg.sec.auth == CFG_AUTH_NONE)
 		log_warn("security.auth is none: any client may send as any agent and read any mailbox");
-	if (cfg_hash(&app.cfg, app.config_hash)) {
+	if (rl_init(&app, path)) {
 		cfg_free(&app.cfg);
 		return 1;
 	}
-	app.generation = 1;
 	app.started_ms = util_now_ms();
 
 	/* signals are taken synchronously by this thread only */
@@ -190,17 +190,25 @@ static int run(const char *path, const char *level_override)
 		goto out;
 	if (rt_new(&app.cfg, app.st, &app.met, &app.rt) || rt_start(app.rt))
 		goto out;
+	if (met_collector_add(app.met.reg, rl_collect_metrics, &app) || rl_watch_start(&app))
+		goto out;
 	if (start_servers(&app))
 		goto out;
 	atomic_store(&app.ready, 1);
-	log_info("router ready", "config_hash", app.config_hash, "profile", cfg_profile_name(app.cfg.profile),
-		 "storage", app.cfg.storage.path, "sync", app.cfg.storage.sync == CFG_SYNC_FULL ? "full" : "normal");
+	log_info("router ready", "config_hash", app.snap->hash, "profile", cfg_profile_name(app.cfg.profile), "storage",
+		 app.cfg.storage.path, "sync", app.cfg.storage.sync == CFG_SYNC_FULL ? "full" : "normal");
 
 	for (;;) {
 		if (sigwait(&set, &sig))
 			continue;
 		if (sig == SIGHUP) {
-			log_warn("SIGHUP received; this build reloads configuration only by restart");
+			struct buf reply;
+			int status;
+
+			buf_init(&reply, 1 << 20);
+			if (rl_reload(&app, NULL, 0, "SIGHUP", &reply, &status))
+				log_error("config reload failed", "source", "SIGHUP");
+			buf_free(&reply);
 			continue;
 		}
 		break;
@@ -224,10 +232,12 @@ static int run(const char *path, const char *level_override)
 	exit_code = 0;
 out:
 	http_stop(app.data);
+	http_stop(app.admin);
+	app.admin = NULL;
+	rl_stop(&app); /* after the admin port: no reload can start now */
 	rt_stop(app.rt);
 	store_close(app.st); /* commits what is queued, checkpoints, closes */
 	rt_free(app.rt);
-	http_stop(app.admin);
 	rmet_free(&app.met);
 	if (exit_code == 0)
 		log_info("stopped cleanly");

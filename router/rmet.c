@@ -72,6 +72,31 @@ int rmet_init(struct rmet *m)
 	m->commit_batch = met_histogram_add(r, "switchboard_router_storage_commit_batch_size",
 					    "Operations per storage transaction (group commit).", NULL, batch,
 					    sizeof(batch) / sizeof(batch[0]));
+	{
+		static const char *const results[4] = {"applied", "unchanged", "rejected", "restart_required"};
+
+		for (int i = 0; i < 4; i++) {
+			char l[48];
+
+			snprintf(l, sizeof(l), "result=\"%s\"", results[i]);
+			m->reloads[i] = met_counter_add(r, "switchboard_router_config_reloads_total",
+							"Configuration reload attempts, by result.", l);
+			if (!m->reloads[i])
+				goto nomem;
+		}
+	}
+	m->reload_ok =
+		met_gauge_add(r, "switchboard_router_config_last_reload_successful",
+			      "1 if the last configuration reload was applied (or changed nothing), else 0.", NULL);
+	m->reload_ok_time =
+		met_gauge_add(r, "switchboard_router_config_last_reload_success_timestamp_seconds",
+			      "When a configuration was last applied, in seconds since the Unix epoch.", NULL);
+	m->restart_required =
+		met_gauge_add(r, "switchboard_router_config_restart_required",
+			      "1 while the desired configuration differs in fields that need a restart.", NULL);
+	if (!m->reload_ok || !m->reload_ok_time || !m->restart_required)
+		goto nomem;
+	met_gauge_set(m->reload_ok, 1);
 	if (!m->received || !m->routed || !m->delivered || !m->leased || !m->redelivered || !m->nacked ||
 	    !m->lease_expired || !m->duplicates || !m->conv_expired || !m->http_requests || !m->routing ||
 	    !m->deliver_latency || !m->commit_batch)

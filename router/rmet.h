@@ -38,6 +38,10 @@ struct rmet {
 	struct met_histogram *routing;
 	struct met_histogram *deliver_latency;
 	struct met_histogram *commit_batch;
+	struct met_counter *reloads[4]; /* by enum rl_result */
+	struct met_gauge *reload_ok;
+	struct met_gauge *reload_ok_time;
+	struct met_gauge *restart_required;
 };
 
 /* Create the registry and register every metric.  Returns 0 or -ENOMEM. */

@@ -77,6 +77,14 @@ int rt_pull(struct rt *rt, const char *agent, size_t max, int64_t wait_ms, struc
 int rt_settle(struct rt *rt, const char *agent, const json_t *ids, int ack, struct buf *out,
 	      struct rt_err *err) SB_MUST_CHECK;
 
+/* Apply a new config (borrowed; already validated) as one swap under the
+ * routing lock: agents added, changed, or removed (a removed agent drains
+ * its queue, then stops), and every hot setting.  Returns 0; -EAGAIN with
+ * `why` filled when a queue bound would shrink below what is queued (then
+ * nothing changed); -ENOMEM; or -EIO when persisting agent state failed
+ * after the swap.  Thread-safe. */
+int rt_reconfigure(struct rt *rt, const struct cfg *nc, char *why, size_t whylen) SB_MUST_CHECK;
+
 /* JSON views for the API. */
 int rt_agents_json(struct rt *rt, struct buf *out) SB_MUST_CHECK;
 int rt_agent_json(struct rt *rt, const char *id, struct buf *out, struct rt_err *err) SB_MUST_CHECK;

@@ -139,3 +139,76 @@ int rt_persist_agents(struct rt *rt)
 	free(ops);
 	return rc;
 }
+
+/* Capacity `ca` would give an agent under config `c`. */
+static size_t capacity_of(const struct cfg *c, const struct cfg_agent *ca)
+{
+	return (size_t)(ca->queue_size ? ca->queue_size : c->perf.agent_queue_size);
+}
+
+int rt_reconfigure(struct rt *rt, const struct cfg *nc, char *why, size_t whylen)
+{
+	struct cfg fresh, old;
+	struct rt_agent *a, *tmp;
+	int rc;
+
+	rc = cfg_copy(&fresh, nc);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&rt->lock);
+	/* a shrink is hot only if what is queued fits */
+	for (size_t i = 0; i < nc->nagents; i++) {
+		a = rt_find_agent(rt, nc->agents[i].id);
+		if (a && a->depth > capacity_of(nc, &nc->agents[i])) {
+			snprintf(why, whylen,
+				 "agent \"%.100s\" holds %zu messages; its new queue bound %zu would not fit", a->id,
+				 a->depth, capacity_of(nc, &nc->agents[i]));
+			rc = -EAGAIN;
+			goto fail;
+		}
+	}
+	if (rt->total_depth > (size_t)nc->perf.max_concurrent_messages) {
+		snprintf(why, whylen,
+			 "the router holds %zu messages; performance.maxConcurrentMessages %lld would not fit",
+			 rt->total_depth, (long long)nc->perf.max_concurrent_messages);
+		rc = -EAGAIN;
+		goto fail;
+	}
+	/* new and changed agents */
+	for (size_t i = 0; i < nc->nagents; i++) {
+		a = rt_find_agent(rt, nc->agents[i].id);
+		if (!a) {
+			a = rt_agent_new(nc->agents[i].id);
+			if (!a) {
+				rc = -ENOMEM;
+				goto fail;
+			}
+			HASH_ADD_KEYPTR(hh, rt->agents, a->id, strlen(a->id), a);
+		}
+		/* apply against the new config so the default queue bound is the new one */
+		old = rt->cfg;
+		rt->cfg = fresh;
+		rc = rt_agent_apply_cfg(rt, a, &nc->agents[i]);
+		rt->cfg = old;
+		if (rc)
+			goto fail;
+		pthread_cond_broadcast(&a->cond);
+	}
+	/* agents no longer configured drain what they hold, then stop */
+	HASH_ITER (hh, rt->agents, a, tmp) {
+		if (!a->configured || cfg_find_agent(nc, a->id))
+			continue;
+		a->configured = 0;
+		a->state = a->depth ? CFG_AGENT_DRAINING : CFG_AGENT_STOPPED;
+		pthread_cond_broadcast(&a->cond);
+	}
+	old = rt->cfg;
+	rt->cfg = fresh;
+	pthread_mutex_unlock(&rt->lock);
+	cfg_free(&old);
+	return rt_persist_agents(rt);
+fail:
+	pthread_mutex_unlock(&rt->lock);
+	cfg_free(&fresh);
+	return rc;
+}

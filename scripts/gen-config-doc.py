@@ -12,6 +12,50 @@ import cfgschema
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BIN = os.path.join(ROOT, "build", "switchboard-router")
 DOC = os.path.join(ROOT, "docs", "config.md")
+RELOAD_DOC = os.path.join(ROOT, "docs", "reload.md")
+RELOAD_INTRO = """# Hot reload
+
+A running router takes a new configuration from any of three triggers:
+
+- **the config file changes**: the router watches the file's directory with inotify, so it sees both an
+  edited file and a Kubernetes ConfigMap volume's atomic `..data` symlink swap, and reloads when the
+  file's bytes change;
+- **SIGHUP**: re-read the config file;
+- **`POST /admin/reload`** on the admin port, with the whole new config (YAML or JSON) as the body, or an
+  empty body to re-read the file. With `security.auth: token` it needs `Authorization: Bearer <admin
+  token>` (the token in `security.adminTokenFile`).
+
+Each reload runs one pipeline, one reload at a time: **parse**, **validate** (every problem, with its
+field path), **diff** against the running config field by field, **classify** each change with the
+table below (the same table `lib/` gives the operator), then:
+
+| outcome | when | what changes | reply to /admin/reload |
+|---|---|---|---|
+| `rejected` | the config does not parse or validate | nothing: the running config stays | 422 with every error |
+| `unchanged` | no field differs | nothing | 200 |
+| `restart_required` | any change is restart-class, or a queue bound would shrink below what is queued | nothing: the router keeps running its current config | 409 with the fields |
+| `applied` | every change is hot | all of them, as one swap | 200 with the changes |
+
+An applied config is swapped atomically: the routing core takes it under its lock in one step (no request
+ever sees half of it), and the snapshot the HTTP handlers read is published with RCU (liburcu) and the old
+one freed once no reader holds it. Agents added start accepting at once; agents removed stop accepting new
+messages (409 `AgentNotAccepting`) but keep their queued messages deliverable until they are acked, then
+become `Stopped`. Nothing queued is ever dropped by a reload.
+
+Every outcome is reported four ways: the reply (above); `GET /v1/status` (`generation`, `config_hash`,
+`restart_required`, `restart_fields`, `last_reload`); a `config reload` log line; and the metrics
+`switchboard_router_config_reloads_total{result}`, `switchboard_router_config_last_reload_successful`,
+`switchboard_router_config_last_reload_success_timestamp_seconds`, `switchboard_router_config_restart_required`
+and `switchboard_router_config_info{hash,generation}`.
+
+## The hot/restart table
+
+Generated from `lib/cfg.c` by `scripts/gen-config-doc.py` (`make test` fails when it is out of date).
+Agents (`agents[]`: added, removed or changed) are always hot.
+
+| field | class |
+|---|---|
+"""
 
 HELP = {
     "profile": "Defaults to start from: development, production or highThroughput. Explicit fields override them.",
@@ -135,15 +179,23 @@ def render():
     return "\n".join(lines) + "\n"
 
 
+def render_reload():
+    rows = [r for r in cfgschema.table() if not r[0].startswith("agents[]")]
+    return RELOAD_INTRO + "".join(f"| `{p}` | {RELOAD[rl]} |\n" for p, _, _, _, _, rl in rows)
+
+
 def main():
-    text = render()
+    docs = {DOC: render(), RELOAD_DOC: render_reload()}
     if "--check" in sys.argv:
-        if not os.path.exists(DOC) or open(DOC).read() != text:
-            print("docs/config.md is out of date: run scripts/gen-config-doc.py", file=sys.stderr)
+        stale = [p for p, t in docs.items() if not os.path.exists(p) or open(p).read() != t]
+        if stale:
+            print(", ".join(os.path.relpath(p, ROOT) for p in stale) + " out of date: run scripts/gen-config-doc.py",
+                  file=sys.stderr)
             return 1
         return 0
-    with open(DOC, "w") as f:
-        f.write(text)
+    for p, t in docs.items():
+        with open(p, "w") as f:
+            f.write(t)
     return 0
 
 

@@ -183,9 +183,10 @@ int cfg_embedded_default(struct cfg *c) SB_MUST_CHECK;
 
 /* Build `c` from a JSON tree (borrowed): the profile's defaults overlaid by
  * the explicit fields.  Every structural problem (unknown key, wrong type,
- * bad enum) is added to `r` with its field path; the function then returns
- * -EINVAL and `c` holds nothing.  Range and relationship checks are
- * cfg_validate()'s job.  Thread-safe. */
+ * bad enum) is added to `r` with its field path, together with the range
+ * and relationship problems of the fields that did parse; the function then
+ * returns -EINVAL and `c` holds nothing.  On success, range and relationship
+ * checks are cfg_validate()'s job.  Thread-safe. */
 int cfg_from_json(struct cfg *c, const json_t *root, struct cfg_report *r) SB_MUST_CHECK;
 
 /* Parse YAML (or JSON, which is YAML) text and build `c` as above.  A

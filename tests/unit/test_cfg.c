@@ -88,6 +88,11 @@ static void test_structural_errors_name_fields(void **state)
 	assert_true(has_issue(&r, CFG_ERROR, "agents[0].colour", "unknown field"));
 	assert_int_equal(r.errors, 5);
 	cfg_report_free(&r);
+	/* structural and range problems are reported together */
+	assert_int_equal(parse("delivery: {maxRetries: -3, nope: 1}\n", &c, &r), -22);
+	assert_true(has_issue(&r, CFG_ERROR, "delivery.nope", "unknown field"));
+	assert_true(has_issue(&r, CFG_ERROR, "delivery.maxRetries", "out of range"));
+	cfg_report_free(&r);
 }
 
 static void test_yaml_syntax_error_reports_line(void **state)
