@@ -116,14 +116,14 @@ static double route_bench(struct rt *rt, int batch)
 				struct rt_msg *m, *tmp;
 
 				buf_reset(&out);
-				if (rt_pull(rt, id, 100000, 0, &out, &e))
+				if (rt_pull(rt, id, NULL, 100000, 0, &out, &e))
 					exit(1);
 				json_array_clear(ids);
 				HASH_ITER (hh, ag->by_id, m, tmp)
 					if (m->state == RTM_LEASED)
 						json_array_append_new(ids, json_string(m->message_id));
 				buf_reset(&out);
-				if (rt_settle(rt, id, ids, 1, &out, &e))
+				if (rt_settle(rt, id, NULL, ids, 1, &out, &e))
 					exit(1);
 			}
 		}

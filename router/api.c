@@ -16,6 +16,32 @@
 #include "switchboard/yjson.h"
 #include "switchboard/util.h"
 
+/*
+ * With security.auth token, the caller proves who it is with
+ * "Authorization: Bearer <token>"; only the token's SHA-256 is compared with
+ * the agents' configured digests, and the token itself goes nowhere.
+ * Returns 0 with *digest set (NULL when auth is off), or 1 after writing 401.
+ */
+static int caller_digest(struct app *app, struct http_req *req, struct http_resp *resp, char buf[65],
+			 const char **digest)
+{
+	const char *h;
+
+	*digest = NULL;
+	if (app->cfg.sec.auth != CFG_AUTH_TOKEN) /* restart-class: the start-up value holds */
+		return 0;
+	h = http_header(req, "Authorization");
+	if (!h || strncmp(h, "Bearer ", 7) != 0 || !h[7]) {
+		if (http_error(resp, 401, "Unauthorized", "send the agent's token as 'Authorization: Bearer <token>'",
+			       NULL))
+			return -ENOMEM;
+		return 1;
+	}
+	util_sha256_hex(h + 7, strlen(h + 7), buf);
+	*digest = buf;
+	return 0;
+}
+
 static int err_from_rt(struct http_resp *resp, const struct rt_err *e)
 {
 	if (e->retry_after_s > 0)
@@ -246,20 +272,29 @@ static int h_post_messages(struct http_req *req, struct http_resp *resp, void *c
 	struct app *app = ctx;
 	struct rt_item *items = NULL;
 	size_t n = 0, accepted = 0, busy = 0;
-	int batch = 0, rc;
+	int batch = 0, rc, retry = 1;
+	char dbuf[65];
+	const char *digest;
 
+	rc = caller_digest(app, req, resp, dbuf, &digest);
+	if (rc)
+		return rc < 0 ? rc : 0;
 	rc = parse_items(app, req, resp, &items, &n, &batch);
 	if (rc)
 		return rc < 0 ? rc : 0;
+	for (size_t i = 0; i < n; i++)
+		items[i].auth_digest = digest;
 	rc = rt_submit(app->rt, items, n);
 	if (rc)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		accepted += items[i].status == 202;
 		busy += items[i].status == 429 || items[i].status == 503;
+		if (items[i].retry_after_s > retry)
+			retry = items[i].retry_after_s;
 	}
 	if (busy)
-		snprintf(resp->retry_after, sizeof(resp->retry_after), "1");
+		snprintf(resp->retry_after, sizeof(resp->retry_after), "%d", retry);
 	if (!batch) {
 		if (items[0].status != 202) {
 			rc = http_error(resp, items[0].status, items[0].code, items[0].message,
@@ -319,9 +354,13 @@ static int h_pull(struct http_req *req, struct http_resp *resp, void *ctx)
 	struct app *app = ctx;
 	struct rt_err e = {0};
 	long long max, wait, max_pull, max_wait;
-	char msg[160];
+	char msg[160], dbuf[65];
+	const char *digest;
 	int rc;
 
+	rc = caller_digest(app, req, resp, dbuf, &digest);
+	if (rc)
+		return rc < 0 ? rc : 0;
 	rcu_read_lock();
 	max_pull = rcu_dereference(app->snap)->cfg.delivery.max_pull_batch;
 	max_wait = rcu_dereference(app->snap)->cfg.delivery.max_wait_ms;
@@ -334,7 +373,7 @@ static int h_pull(struct http_req *req, struct http_resp *resp, void *ctx)
 		snprintf(msg, sizeof(msg), "wait_ms must be an integer from 0 to %lld (delivery.maxWaitMs)", max_wait);
 		return http_error(resp, 400, "InvalidRequest", msg, "wait_ms");
 	}
-	rc = rt_pull(app->rt, req->params[0], (size_t)max, wait, &resp->body, &e);
+	rc = rt_pull(app->rt, req->params[0], digest, (size_t)max, wait, &resp->body, &e);
 	if (rc == -EINVAL)
 		return err_from_rt(resp, &e);
 	return rc;
@@ -348,8 +387,13 @@ static int settle(struct http_req *req, struct http_resp *resp, void *ctx, int a
 	json_t *root, *ids;
 	size_t i;
 	json_t *v;
+	char dbuf[65];
+	const char *digest;
 	int rc;
 
+	rc = caller_digest(app, req, resp, dbuf, &digest);
+	if (rc)
+		return rc < 0 ? rc : 0;
 	root = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
 	if (!root)
 		return http_error(resp, 400, "InvalidRequest", "the body must be {\"message_ids\":[...]}", "(body)");
@@ -367,7 +411,7 @@ static int settle(struct http_req *req, struct http_resp *resp, void *ctx, int a
 					  "message_ids");
 		}
 	}
-	rc = rt_settle(app->rt, req->params[0], ids, ack, &resp->body, &e);
+	rc = rt_settle(app->rt, req->params[0], digest, ids, ack, &resp->body, &e);
 	json_decref(root);
 	if (rc == -EINVAL)
 		return err_from_rt(resp, &e);

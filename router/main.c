@@ -5,6 +5,7 @@
  * shutdown.timeoutMs.
  */
 #include <errno.h>
+#include <sodium.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -109,12 +110,24 @@ static void *watchdog_main(void *arg)
 	return NULL;
 }
 
-static int start_servers(struct app *app)
+static int start_servers(struct app *app, char **cert, char **key)
 {
 	struct http_opts o = {0};
 	char port[16];
 	int rc;
 
+	if (app->cfg.sec.tls_enabled) {
+		rc = util_read_file(app->cfg.sec.tls_cert_file, 1 << 20, cert, NULL);
+		if (!rc)
+			rc = util_read_file(app->cfg.sec.tls_key_file, 1 << 20, key, NULL);
+		if (rc) {
+			log_error("cannot read the TLS certificate or key", "certFile", app->cfg.sec.tls_cert_file,
+				  "keyFile", app->cfg.sec.tls_key_file, "error", strerror(-rc));
+			return rc;
+		}
+		o.tls_cert_pem = *cert;
+		o.tls_key_pem = *key;
+	}
 	o.bind_address = app->cfg.net.bind_address;
 	o.max_connections = 64;
 	o.max_body = (size_t)app->cfg.sec.max_request_bytes; /* /admin/reload carries a whole config */
@@ -155,6 +168,7 @@ static int run(const char *path, const char *level_override)
 	int sig, rc, exit_code = 1;
 	enum log_level lvl;
 	pthread_t wd;
+	char *tls_cert = NULL, *tls_key = NULL;
 
 	cfg_report_init(&r);
 	rc = load_config(path, &app.cfg, &r);
@@ -192,7 +206,7 @@ static int run(const char *path, const char *level_override)
 		goto out;
 	if (met_collector_add(app.met.reg, rl_collect_metrics, &app) || rl_watch_start(&app))
 		goto out;
-	if (start_servers(&app))
+	if (start_servers(&app, &tls_cert, &tls_key))
 		goto out;
 	atomic_store(&app.ready, 1);
 	log_info("router ready", "config_hash", app.snap->hash, "profile", cfg_profile_name(app.cfg.profile), "storage",
@@ -244,6 +258,10 @@ out:
 	else
 		log_error("router failed to start; see the messages above");
 	cfg_free(&app.cfg);
+	if (tls_key)
+		sodium_memzero(tls_key, strlen(tls_key));
+	free(tls_key);
+	free(tls_cert);
 	return exit_code;
 }
 

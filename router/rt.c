@@ -282,6 +282,22 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 	int rc;
 
 	*conv = NULL;
+	{
+		struct rt_agent *s = rt_find_agent(rt, it->m.sender);
+		int wait;
+
+		if (it->auth_digest && !rt_agent_token_ok(s, it->auth_digest)) {
+			rt_item_fail(it, 403, "Forbidden", RM_FORBIDDEN, "sender",
+				     "the bearer token does not belong to sender \"%s\"", it->m.sender);
+			return 0;
+		}
+		if (s && (wait = rt_agent_rate_take(s, util_mono_ns())) > 0) {
+			rt_item_fail(it, 429, "RateLimited", RM_RATE_LIMITED, "sender",
+				     "sender \"%s\" is over its rateLimit; retry later", it->m.sender);
+			it->retry_after_s = wait;
+			return 0;
+		}
+	}
 	d = dedup_find(rt, it->m.message_id);
 	if (!d) {
 		a = rt_find_agent(rt, it->m.receiver);

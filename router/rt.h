@@ -37,8 +37,10 @@ struct rt_item {
 	const char *code; /* out: error code when status != 202 */
 	char field[64];
 	char message[200];
-	int duplicate; /* out: 1 when message_id was already accepted */
-	int reason;    /* out: enum rmet_reason for failures */
+	int duplicate;		 /* out: 1 when message_id was already accepted */
+	int reason;		 /* out: enum rmet_reason for failures */
+	int retry_after_s;	 /* out: for 429, when to retry */
+	const char *auth_digest; /* in: SHA-256 hex of the caller's token, NULL when auth is off */
 	uint64_t started_ns;
 };
 
@@ -66,15 +68,16 @@ void rt_free(struct rt *rt);
 int rt_submit(struct rt *rt, struct rt_item *items, size_t n) SB_MUST_CHECK;
 
 /* Long-poll pull: wait up to `wait_ms` for messages for `agent`, lease up
- * to `max` of them, and write the JSON reply into `out`.  Returns 0, or
- * -EINVAL with `err` set (unknown agent), or -ENOMEM. */
-int rt_pull(struct rt *rt, const char *agent, size_t max, int64_t wait_ms, struct buf *out,
+ * to `max` of them, and write the JSON reply into `out`.  With `auth_digest`
+ * (the SHA-256 hex of the caller's token) only the agent itself may pull.
+ * Returns 0, or -EINVAL with `err` set (unknown agent, 403), or -ENOMEM. */
+int rt_pull(struct rt *rt, const char *agent, const char *auth_digest, size_t max, int64_t wait_ms, struct buf *out,
 	    struct rt_err *err) SB_MUST_CHECK;
 
 /* Settle leased messages by id (`ids`: JSON array of strings, borrowed).
  * `ack` 1 deletes them durably (returns after commit); 0 requeues them.
  * Writes {"acked"|"nacked":n,"results":[...]} into `out`. */
-int rt_settle(struct rt *rt, const char *agent, const json_t *ids, int ack, struct buf *out,
+int rt_settle(struct rt *rt, const char *agent, const char *auth_digest, const json_t *ids, int ack, struct buf *out,
 	      struct rt_err *err) SB_MUST_CHECK;
 
 /* Apply a new config (borrowed; already validated) as one swap under the

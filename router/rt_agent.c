@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "rt_int.h"
 #include "switchboard/util.h"
 
@@ -109,6 +111,13 @@ int rt_agent_apply_cfg(struct rt *rt, struct rt_agent *a, const struct cfg_agent
 	a->mode = ca->mode;
 	a->capacity = (size_t)(ca->queue_size ? ca->queue_size : rt->cfg.perf.agent_queue_size);
 	a->configured = 1;
+	snprintf(a->token_sha256, sizeof(a->token_sha256), "%s", ca->token_sha256 ? ca->token_sha256 : "");
+	if (a->rate != ca->rate_per_sec || a->burst != (double)ca->rate_burst) {
+		a->rate = ca->rate_per_sec;
+		a->burst = (double)ca->rate_burst;
+		a->tokens = a->burst;
+		a->refill_ns = 0;
+	}
 	return 0;
 }
 
@@ -211,4 +220,30 @@ fail:
 	pthread_mutex_unlock(&rt->lock);
 	cfg_free(&fresh);
 	return rc;
+}
+
+int rt_agent_token_ok(const struct rt_agent *a, const char *digest)
+{
+	if (!digest)
+		return 1;
+	if (!a || strlen(a->token_sha256) != 64 || strlen(digest) != 64)
+		return 0;
+	return sodium_memcmp(a->token_sha256, digest, 64) == 0;
+}
+
+int rt_agent_rate_take(struct rt_agent *a, uint64_t now_ns)
+{
+	if (a->rate <= 0)
+		return 0;
+	if (a->refill_ns) {
+		a->tokens += (double)(now_ns - a->refill_ns) / 1e9 * a->rate;
+		if (a->tokens > a->burst)
+			a->tokens = a->burst;
+	}
+	a->refill_ns = now_ns;
+	if (a->tokens >= 1.0) {
+		a->tokens -= 1.0;
+		return 0;
+	}
+	return (int)((1.0 - a->tokens) / a->rate) + 1;
 }

@@ -68,7 +68,10 @@ struct rt_agent {
 	struct rt_lane *lanes;
 	struct rt_msg *by_id;
 	pthread_cond_t cond;
-	int configured; /* present in the running config */
+	int configured;		    /* present in the running config */
+	char token_sha256[65];	    /* "" when the agent has no token */
+	double rate, burst, tokens; /* token bucket for messages it sends; rate 0: unlimited */
+	uint64_t refill_ns;
 	UT_hash_handle hh;
 };
 
@@ -163,6 +166,16 @@ int rt_conv_touch(struct rt *rt, struct rt_item *it, struct rt_conv **out) SB_MU
 /* Recovery callback for store_load_conversations(). */
 int rt_recover_conv(void *ctx, const char *id, const char *parts, const char *protocol, int64_t created_ms,
 		    int64_t last_ms, int64_t count);
+
+/* 1 when `digest` (hex SHA-256 of a bearer token) is `a`'s token, compared
+ * in constant time; NULL `digest` (auth off) always passes. */
+int rt_agent_token_ok(const struct rt_agent *a, const char *digest);
+
+/* Take one message from `a`'s send budget; 0, or the seconds to wait. */
+int rt_agent_rate_take(struct rt_agent *a, uint64_t now_ns);
+
+/* Fill `err` with 403 Forbidden for `agent`; returns -EINVAL. */
+int rt_err_forbidden(struct rt_err *err, const char *agent);
 
 /* Fill `err` with 404 AgentNotFound for `agent`; returns -EINVAL. */
 int rt_err_no_agent(struct rt_err *err, const char *agent);

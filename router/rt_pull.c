@@ -123,7 +123,8 @@ static int write_lease(const struct rt *rt, const struct rt_agent *a, const stru
 	return rc;
 }
 
-int rt_pull(struct rt *rt, const char *agent, size_t max, int64_t wait_ms, struct buf *out, struct rt_err *err)
+int rt_pull(struct rt *rt, const char *agent, const char *auth_digest, size_t max, int64_t wait_ms, struct buf *out,
+	    struct rt_err *err)
 {
 	struct rt_agent *a;
 	struct rt_lease *l = NULL;
@@ -136,6 +137,10 @@ int rt_pull(struct rt *rt, const char *agent, size_t max, int64_t wait_ms, struc
 	if (!a) {
 		pthread_mutex_unlock(&rt->lock);
 		return rt_err_no_agent(err, agent);
+	}
+	if (!rt_agent_token_ok(a, auth_digest)) {
+		pthread_mutex_unlock(&rt->lock);
+		return rt_err_forbidden(err, agent);
 	}
 	if (max > (size_t)rt->cfg.delivery.max_pull_batch)
 		max = (size_t)rt->cfg.delivery.max_pull_batch;
@@ -166,7 +171,8 @@ static void lane_settled(struct rt_agent *a, struct rt_lane *ln)
 	}
 }
 
-int rt_settle(struct rt *rt, const char *agent, const json_t *ids, int ack, struct buf *out, struct rt_err *err)
+int rt_settle(struct rt *rt, const char *agent, const char *auth_digest, const json_t *ids, int ack, struct buf *out,
+	      struct rt_err *err)
 {
 	struct rt_agent *a;
 	struct store_op *ops = NULL;
@@ -186,9 +192,9 @@ int rt_settle(struct rt *rt, const char *agent, const json_t *ids, int ack, stru
 	}
 	pthread_mutex_lock(&rt->lock);
 	a = rt_find_agent(rt, agent);
-	if (!a) {
+	if (!a || !rt_agent_token_ok(a, auth_digest)) {
 		pthread_mutex_unlock(&rt->lock);
-		rc = rt_err_no_agent(err, agent);
+		rc = a ? rt_err_forbidden(err, agent) : rt_err_no_agent(err, agent);
 		goto out;
 	}
 	json_array_foreach (ids, i, v) {

@@ -11,6 +11,14 @@
 #include "rt_int.h"
 #include "switchboard/util.h"
 
+int rt_err_forbidden(struct rt_err *err, const char *agent)
+{
+	err->status = 403;
+	err->code = "Forbidden";
+	snprintf(err->message, sizeof(err->message), "the bearer token does not belong to agent \"%.150s\"", agent);
+	return -EINVAL;
+}
+
 int rt_err_no_agent(struct rt_err *err, const char *agent)
 {
 	err->status = 404;

@@ -105,7 +105,7 @@ static void pull(struct fx *f, const char *agent, size_t max, char *out, size_t 
 	size_t i;
 
 	buf_init(&b, 1 << 20);
-	assert_int_equal(rt_pull(f->rt, agent, max, 0, &b, &e), 0);
+	assert_int_equal(rt_pull(f->rt, agent, NULL, max, 0, &b, &e), 0);
 	o = json_loads(buf_str(&b), 0, NULL);
 	assert_non_null(o);
 	msgs = json_object_get(o, "messages");
@@ -130,7 +130,7 @@ static void settle(struct fx *f, const char *agent, const char *ids, int ack)
 	for (tok = strtok_r(tmp, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
 		json_array_append_new(arr, json_string(tok));
 	buf_init(&b, 4096);
-	assert_int_equal(rt_settle(f->rt, agent, arr, ack, &b, &e), 0);
+	assert_int_equal(rt_settle(f->rt, agent, NULL, arr, ack, &b, &e), 0);
 	buf_free(&b);
 	json_decref(arr);
 }
@@ -216,7 +216,7 @@ static void test_expired_lease_redelivers(void **state)
 	assert_string_equal(got, "l1");
 	usleep(400 * 1000); /* lease is 200 ms; maintenance runs every 50 ms */
 	buf_init(&b, 1 << 16);
-	assert_int_equal(rt_pull(f->rt, "a", 10, 0, &b, &e), 0);
+	assert_int_equal(rt_pull(f->rt, "a", NULL, 10, 0, &b, &e), 0);
 	assert_non_null(strstr(buf_str(&b), "\"attempt\":2"));
 	buf_free(&b);
 	assert_true(met_counter_get(f->met.lease_expired) >= 1);

@@ -1,0 +1,109 @@
+"""Security on a real router: per-agent bearer tokens (spoofing refused,
+mailboxes private), the admin token, per-sender rate limits, and TLS."""
+import hashlib
+import http.client
+import json
+import os
+import ssl
+import subprocess
+
+from conftest import Router, msg
+
+TOKENS = {"alice": "alice-token-123", "bob": "bob-token-456", "carol": "carol-token-789"}
+
+
+def sha(t):
+    return hashlib.sha256(t.encode()).hexdigest()
+
+
+def token_router(tmpdir_path, extra=""):
+    admin = os.path.join(tmpdir_path, "admin-token")
+    with open(admin, "w") as f:
+        f.write("admin-secret\n")
+    r = Router(tmpdir_path, f"security:\n  auth: token\n  adminTokenFile: {admin}\n" + extra, agents=[])
+    with open(r.config, "a") as f:
+        f.write("agents:\n")
+        f.write(f"  - id: alice\n    tokenSha256: {sha(TOKENS['alice'])}\n")
+        f.write(f"  - id: bob\n    tokenSha256: {sha(TOKENS['bob'])}\n")
+        f.write(f"  - id: carol\n    tokenSha256: {sha(TOKENS['carol'])}\n"
+                "    rateLimit: {messagesPerSecond: 2, burst: 5}\n")
+    return r.start()
+
+
+def auth(agent):
+    return {"Authorization": f"Bearer {TOKENS[agent]}"}
+
+
+def test_tokens_identify_senders_and_mailbox_owners(tmpdir_path):
+    r = token_router(tmpdir_path)
+    try:
+        assert r.data("POST", "/v1/messages", msg())[0] == 401
+        assert r.data("POST", "/v1/messages", msg(), {"Authorization": "Bearer nope"})[0] == 403
+        status, _, body = r.data("POST", "/v1/messages", msg(message_id="ok-1"), auth("alice"))
+        assert status == 202, body
+        # alice's token cannot send as bob
+        status, _, body = r.data("POST", "/v1/messages", msg(sender="bob", receiver="alice"), auth("alice"))
+        err = json.loads(body)["error"]
+        assert status == 403 and err["code"] == "Forbidden" and err["field"] == "sender"
+        # only bob reads bob's mailbox, and only bob acks it
+        assert r.data("GET", "/v1/agents/bob/messages", headers=auth("alice"))[0] == 403
+        assert r.data("GET", "/v1/agents/bob/messages")[0] == 401
+        status, _, body = r.data("GET", "/v1/agents/bob/messages", headers=auth("bob"))
+        assert status == 200 and [m["message_id"] for m in json.loads(body)["messages"]] == ["ok-1"]
+        assert r.data("POST", "/v1/agents/bob/ack", {"message_ids": ["ok-1"]}, auth("alice"))[0] == 403
+        assert r.data("POST", "/v1/agents/bob/ack", {"message_ids": ["ok-1"]}, auth("bob"))[0] == 200
+        assert 'switchboard_router_messages_failed_total{reason="forbidden"} 2' in r.metrics()
+    finally:
+        r.stop()
+    log = r.log()
+    for t in list(TOKENS.values()) + ["admin-secret"]:
+        assert t not in log
+
+
+def test_rate_limit_per_sender(tmpdir_path):
+    r = token_router(tmpdir_path)
+    try:
+        batch = {"messages": [msg(sender="carol", message_id=f"r-{i}") for i in range(8)]}
+        status, headers, body = r.data("POST", "/v1/messages", batch, auth("carol"))
+        res = json.loads(body)
+        assert status == 207 and res["accepted"] == 5  # the burst
+        limited = [x for x in res["results"] if x["status"] == 429]
+        assert len(limited) == 3 and limited[0]["error"]["code"] == "RateLimited"
+        assert int(headers["Retry-After"]) >= 1
+        assert 'switchboard_router_messages_failed_total{reason="rate_limited"} 3' in r.metrics()
+        # other senders are not affected
+        assert r.data("POST", "/v1/messages", msg(message_id="a-1"), auth("alice"))[0] == 202
+    finally:
+        r.stop()
+
+
+def test_tls_on_both_ports(tmpdir_path):
+    key, crt = os.path.join(tmpdir_path, "tls.key"), os.path.join(tmpdir_path, "tls.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", key, "-out", crt], check=True, capture_output=True)
+    r = Router(tmpdir_path, f"security:\n  tls:\n    enabled: true\n    certFile: {crt}\n    keyFile: {key}\n")
+    r.start(wait=False)
+    ctx = ssl.create_default_context(cafile=crt)
+    try:
+        import time
+        for _ in range(100):
+            try:
+                c = http.client.HTTPSConnection("127.0.0.1", r.admin_port, context=ctx, timeout=5)
+                c.request("GET", "/readyz")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        c = http.client.HTTPSConnection("127.0.0.1", r.data_port, context=ctx, timeout=5)
+        c.request("POST", "/v1/messages", json.dumps(msg(message_id="tls-1")))
+        resp = c.getresponse()
+        assert resp.status == 202, resp.read()
+        # plain HTTP is not served
+        try:
+            status = r.data("GET", "/v1/agents", timeout=3)[0]
+        except (OSError, http.client.HTTPException):
+            status = None
+        assert status != 200
+    finally:
+        r.stop()
