@@ -50,3 +50,4 @@ start_router
 $LG --pid "$PID" --rate $((MAX / 2))
 kill "$PID"; wait "$PID" 2>/dev/null || true
 PID=
+bash bench/reload.sh
