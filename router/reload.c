@@ -248,6 +248,8 @@ int rl_reload(struct app *app, const char *text, size_t len, const char *source,
 	pthread_mutex_lock(&app->rl.lock);
 	if (!text) {
 		if (!app->rl.path) {
+			log_warn("config reload ignored: the router runs the embedded default, with no file to read",
+				 "source", source);
 			*status = 422;
 			rc = buf_puts(
 				reply,
