@@ -72,7 +72,7 @@ static int h_status(struct http_req *req, struct http_resp *resp, void *ctx)
 /* 1 when the request carries the admin token from security.adminTokenFile
  * (compared as SHA-256 digests, in constant time), or when security.auth is
  * none.  The token is never logged. */
-static int admin_authorized(struct app *app, struct http_req *req)
+int admin_authorized(struct app *app, struct http_req *req)
 {
 	const char *h = http_header(req, "Authorization");
 	char *want = NULL;

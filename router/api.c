@@ -450,6 +450,76 @@ static int h_conversation(struct http_req *req, struct http_resp *resp, void *ct
 	return rc == -EINVAL ? err_from_rt(resp, &e) : rc;
 }
 
+static int h_deadletters(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	struct app *app = ctx;
+	long long limit, after;
+
+	if (!admin_authorized(app, req))
+		return http_error(resp, 401, "Unauthorized", "dead letters need the admin token", NULL);
+	if (parse_uint_param(req, "limit", 100, 1, 1000, &limit))
+		return http_error(resp, 400, "InvalidRequest", "limit must be an integer from 1 to 1000", "limit");
+	if (parse_uint_param(req, "after", 0, 0, INT64_MAX, &after))
+		return http_error(resp, 400, "InvalidRequest", "after must be a sequence number", "after");
+	return rt_deadletters_json(app->rt, http_query(req, "agent"), http_query(req, "reason"), (uint64_t)after,
+				   (int)limit, &resp->body);
+}
+
+static int h_replay(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	struct app *app = ctx;
+	json_error_t jerr;
+	json_t *root, *seqs, *v;
+	uint64_t *list = NULL;
+	size_t n = 0, i;
+	long long limit = 100;
+	int rc;
+
+	if (!admin_authorized(app, req))
+		return http_error(resp, 401, "Unauthorized", "replay needs the admin token", NULL);
+	root = json_loadb(req->body.data ? req->body.data : "{}", req->body.len ? req->body.len : 2, 0, &jerr);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return http_error(resp, 400, "InvalidRequest",
+				  "the body is {\"seqs\":[...]} or {\"agent\":...,\"reason\":...,\"limit\":N}",
+				  "(body)");
+	}
+	seqs = json_object_get(root, "seqs");
+	v = json_object_get(root, "limit");
+	if (v && (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 10000)) {
+		json_decref(root);
+		return http_error(resp, 400, "InvalidRequest", "limit must be an integer from 1 to 10000", "limit");
+	}
+	if (v)
+		limit = json_integer_value(v);
+	if (seqs) {
+		if (!json_is_array(seqs) || json_array_size(seqs) == 0 || json_array_size(seqs) > 10000) {
+			json_decref(root);
+			return http_error(resp, 400, "InvalidRequest",
+					  "seqs must be an array of 1 to 10000 sequence numbers", "seqs");
+		}
+		list = calloc(json_array_size(seqs), sizeof(*list));
+		if (!list) {
+			json_decref(root);
+			return -ENOMEM;
+		}
+		json_array_foreach (seqs, i, v) {
+			if (!json_is_integer(v) || json_integer_value(v) < 1) {
+				free(list);
+				json_decref(root);
+				return http_error(resp, 400, "InvalidRequest", "every seq must be a positive integer",
+						  "seqs");
+			}
+			list[n++] = (uint64_t)json_integer_value(v);
+		}
+	}
+	rc = rt_replay(app->rt, json_string_value(json_object_get(root, "agent")),
+		       json_string_value(json_object_get(root, "reason")), list, n, (int)limit, &resp->body);
+	free(list);
+	json_decref(root);
+	return rc;
+}
+
 const struct http_route api_routes[] = {
 	{"POST", "/v1/messages", h_post_messages},
 	{"GET", "/v1/agents", h_agents},
@@ -458,5 +528,7 @@ const struct http_route api_routes[] = {
 	{"POST", "/v1/agents/{}/ack", h_ack},
 	{"POST", "/v1/agents/{}/nack", h_nack},
 	{"GET", "/v1/conversations/{}", h_conversation},
+	{"GET", "/v1/deadletters", h_deadletters},
+	{"POST", "/v1/deadletters/replay", h_replay},
 	{NULL, NULL, NULL},
 };

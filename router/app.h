@@ -53,6 +53,10 @@ struct app {
 extern const struct http_route api_routes[];
 extern const struct http_route admin_routes[];
 
+/* 1 when `req` carries the admin token (or security.auth is none).
+ * Thread-safe; the token is never logged. */
+int admin_authorized(struct app *app, struct http_req *req);
+
 /* Largest number of messages in one POST /v1/messages. */
 #define API_MAX_BATCH 10000
 

@@ -12,7 +12,7 @@
 static const char *const reasons[RM_REASON_COUNT] = {
 	"invalid_message",    "message_too_large", "agent_not_found", "agent_not_accepting",
 	"resource_exhausted", "storage_error",	   "shutting_down",   "agent_not_responding",
-	"network_error",      "rate_limited",	   "forbidden",
+	"network_error",      "rate_limited",	   "forbidden",	      "timeout",
 };
 
 const char *rmet_reason_name(int r)
@@ -83,6 +83,19 @@ int rmet_init(struct rmet *m)
 			m->reloads[i] = met_counter_add(r, "switchboard_router_config_reloads_total",
 							"Configuration reload attempts, by result.", l);
 			if (!m->reloads[i])
+				goto nomem;
+		}
+	}
+	{
+		static const char *const deaths[3] = {"", "AgentNotResponding", "Timeout"};
+
+		for (int i = 1; i < 3; i++) {
+			char l[64];
+
+			snprintf(l, sizeof(l), "reason=\"%s\"", deaths[i]);
+			m->dead_letters[i] = met_counter_add(r, "switchboard_router_dead_letters_total",
+							     "Messages moved to the dead-letter queue, by reason.", l);
+			if (!m->dead_letters[i])
 				goto nomem;
 		}
 	}

@@ -21,6 +21,7 @@ enum rmet_reason {
 	RM_NETWORK_ERROR,
 	RM_RATE_LIMITED,
 	RM_FORBIDDEN,
+	RM_TIMEOUT,
 	RM_REASON_COUNT
 };
 
@@ -44,6 +45,7 @@ struct rmet {
 	struct met_gauge *reload_ok;
 	struct met_gauge *reload_ok_time;
 	struct met_gauge *restart_required;
+	struct met_counter *dead_letters[3]; /* by enum rt_death (index 0 unused) */
 };
 
 /* Create the registry and register every metric.  Returns 0 or -ENOMEM. */

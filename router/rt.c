@@ -55,10 +55,11 @@ void rt_msg_free(struct rt_msg *m)
 	free(m);
 }
 
-static struct rt_msg *msg_new(const char *message_id, const char *conv_id)
+struct rt_msg *rt_msg_new(const char *message_id, const char *conv_id, const char *sender)
 {
 	size_t il = strlen(message_id) + 1, cl = conv_id && *conv_id ? strlen(conv_id) + 1 : 0;
-	struct rt_msg *m = calloc(1, sizeof(*m) + il + cl);
+	size_t sl = strlen(sender ? sender : "") + 1;
+	struct rt_msg *m = calloc(1, sizeof(*m) + il + cl + sl);
 
 	if (!m)
 		return NULL;
@@ -68,8 +69,38 @@ static struct rt_msg *msg_new(const char *message_id, const char *conv_id)
 		m->conv_id = m->message_id + il;
 		memcpy(m->conv_id, conv_id, cl);
 	}
+	m->sender = m->message_id + il + cl;
+	memcpy(m->sender, sender ? sender : "", sl);
 	m->heap_idx = HEAP_NOT_IN;
+	m->dl_idx = HEAP_NOT_IN;
+	m->max_retries = -1;
 	return m;
+}
+
+const char *rt_death_name(int death)
+{
+	static const char *const names[RT_DEATH_COUNT] = {"", "AgentNotResponding", "Timeout"};
+
+	return death > 0 && death < RT_DEATH_COUNT ? names[death] : "Unknown";
+}
+
+int rt_msg_attempts_left(const struct rt *rt, const struct rt_msg *m)
+{
+	int64_t max = m->max_retries >= 0 ? m->max_retries : rt->cfg.delivery.max_retries;
+
+	return (int64_t)m->attempts <= max;
+}
+
+static int deadline_cmp(const void *a, const void *b)
+{
+	const struct rt_msg *x = a, *y = b;
+
+	return x->deadline_ms < y->deadline_ms ? -1 : x->deadline_ms > y->deadline_ms;
+}
+
+static void deadline_set_idx(void *e, size_t i)
+{
+	((struct rt_msg *)e)->dl_idx = i;
 }
 
 static struct rt_lane *lane_get(struct rt_agent *a, const char *conv_id)
@@ -157,6 +188,14 @@ void rt_requeue(struct rt *rt, struct rt_msg *m)
 	rt->total_leased--;
 	if (l)
 		l->inflight--;
+	if (!rt_msg_attempts_left(rt, m) || (m->deadline_ms && m->deadline_ms <= util_now_ms())) {
+		/* out of attempts or time: dead-letter instead of redelivering.  The
+		 * conversation moves on first; rt_doom may free an emptied lane. */
+		if (l && l->inflight == 0 && l->head && l->head->heap_idx == HEAP_NOT_IN)
+			rt_heap_push(&m->agent->ready, l->head);
+		rt_doom(rt, m, rt_msg_attempts_left(rt, m) ? RT_DEATH_TIMEOUT : RT_DEATH_NOT_RESPONDING);
+		return;
+	}
 	rt_make_ready(rt, m);
 	if (l && l->inflight == 0 && l->head && l->head->heap_idx == HEAP_NOT_IN)
 		rt_heap_push(&m->agent->ready, l->head);
@@ -352,13 +391,15 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 		if (rc)
 			return rc;
 	}
-	m = msg_new(it->m.message_id, it->m.conversation_id);
+	m = rt_msg_new(it->m.message_id, it->m.conversation_id, it->m.sender);
 	if (!m)
 		return -ENOMEM;
 	m->seq = ++rt->next_seq;
 	m->state = RTM_RESERVED;
 	m->prio = it->m.priority;
 	m->accepted_ms = util_now_ms();
+	m->deadline_ms = m->accepted_ms + (it->m.timeout_ms ? it->m.timeout_ms : rt->cfg.perf.message_timeout_ms);
+	m->max_retries = it->m.max_retries;
 	m->started_ns = it->started_ns;
 	m->agent = a;
 	m->body = it->m.body;
@@ -380,6 +421,9 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 	op->i1 = m->prio;
 	op->i2 = it->m.created_ms;
 	op->i3 = m->accepted_ms;
+	op->sender = m->sender;
+	op->deadline_ms = m->deadline_ms;
+	op->max_retries = m->max_retries;
 	sc->msgs[sc->nops] = m;
 	sc->nops++;
 	it->status = 202;
@@ -398,6 +442,23 @@ static void unreserve(struct rt *rt, struct rt_msg *m)
 	a->depth--;
 	rt->total_depth--;
 	rt_msg_free(m);
+}
+
+void rt_publish(struct rt *rt, struct rt_msg *m, uint64_t now_ns)
+{
+	m->committed_ns = now_ns;
+	if (m->conv_id) {
+		m->lane = lane_get(m->agent, m->conv_id);
+		if (!m->lane) {
+			log_error("out of memory creating a conversation lane");
+			abort();
+		}
+	}
+	rt_make_ready(rt, m);
+	if (m->deadline_ms)
+		rt_heap_push(&rt->deadline_heap, m);
+	met_inc(rt->met->routed);
+	met_observe(rt->met->routing, (double)(now_ns - m->started_ns) / 1e9);
 }
 
 static void on_commit(struct store_ticket *t, void *ctx)
@@ -424,17 +485,7 @@ static void on_commit(struct store_ticket *t, void *ctx)
 		d = dedup_find(rt, m->message_id);
 		if (d && d->seq == m->seq)
 			d->committed = 1;
-		m->committed_ns = now;
-		if (m->conv_id) {
-			m->lane = lane_get(m->agent, m->conv_id);
-			if (!m->lane) {
-				log_error("out of memory creating a conversation lane");
-				abort();
-			}
-		}
-		rt_make_ready(rt, m);
-		met_inc(rt->met->routed);
-		met_observe(rt->met->routing, (double)(now - m->started_ns) / 1e9);
+		rt_publish(rt, m, now);
 	}
 	pthread_mutex_unlock(&rt->lock);
 }
@@ -585,6 +636,8 @@ int rt_new(const struct cfg *cfg, struct store *st, struct rmet *met, struct rt 
 	pthread_condattr_destroy(&ca);
 	heap_init(&rt->conv_heap, conv_cmp, conv_set_idx);
 	heap_init(&rt->lease_heap, lease_cmp, lease_set_idx);
+	heap_init(&rt->deadline_heap, deadline_cmp, deadline_set_idx);
+	rt->dying_tail = &rt->dying;
 	rt->st = st;
 	rt->met = met;
 	rt->ndedup_max = (size_t)(cfg->profile == CFG_PROFILE_DEVELOPMENT ? 100000 : 1000000);
@@ -608,15 +661,17 @@ int rt_new(const struct cfg *cfg, struct store *st, struct rmet *met, struct rt 
 	return 0;
 }
 
-static int recover_msg(void *ctx, uint64_t seq, const char *message_id, const char *receiver, const char *conversation,
-		       int priority, int64_t accepted_ms, int attempts, const char *body, size_t len)
+static int recover_msg(void *ctx, const struct store_msg_row *row)
 {
 	struct rt *rt = ctx;
-	struct rt_agent *a = rt_find_agent(rt, receiver);
+	const char *receiver = row->receiver, *body = row->body;
+	struct rt_agent *a;
 	struct rt_msg *m;
+	size_t len = row->len;
 
-	if (!message_id || !receiver || !body)
+	if (!row->message_id || !receiver || !body)
 		return 0;
+	a = rt_find_agent(rt, receiver);
 	if (!a) {
 		/* an agent removed from the config keeps its mailbox, draining */
 		a = rt_agent_new(receiver);
@@ -632,7 +687,7 @@ static int recover_msg(void *ctx, uint64_t seq, const char *message_id, const ch
 		}
 		HASH_ADD_KEYPTR(hh, rt->agents, a->id, strlen(a->id), a);
 	}
-	m = msg_new(message_id, conversation);
+	m = rt_msg_new(row->message_id, row->conversation, row->sender);
 	if (!m)
 		return -ENOMEM;
 	m->body = malloc(len + 1);
@@ -643,10 +698,12 @@ static int recover_msg(void *ctx, uint64_t seq, const char *message_id, const ch
 	memcpy(m->body, body, len);
 	m->body[len] = '\0';
 	m->body_len = len;
-	m->seq = seq;
-	m->prio = priority;
-	m->attempts = (uint32_t)attempts;
-	m->accepted_ms = accepted_ms;
+	m->seq = row->seq;
+	m->prio = row->priority;
+	m->attempts = (uint32_t)row->attempts;
+	m->accepted_ms = row->accepted_ms;
+	m->deadline_ms = row->deadline_ms;
+	m->max_retries = row->max_retries;
 	m->committed_ns = m->started_ns = util_mono_ns();
 	m->agent = a;
 	if (m->conv_id) {
@@ -662,8 +719,10 @@ static int recover_msg(void *ctx, uint64_t seq, const char *message_id, const ch
 	if (a->depth > a->capacity)
 		a->capacity = a->depth; /* never refuse what is already stored */
 	rt_make_ready(rt, m);
-	if (seq > rt->next_seq)
-		rt->next_seq = seq;
+	if (m->deadline_ms)
+		rt_heap_push(&rt->deadline_heap, m);
+	if (row->seq > rt->next_seq)
+		rt->next_seq = row->seq;
 	return 0;
 }
 
@@ -775,6 +834,13 @@ void rt_free(struct rt *rt)
 		dedup_pop_oldest(rt);
 	heap_free(&rt->conv_heap);
 	heap_free(&rt->lease_heap);
+	heap_free(&rt->deadline_heap);
+	while (rt->dying) {
+		struct rt_msg *m = rt->dying;
+
+		rt->dying = m->dnext;
+		rt_msg_free(m);
+	}
 	cfg_free(&rt->cfg);
 	pthread_mutex_destroy(&rt->lock);
 	pthread_cond_destroy(&rt->maint_cond);
@@ -808,8 +874,12 @@ static void *maint_main(void *arg)
 		char **ids = NULL;
 		size_t nops = 0, nids = 0;
 		int64_t now = util_now_ms();
+		int prune = now - last_prune > 10000; /* table pruning every 10 s */
 
+		if (prune)
+			last_prune = now;
 		rt_expire_leases(rt, util_mono_ns());
+		rt_expire_deadlines(rt, now);
 		rt_dedup_prune(rt, now);
 		rt_conv_expire(rt, now, &ops, &nops, &ids, &nids);
 		if (nops) {
@@ -821,11 +891,15 @@ static void *maint_main(void *arg)
 			free(ids[i]);
 		free(ids);
 		free(ops);
-		if (now - last_prune > 10000 && rt->cfg.delivery.dedup_window_ms) {
+		if (rt->dying || prune) {
+			pthread_mutex_unlock(&rt->lock);
+			rt_dead_process(rt, prune);
+			pthread_mutex_lock(&rt->lock);
+		}
+		if (prune && rt->cfg.delivery.dedup_window_ms) {
 			struct store_op op = {.type = STORE_DEDUP_PRUNE};
 
 			op.i1 = now - rt->cfg.delivery.dedup_window_ms;
-			last_prune = now;
 			pthread_mutex_unlock(&rt->lock);
 			maint_write(rt, &op, 1);
 			pthread_mutex_lock(&rt->lock);

@@ -88,6 +88,15 @@ int rt_settle(struct rt *rt, const char *agent, const char *auth_digest, const j
  * after the swap.  Thread-safe. */
 int rt_reconfigure(struct rt *rt, const struct cfg *nc, char *why, size_t whylen) SB_MUST_CHECK;
 
+/* Dead letters: list (filters may be NULL; `after` pages by sequence) and
+ * replay (by sequence numbers, or by the filters up to `limit`), which
+ * re-queues each entry with its original message_id and removes it from the
+ * dead-letter table once committed.  Return 0, -EIO or -ENOMEM. */
+int rt_deadletters_json(struct rt *rt, const char *agent, const char *reason, uint64_t after, int limit,
+			struct buf *out) SB_MUST_CHECK;
+int rt_replay(struct rt *rt, const char *agent, const char *reason, const uint64_t *seqs, size_t nseqs, int limit,
+	      struct buf *out) SB_MUST_CHECK;
+
 /* JSON views for the API. */
 int rt_agents_json(struct rt *rt, struct buf *out) SB_MUST_CHECK;
 int rt_agent_json(struct rt *rt, const char *id, struct buf *out, struct rt_err *err) SB_MUST_CHECK;

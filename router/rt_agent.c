@@ -111,6 +111,7 @@ int rt_agent_apply_cfg(struct rt *rt, struct rt_agent *a, const struct cfg_agent
 	a->mode = ca->mode;
 	a->capacity = (size_t)(ca->queue_size ? ca->queue_size : rt->cfg.perf.agent_queue_size);
 	a->configured = 1;
+	a->notify = ca->notify_on_failure;
 	snprintf(a->token_sha256, sizeof(a->token_sha256), "%s", ca->token_sha256 ? ca->token_sha256 : "");
 	if (a->rate != ca->rate_per_sec || a->burst != (double)ca->rate_burst) {
 		a->rate = ca->rate_per_sec;

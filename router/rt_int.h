@@ -41,9 +41,15 @@ struct rt_msg {
 	struct rt_lease *lease;	      /* while leased */
 	struct rt_msg *lprev, *lnext; /* lease membership */
 	size_t heap_idx;
-	char *message_id; /* points into this allocation */
-	char *conv_id;	  /* points into this allocation; NULL if none */
-	char *body;	  /* owned */
+	size_t dl_idx;	      /* in rt->deadline_heap */
+	int64_t deadline_ms;  /* dies undelivered after this (0: never) */
+	int max_retries;      /* -1: delivery.maxRetries */
+	int death;	      /* enum rt_death once doomed */
+	struct rt_msg *dnext; /* rt->dying list */
+	char *message_id;     /* points into this allocation */
+	char *conv_id;	      /* points into this allocation; NULL if none */
+	char *sender;	      /* points into this allocation */
+	char *body;	      /* owned */
 	size_t body_len;
 	UT_hash_handle hh; /* agent->by_id */
 };
@@ -70,6 +76,7 @@ struct rt_agent {
 	pthread_cond_t cond;
 	int configured;		    /* present in the running config */
 	char token_sha256[65];	    /* "" when the agent has no token */
+	int notify;		    /* send it a FIPA failure when its messages die */
 	double rate, burst, tokens; /* token bucket for messages it sends; rate 0: unlimited */
 	uint64_t refill_ns;
 	UT_hash_handle hh;
@@ -115,7 +122,9 @@ struct rt {
 	struct rt_agent *agents;
 	struct rt_conv *convs;
 	struct heap conv_heap;
-	struct heap lease_heap; /* leases by expiry; owns them */
+	struct heap lease_heap;		    /* leases by expiry; owns them */
+	struct heap deadline_heap;	    /* queued and leased messages by deadline */
+	struct rt_msg *dying, **dying_tail; /* detached, waiting to be written as dead letters */
 	struct rt_dedup *dedup;
 	struct rt_dedup *dedup_oldest, *dedup_newest;
 	size_t ndedup;
@@ -131,7 +140,27 @@ struct rt {
 	int64_t started_ms;
 };
 
+/* Why a message died; names are the design material's FailureReason set
+ * plus Timeout. */
+enum rt_death { RT_DEATH_NOT_RESPONDING = 1, RT_DEATH_TIMEOUT, RT_DEATH_COUNT };
+const char *rt_death_name(int death);
+
+/* rt_dead.c: dead letters (callers hold rt->lock unless noted) */
+/* Detach a message that is not leased (queued, or just unleased by the
+ * caller) from its agent and queue it for the dead-letter table. */
+void rt_doom(struct rt *rt, struct rt_msg *m, int death);
+/* Doom queued messages whose deadline passed. */
+void rt_expire_deadlines(struct rt *rt, int64_t now_ms);
+/* Write doomed messages as dead letters, notify their senders, prune the
+ * table.  Called by the maintenance thread WITHOUT rt->lock. */
+void rt_dead_process(struct rt *rt, int prune);
+
 /* rt.c */
+/* A new message record (all strings copied into it); NULL on ENOMEM. */
+struct rt_msg *rt_msg_new(const char *message_id, const char *conv_id, const char *sender);
+/* Make a committed message deliverable: lane, ready heap, deadline heap, metrics. */
+void rt_publish(struct rt *rt, struct rt_msg *m, uint64_t now_ns);
+int rt_msg_attempts_left(const struct rt *rt, const struct rt_msg *m);
 void rt_msg_free(struct rt_msg *m);
 void rt_make_ready(struct rt *rt, struct rt_msg *m);
 void rt_requeue(struct rt *rt, struct rt_msg *m);

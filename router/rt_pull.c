@@ -223,6 +223,8 @@ int rt_settle(struct rt *rt, const char *agent, const char *auth_digest, const j
 		a->depth--;
 		rt->total_depth--;
 		HASH_DEL(a->by_id, m);
+		if (m->dl_idx != HEAP_NOT_IN)
+			heap_remove(&rt->deadline_heap, m->dl_idx);
 		if (m->lane)
 			lane_settled(a, m->lane);
 		rt_msg_free(m);

@@ -18,11 +18,25 @@
 #include "switchboard/log.h"
 #include "switchboard/util.h"
 
-enum { S_MSG_INS, S_ACC_INS, S_MSG_DEL, S_MSG_ATT, S_CONV_UPS, S_CONV_DEL, S_AGENT_UPS, S_DEDUP_PRUNE, S_COUNT };
+enum {
+	S_MSG_INS,
+	S_ACC_INS,
+	S_MSG_DEL,
+	S_MSG_ATT,
+	S_CONV_UPS,
+	S_CONV_DEL,
+	S_AGENT_UPS,
+	S_DEDUP_PRUNE,
+	S_DL_INS,
+	S_DL_DEL,
+	S_DL_PRUNE_AGE,
+	S_DL_PRUNE_SIZE,
+	S_COUNT
+};
 
 static const char *const stmt_sql[S_COUNT] = {
-	"INSERT INTO messages(seq,message_id,receiver,conversation_id,priority,created_at,accepted_at,body) "
-	"VALUES(?,?,?,?,?,?,?,?)",
+	"INSERT INTO messages(seq,message_id,receiver,conversation_id,priority,created_at,accepted_at,body,sender,"
+	"deadline_at,max_retries) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
 	"INSERT INTO accepted(message_id,seq,receiver,accepted_at) VALUES(?,?,?,?)",
 	"DELETE FROM messages WHERE seq=?",
 	"UPDATE messages SET attempts=? WHERE seq=?",
@@ -34,6 +48,12 @@ static const char *const stmt_sql[S_COUNT] = {
 	"ON CONFLICT(id) DO UPDATE SET state=excluded.state,mode=excluded.mode,"
 	"capabilities=excluded.capabilities,updated_at=excluded.updated_at",
 	"DELETE FROM accepted WHERE accepted_at<?",
+	"INSERT OR REPLACE INTO "
+	"dead_letters(seq,message_id,receiver,sender,conversation_id,reason,attempts,died_at,body) "
+	"VALUES(?,?,?,?,?,?,?,?,?)",
+	"DELETE FROM dead_letters WHERE seq=?",
+	"DELETE FROM dead_letters WHERE died_at<?",
+	"DELETE FROM dead_letters WHERE seq IN (SELECT seq FROM dead_letters ORDER BY seq DESC LIMIT -1 OFFSET ?)",
 };
 
 static const char schema_sql[] =
@@ -48,7 +68,12 @@ static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS messages(seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
 	" receiver TEXT NOT NULL, conversation_id TEXT, priority INTEGER NOT NULL,"
 	" created_at INTEGER NOT NULL, accepted_at INTEGER NOT NULL,"
-	" attempts INTEGER NOT NULL DEFAULT 0, body BLOB NOT NULL);"
+	" attempts INTEGER NOT NULL DEFAULT 0, body BLOB NOT NULL, sender TEXT NOT NULL DEFAULT '',"
+	" deadline_at INTEGER NOT NULL DEFAULT 0, max_retries INTEGER NOT NULL DEFAULT -1);"
+	"CREATE TABLE IF NOT EXISTS dead_letters(seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
+	" receiver TEXT NOT NULL, sender TEXT NOT NULL, conversation_id TEXT, reason TEXT NOT NULL,"
+	" attempts INTEGER NOT NULL, died_at INTEGER NOT NULL, body BLOB NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS dead_letters_died ON dead_letters(died_at);"
 	/* append-only, keyed by sequence: id lookups happen in memory */
 	"CREATE TABLE IF NOT EXISTS accepted(seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
 	" receiver TEXT NOT NULL, accepted_at INTEGER NOT NULL);"
@@ -56,6 +81,8 @@ static const char schema_sql[] =
 
 struct store {
 	sqlite3 *db;
+	sqlite3 *rdb; /* read-only connection for listings beside the writer */
+	pthread_mutex_t rlock;
 	char *path;
 	sqlite3_stmt *st[S_COUNT];
 	pthread_t writer;
@@ -111,6 +138,12 @@ int store_open(const char *path, int sync_full, int64_t busy_ms, struct store **
 	    exec(s, "PRAGMA foreign_keys=OFF") || exec(s, "PRAGMA temp_store=MEMORY") ||
 	    exec(s, "PRAGMA wal_autocheckpoint=4000") || exec(s, schema_sql))
 		goto out;
+	if (sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		log_error("cannot open the read connection", "path", path);
+		goto out;
+	}
+	sqlite3_busy_timeout(s->rdb, (int)busy_ms);
+	pthread_mutex_init(&s->rlock, NULL);
 	for (int i = 0; i < S_COUNT; i++) {
 		if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
 		    SQLITE_OK) {
@@ -123,6 +156,8 @@ int store_open(const char *path, int sync_full, int64_t busy_ms, struct store **
 out:
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(s->st[i]);
+	if (s->rdb)
+		sqlite3_close(s->rdb);
 	if (s->db)
 		sqlite3_close(s->db);
 	pthread_mutex_destroy(&s->lock);
@@ -168,16 +203,48 @@ struct scan_ctx {
 	store_msg_fn msg;
 	store_conv_fn conv;
 	store_dedup_fn dedup;
+	store_dl_fn dl;
 	void *ctx;
 };
 
 static int msg_row(sqlite3_stmt *st, void *arg)
 {
 	struct scan_ctx *sc = arg;
+	struct store_msg_row r = {
+		.seq = (uint64_t)sqlite3_column_int64(st, 0),
+		.message_id = col_text(st, 1),
+		.receiver = col_text(st, 2),
+		.conversation = col_text(st, 3),
+		.priority = sqlite3_column_int(st, 4),
+		.accepted_ms = sqlite3_column_int64(st, 5),
+		.attempts = sqlite3_column_int(st, 6),
+		.body = sqlite3_column_blob(st, 7),
+		.len = (size_t)sqlite3_column_bytes(st, 7),
+		.sender = col_text(st, 8),
+		.deadline_ms = sqlite3_column_int64(st, 9),
+		.max_retries = sqlite3_column_int(st, 10),
+	};
 
-	return sc->msg(sc->ctx, (uint64_t)sqlite3_column_int64(st, 0), col_text(st, 1), col_text(st, 2),
-		       col_text(st, 3), sqlite3_column_int(st, 4), sqlite3_column_int64(st, 5),
-		       sqlite3_column_int(st, 6), sqlite3_column_blob(st, 7), (size_t)sqlite3_column_bytes(st, 7));
+	return sc->msg(sc->ctx, &r);
+}
+
+static int dl_row(sqlite3_stmt *st, void *arg)
+{
+	struct scan_ctx *sc = arg;
+	struct store_dl_row r = {
+		.seq = (uint64_t)sqlite3_column_int64(st, 0),
+		.message_id = col_text(st, 1),
+		.receiver = col_text(st, 2),
+		.sender = col_text(st, 3),
+		.conversation = col_text(st, 4),
+		.reason = col_text(st, 5),
+		.attempts = sqlite3_column_int(st, 6),
+		.died_ms = sqlite3_column_int64(st, 7),
+		.body = sqlite3_column_blob(st, 8),
+		.len = (size_t)sqlite3_column_bytes(st, 8),
+	};
+
+	return sc->dl(sc->ctx, &r);
 }
 
 static int conv_row(sqlite3_stmt *st, void *arg)
@@ -200,10 +267,11 @@ int store_load_messages(struct store *s, store_msg_fn fn, void *ctx)
 {
 	struct scan_ctx sc = {.msg = fn, .ctx = ctx};
 
-	return scan(s,
-		    "SELECT seq,message_id,receiver,conversation_id,priority,accepted_at,attempts,body "
-		    "FROM messages ORDER BY seq",
-		    NULL, msg_row, &sc);
+	return scan(
+		s,
+		"SELECT seq,message_id,receiver,conversation_id,priority,accepted_at,attempts,body,sender,deadline_at,"
+		"max_retries FROM messages ORDER BY seq",
+		NULL, msg_row, &sc);
 }
 
 int store_load_conversations(struct store *s, store_conv_fn fn, void *ctx)
@@ -250,6 +318,54 @@ static void bind_text(sqlite3_stmt *st, int i, const char *t)
 		sqlite3_bind_null(st, i);
 }
 
+int store_dl_list(struct store *s, const char *agent, const char *reason, uint64_t after_seq, int limit, store_dl_fn fn,
+		  void *ctx)
+{
+	struct scan_ctx sc = {.dl = fn, .ctx = ctx};
+	sqlite3_stmt *st = NULL;
+	int rc = 0, r;
+
+	pthread_mutex_lock(&s->rlock);
+	if (sqlite3_prepare_v2(
+		    s->rdb,
+		    "SELECT seq,message_id,receiver,sender,conversation_id,reason,attempts,died_at,body "
+		    "FROM dead_letters WHERE seq>?1 AND (?2 IS NULL OR receiver=?2) AND (?3 IS NULL OR reason=?3) "
+		    "ORDER BY seq LIMIT ?4",
+		    -1, &st, NULL) != SQLITE_OK) {
+		rc = -EIO;
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)after_seq);
+	bind_text(st, 2, agent);
+	bind_text(st, 3, reason);
+	sqlite3_bind_int(st, 4, limit);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = dl_row(st, &sc);
+		if (rc)
+			goto out;
+	}
+	if (r != SQLITE_DONE)
+		rc = -EIO;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->rlock);
+	return rc;
+}
+
+int64_t store_dl_count(struct store *s)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t n = -1;
+
+	pthread_mutex_lock(&s->rlock);
+	if (sqlite3_prepare_v2(s->rdb, "SELECT count(*) FROM dead_letters", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->rlock);
+	return n;
+}
+
 static int step(struct store *s, sqlite3_stmt *st)
 {
 	int r = sqlite3_step(st);
@@ -279,6 +395,9 @@ static int apply_op(struct store *s, const struct store_op *op)
 		sqlite3_bind_int64(st, 6, op->i2);
 		sqlite3_bind_int64(st, 7, op->i3);
 		sqlite3_bind_blob(st, 8, op->text, (int)op->text_len, SQLITE_STATIC);
+		bind_text(st, 9, op->sender ? op->sender : "");
+		sqlite3_bind_int64(st, 10, op->deadline_ms);
+		sqlite3_bind_int64(st, 11, op->max_retries);
 		rc = step(s, st);
 		if (rc)
 			return rc;
@@ -321,6 +440,36 @@ static int apply_op(struct store *s, const struct store_op *op)
 	case STORE_DEDUP_PRUNE:
 		st = s->st[S_DEDUP_PRUNE];
 		sqlite3_bind_int64(st, 1, op->i1);
+		return step(s, st);
+	case STORE_DEAD_LETTER:
+		st = s->st[S_DL_INS];
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)op->seq);
+		bind_text(st, 2, op->id);
+		bind_text(st, 3, op->receiver);
+		bind_text(st, 4, op->sender ? op->sender : "");
+		bind_text(st, 5, op->conversation);
+		bind_text(st, 6, op->text2);
+		sqlite3_bind_int64(st, 7, op->i1);
+		sqlite3_bind_int64(st, 8, op->i2);
+		sqlite3_bind_blob(st, 9, op->text, (int)op->text_len, SQLITE_STATIC);
+		rc = step(s, st);
+		if (rc)
+			return rc;
+		st = s->st[S_MSG_DEL];
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)op->seq);
+		return step(s, st);
+	case STORE_DL_DELETE:
+		st = s->st[S_DL_DEL];
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)op->seq);
+		return step(s, st);
+	case STORE_DL_PRUNE:
+		st = s->st[S_DL_PRUNE_AGE];
+		sqlite3_bind_int64(st, 1, op->i1);
+		rc = step(s, st);
+		if (rc)
+			return rc;
+		st = s->st[S_DL_PRUNE_SIZE];
+		sqlite3_bind_int64(st, 1, op->i2);
 		return step(s, st);
 	default:
 		return -EINVAL;
@@ -493,6 +642,8 @@ void store_close(struct store *s)
 	if (sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, &err) != SQLITE_OK)
 		log_warn("checkpoint at close failed", "error", err ? err : "?");
 	sqlite3_free(err);
+	sqlite3_close(s->rdb);
+	pthread_mutex_destroy(&s->rlock);
 	if (sqlite3_close(s->db) != SQLITE_OK)
 		log_error("database did not close cleanly", "path", s->path);
 	pthread_mutex_destroy(&s->lock);

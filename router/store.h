@@ -27,6 +27,9 @@ enum store_op_type {
 	STORE_CONV_DELETE,
 	STORE_AGENT_UPSERT,
 	STORE_DEDUP_PRUNE,
+	STORE_DEAD_LETTER, /* move message `seq` to dead_letters (one transaction) */
+	STORE_DL_DELETE,   /* remove dead letter `seq` (replayed) */
+	STORE_DL_PRUNE,	   /* drop dead letters older than i1, and beyond i2 entries */
 };
 
 /* One write.  Pointers are borrowed until the ticket completes. */
@@ -42,6 +45,9 @@ struct store_op {
 	const char *text3;  /* agent mode */
 	int64_t i1, i2, i3; /* priority/created/accepted; created/last/count; attempts */
 	int64_t i4;
+	const char *sender;  /* MSG_INSERT, DEAD_LETTER */
+	int64_t deadline_ms; /* MSG_INSERT: when it dies undelivered (0: never) */
+	int64_t max_retries; /* MSG_INSERT: -1 for the config's */
 };
 
 struct store_ticket {
@@ -70,9 +76,27 @@ int store_open(const char *path, int sync_full, int64_t busy_ms, struct store **
 
 /* Recovery readers; run before store_start().  The callbacks borrow their
  * arguments.  A callback's non-zero return stops the scan and is returned. */
-typedef int (*store_msg_fn)(void *ctx, uint64_t seq, const char *message_id, const char *receiver,
-			    const char *conversation, int priority, int64_t accepted_ms, int attempts, const char *body,
-			    size_t len);
+/* A stored message, as recovery reads it back. */
+struct store_msg_row {
+	uint64_t seq;
+	const char *message_id, *receiver, *sender, *conversation;
+	int priority, attempts, max_retries;
+	int64_t accepted_ms, deadline_ms;
+	const char *body;
+	size_t len;
+};
+typedef int (*store_msg_fn)(void *ctx, const struct store_msg_row *row);
+
+/* A dead letter. */
+struct store_dl_row {
+	uint64_t seq;
+	const char *message_id, *receiver, *sender, *conversation, *reason;
+	int attempts;
+	int64_t died_ms;
+	const char *body;
+	size_t len;
+};
+typedef int (*store_dl_fn)(void *ctx, const struct store_dl_row *row);
 typedef int (*store_conv_fn)(void *ctx, const char *id, const char *participants_json, const char *protocol,
 			     int64_t created_ms, int64_t last_ms, int64_t count);
 typedef int (*store_dedup_fn)(void *ctx, const char *message_id, const char *receiver, uint64_t seq,
@@ -80,6 +104,15 @@ typedef int (*store_dedup_fn)(void *ctx, const char *message_id, const char *rec
 int store_load_messages(struct store *s, store_msg_fn fn, void *ctx) SB_MUST_CHECK;
 int store_load_conversations(struct store *s, store_conv_fn fn, void *ctx) SB_MUST_CHECK;
 int store_load_dedup(struct store *s, int64_t since_ms, store_dedup_fn fn, void *ctx) SB_MUST_CHECK;
+/* Dead letters in sequence order after `after_seq`, optionally only for
+ * `agent` and/or `reason` (NULL: any), at most `limit`.  Uses a read-only
+ * connection, so it runs beside the writer.  Thread-safe. */
+int store_dl_list(struct store *s, const char *agent, const char *reason, uint64_t after_seq, int limit, store_dl_fn fn,
+		  void *ctx) SB_MUST_CHECK;
+
+/* Number of dead letters (-1 on error).  Thread-safe. */
+int64_t store_dl_count(struct store *s);
+
 /* Highest message sequence ever stored (0 when empty). */
 int store_max_seq(struct store *s, uint64_t *out) SB_MUST_CHECK;
 

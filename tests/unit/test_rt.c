@@ -275,6 +275,35 @@ static void test_idle_conversation_expires(void **state)
 	buf_free(&b);
 }
 
+static void test_dead_message_lets_its_conversation_move_on(void **state)
+{
+	struct fx *f = *state;
+	const char *json = "{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"a\",\"content\":\"x\","
+			   "\"message_id\":\"dies\",\"conversation_id\":\"cv\",\"delivery\":{\"max_retries\":0}}";
+	struct rt_item it = {0};
+	struct msg_err e;
+	char got[512];
+
+	assert_int_equal(msg_parse(json, strlen(json), 1024, &it.m, &e), 0);
+	assert_int_equal(rt_submit(f->rt, &it, 1), 0);
+	assert_int_equal(it.status, 202);
+	msg_free(&it.m);
+	assert_int_equal(send_msg(f, "a", "next", "cv", NULL), 202);
+	pull(f, "a", 10, got, sizeof(got));
+	assert_string_equal(got, "dies,next"); /* one lease, in order */
+	settle(f, "a", "next", 1);
+	settle(f, "a", "dies", 0); /* nack with no retries left: dead */
+	pull(f, "a", 10, got, sizeof(got));
+	assert_string_equal(got, "");
+	assert_int_equal(send_msg(f, "a", "after", "cv", NULL), 202);
+	pull(f, "a", 10, got, sizeof(got));
+	assert_string_equal(got, "after"); /* the conversation is not stuck */
+	settle(f, "a", "after", 1);
+	for (int i = 0; i < 40 && store_dl_count(f->st) < 1; i++)
+		usleep(50 * 1000);
+	assert_int_equal(store_dl_count(f->st), 1);
+}
+
 static void test_draining_rejects_new_messages(void **state)
 {
 	struct fx *f = *state;
@@ -293,6 +322,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_expired_lease_redelivers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_recovers_unacked_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_conversation_expires, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dead_message_lets_its_conversation_move_on, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_draining_rejects_new_messages, setup, teardown),
 	};
 
