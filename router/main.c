@@ -4,6 +4,7 @@
  * admin ports, and handles signals: SIGTERM/SIGINT drain and exit within
  * shutdown.timeoutMs.
  */
+#include <curl/curl.h>
 #include <errno.h>
 #include <sodium.h>
 #include <getopt.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "push.h"
 #include "reload.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
@@ -169,6 +171,7 @@ static int run(const char *path, const char *level_override)
 	enum log_level lvl;
 	pthread_t wd;
 	char *tls_cert = NULL, *tls_key = NULL;
+	struct push *push = NULL;
 
 	cfg_report_init(&r);
 	rc = load_config(path, &app.cfg, &r);
@@ -205,6 +208,8 @@ static int run(const char *path, const char *level_override)
 	if (rt_new(&app.cfg, app.st, &app.met, &app.rt) || rt_start(app.rt))
 		goto out;
 	if (met_collector_add(app.met.reg, rl_collect_metrics, &app) || rl_watch_start(&app))
+		goto out;
+	if (push_start(app.rt, &push) || met_collector_add(app.met.reg, push_collect_metrics, push))
 		goto out;
 	if (start_servers(&app, &tls_cert, &tls_key))
 		goto out;
@@ -248,7 +253,8 @@ out:
 	http_stop(app.data);
 	http_stop(app.admin);
 	app.admin = NULL;
-	rl_stop(&app); /* after the admin port: no reload can start now */
+	rl_stop(&app);	 /* after the admin port: no reload can start now */
+	push_stop(push); /* abandoned requests stay stored: delivered again after a restart */
 	rt_stop(app.rt);
 	store_close(app.st); /* commits what is queued, checkpoints, closes */
 	rt_free(app.rt);
@@ -280,7 +286,7 @@ int main(int argc, char **argv)
 	int print = 0, c;
 
 	log_set_component("switchboard-router");
-	if (util_init()) {
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || util_init()) {
 		fprintf(stderr, "switchboard-router: cannot initialise libsodium\n");
 		return 1;
 	}

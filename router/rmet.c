@@ -87,9 +87,10 @@ int rmet_init(struct rmet *m)
 		}
 	}
 	{
-		static const char *const deaths[3] = {"", "AgentNotResponding", "Timeout"};
+		static const char *const deaths[5] = {"", "AgentNotResponding", "Timeout", "NetworkError",
+						      "InvalidMessage"};
 
-		for (int i = 1; i < 3; i++) {
+		for (int i = 1; i < 5; i++) {
 			char l[64];
 
 			snprintf(l, sizeof(l), "reason=\"%s\"", deaths[i]);
@@ -99,6 +100,11 @@ int rmet_init(struct rmet *m)
 				goto nomem;
 		}
 	}
+	m->retries = met_counter_add(
+		r, "switchboard_router_delivery_retries_total",
+		"Push delivery attempts after a temporary failure (408, 429, 5xx, timeout, connection error).", NULL);
+	if (!m->retries)
+		goto nomem;
 	m->reload_ok =
 		met_gauge_add(r, "switchboard_router_config_last_reload_successful",
 			      "1 if the last configuration reload was applied (or changed nothing), else 0.", NULL);

@@ -45,7 +45,8 @@ struct rmet {
 	struct met_gauge *reload_ok;
 	struct met_gauge *reload_ok_time;
 	struct met_gauge *restart_required;
-	struct met_counter *dead_letters[3]; /* by enum rt_death (index 0 unused) */
+	struct met_counter *dead_letters[5]; /* by enum rt_death (index 0 unused) */
+	struct met_counter *retries;
 };
 
 /* Create the registry and register every metric.  Returns 0 or -ENOMEM. */

@@ -79,7 +79,8 @@ struct rt_msg *rt_msg_new(const char *message_id, const char *conv_id, const cha
 
 const char *rt_death_name(int death)
 {
-	static const char *const names[RT_DEATH_COUNT] = {"", "AgentNotResponding", "Timeout"};
+	static const char *const names[RT_DEATH_COUNT] = {"", "AgentNotResponding", "Timeout", "NetworkError",
+							  "InvalidMessage"};
 
 	return death > 0 && death < RT_DEATH_COUNT ? names[death] : "Unknown";
 }

@@ -152,7 +152,10 @@ void rt_dead_process(struct rt *rt, int prune)
 	}
 	for (m = list; m; m = m->dnext) {
 		met_inc(rt->met->dead_letters[m->death]);
-		met_inc(rt->met->failed[m->death == RT_DEATH_TIMEOUT ? RM_TIMEOUT : RM_AGENT_NOT_RESPONDING]);
+		met_inc(rt->met->failed[m->death == RT_DEATH_TIMEOUT	? RM_TIMEOUT
+					: m->death == RT_DEATH_NETWORK	? RM_NETWORK_ERROR
+					: m->death == RT_DEATH_REJECTED ? RM_INVALID_MESSAGE
+									: RM_AGENT_NOT_RESPONDING]);
 		log_warn("message dead-lettered", "message_id", m->message_id, "agent_id", m->agent->id,
 			 "conversation_id", m->conv_id, "reason", rt_death_name(m->death));
 	}

@@ -102,6 +102,7 @@ struct rt_lease {
 	struct rt_msg *msgs; /* doubly linked through lprev/lnext */
 	size_t n;
 	size_t heap_idx;
+	int engine; /* held by the push engine: never expires, settled only by it */
 };
 
 struct rt_dedup {
@@ -142,7 +143,13 @@ struct rt {
 
 /* Why a message died; names are the design material's FailureReason set
  * plus Timeout. */
-enum rt_death { RT_DEATH_NOT_RESPONDING = 1, RT_DEATH_TIMEOUT, RT_DEATH_COUNT };
+enum rt_death {
+	RT_DEATH_NOT_RESPONDING = 1,
+	RT_DEATH_TIMEOUT,
+	RT_DEATH_NETWORK,  /* push: connection errors until attempts ran out */
+	RT_DEATH_REJECTED, /* push: the agent answered a permanent 4xx */
+	RT_DEATH_COUNT
+};
 const char *rt_death_name(int death);
 
 /* rt_dead.c: dead letters (callers hold rt->lock unless noted) */
@@ -208,6 +215,29 @@ int rt_err_forbidden(struct rt_err *err, const char *agent);
 
 /* Fill `err` with 404 AgentNotFound for `agent`; returns -EINVAL. */
 int rt_err_no_agent(struct rt_err *err, const char *agent);
+
+/* rt_pull.c: the push engine's side of leases (each takes rt->lock) */
+struct rt_engine_agent {
+	char id[254];
+	char endpoint[2049];
+	int64_t timeout_ms;
+	int64_t max_in_flight;
+};
+/* Push agents that are configured, Running or Draining, and have messages
+ * ready; at most `max`.  Also copies the current delivery settings into *d,
+ * so the engine never reads a config being swapped.  Returns the count. */
+size_t rt_engine_agents(struct rt *rt, struct rt_engine_agent *out, size_t max, struct cfg_delivery *d);
+/* Lease up to `max` ready messages of `agent` for the engine; NULL when none. */
+struct rt_lease *rt_engine_take(struct rt *rt, const char *agent, size_t max);
+/* The request body for a lease: the message itself, or {"messages":[...]}. */
+int rt_engine_body(struct rt *rt, const struct rt_lease *l, int batch, struct buf *out) SB_MUST_CHECK;
+/* Delivered: delete durably (waits for the commit) and free the lease. */
+int rt_engine_ack(struct rt *rt, struct rt_lease *l) SB_MUST_CHECK;
+/* Count another attempt; 1 when every message may be tried again, else 0
+ * (then *death tells why). */
+int rt_engine_retry(struct rt *rt, struct rt_lease *l, int temporary_death, int *death);
+/* Dead-letter every message of the lease and free it. */
+void rt_engine_fail(struct rt *rt, struct rt_lease *l, int death);
 
 /* rt_pull.c */
 void rt_expire_leases(struct rt *rt, uint64_t now_ns);

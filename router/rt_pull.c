@@ -36,7 +36,7 @@ static void lease_release_if_empty(struct rt *rt, struct rt_lease *l)
 }
 
 /* Take up to `max` ready messages of `a` under a new lease. */
-static int take(struct rt *rt, struct rt_agent *a, size_t max, struct rt_lease **out)
+static int take(struct rt *rt, struct rt_agent *a, size_t max, int engine, struct rt_lease **out)
 {
 	struct rt_lease *l;
 	struct rt_msg *m, *tail = NULL;
@@ -50,7 +50,8 @@ static int take(struct rt *rt, struct rt_agent *a, size_t max, struct rt_lease *
 		return -ENOMEM;
 	util_random_id(l->id);
 	l->agent = a;
-	l->expires_ns = now + (uint64_t)rt->cfg.delivery.lease_timeout_ms * 1000000ull;
+	l->engine = engine;
+	l->expires_ns = engine ? UINT64_MAX : now + (uint64_t)rt->cfg.delivery.lease_timeout_ms * 1000000ull;
 	while (l->n < max && (m = heap_pop(&a->ready))) {
 		struct rt_lane *ln = m->lane;
 
@@ -148,7 +149,7 @@ int rt_pull(struct rt *rt, const char *agent, const char *auth_digest, size_t ma
 		if (pthread_cond_timedwait(&a->cond, &rt->lock, &deadline) == ETIMEDOUT)
 			break;
 	}
-	rc = take(rt, a, max, &l);
+	rc = take(rt, a, max, 0, &l);
 	if (!rc)
 		rc = write_lease(rt, a, l, out);
 	/* another poller may be waiting and more messages may be ready */
@@ -159,6 +160,26 @@ int rt_pull(struct rt *rt, const char *agent, const char *auth_digest, size_t ma
 }
 
 /* Finish a lane's in-flight message: unblock the conversation. */
+static void lane_settled(struct rt_agent *a, struct rt_lane *ln);
+
+/* Acknowledged: fill a delete op, update the counters, free the message. */
+static void ack_one(struct rt *rt, struct rt_agent *a, struct rt_msg *m, struct store_op *op)
+{
+	op->type = STORE_MSG_DELETE;
+	op->seq = m->seq;
+	a->leased--;
+	rt->total_leased--;
+	a->depth--;
+	rt->total_depth--;
+	HASH_DEL(a->by_id, m); /* NOLINT(clang-analyzer-core.NullDereference): m is in the table */
+	if (m->dl_idx != HEAP_NOT_IN)
+		heap_remove(&rt->deadline_heap, m->dl_idx);
+	if (m->lane)
+		lane_settled(a, m->lane);
+	rt_msg_free(m);
+	met_inc(rt->met->delivered);
+}
+
 static void lane_settled(struct rt_agent *a, struct rt_lane *ln)
 {
 	ln->inflight--;
@@ -202,7 +223,7 @@ int rt_settle(struct rt *rt, const char *agent, const char *auth_digest, const j
 		struct rt_lease *l;
 
 		HASH_FIND_STR(a->by_id, json_string_value(v), m);
-		if (!m || m->state != RTM_LEASED) {
+		if (!m || m->state != RTM_LEASED || m->lease->engine) {
 			json_array_append(missing, v);
 			continue;
 		}
@@ -215,20 +236,7 @@ int rt_settle(struct rt *rt, const char *agent, const char *auth_digest, const j
 			met_inc(rt->met->nacked);
 			continue;
 		}
-		ops[nops].type = STORE_MSG_DELETE;
-		ops[nops].seq = m->seq;
-		nops++;
-		a->leased--;
-		rt->total_leased--;
-		a->depth--;
-		rt->total_depth--;
-		HASH_DEL(a->by_id, m);
-		if (m->dl_idx != HEAP_NOT_IN)
-			heap_remove(&rt->deadline_heap, m->dl_idx);
-		if (m->lane)
-			lane_settled(a, m->lane);
-		rt_msg_free(m);
-		met_inc(rt->met->delivered);
+		ack_one(rt, a, m, &ops[nops++]);
 	}
 	if (a->state == CFG_AGENT_DRAINING && a->depth == 0) {
 		a->state = CFG_AGENT_STOPPED;
@@ -281,4 +289,146 @@ void rt_expire_leases(struct rt *rt, uint64_t now_ns)
 		met_inc(rt->met->lease_expired);
 		free(l);
 	}
+}
+
+/* --- the push engine's side ------------------------------------------------- */
+
+size_t rt_engine_agents(struct rt *rt, struct rt_engine_agent *out, size_t max, struct cfg_delivery *d)
+{
+	struct rt_agent *a, *tmp;
+	size_t n = 0;
+
+	pthread_mutex_lock(&rt->lock);
+	*d = rt->cfg.delivery;
+	HASH_ITER (hh, rt->agents, a, tmp) {
+		const struct cfg_agent *ca;
+
+		if (n == max)
+			break;
+		if (a->mode != CFG_MODE_PUSH || !heap_peek(&a->ready) ||
+		    (a->state != CFG_AGENT_RUNNING && a->state != CFG_AGENT_DRAINING))
+			continue;
+		ca = cfg_find_agent(&rt->cfg, a->id);
+		if (!ca || !ca->endpoint)
+			continue; /* removed from the config: its endpoint is gone with it */
+		snprintf(out[n].id, sizeof(out[n].id), "%s", a->id);
+		snprintf(out[n].endpoint, sizeof(out[n].endpoint), "%s", ca->endpoint);
+		out[n].timeout_ms = ca->timeout_ms;
+		out[n].max_in_flight = ca->max_in_flight;
+		n++;
+	}
+	pthread_mutex_unlock(&rt->lock);
+	return n;
+}
+
+struct rt_lease *rt_engine_take(struct rt *rt, const char *agent, size_t max)
+{
+	struct rt_agent *a;
+	struct rt_lease *l = NULL;
+
+	pthread_mutex_lock(&rt->lock);
+	a = rt_find_agent(rt, agent);
+	if (a && take(rt, a, max, 1, &l))
+		l = NULL;
+	pthread_mutex_unlock(&rt->lock);
+	return l;
+}
+
+int rt_engine_body(struct rt *rt, const struct rt_lease *l, int batch, struct buf *out)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&rt->lock);
+	if (batch)
+		rc = buf_puts(out, "{\"messages\":[");
+	for (const struct rt_msg *m = l->msgs; !rc && m; m = m->lnext) {
+		if (m != l->msgs)
+			rc = buf_puts(out, ",");
+		if (!rc)
+			rc = buf_append(out, m->body, m->body_len);
+	}
+	if (!rc && batch)
+		rc = buf_puts(out, "]}");
+	pthread_mutex_unlock(&rt->lock);
+	return rc;
+}
+
+int rt_engine_ack(struct rt *rt, struct rt_lease *l)
+{
+	struct store_op *ops = calloc(l->n + 1, sizeof(*ops));
+	struct store_ticket t = {0};
+	struct rt_agent *a = l->agent;
+	size_t nops = 0;
+	int rc = 0;
+
+	if (!ops)
+		return -ENOMEM;
+	pthread_mutex_lock(&rt->lock);
+	while (l->msgs) {
+		struct rt_msg *m = l->msgs;
+
+		lease_unlink(l, m);
+		ack_one(rt, a, m, &ops[nops++]);
+	}
+	if (a->state == CFG_AGENT_DRAINING && a->depth == 0)
+		a->state = CFG_AGENT_STOPPED;
+	lease_release_if_empty(rt, l);
+	if (nops && rt->st) {
+		t.ops = ops;
+		t.nops = nops;
+		rc = store_submit(rt->st, &t);
+	} else {
+		nops = 0;
+	}
+	pthread_mutex_unlock(&rt->lock);
+	if (nops && !rc)
+		rc = store_wait(rt->st, &t);
+	free(ops);
+	return rc;
+}
+
+int rt_engine_retry(struct rt *rt, struct rt_lease *l, int temporary_death, int *death)
+{
+	int64_t now = util_now_ms();
+	int ok = 1;
+
+	pthread_mutex_lock(&rt->lock);
+	for (struct rt_msg *m = l->msgs; m; m = m->lnext) {
+		if (!rt_msg_attempts_left(rt, m)) {
+			ok = 0;
+			*death = temporary_death;
+		} else if (m->deadline_ms && m->deadline_ms <= now) {
+			ok = 0;
+			*death = RT_DEATH_TIMEOUT;
+		}
+	}
+	if (ok) {
+		for (struct rt_msg *m = l->msgs; m; m = m->lnext)
+			m->attempts++;
+		met_inc(rt->met->retries);
+		met_add(rt->met->redelivered, l->n);
+	}
+	pthread_mutex_unlock(&rt->lock);
+	return ok;
+}
+
+void rt_engine_fail(struct rt *rt, struct rt_lease *l, int death)
+{
+	pthread_mutex_lock(&rt->lock);
+	while (l->msgs) {
+		struct rt_msg *m = l->msgs;
+		struct rt_lane *ln = m->lane;
+
+		lease_unlink(l, m);
+		m->agent->leased--;
+		rt->total_leased--;
+		if (ln) {
+			ln->inflight--;
+			if (ln->inflight == 0 && ln->head && ln->head->heap_idx == HEAP_NOT_IN)
+				rt_heap_push(&m->agent->ready, ln->head);
+		}
+		rt_doom(rt, m, death);
+	}
+	lease_release_if_empty(rt, l);
+	pthread_mutex_unlock(&rt->lock);
 }

@@ -70,7 +70,7 @@ struct cfg {
 		int64_t memory_limit_bytes;
 		int64_t estimated_message_bytes;
 	} perf;
-	struct {
+	struct cfg_delivery {
 		int64_t max_retries;
 		int64_t base_retry_delay_ms;
 		double retry_backoff_factor;

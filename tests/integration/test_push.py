@@ -1,0 +1,188 @@
+"""Push delivery against real HTTP agents on 127.0.0.1: success, retries with
+backoff on 500/429/timeouts/closed connections, permanent 4xx, the circuit
+breaker, dead letters, failure notices, and conversation order under retry."""
+import http.server
+import json
+import os
+import socket
+import threading
+import time
+
+from conftest import Router, msg
+
+
+class Agent:
+    """An HTTP agent. `script` is a list of behaviours used in turn (the last
+    one repeats): an int status, 'hang' (answer after 2 s), or 'close'."""
+
+    def __init__(self, script):
+        self.script, self.calls, self.lock = list(script), [], threading.Lock()
+        agent = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with agent.lock:
+                    n = len(agent.calls)
+                    agent.calls.append((time.time(), json.loads(body)))
+                    act = agent.script[min(n, len(agent.script) - 1)]
+                if act == "close":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                if act == "hang":
+                    time.sleep(2)
+                    act = 200
+                self.send_response(act)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def ids(self):
+        with self.lock:
+            return [c[1]["message_id"] for c in self.calls]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+DELIVERY = ("delivery:\n  maxRetries: 3\n  baseRetryDelayMs: 100\n  retryBackoffFactor: 2.0\n"
+            "  retryJitterMs: 0\n  retryMaxDelayMs: 1000\n  connectionTimeoutMs: 200\n"
+            "  circuitBreaker: {threshold: 3, timeoutMs: 600, halfOpenMaxCalls: 1}\n")
+
+
+def start(tmpdir_path, agent, extra=""):
+    r = Router(tmpdir_path, DELIVERY + extra, agents=["alice"])
+    with open(r.config, "a") as f:
+        f.write(f"  - id: pusher\n    mode: push\n    endpoint: http://127.0.0.1:{agent.port}/inbox\n"
+                "    timeoutMs: 400\n    maxInFlight: 4\n")
+    return r.start()
+
+
+def wait_for(cond, timeout=8):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def dead(r):
+    return json.loads(r.data("GET", "/v1/deadletters")[2])["deadletters"]
+
+
+def test_push_delivers_and_acks(tmpdir_path):
+    a = Agent([200])
+    r = start(tmpdir_path, a)
+    try:
+        for i in range(5):
+            assert r.send(msg(receiver="pusher", message_id=f"p-{i}", content=f"n{i}"))[0] == 202
+        assert wait_for(lambda: len(a.ids()) == 5)
+        assert sorted(a.ids()) == [f"p-{i}" for i in range(5)]
+        assert a.calls[0][1]["sender"] == "alice" and a.calls[0][1]["performative"] == "inform"
+        assert wait_for(lambda: json.loads(r.data("GET", "/v1/agents/pusher")[2])["queue_depth"] == 0 and
+                        json.loads(r.data("GET", "/v1/agents/pusher")[2])["in_flight"] == 0)
+        assert "switchboard_router_messages_delivered_total 5" in r.metrics()
+    finally:
+        r.stop()
+        a.stop()
+
+
+def test_temporary_failures_retry_with_backoff_then_deliver(tmpdir_path):
+    a = Agent([500, 429, 200])
+    r = start(tmpdir_path, a)
+    try:
+        assert r.send(msg(receiver="pusher", message_id="flaky"))[0] == 202
+        assert wait_for(lambda: len(a.calls) == 3)
+        t = [c[0] for c in a.calls]
+        # backoff: 100 ms after the first failure, 200 ms after the second (no jitter)
+        assert 0.09 <= t[1] - t[0] < 0.6 and 0.19 <= t[2] - t[1] < 0.8, t
+        time.sleep(0.3)
+        assert len(a.calls) == 3 and dead(r) == []
+        assert "switchboard_router_delivery_retries_total 2" in r.metrics()
+    finally:
+        r.stop()
+        a.stop()
+
+
+def test_permanent_4xx_dead_letters_at_once_and_notifies(tmpdir_path):
+    a = Agent([400])
+    r = start(tmpdir_path, a)
+    try:
+        assert r.send(msg(receiver="pusher", message_id="bad"))[0] == 202
+        assert wait_for(lambda: len(dead(r)) == 1)
+        d = dead(r)[0]
+        assert (d["message_id"], d["reason"], d["attempts"]) == ("bad", "InvalidMessage", 1)
+        assert len(a.calls) == 1
+        notice = r.pull("alice", wait_ms=2000)["messages"]
+        assert notice and notice[0]["message"]["in_reply_to"] == "bad"
+    finally:
+        r.stop()
+        a.stop()
+
+
+def test_hanging_and_closing_agents_exhaust_retries(tmpdir_path):
+    for behaviour in ("hang", "close"):
+        workdir = os.path.join(tmpdir_path, behaviour)
+        os.makedirs(workdir)
+        a = Agent([behaviour])
+        r = start(workdir, a)
+        try:
+            assert r.send(msg(receiver="pusher", message_id=f"x-{behaviour}"))[0] == 202
+            assert wait_for(lambda: len(dead(r)) == 1, timeout=15), behaviour
+            d = dead(r)[0]
+            assert d["reason"] == "NetworkError" and d["attempts"] == 4, d  # 1 + maxRetries
+            assert len(a.calls) == 4
+        finally:
+            r.stop()
+            a.stop()
+
+
+def breaker_state(r):
+    for line in r.metrics().splitlines():
+        if line.startswith('switchboard_router_circuit_breaker_state{agent="pusher"'):
+            return int(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_circuit_breaker_opens_then_probes(tmpdir_path):
+    a = Agent([500] * 6 + [200])
+    r = start(tmpdir_path, a)
+    try:
+        for i in range(3):
+            assert r.send(msg(receiver="pusher", message_id=f"cb-{i}", delivery={"max_retries": 10}))[0] == 202
+        assert wait_for(lambda: breaker_state(r) == 2)  # open after 3 consecutive failures
+        n = len(a.calls)
+        time.sleep(0.4)  # while open, nothing reaches the agent
+        assert len(a.calls) == n
+        # after timeoutMs it probes one request at a time; the agent recovers and all are delivered
+        assert wait_for(lambda: {"cb-0", "cb-1", "cb-2"} <= set(a.ids()), 15)
+        assert wait_for(lambda: json.loads(r.data("GET", "/v1/agents/pusher")[2])["in_flight"] == 0, 15)
+        assert dead(r) == [] and breaker_state(r) == 0
+    finally:
+        r.stop()
+        a.stop()
+
+
+def test_conversation_order_holds_under_retry(tmpdir_path):
+    a = Agent([500, 500, 200])
+    r = start(tmpdir_path, a)
+    try:
+        for i in range(3):
+            assert r.send(msg(receiver="pusher", message_id=f"c-{i}", conversation_id="conv"))[0] == 202
+        assert wait_for(lambda: len(a.calls) == 5)
+        assert a.ids() == ["c-0", "c-0", "c-0", "c-1", "c-2"]
+    finally:
+        r.stop()
+        a.stop()
