@@ -186,3 +186,19 @@ def test_conversation_order_holds_under_retry(tmpdir_path):
     finally:
         r.stop()
         a.stop()
+
+
+def test_batches_hold_at_most_max_size(tmpdir_path):
+    a = Agent([200])
+    r = start(tmpdir_path, a, "  batch: {enabled: true, maxSize: 3, timeoutMs: 10}\n")
+    try:
+        batch = {"messages": [msg(receiver="pusher", message_id=f"b-{i}") for i in range(7)]}
+        assert r.data("POST", "/v1/messages", batch)[0] == 202
+        assert wait_for(lambda: sum(len(c[1]["messages"]) for c in a.calls) == 7)
+        sizes = [len(c[1]["messages"]) for c in a.calls]
+        assert max(sizes) <= 3 and len(sizes) >= 3, sizes
+        got = [m["message_id"] for c in a.calls for m in c[1]["messages"]]
+        assert sorted(got) == [f"b-{i}" for i in range(7)]
+    finally:
+        r.stop()
+        a.stop()
