@@ -326,6 +326,11 @@ static void *engine_main(void *arg)
 	return NULL;
 }
 
+static void wake(void *ctx)
+{
+	curl_multi_wakeup(((struct push *)ctx)->multi); /* thread-safe */
+}
+
 int push_start(struct rt *rt, struct push **out)
 {
 	struct push *p = calloc(1, sizeof(*p));
@@ -356,6 +361,10 @@ int push_start(struct rt *rt, struct push **out)
 		free(p);
 		return -rc;
 	}
+	pthread_mutex_lock(&rt->lock);
+	rt->push_ctx = p;
+	rt->push_wake = wake;
+	pthread_mutex_unlock(&rt->lock);
 	*out = p;
 	return 0;
 }
@@ -367,6 +376,9 @@ void push_stop(struct push *p)
 
 	if (!p)
 		return;
+	pthread_mutex_lock(&p->rt->lock);
+	p->rt->push_wake = NULL;
+	pthread_mutex_unlock(&p->rt->lock);
 	atomic_store(&p->stop, 1);
 	curl_multi_wakeup(p->multi);
 	pthread_join(p->thread, NULL);

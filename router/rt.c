@@ -146,7 +146,6 @@ void rt_make_ready(struct rt *rt, struct rt_msg *m)
 	struct rt_agent *a = m->agent;
 	struct rt_lane *l = m->lane;
 
-	(void)rt;
 	m->state = RTM_QUEUED;
 	if (!l) {
 		rt_heap_push(&a->ready, m);
@@ -176,6 +175,8 @@ void rt_make_ready(struct rt *rt, struct rt_msg *m)
 		}
 	}
 	pthread_cond_signal(&a->cond);
+	if (a->mode == CFG_MODE_PUSH && rt->push_wake)
+		rt->push_wake(rt->push_ctx);
 }
 
 /* Return a leased message to its queue (nack or lease expiry). */

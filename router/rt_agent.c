@@ -108,6 +108,8 @@ int rt_agent_apply_cfg(struct rt *rt, struct rt_agent *a, const struct cfg_agent
 	free(a->caps_json);
 	a->caps_json = caps;
 	a->state = ca->state;
+	if (a->mode != ca->mode || !a->configured)
+		rt->npush += (ca->mode == CFG_MODE_PUSH) - (a->configured && a->mode == CFG_MODE_PUSH);
 	a->mode = ca->mode;
 	a->capacity = (size_t)(ca->queue_size ? ca->queue_size : rt->cfg.perf.agent_queue_size);
 	a->configured = 1;
@@ -209,6 +211,8 @@ int rt_reconfigure(struct rt *rt, const struct cfg *nc, char *why, size_t whylen
 		if (!a->configured || cfg_find_agent(nc, a->id))
 			continue;
 		a->configured = 0;
+		if (a->mode == CFG_MODE_PUSH)
+			rt->npush--;
 		a->state = a->depth ? CFG_AGENT_DRAINING : CFG_AGENT_STOPPED;
 		pthread_cond_broadcast(&a->cond);
 	}

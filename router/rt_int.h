@@ -126,6 +126,9 @@ struct rt {
 	struct heap lease_heap;		    /* leases by expiry; owns them */
 	struct heap deadline_heap;	    /* queued and leased messages by deadline */
 	struct rt_msg *dying, **dying_tail; /* detached, waiting to be written as dead letters */
+	size_t npush;			    /* agents in push mode */
+	void (*push_wake)(void *ctx);	    /* called when a push agent gets work; may be NULL */
+	void *push_ctx;
 	struct rt_dedup *dedup;
 	struct rt_dedup *dedup_oldest, *dedup_newest;
 	size_t ndedup;

@@ -300,6 +300,10 @@ size_t rt_engine_agents(struct rt *rt, struct rt_engine_agent *out, size_t max, 
 
 	pthread_mutex_lock(&rt->lock);
 	*d = rt->cfg.delivery;
+	if (!rt->npush) {
+		pthread_mutex_unlock(&rt->lock);
+		return 0;
+	}
 	HASH_ITER (hh, rt->agents, a, tmp) {
 		const struct cfg_agent *ca;
 
