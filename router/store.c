@@ -175,18 +175,19 @@ static const char *col_text(sqlite3_stmt *st, int i)
 	return t ? (const char *)t : NULL;
 }
 
-/* Run a SELECT (with one optional int64 parameter) and hand each row to
- * `row`; a non-zero return from `row` stops the scan and is returned. */
-static int scan(struct store *s, const char *sql, const int64_t *arg, int (*row)(sqlite3_stmt *st, void *ctx),
-		void *ctx)
+/* Run a SELECT on `db`, binding its parameters with `bind` (may be NULL),
+ * and hand each row to `row`; a non-zero return from `row` stops the scan
+ * and is returned. */
+static int scan_db(sqlite3 *db, const char *sql, void (*bind)(sqlite3_stmt *st, const void *arg), const void *arg,
+		   int (*row)(sqlite3_stmt *st, void *ctx), void *ctx)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = 0, r;
 
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
-	if (arg)
-		sqlite3_bind_int64(st, 1, *arg);
+	if (bind)
+		bind(st, arg);
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		rc = row(st, ctx);
 		if (rc)
@@ -197,6 +198,18 @@ static int scan(struct store *s, const char *sql, const int64_t *arg, int (*row)
 out:
 	sqlite3_finalize(st);
 	return rc;
+}
+
+static void bind_i64(sqlite3_stmt *st, const void *arg)
+{
+	sqlite3_bind_int64(st, 1, *(const int64_t *)arg);
+}
+
+/* Scan on the writer's connection (before the writer starts). */
+static int scan(struct store *s, const char *sql, const int64_t *arg, int (*row)(sqlite3_stmt *st, void *ctx),
+		void *ctx)
+{
+	return scan_db(s->db, sql, arg ? bind_i64 : NULL, arg, row, ctx);
 }
 
 struct scan_ctx {
@@ -318,36 +331,35 @@ static void bind_text(sqlite3_stmt *st, int i, const char *t)
 		sqlite3_bind_null(st, i);
 }
 
+struct dl_filter {
+	const char *agent, *reason;
+	uint64_t after;
+	int limit;
+};
+
+static void bind_dl(sqlite3_stmt *st, const void *arg)
+{
+	const struct dl_filter *f = arg;
+
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)f->after);
+	bind_text(st, 2, f->agent);
+	bind_text(st, 3, f->reason);
+	sqlite3_bind_int(st, 4, f->limit);
+}
+
 int store_dl_list(struct store *s, const char *agent, const char *reason, uint64_t after_seq, int limit, store_dl_fn fn,
 		  void *ctx)
 {
 	struct scan_ctx sc = {.dl = fn, .ctx = ctx};
-	sqlite3_stmt *st = NULL;
-	int rc = 0, r;
+	struct dl_filter f = {agent, reason, after_seq, limit};
+	int rc;
 
 	pthread_mutex_lock(&s->rlock);
-	if (sqlite3_prepare_v2(
-		    s->rdb,
-		    "SELECT seq,message_id,receiver,sender,conversation_id,reason,attempts,died_at,body "
-		    "FROM dead_letters WHERE seq>?1 AND (?2 IS NULL OR receiver=?2) AND (?3 IS NULL OR reason=?3) "
-		    "ORDER BY seq LIMIT ?4",
-		    -1, &st, NULL) != SQLITE_OK) {
-		rc = -EIO;
-		goto out;
-	}
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)after_seq);
-	bind_text(st, 2, agent);
-	bind_text(st, 3, reason);
-	sqlite3_bind_int(st, 4, limit);
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		rc = dl_row(st, &sc);
-		if (rc)
-			goto out;
-	}
-	if (r != SQLITE_DONE)
-		rc = -EIO;
-out:
-	sqlite3_finalize(st);
+	rc = scan_db(s->rdb,
+		     "SELECT seq,message_id,receiver,sender,conversation_id,reason,attempts,died_at,body "
+		     "FROM dead_letters WHERE seq>?1 AND (?2 IS NULL OR receiver=?2) AND (?3 IS NULL OR reason=?3) "
+		     "ORDER BY seq LIMIT ?4",
+		     bind_dl, &f, dl_row, &sc);
 	pthread_mutex_unlock(&s->rlock);
 	return rc;
 }
