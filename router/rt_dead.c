@@ -136,7 +136,7 @@ void rt_dead_process(struct rt *rt, int prune)
 		op->i2 = now;
 		nnotes += (size_t)failure_item(rt, m, &notes[nnotes]);
 	}
-	if (prune) {
+	if (prune || n) { /* the bounds hold as soon as new dead letters land */
 		ops[i].type = STORE_DL_PRUNE;
 		ops[i].i1 = now - rt->cfg.delivery.dl_retention_ms;
 		ops[i].i2 = rt->cfg.delivery.dl_max_size;

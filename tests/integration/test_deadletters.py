@@ -108,3 +108,18 @@ def test_no_failure_notice_when_the_sender_opted_out(tmpdir_path):
         assert r.pull("alice")["messages"] == []
     finally:
         r.stop()
+
+
+def test_dead_letter_queue_is_bounded(tmpdir_path):
+    r = Router(tmpdir_path, CFG + "  deadLetter: {maxSize: 2}\n").start()
+    try:
+        for i in range(3):
+            assert r.send(msg(message_id=f"b-{i}"))[0] == 202
+        for _ in range(2):
+            got = r.pull("bob")["messages"]
+            r.ack("bob", [m["message_id"] for m in got], verb="nack")
+        time.sleep(0.5)
+        kept = [d["message_id"] for d in deadletters(r)["deadletters"]]
+        assert kept == ["b-1", "b-2"], kept  # the oldest went first
+    finally:
+        r.stop()

@@ -107,3 +107,16 @@ def test_tls_on_both_ports(tmpdir_path):
         assert status != 200
     finally:
         r.stop()
+
+
+def test_dead_letter_endpoints_need_the_admin_token(tmpdir_path):
+    r = token_router(tmpdir_path)
+    try:
+        assert r.data("GET", "/v1/deadletters")[0] == 401
+        assert r.data("GET", "/v1/deadletters", headers=auth("alice"))[0] == 401
+        assert r.data("POST", "/v1/deadletters/replay", {"agent": "bob"}, auth("bob"))[0] == 401
+        ok = {"Authorization": "Bearer admin-secret"}
+        assert r.data("GET", "/v1/deadletters", headers=ok)[0] == 200
+        assert r.data("POST", "/v1/deadletters/replay", {"agent": "bob"}, ok)[0] == 200
+    finally:
+        r.stop()
