@@ -254,9 +254,18 @@ static void fill(struct push *p)
 	int batch = p->d.batch_enabled;
 	size_t per = batch ? (size_t)p->d.batch_max_size : 1;
 
+	uint64_t now = util_mono_ns();
+
 	for (size_t i = 0; i < n; i++) {
-		struct pstate *s = state_of(p, &agents[i]);
-		int allowed = s ? allowance(p, s, agents[i].max_in_flight) : 0;
+		struct pstate *s;
+		int allowed;
+
+		/* a batch waits up to batch.timeoutMs to fill */
+		if (batch && agents[i].ready < per &&
+		    now - agents[i].oldest_ns < (uint64_t)p->d.batch_timeout_ms * 1000000ull)
+			continue;
+		s = state_of(p, &agents[i]);
+		allowed = s ? allowance(p, s, agents[i].max_in_flight) : 0;
 
 		while (allowed-- > 0) {
 			struct rt_lease *l = rt_engine_take(p->rt, agents[i].id, per);
@@ -294,7 +303,8 @@ static void *engine_main(void *arg)
 	while (!atomic_load(&p->stop)) {
 		struct preq *r;
 		CURLMsg *m;
-		int running = 0, left = 0, wait_ms = 20;
+		int running = 0, left = 0,
+		    wait_ms = p->d.batch_enabled && p->d.batch_timeout_ms < 20 ? 1 + (int)p->d.batch_timeout_ms : 20;
 		uint64_t now = util_mono_ns();
 
 		/* due retries go again, unless their breaker is open */

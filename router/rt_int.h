@@ -225,6 +225,8 @@ struct rt_engine_agent {
 	char endpoint[2049];
 	int64_t timeout_ms;
 	int64_t max_in_flight;
+	size_t ready;	    /* messages waiting (not leased) */
+	uint64_t oldest_ns; /* when the oldest ready message became deliverable */
 };
 /* Push agents that are configured, Running or Draining, and have messages
  * ready; at most `max`.  Also copies the current delivery settings into *d,

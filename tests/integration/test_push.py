@@ -202,3 +202,24 @@ def test_batches_hold_at_most_max_size(tmpdir_path):
     finally:
         r.stop()
         a.stop()
+
+
+def test_batches_wait_up_to_timeout_to_fill(tmpdir_path):
+    a = Agent([200])
+    r = start(tmpdir_path, a, "  batch: {enabled: true, maxSize: 5, timeoutMs: 400}\n")
+    try:
+        t0 = time.time()
+        for i in range(3):  # fewer than maxSize, trickling in
+            assert r.send(msg(receiver="pusher", message_id=f"w-{i}"))[0] == 202
+            time.sleep(0.05)
+        assert wait_for(lambda: sum(len(c[1]["messages"]) for c in a.calls) == 3)
+        assert len(a.calls) == 1, [len(c[1]["messages"]) for c in a.calls]  # one request carried all three
+        assert 0.3 <= a.calls[0][0] - t0 < 1.5  # sent when the oldest had waited timeoutMs
+        for i in range(5):  # a full batch goes at once
+            assert r.send(msg(receiver="pusher", message_id=f"f-{i}"))[0] == 202
+        t1 = time.time()
+        assert wait_for(lambda: len(a.calls) == 2)
+        assert a.calls[1][0] - t1 < 0.3 and len(a.calls[1][1]["messages"]) == 5
+    finally:
+        r.stop()
+        a.stop()
