@@ -58,7 +58,7 @@ static const char *const stmt_sql[S_COUNT] = {
 
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-	"INSERT OR IGNORE INTO meta(key,value) VALUES('schema_version','1');"
+	"INSERT OR IGNORE INTO meta(key,value) VALUES('schema_version','2');"
 	"CREATE TABLE IF NOT EXISTS agents(id TEXT PRIMARY KEY, state TEXT NOT NULL, mode TEXT NOT NULL,"
 	" capabilities TEXT NOT NULL, updated_at INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS conversations(id TEXT PRIMARY KEY, participants TEXT NOT NULL,"
@@ -112,6 +112,53 @@ static int exec(struct store *s, const char *sql)
 	return 0;
 }
 
+/* 1 when a query returns at least one row. */
+static int has_row(struct store *s, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int found = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
+
+	sqlite3_finalize(st);
+	return found;
+}
+
+/*
+ * Bring a database written by an older router up to the current schema, in
+ * one transaction; a new database gets the current schema directly.
+ *   v1 -> v2: messages gains sender, deadline_at and max_retries; the accepted
+ *   table, once keyed by message_id, is keyed by sequence.
+ */
+static int migrate(struct store *s)
+{
+	int rc;
+
+	if (!has_row(s, "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'") ||
+	    has_row(s, "SELECT 1 FROM meta WHERE key='schema_version' AND CAST(value AS INTEGER)>=2"))
+		return 0;
+	log_info("migrating the database schema", "from", "1", "to", "2", "path", s->path);
+	rc = exec(s, "BEGIN IMMEDIATE");
+	if (!rc && !has_row(s, "SELECT 1 FROM pragma_table_info('messages') WHERE name='sender'"))
+		rc = exec(s, "ALTER TABLE messages ADD COLUMN sender TEXT NOT NULL DEFAULT '';"
+			     "ALTER TABLE messages ADD COLUMN deadline_at INTEGER NOT NULL DEFAULT 0;"
+			     "ALTER TABLE messages ADD COLUMN max_retries INTEGER NOT NULL DEFAULT -1;");
+	if (!rc && has_row(s, "SELECT 1 FROM sqlite_master WHERE name='accepted' AND sql LIKE '%WITHOUT ROWID%'"))
+		rc = exec(s, "CREATE TABLE accepted_v2(seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
+			     " receiver TEXT NOT NULL, accepted_at INTEGER NOT NULL);"
+			     "INSERT OR IGNORE INTO accepted_v2(seq,message_id,receiver,accepted_at)"
+			     " SELECT seq,message_id,receiver,accepted_at FROM accepted;"
+			     "DROP TABLE accepted; ALTER TABLE accepted_v2 RENAME TO accepted;");
+	if (!rc)
+		rc = exec(s, "UPDATE meta SET value='2' WHERE key='schema_version'; COMMIT");
+	if (rc) {
+		char *err = NULL;
+
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, &err);
+		sqlite3_free(err);
+		log_error("schema migration failed; the database is unchanged", "path", s->path);
+	}
+	return rc;
+}
+
 int store_open(const char *path, int sync_full, int64_t busy_ms, struct store **out)
 {
 	struct store *s = calloc(1, sizeof(*s));
@@ -136,7 +183,7 @@ int store_open(const char *path, int sync_full, int64_t busy_ms, struct store **
 	if (exec(s, "PRAGMA journal_mode=WAL") ||
 	    exec(s, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") ||
 	    exec(s, "PRAGMA foreign_keys=OFF") || exec(s, "PRAGMA temp_store=MEMORY") ||
-	    exec(s, "PRAGMA wal_autocheckpoint=4000") || exec(s, schema_sql))
+	    exec(s, "PRAGMA wal_autocheckpoint=4000") || migrate(s) || exec(s, schema_sql))
 		goto out;
 	if (sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		log_error("cannot open the read connection", "path", path);
