@@ -201,6 +201,15 @@ int met_escape_label(struct buf *out, const char *s)
 	return rc;
 }
 
+int met_label(struct buf *labels, const char *key, const char *value)
+{
+	int rc = buf_printf(labels, "%s%s=\"", labels->len ? "," : "", key);
+
+	if (!rc)
+		rc = met_escape_label(labels, value);
+	return rc ? rc : buf_puts(labels, "\"");
+}
+
 int met_write_header(struct buf *out, const char *name, const char *help, const char *type)
 {
 	return buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);

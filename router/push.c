@@ -426,15 +426,9 @@ int push_collect_metrics(struct buf *out, void *arg)
 		if (rc)
 			break;
 		buf_init(&l, 4096);
-		rc = buf_puts(&l, "agent=\"");
+		rc = met_label(&l, "agent", s->id);
 		if (!rc)
-			rc = met_escape_label(&l, s->id);
-		if (!rc)
-			rc = buf_puts(&l, "\",endpoint=\"");
-		if (!rc)
-			rc = met_escape_label(&l, s->endpoint);
-		if (!rc)
-			rc = buf_puts(&l, "\"");
+			rc = met_label(&l, "endpoint", s->endpoint);
 		if (!rc)
 			rc = met_write_sample(out, "switchboard_router_circuit_breaker_state", buf_str(&l), s->breaker);
 		buf_free(&l);

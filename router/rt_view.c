@@ -172,11 +172,7 @@ int rt_collect_metrics(struct buf *out, void *arg)
 		if (rc)
 			continue;
 		buf_init(&l, 1024);
-		rc = buf_puts(&l, "agent=\"");
-		if (!rc)
-			rc = met_escape_label(&l, a->id);
-		if (!rc)
-			rc = buf_puts(&l, "\"");
+		rc = met_label(&l, "agent", a->id);
 		if (!rc)
 			rc = met_write_sample(out, "switchboard_router_queue_depth", buf_str(&l),
 					      (double)(a->depth - a->leased));

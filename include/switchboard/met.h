@@ -81,6 +81,10 @@ int met_render(struct met_registry *r, struct buf *out) SB_MUST_CHECK;
 int met_write_header(struct buf *out, const char *name, const char *help, const char *type) SB_MUST_CHECK;
 int met_write_sample(struct buf *out, const char *name, const char *labels, double v) SB_MUST_CHECK;
 
+/* Append the label `key="value"` (value escaped) to `labels`, with a comma
+ * first when `labels` is not empty.  Returns 0 or a buf error. */
+int met_label(struct buf *labels, const char *key, const char *value) SB_MUST_CHECK;
+
 /* Append `s` escaped as a label value (without quotes). */
 int met_escape_label(struct buf *out, const char *s) SB_MUST_CHECK;
 

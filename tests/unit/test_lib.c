@@ -110,6 +110,11 @@ static void test_metrics_render(void **state)
 	assert_non_null(strstr(buf_str(&out), "lat_seconds_count 2\n"));
 	buf_free(&out);
 	met_free(r);
+	buf_init(&out, 256);
+	assert_int_equal(met_label(&out, "agent", "a\"b"), 0);
+	assert_int_equal(met_label(&out, "endpoint", "x\\y"), 0);
+	assert_string_equal(buf_str(&out), "agent=\"a\\\"b\",endpoint=\"x\\\\y\"");
+	buf_free(&out);
 }
 
 static void test_rfc3339(void **state)
