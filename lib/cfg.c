@@ -16,6 +16,7 @@
 #include "cfg_table.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
+#include "switchboard/gz.h"
 #include "switchboard/yjson.h"
 
 #define OFF(m)	offsetof(struct cfg, m)
@@ -665,38 +666,127 @@ int cfg_from_json(struct cfg *c, const json_t *root, struct cfg_report *r)
 	return rc;
 }
 
-int cfg_parse(struct cfg *c, const char *text, size_t len, struct cfg_report *r)
+/* Merge `over` (borrowed) into `dst` recursively: objects merge key by key,
+ * anything else replaces. */
+static int overlay_merge(json_t *dst, const json_t *over)
 {
-	char err[256];
+	const char *k;
+	json_t *v;
+
+	json_object_foreach ((json_t *)over, k, v) {
+		json_t *d = json_object_get(dst, k);
+
+		if (json_is_object(v) && json_is_object(d)) {
+			if (overlay_merge(d, v))
+				return -ENOMEM;
+		} else if (json_object_set_new(dst, k, json_deep_copy(v))) {
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+int cfg_parse_doc(struct cfg *c, const char *text, size_t len, const json_t *overlay, char doc_hash[65],
+		  struct cfg_report *r)
+{
+	char err[256], *plain = NULL;
 	json_t *root = NULL;
 	int rc;
 
 	memset(c, 0, sizeof(*c));
+	if (gz_is_gzip(text, len)) {
+		rc = gz_inflate(text, len, CFG_DOC_LIMIT, &plain, &len);
+		if (rc) {
+			cfg_report_add(r, CFG_ERROR, "(document)", "cannot inflate the gzip document: %s",
+				       rc == -E2BIG ? "larger than 64 MiB" : strerror(-rc));
+			return rc;
+		}
+		text = plain;
+	}
+	if (doc_hash)
+		util_sha256_hex(text, len, doc_hash);
 	rc = yj_parse(text, len, &root, err, sizeof(err));
 	if (rc) {
 		cfg_report_add(r, CFG_ERROR, "(document)", "%s", err);
-		return rc;
+		goto out;
+	}
+	if (overlay && json_is_object(root) && overlay_merge(root, overlay)) {
+		rc = -ENOMEM;
+		goto out;
 	}
 	rc = cfg_from_json(c, root, r);
+out:
 	json_decref(root);
+	free(plain);
 	return rc;
 }
 
-int cfg_load_file(struct cfg *c, const char *path, struct cfg_report *r)
+int cfg_parse(struct cfg *c, const char *text, size_t len, struct cfg_report *r)
+{
+	return cfg_parse_doc(c, text, len, NULL, NULL, r);
+}
+
+int cfg_load_file(struct cfg *c, const char *path, const json_t *overlay, char doc_hash[65], struct cfg_report *r)
 {
 	char *text = NULL;
 	size_t len = 0;
 	int rc;
 
 	memset(c, 0, sizeof(*c));
-	rc = util_read_file(path, 64u << 20, &text, &len);
+	rc = util_read_file(path, CFG_DOC_LIMIT, &text, &len);
 	if (rc) {
 		cfg_report_add(r, CFG_ERROR, "(file)", "cannot read %s: %s", path,
 			       rc == -E2BIG ? "larger than 64 MiB" : strerror(-rc));
 		return rc;
 	}
-	rc = cfg_parse(c, text, len, r);
+	rc = cfg_parse_doc(c, text, len, overlay, doc_hash, r);
 	free(text);
+	return rc;
+}
+
+int cfg_overlay_set(json_t *overlay, const char *assignment)
+{
+	const char *eq = strchr(assignment, '=');
+	char path[256], err[128], *seg;
+	json_t *node = overlay, *val = NULL;
+	int rc = 0;
+
+	if (!eq || eq == assignment || (size_t)(eq - assignment) >= sizeof(path))
+		return -EINVAL;
+	memcpy(path, assignment, (size_t)(eq - assignment));
+	path[eq - assignment] = '\0';
+	if (path[0] == '.' || strstr(path, "..") || path[strlen(path) - 1] == '.')
+		return -EINVAL; /* checked before anything is added */
+	if (eq[1] == '\0')
+		val = json_string("");
+	else if (yj_parse(eq + 1, strlen(eq + 1), &val, err, sizeof(err)))
+		return -EINVAL;
+	if (!val)
+		return -ENOMEM;
+	seg = path;
+	for (;;) {
+		char *dot = strchr(seg, '.');
+		json_t *child;
+
+		if (!dot) {
+			rc = json_object_set_new(node, seg, val) ? -ENOMEM : 0;
+			val = NULL;
+			goto out;
+		}
+		*dot = '\0';
+		child = json_object_get(node, seg);
+		if (!json_is_object(child)) {
+			child = json_object();
+			if (!child || json_object_set_new(node, seg, child)) {
+				rc = -ENOMEM;
+				goto out;
+			}
+		}
+		node = child;
+		seg = dot + 1;
+	}
+out:
+	json_decref(val);
 	return rc;
 }
 

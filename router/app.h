@@ -5,6 +5,7 @@
 #ifndef SWITCHBOARD_APP_H
 #define SWITCHBOARD_APP_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -22,6 +23,7 @@ struct rl_state {
 	pthread_mutex_t lock;
 	char *path; /* config file, NULL for the embedded default */
 	char file_hash[65];
+	char doc_hash[65]; /* SHA-256 of the plain document now running; "" for the default */
 	int restart_required;
 	char restart_fields[1024];
 	const char *last_result;
@@ -40,6 +42,7 @@ struct app {
 	struct cfg cfg;
 	struct snap *snap; /* RCU-protected: rcu_dereference() under rcu_read_lock() */
 	struct rl_state rl;
+	json_t *overlay; /* --set assignments, merged into every config document */
 	int64_t started_ms;
 	struct store *st;
 	struct rmet met;

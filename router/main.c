@@ -25,16 +25,21 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: switchboard-router [--config FILE] [--check-config FILE] [--print-config]\n"
-		   "                          [--log-level LEVEL] [--version]\n"
+		   "                          [--set PATH=VALUE]... [--log-level LEVEL] [--version]\n"
 		   "  --config FILE        run with this YAML config (default: embedded development config)\n"
 		   "  --check-config FILE  validate FILE, print the report, exit 1 on errors\n"
 		   "  --print-config       print the effective config (after profile defaults) as YAML\n"
+		   "  --set PATH=VALUE     override one field of every config loaded, e.g.\n"
+		   "                       --set network.dataPort=9080 (instance-local settings)\n"
 		   "  --log-level LEVEL    debug, info, warn or error (overrides observability.logLevel)\n");
 }
 
-static int load_config(const char *path, struct cfg *c, struct cfg_report *r)
+/* --set assignments; built in main() before any thread starts. */
+static json_t *overlay;
+
+static int load_config(const char *path, struct cfg *c, struct cfg_report *r, char doc_hash[65])
 {
-	int rc = path ? cfg_load_file(c, path, r) : cfg_embedded_default(c);
+	int rc = path ? cfg_load_file(c, path, overlay, doc_hash, r) : cfg_embedded_default(c);
 
 	if (rc)
 		return rc;
@@ -54,7 +59,7 @@ static int check_config(const char *path)
 
 	cfg_report_init(&r);
 	buf_init(&out, 1 << 20);
-	rc = load_config(path, &c, &r);
+	rc = load_config(path, &c, &r, NULL);
 	if (cfg_report_text(&r, &out) == 0)
 		fputs(buf_str(&out), stdout);
 	printf("%s: %s (%zu errors, %zu warnings)\n", path, rc ? "invalid" : "ok", r.errors, r.warnings);
@@ -74,7 +79,7 @@ static int print_config(const char *path)
 
 	cfg_report_init(&r);
 	buf_init(&out, 64u << 20);
-	rc = load_config(path, &c, &r);
+	rc = load_config(path, &c, &r, NULL);
 	if (rc) {
 		if (cfg_report_text(&r, &out) == 0)
 			fputs(buf_str(&out), stderr);
@@ -132,7 +137,7 @@ static int start_servers(struct app *app, char **cert, char **key)
 	}
 	o.bind_address = app->cfg.net.bind_address;
 	o.max_connections = 64;
-	o.max_body = (size_t)app->cfg.sec.max_request_bytes; /* /admin/reload carries a whole config */
+	o.max_body = CFG_DOC_LIMIT; /* /admin/reload carries a whole config; the port needs the admin token */
 	o.routes = admin_routes;
 	o.ctx = app;
 	o.name = "admin";
@@ -172,9 +177,11 @@ static int run(const char *path, const char *level_override)
 	pthread_t wd;
 	char *tls_cert = NULL, *tls_key = NULL;
 	struct push *push = NULL;
+	char doc_hash[65] = "";
 
 	cfg_report_init(&r);
-	rc = load_config(path, &app.cfg, &r);
+	app.overlay = overlay;
+	rc = load_config(path, &app.cfg, &r, doc_hash);
 	log_report(&r);
 	cfg_report_free(&r);
 	if (rc) {
@@ -186,7 +193,7 @@ static int run(const char *path, const char *level_override)
 		log_set_level(lvl);
 	if (app.cfg.sec.auth == CFG_AUTH_NONE)
 		log_warn("security.auth is none: any client may send as any agent and read any mailbox");
-	if (rl_init(&app, path)) {
+	if (rl_init(&app, path, doc_hash)) {
 		cfg_free(&app.cfg);
 		return 1;
 	}
@@ -274,16 +281,13 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"check-config", required_argument, NULL, 'k'},
-		{"print-config", no_argument, NULL, 'p'},
-		{"log-level", required_argument, NULL, 'l'},
-		{"version", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		{"config", required_argument, NULL, 'c'}, {"check-config", required_argument, NULL, 'k'},
+		{"print-config", no_argument, NULL, 'p'}, {"log-level", required_argument, NULL, 'l'},
+		{"set", required_argument, NULL, 's'},	  {"version", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},	  {NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *check = NULL, *level = NULL;
-	int print = 0, c;
+	int print = 0, c, rc;
 
 	log_set_component("switchboard-router");
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || util_init()) {
@@ -304,6 +308,18 @@ int main(int argc, char **argv)
 		case 'l':
 			level = optarg;
 			break;
+		case 's':
+			if (!overlay)
+				overlay = json_object();
+			if (!overlay || cfg_overlay_set(overlay, optarg)) {
+				fprintf(stderr,
+					"switchboard-router: --set %s: expected PATH=VALUE, e.g. "
+					"network.dataPort=9080\n",
+					optarg);
+				json_decref(overlay);
+				return 2;
+			}
+			break;
 		case 'v':
 			printf("switchboard-router %s\n", SB_VERSION);
 			return 0;
@@ -320,8 +336,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (check)
-		return check_config(check);
-	if (print)
-		return print_config(config);
-	return run(config, level);
+		rc = check_config(check);
+	else if (print)
+		rc = print_config(config);
+	else
+		rc = run(config, level);
+	json_decref(overlay);
+	return rc;
 }

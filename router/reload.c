@@ -47,7 +47,7 @@ static void snap_free(struct snap *s)
 	free(s);
 }
 
-int rl_init(struct app *app, const char *config_path)
+int rl_init(struct app *app, const char *config_path, const char *doc_hash)
 {
 	struct snap *s = snap_new(&app->cfg, 1);
 	char *text = NULL;
@@ -57,6 +57,7 @@ int rl_init(struct app *app, const char *config_path)
 		return -ENOMEM;
 	pthread_mutex_init(&app->rl.lock, NULL);
 	app->rl.last_result = "none";
+	snprintf(app->rl.doc_hash, sizeof(app->rl.doc_hash), "%s", doc_hash ? doc_hash : "");
 	if (config_path) {
 		app->rl.path = strdup(config_path);
 		if (!app->rl.path) {
@@ -131,11 +132,11 @@ static int do_reload(struct app *app, const char *text, size_t len, const char *
 	struct cfg_report r;
 	struct cfg_diff d = {0};
 	struct snap *cur = app->snap, *next = NULL; /* writers hold rl.lock: no RCU read needed */
-	char why[256] = "";
+	char why[256] = "", doc_hash[65] = "";
 	int rc, parsed;
 
 	cfg_report_init(&r);
-	parsed = cfg_parse(&nc, text, len, &r) == 0;
+	parsed = cfg_parse_doc(&nc, text, len, app->overlay, doc_hash, &r) == 0;
 	if (parsed && cfg_validate(&nc, 0, &r))
 		cfg_free(&nc), parsed = 0;
 	if (!parsed) {
@@ -160,8 +161,11 @@ static int do_reload(struct app *app, const char *text, size_t len, const char *
 		*status = 200;
 		app->rl.restart_required = 0;
 		app->rl.restart_fields[0] = '\0';
-		rc = buf_printf(reply, "{\"result\":\"unchanged\",\"generation\":%llu,\"config_hash\":\"%s\"}\n",
-				(unsigned long long)cur->generation, cur->hash);
+		memcpy(app->rl.doc_hash, doc_hash, sizeof(doc_hash)); /* same config, maybe other bytes */
+		rc = buf_printf(reply,
+				"{\"result\":\"unchanged\",\"generation\":%llu,\"config_hash\":\"%s\","
+				"\"document_hash\":\"%s\"}\n",
+				(unsigned long long)cur->generation, cur->hash, app->rl.doc_hash);
 		record(app, RL_UNCHANGED, source, NULL, cur);
 		goto out;
 	}
@@ -216,10 +220,13 @@ static int do_reload(struct app *app, const char *text, size_t len, const char *
 	synchronize_rcu(); /* no handler still reads `cur` */
 	app->rl.restart_required = 0;
 	app->rl.restart_fields[0] = '\0';
+	memcpy(app->rl.doc_hash, doc_hash, sizeof(doc_hash));
 	log_set_level((enum log_level)nc.obs.log_level);
 	*status = 200;
-	rc = buf_printf(reply, "{\"result\":\"applied\",\"generation\":%llu,\"config_hash\":\"%s\",\"changes\":",
-			(unsigned long long)next->generation, next->hash);
+	rc = buf_printf(reply,
+			"{\"result\":\"applied\",\"generation\":%llu,\"config_hash\":\"%s\",\"document_hash\":"
+			"\"%s\",\"changes\":",
+			(unsigned long long)next->generation, next->hash, app->rl.doc_hash);
 	if (!rc)
 		rc = reply_changes(reply, &d, 0);
 	if (!rc && r.warnings) {
@@ -259,7 +266,7 @@ int rl_reload(struct app *app, const char *text, size_t len, const char *source,
 			pthread_mutex_unlock(&app->rl.lock);
 			return rc;
 		}
-		rc = util_read_file(app->rl.path, 64u << 20, &file, &flen);
+		rc = util_read_file(app->rl.path, CFG_DOC_LIMIT, &file, &flen);
 		if (rc) {
 			char why[300];
 
@@ -381,8 +388,8 @@ int rl_status_json(struct app *app, struct buf *out)
 	pthread_mutex_lock(&app->rl.lock);
 	if (app->rl.last_time_ms)
 		util_fmt_rfc3339(app->rl.last_time_ms, when);
-	rc = buf_printf(out,
-			",\"restart_required\":%s,\"restart_fields\":", app->rl.restart_required ? "true" : "false");
+	rc = buf_printf(out, ",\"document_hash\":\"%s\",\"restart_required\":%s,\"restart_fields\":", app->rl.doc_hash,
+			app->rl.restart_required ? "true" : "false");
 	if (!rc)
 		rc = buf_json_str(out, app->rl.restart_fields);
 	if (!rc)

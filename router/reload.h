@@ -30,8 +30,9 @@ struct snap {
 };
 
 /* Publish the first snapshot (a copy of app->cfg) and remember the config
- * file (borrowed; NULL for the embedded default).  Returns 0 or -ENOMEM. */
-int rl_init(struct app *app, const char *config_path) SB_MUST_CHECK;
+ * file (borrowed; NULL for the embedded default) and the hash of its plain
+ * document (borrowed; NULL for none).  Returns 0 or -ENOMEM. */
+int rl_init(struct app *app, const char *config_path, const char *doc_hash) SB_MUST_CHECK;
 
 /* Reload from `text` (borrowed YAML/JSON) or, with `text` NULL, from the
  * config file.  `source` names the trigger in logs ("SIGHUP", "file",

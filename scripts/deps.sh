@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential pkg-config git curl ca-certificates
-  libcurl4-openssl-dev libjansson-dev libyaml-dev libmicrohttpd-dev
+  zlib1g-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libmicrohttpd-dev
   libsqlite3-dev sqlite3 libsodium-dev libcmocka-dev uthash-dev libyajl-dev
   liburcu-dev libxxhash-dev
   valgrind clang-format clang-tidy cppcheck

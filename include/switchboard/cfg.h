@@ -189,12 +189,30 @@ int cfg_embedded_default(struct cfg *c) SB_MUST_CHECK;
  * checks are cfg_validate()'s job.  Thread-safe. */
 int cfg_from_json(struct cfg *c, const json_t *root, struct cfg_report *r) SB_MUST_CHECK;
 
+/* Largest config document, before or after gzip inflation. */
+#define CFG_DOC_LIMIT (64u << 20)
+
 /* Parse YAML (or JSON, which is YAML) text and build `c` as above.  A
  * syntax error is reported at path "(document)". */
 int cfg_parse(struct cfg *c, const char *text, size_t len, struct cfg_report *r) SB_MUST_CHECK;
 
-/* Read and parse a file of at most 64 MiB. */
-int cfg_load_file(struct cfg *c, const char *path, struct cfg_report *r) SB_MUST_CHECK;
+/* cfg_parse() for a config document as the operator renders it: `text`
+ * may be gzip (inflated first, at most CFG_DOC_LIMIT), `overlay` (borrowed,
+ * may be NULL) is merged into the document before it is built (for
+ * instance-local settings such as ports and paths), and when `doc_hash` is
+ * not NULL it receives the SHA-256 of the plain document bytes, which is
+ * the hash the operator compares.  Thread-safe. */
+int cfg_parse_doc(struct cfg *c, const char *text, size_t len, const json_t *overlay, char doc_hash[65],
+		  struct cfg_report *r) SB_MUST_CHECK;
+
+/* Read a file (at most CFG_DOC_LIMIT bytes) and cfg_parse_doc() it. */
+int cfg_load_file(struct cfg *c, const char *path, const json_t *overlay, char doc_hash[65],
+		  struct cfg_report *r) SB_MUST_CHECK;
+
+/* Add "a.b.c=value" to `overlay` (a JSON object, borrowed): the value is a
+ * YAML scalar ("8080", "true", "0.0.0.0"; empty means ""), set at the
+ * dotted path.  Returns 0, -EINVAL for a malformed assignment, or -ENOMEM. */
+int cfg_overlay_set(json_t *overlay, const char *assignment) SB_MUST_CHECK;
 
 /* Range checks on every numeric field and the relationship rules: inbound
  * queue >= 2x batch, worker threads against `cores` (0: this machine),

@@ -3,6 +3,7 @@
  * field paths in errors, unknown keys, validation rules, printing,
  * hashing and reload classification.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "switchboard/cfg.h"
+#include "switchboard/gz.h"
 #include "switchboard/util.h"
 
 static int has_issue(const struct cfg_report *r, int sev, const char *path, const char *needle)
@@ -277,6 +279,67 @@ static void test_byte_quantities(void **state)
 	cfg_report_free(&r);
 }
 
+/* A gzip document parses like the plain one, with the plain bytes' hash;
+ * the overlay wins over the document; corrupt gzip is refused. */
+static void test_document_gzip_and_overlay(void **state)
+{
+	const char *doc = "profile: development\nnetwork: {dataPort: 18080}\nagents: [{id: a, mode: pull}]\n";
+	char *gz = NULL, h1[65], h2[65], plain_hash[65];
+	size_t gzlen = 0;
+	struct cfg c;
+	struct cfg_report r;
+	json_t *ov = json_object();
+
+	(void)state;
+	util_sha256_hex(doc, strlen(doc), plain_hash);
+	assert_int_equal(gz_deflate(doc, strlen(doc), &gz, &gzlen), 0);
+	assert_true(gz_is_gzip(gz, gzlen));
+	assert_int_equal(cfg_overlay_set(ov, "network.dataPort=9999"), 0);
+	assert_int_equal(cfg_overlay_set(ov, "storage.path=/tmp/other.db"), 0);
+	assert_int_equal(cfg_overlay_set(ov, "nodots"), -EINVAL);
+	assert_int_equal(cfg_overlay_set(ov, "a..b=1"), -EINVAL);
+
+	cfg_report_init(&r);
+	assert_int_equal(cfg_parse_doc(&c, gz, gzlen, ov, h1, &r), 0);
+	assert_int_equal(c.net.data_port, 9999);
+	assert_string_equal(c.storage.path, "/tmp/other.db");
+	assert_int_equal((int)c.nagents, 1);
+	assert_string_equal(h1, plain_hash);
+	cfg_free(&c);
+	assert_int_equal(cfg_parse_doc(&c, doc, strlen(doc), NULL, h2, &r), 0);
+	assert_int_equal(c.net.data_port, 18080);
+	assert_string_equal(h2, plain_hash);
+	cfg_free(&c);
+
+	gz[gzlen / 2] ^= 0x55; /* corrupt the middle */
+	assert_int_not_equal(cfg_parse_doc(&c, gz, gzlen, NULL, NULL, &r), 0);
+	assert_true(has_issue(&r, CFG_ERROR, "(document)", "gzip"));
+	cfg_report_free(&r);
+	free(gz);
+	json_decref(ov);
+}
+
+/* Inflation is bounded: a stream that inflates past the limit is refused. */
+static void test_gzip_bomb_bounded(void **state)
+{
+	size_t n = 1u << 20, olen = 0, glen = 0;
+	char *zeros = calloc(1, n), *gz = NULL, *out = NULL;
+
+	(void)state;
+	assert_non_null(zeros);
+	assert_int_equal(gz_deflate(zeros, n, &gz, &glen), 0);
+	assert_true(glen < 4096);
+	assert_int_equal(gz_inflate(gz, glen, n - 1, &out, &olen), -E2BIG);
+	assert_null(out);
+	assert_int_equal(gz_inflate(gz, glen, n, &out, &olen), 0);
+	assert_int_equal(olen, n);
+	free(out);
+	assert_int_equal(gz_inflate(gz, glen - 4, n, &out, &olen) == 0, 0); /* truncated */
+	assert_null(out);
+	free(gz);
+	free(zeros);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -290,6 +353,8 @@ int main(void)
 		cmocka_unit_test(test_print_round_trip_and_hash),
 		cmocka_unit_test(test_diff_classifies_changes),
 		cmocka_unit_test(test_byte_quantities),
+		cmocka_unit_test(test_document_gzip_and_overlay),
+		cmocka_unit_test(test_gzip_bomb_bounded),
 	};
 
 	if (util_init())
