@@ -1,6 +1,6 @@
 # Switchboard build.  Plain GNU make; libraries found through pkg-config.
 #   make deps   install the Debian packages the build and tests need (idempotent)
-#   make        build build/switchboard-router (release, -O2)
+#   make        build build/switchboard-router and build/switchboard-operator (release, -O2)
 #   make test   every test: unit (release + ASan/UBSan/LSan), integration, e2e (real control plane), lint
 #   make demo   run the router on its embedded default and route a message
 #   make bench  the benchmarks under bench/ (not part of make test)
@@ -14,13 +14,14 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wformat=2 -Wno-format-nonliteral -Wvla -Wpointer-arith
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -Ilib -Irouter -DSB_VERSION='"$(VERSION)"' $(WARN) -MMD -MP
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -Ilib -Irouter -Ioperator -DSB_VERSION='"$(VERSION)"' $(WARN) -MMD -MP
 RELEASE_CFLAGS := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2
 SAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LIBS = $(PKG_LIBS) -lpthread -lm
 
 LIB_SRC := $(wildcard lib/*.c)
 ROUTER_SRC := $(filter-out router/main.c,$(wildcard router/*.c))
+OPERATOR_SRC := $(filter-out operator/main.c,$(wildcard operator/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 
@@ -29,7 +30,7 @@ SAN := build/san
 
 .PHONY: all deps test unit unit-release unit-san integration e2e lint format demo demo-down bench clean help
 
-all: build/switchboard-router
+all: build/switchboard-router build/switchboard-operator
 
 help:
 	@sed -n '1,8p' Makefile
@@ -57,6 +58,15 @@ build/switchboard-router: $(REL_LIB_OBJ) $(REL_RT_OBJ) $(REL)/router/main.o
 build/switchboard-router-san: $(SAN_LIB_OBJ) $(SAN_RT_OBJ) $(SAN)/router/main.o
 	$(CC) $(SAN_CFLAGS) -o $@ $^ $(LIBS)
 
+REL_OP_OBJ := $(OPERATOR_SRC:%.c=$(REL)/%.o)
+SAN_OP_OBJ := $(OPERATOR_SRC:%.c=$(SAN)/%.o)
+
+build/switchboard-operator: $(REL_LIB_OBJ) $(REL_OP_OBJ) $(REL)/operator/main.o
+	$(CC) $(RELEASE_CFLAGS) -o $@ $^ $(LIBS)
+
+build/switchboard-operator-san: $(SAN_LIB_OBJ) $(SAN_OP_OBJ) $(SAN)/operator/main.o
+	$(CC) $(SAN_CFLAGS) -o $@ $^ $(LIBS)
+
 # --- unit tests (cmocka) -----------------------------------------------------
 $(REL)/tests/%: $(REL)/tests/unit/%.o $(REL_LIB_OBJ) $(REL_RT_OBJ)
 	$(CC) $(RELEASE_CFLAGS) -o $@ $^ $(LIBS) -lcmocka
@@ -79,7 +89,7 @@ integration: build/switchboard-router build/switchboard-router-san
 	cd tests/integration && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
 
 # --- e2e: the operator's world, against a real kube-apiserver/etcd/kcm -------
-e2e:
+e2e: build/switchboard-router build/switchboard-operator-san
 	@bash e2e/cluster build >/dev/null
 	cd e2e/tests && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
 	@if pgrep -f "$${SB_E2E_STATE:-/tmp/switchboard-e2e}/pytest-" >/dev/null; then \
@@ -89,10 +99,11 @@ lint:
 	@bash scripts/lint.sh
 
 format:
-	clang-format -i $(LIB_SRC) $(ROUTER_SRC) router/main.c include/switchboard/*.h lib/*.h router/*.h $(UNIT_SRC) $(BENCH_SRC)
+	clang-format -i $(LIB_SRC) $(ROUTER_SRC) router/main.c $(OPERATOR_SRC) operator/main.c include/switchboard/*.h \
+	  lib/*.h router/*.h operator/*.h $(UNIT_SRC) $(BENCH_SRC)
 
 test: deps
-	$(MAKE) all build/switchboard-router-san
+	$(MAKE) all build/switchboard-router-san build/switchboard-operator-san
 	$(MAKE) unit
 	$(MAKE) integration
 	$(MAKE) e2e

@@ -168,6 +168,7 @@ def routerconfig():
             "configHash": {"type": "string", "maxLength": 64},
             "configHashShort": {"type": "string", "maxLength": 12},
             "restartHash": {"type": "string", "maxLength": 64},
+            "rejectedConfigHash": {"type": "string", "maxLength": 64, "description": "A config the routers refused (or whose rollout stalled) and that was rolled back; not retried until the spec or the Agents change."},
             "agents": {"type": "integer", "format": "int32", "minimum": 0},
             "replicas": {"type": "integer", "format": "int32", "minimum": 0},
             "readyReplicas": {"type": "integer", "format": "int32", "minimum": 0},

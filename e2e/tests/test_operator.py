@@ -1,0 +1,401 @@
+"""The operator against the real control plane, with local routers as its pods.
+
+Each test runs build/switchboard-operator-san (ASan/LSan) scoped to the test's
+namespace and asserts what a user relies on: owned objects, routing through the
+rendered config, hot reloads that land before the kubelet's late file copy,
+rolling restarts for restart-class fields, validation, rollback, garbage
+collection, watch recovery (apiserver restart, 410 after compaction), leader
+election, and idempotent restarts.
+"""
+import base64
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+from operator_env import LocalRouters, Operator, http, wait_for
+
+CLUSTER_SCRIPT = os.path.join(os.path.dirname(__file__), "..", "cluster")
+
+
+@pytest.fixture
+def work():
+    with tempfile.TemporaryDirectory(prefix="sb-e2e-op-") as d:
+        yield d
+
+
+@pytest.fixture
+def operator(cluster, ns, work):
+    op = Operator(cluster, [ns], work).start()
+    yield op
+    op.stop()
+
+
+def apply(cluster, ns, *objs):
+    text = "\n---\n".join(json.dumps(o) for o in objs)
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=text)
+
+
+def routerconfig(name, router=None, **spec):
+    s = {"replicas": 2, "router": router or {"profile": "development"}}
+    s.update(spec)
+    return {"apiVersion": "switchboard.dev/v1alpha1", "kind": "RouterConfig", "metadata": {"name": name}, "spec": s}
+
+
+def agent(name, router, mode="pull", **spec):
+    s = {"routerRef": {"name": router}, "delivery": {"mode": mode}}
+    s.update(spec)
+    return {"apiVersion": "switchboard.dev/v1alpha1", "kind": "Agent", "metadata": {"name": name}, "spec": s}
+
+
+def get(cluster, ns, kind, name):
+    p = cluster.kubectl("get", kind, name, "-n", ns, "-o", "json", "--show-managed-fields", check=False)
+    return json.loads(p.stdout) if p.returncode == 0 else None
+
+
+def cond(obj, type_):
+    for c in (obj or {}).get("status", {}).get("conditions", []):
+        if c["type"] == type_:
+            return c
+    return None
+
+
+def cond_is(cluster, ns, kind, name, type_, status, reason=None):
+    def check():
+        o = get(cluster, ns, kind, name)
+        c = cond(o, type_)
+        if c and c["status"] == status and (reason is None or c["reason"] == reason) and \
+                c.get("observedGeneration") == o["metadata"]["generation"]:
+            return o
+        return None
+    return check
+
+
+def events(cluster, ns, reason=None):
+    out = json.loads(cluster.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+    return [e for e in out if reason is None or e["reason"] == reason]
+
+
+def restart_hash(cluster, ns, name):
+    d = get(cluster, ns, "deployment", name)
+    return d["spec"]["template"]["metadata"]["annotations"]["switchboard.dev/restart-hash"]
+
+
+def replicasets(cluster, ns, name):
+    rs = json.loads(cluster.kubectl("get", "replicasets", "-n", ns, "-l",
+                                    f"app.kubernetes.io/instance={name}", "-o", "json").stdout)["items"]
+    return sorted(r["metadata"]["name"] for r in rs)
+
+
+def cm_hash(cluster, ns, name):
+    cm = get(cluster, ns, "configmap", f"{name}-config")
+    return cm["metadata"]["annotations"]["switchboard.dev/config-hash"] if cm else None
+
+
+def running(cluster, ns, work, name="r1", agents=("alice", "bob"), router=None, **spec):
+    """A RouterConfig with pull agents, its local routers, converged."""
+    apply(cluster, ns, routerconfig(name, router, **spec), *[agent(a, name) for a in agents])
+    wait_for(lambda: cm_hash(cluster, ns, name), 30, what="ConfigMap rendered")
+    # the first render may predate the Agents' arrival in the cache: wait for all of them
+    wait_for(lambda: (get(cluster, ns, "routerconfig", name) or {}).get("status", {}).get("agents") == len(agents),
+             30, what="all agents rendered")
+    routers = LocalRouters(cluster, ns, name, work).start()
+    wait_for(cond_is(cluster, ns, "routerconfig", name, "ConfigApplied", "True"), 30, what="ConfigApplied=True")
+    return routers
+
+
+def send(routers, i, sender, receiver, content="hi"):
+    return routers.data(i, "POST", "/v1/messages", {"performative": "inform", "sender": sender,
+                                                   "receiver": receiver, "content": content})
+
+
+def pull(routers, i, agent_id):
+    s, body = routers.data(i, "GET", f"/v1/agents/{agent_id}/messages?max=100&wait_ms=0")
+    assert s == 200, body
+    return json.loads(body)["messages"]
+
+
+def test_create_routes_and_owns_objects(cluster, ns, operator, work):
+    routers = running(cluster, ns, work)
+    try:
+        rc = get(cluster, ns, "routerconfig", "r1")
+        for kind, name in (("configmap", "r1-config"), ("deployment", "r1"), ("service", "r1"),
+                           ("poddisruptionbudget", "r1"), ("secret", "r1-admin")):
+            o = get(cluster, ns, kind, name)
+            assert o, f"{kind}/{name} missing"
+            ref = o["metadata"]["ownerReferences"][0]
+            assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == \
+                ("RouterConfig", "r1", rc["metadata"]["uid"], True)
+            assert o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "switchboard-operator"
+            managers = {m["manager"] for m in o["metadata"]["managedFields"]}
+            assert "switchboard-operator" in managers
+        pod = get(cluster, ns, "deployment", "r1")["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert c["resources"]["limits"]["memory"]
+        # the routers run the rendered document, and the status says so
+        st = rc["status"]
+        assert routers.hashes() == [st["configHash"]] * 2
+        assert st["agents"] == 2 and st["restartHash"] == restart_hash(cluster, ns, "r1")
+        # the only secret material in the ConfigMap is a digest
+        doc = json.loads(get(cluster, ns, "configmap", "r1-config")["data"]["router.json"])
+        assert sorted(a["id"] for a in doc["agents"]) == ["alice", "bob"]
+        # messages route between the declared agents
+        s, body = send(routers, 0, "alice", "bob", "hello bob")
+        assert s in (200, 201, 202), body
+        got = pull(routers, 0, "bob")
+        assert [m["message"]["content"] for m in got] == ["hello bob"]
+        for a in ("alice", "bob"):
+            wait_for(cond_is(cluster, ns, "agent", a, "Ready", "True"), 20, what=f"agent {a} Ready")
+            o = get(cluster, ns, "agent", a)
+            assert cond(o, "Accepted")["status"] == "True" and o["status"]["router"] == "r1"
+    finally:
+        routers.stop()
+
+
+def test_agent_changes_hot_reload_before_the_file(cluster, ns, operator, work):
+    routers = running(cluster, ns, work)
+    try:
+        rhash, rsets = restart_hash(cluster, ns, "r1"), replicasets(cluster, ns, "r1")
+        dgen = get(cluster, ns, "deployment", "r1")["metadata"]["generation"]
+        file_hash = routers.synced_hash
+        gens = routers.generations()
+        # add: both routers route to carol before any file copy
+        apply(cluster, ns, agent("carol", "r1"))
+        wait_for(lambda: routers.hashes()[0] != file_hash and len(set(routers.hashes())) == 1, 15,
+                 what="routers reloaded")
+        s, body = send(routers, 1, "alice", "carol")
+        assert s in (200, 201, 202), body
+        assert routers.synced_hash == file_hash  # the kubelet copy is still the old one
+        wait_for(cond_is(cluster, ns, "routerconfig", "r1", "ConfigApplied", "True"), 20)
+        assert get(cluster, ns, "routerconfig", "r1")["status"]["configHash"] == routers.hashes()[0]
+        # remove: bob is no longer routable
+        cluster.kubectl("delete", "agent", "bob", "-n", ns)
+        wait_for(lambda: send(routers, 0, "alice", "bob")[0] >= 400, 15, what="bob removed")
+        # change: stopping alice is a hot change too
+        apply(cluster, ns, agent("alice", "r1", state="Stopped"))
+        wait_for(lambda: (routers.status(routers.addrs[0]) or {}).get("document_hash") ==
+                 cm_hash(cluster, ns, "r1") and cm_hash(cluster, ns, "r1") != file_hash, 15)
+        # a burst of 10 Agent edits within the debounce window: a handful of reloads, not ten
+        before = routers.generations()[0]
+        apply(cluster, ns, *[agent(f"burst-{i}", "r1") for i in range(10)])
+        wait_for(lambda: get(cluster, ns, "routerconfig", "r1")["status"].get("agents") == 12 and
+                 len(set(routers.hashes())) == 1 and routers.hashes()[0] == cm_hash(cluster, ns, "r1"), 20)
+        assert routers.generations()[0] - before <= 3, (before, routers.generations())
+        # no restart: same annotation, same ReplicaSet, same Deployment generation
+        assert restart_hash(cluster, ns, "r1") == rhash
+        assert replicasets(cluster, ns, "r1") == rsets
+        assert get(cluster, ns, "deployment", "r1")["metadata"]["generation"] == dgen
+        assert routers.generations()[0] > gens[0]
+        # the late file copy changes nothing more
+        g = routers.generations()
+        routers.kubelet_sync()
+        time.sleep(1.5)
+        assert routers.generations() == g
+        assert events(cluster, ns, "HotReload")
+        assert operator.metric("switchboard_operator_hot_reloads_total") >= 3
+    finally:
+        routers.stop()
+
+
+def test_restart_class_change_rolls_the_deployment(cluster, ns, operator, work):
+    routers = running(cluster, ns, work, router={"profile": "development", "storage": {"sync": "full"}})
+    try:
+        rhash, rsets = restart_hash(cluster, ns, "r1"), replicasets(cluster, ns, "r1")
+        pushed = operator.metric("switchboard_operator_router_pushes_total")
+        apply(cluster, ns, routerconfig("r1", {"profile": "development", "storage": {"sync": "normal"}}))
+        wait_for(lambda: restart_hash(cluster, ns, "r1") != rhash, 20, what="restart annotation changed")
+        wait_for(lambda: len(replicasets(cluster, ns, "r1")) == len(rsets) + 1, 30, what="a new ReplicaSet")
+        o = wait_for(cond_is(cluster, ns, "routerconfig", "r1", "ConfigApplied", "False", "RolloutInProgress"), 20)
+        assert o["status"]["restartHash"] == restart_hash(cluster, ns, "r1")
+        assert o["status"]["lastReload"]["kind"] == "Restart"
+        assert events(cluster, ns, "RollingRestart")
+        # nothing was pushed: a running router cannot change storage.sync
+        assert operator.metric("switchboard_operator_router_pushes_total") == pushed
+        # the routers see the new file late and say they need a restart
+        routers.kubelet_sync()
+        wait_for(lambda: all((routers.status(a) or {}).get("restart_required") for a in routers.addrs), 15)
+    finally:
+        routers.stop()
+
+
+def test_semantically_invalid_config_keeps_the_old_one(cluster, ns, operator, work):
+    routers = running(cluster, ns, work)
+    try:
+        good = cm_hash(cluster, ns, "r1")
+        bad = {"profile": "development", "performance": {"processingTimeoutMs": 60000, "messageTimeoutMs": 30000}}
+        apply(cluster, ns, routerconfig("r1", bad))  # passes the CRD schema
+        o = wait_for(cond_is(cluster, ns, "routerconfig", "r1", "Valid", "False", "InvalidConfig"), 20)
+        assert "spec.router.performance.processingTimeoutMs" in cond(o, "Valid")["message"]
+        assert cm_hash(cluster, ns, "r1") == good
+        assert routers.hashes() == [good, good]
+        assert o["status"]["configHash"] == good
+        wait_for(lambda: events(cluster, ns, "InvalidConfig"), 10)
+        assert operator.metric("switchboard_operator_routerconfig_condition", type="Valid", status="False") == 1
+    finally:
+        routers.stop()
+
+
+def test_router_refusal_rolls_back(cluster, ns, operator, work):
+    routers = running(cluster, ns, work, router={"profile": "development",
+                                                 "performance": {"agentQueueSize": 1000}})
+    try:
+        good = cm_hash(cluster, ns, "r1")
+        for i in range(30):  # bob's queue holds 30 on router 0
+            s, body = send(routers, 0, "alice", "bob", f"m{i}")
+            assert s in (200, 201, 202), body
+        # shrinking below the depth cannot be applied in place: the router refuses
+        apply(cluster, ns, routerconfig("r1", {"profile": "development", "performance": {"agentQueueSize": 10}}))
+        o = wait_for(cond_is(cluster, ns, "routerconfig", "r1", "ConfigApplied", "False", "RolledBack"), 30)
+        assert o["status"]["rejectedConfigHash"] != good
+        assert o["status"]["configHash"] == good
+        assert o["status"]["lastReload"]["result"] == "RolledBack"
+        assert cm_hash(cluster, ns, "r1") == good
+        assert routers.hashes() == [good, good]
+        assert events(cluster, ns, "ConfigRejected") and events(cluster, ns, "RolledBack")
+        assert operator.metric("switchboard_operator_rollbacks_total") >= 1
+        # nothing lost: bob still has his 30 messages
+        assert len(pull(routers, 0, "bob")) == 30
+        # the refused config is not retried on its own
+        pushes = operator.metric("switchboard_operator_router_pushes_total")
+        time.sleep(3)
+        assert operator.metric("switchboard_operator_router_pushes_total") == pushes
+    finally:
+        routers.stop()
+
+
+def test_delete_garbage_collects(cluster, ns, operator, work):
+    apply(cluster, ns, routerconfig("gc"), agent("a1", "gc"))
+    wait_for(lambda: get(cluster, ns, "deployment", "gc") and get(cluster, ns, "secret", "gc-admin"), 30)
+    cluster.kubectl("delete", "routerconfig", "gc", "-n", ns)
+    for kind, name in (("configmap", "gc-config"), ("deployment", "gc"), ("service", "gc"),
+                       ("poddisruptionbudget", "gc"), ("secret", "gc-admin")):
+        wait_for(lambda: get(cluster, ns, kind, name) is None, 60, what=f"{kind}/{name} collected")
+    wait_for(cond_is(cluster, ns, "agent", "a1", "Accepted", "False", "RouterNotFound"), 20)
+
+
+def test_apiserver_restart_converges(cluster, ns, operator, work):
+    routers = running(cluster, ns, work)
+    try:
+        restarts = operator.metric("switchboard_operator_watch_restarts_total")
+        subprocess.run([CLUSTER_SCRIPT, "restart", cluster.name, "apiserver"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        apply(cluster, ns, agent("after-restart", "r1"))
+        wait_for(lambda: get(cluster, ns, "routerconfig", "r1")["status"].get("agents") == 3 and
+                 routers.hashes()[0] == cm_hash(cluster, ns, "r1"), 60, what="converged after the restart")
+        assert operator.metric("switchboard_operator_watch_restarts_total") > restarts
+        assert send(routers, 0, "alice", "after-restart")[0] in (200, 201, 202)
+    finally:
+        routers.stop()
+
+
+def etcd_compact(cluster):
+    port = open(os.path.join(cluster.state, "etcd.port")).read().strip()
+    rng = json.dumps({"key": base64.b64encode(b"/").decode()}).encode()
+    rev = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"http://127.0.0.1:{port}/v3/kv/range", data=rng, method="POST"), timeout=10).read())["header"]["revision"]
+    body = json.dumps({"revision": rev, "physical": True}).encode()
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/v3/kv/compaction", data=body,
+                                                  method="POST"), timeout=30).read()
+    return int(rev)
+
+
+def test_410_after_compaction_relists_without_missing_a_change(cluster, ns, operator, work):
+    routers = running(cluster, ns, work)
+    try:
+        relists = operator.metric("switchboard_operator_watch_relists_total") or 0
+        operator.proc.send_signal(signal.SIGSTOP)
+        try:
+            cluster.kubectl("delete", "agent", "bob", "-n", ns)
+            apply(cluster, ns, agent("dave", "r1"))
+            etcd_compact(cluster)
+            # a fresh apiserver's watch cache starts after the compaction: the
+            # operator's old resourceVersion is gone (410 Gone)
+            subprocess.run([CLUSTER_SCRIPT, "restart", cluster.name, "apiserver"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        finally:
+            operator.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: (operator.metric("switchboard_operator_watch_relists_total") or 0) > relists, 60,
+                 what="a relist")
+        wait_for(lambda: routers.hashes()[0] == cm_hash(cluster, ns, "r1") and
+                 get(cluster, ns, "routerconfig", "r1")["status"].get("agents") == 2, 30)
+        doc = json.loads(get(cluster, ns, "configmap", "r1-config")["data"]["router.json"])
+        assert sorted(a["id"] for a in doc["agents"]) == ["alice", "dave"]
+        assert any("410" in (l.get("msg", "") + l.get("detail", "")) or "expired" in l.get("msg", "")
+                   for l in operator.lines())
+    finally:
+        routers.stop()
+
+
+def lease_holder(cluster, ns):
+    p = cluster.kubectl("get", "lease", "switchboard-operator", "-n", ns, "-o", "jsonpath={.spec.holderIdentity}",
+                        check=False)
+    return p.stdout if p.returncode == 0 else None
+
+
+def test_leader_election_one_leader_and_failover(cluster, ns, work):
+    extra = ["--leader-elect", "--leader-election-namespace", ns]
+    a = Operator(cluster, [ns], work, extra, name="op-a").start()
+    b = Operator(cluster, [ns], work, extra, name="op-b").start()
+    try:
+        wait_for(lambda: lease_holder(cluster, ns), 30, what="a lease holder")
+        wait_for(lambda: (a.metric("switchboard_operator_leader") or 0) + (b.metric("switchboard_operator_leader") or 0) == 1,
+                 10, what="exactly one leader")
+        time.sleep(3)
+        assert a.metric("switchboard_operator_leader") + b.metric("switchboard_operator_leader") == 1
+        leader, standby = (a, b) if a.metric("switchboard_operator_leader") == 1 else (b, a)
+        assert lease_holder(cluster, ns).endswith("_" + str(leader.proc.pid))
+        apply(cluster, ns, routerconfig("le"), agent("x", "le"))
+        wait_for(lambda: cm_hash(cluster, ns, "le"), 30)
+        assert standby.metric("switchboard_operator_reconciles_total") == 0
+        # the leader dies without releasing: the standby takes over after the lease expires
+        t0 = time.time()
+        leader.kill()
+        wait_for(lambda: standby.metric("switchboard_operator_leader") == 1, 40, what="failover")
+        took = time.time() - t0
+        assert took < 30, took
+        apply(cluster, ns, agent("y", "le"))
+        wait_for(lambda: get(cluster, ns, "routerconfig", "le")["status"].get("agents") == 2, 30)
+        # a graceful stop releases the lease at once
+        standby.stop()
+        assert lease_holder(cluster, ns) == ""
+    finally:
+        for o in (a, b):
+            if o.proc.poll() is None:
+                o.stop()
+
+
+def test_operator_restart_with_nothing_changed_does_nothing(cluster, ns, operator, work):
+    routers = running(cluster, ns, work)
+    try:
+        time.sleep(1)
+        gens = routers.generations()
+        cm_rv = get(cluster, ns, "configmap", "r1-config")["metadata"]["resourceVersion"]
+        dep = get(cluster, ns, "deployment", "r1")["metadata"]
+        operator.stop()
+        fresh = Operator(cluster, [ns], work, name="operator-2").start()
+        try:
+            wait_for(lambda: any(l.get("msg") == "reconciled" and l.get("name") == "r1" for l in fresh.lines()), 20)
+            time.sleep(2)
+            assert routers.generations() == gens
+            assert get(cluster, ns, "configmap", "r1-config")["metadata"]["resourceVersion"] == cm_rv
+            d = get(cluster, ns, "deployment", "r1")["metadata"]
+            assert (d["generation"], d["resourceVersion"]) == (dep["generation"], dep["resourceVersion"]) or \
+                d["generation"] == dep["generation"]
+            assert fresh.metric("switchboard_operator_router_pushes_total") == 0
+        finally:
+            fresh.stop()
+    finally:
+        routers.stop()
+        operator.proc = None

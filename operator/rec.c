@@ -1,0 +1,719 @@
+/*
+ * rec: the RouterConfig and Agent reconcilers (see rec.h and
+ * docs/operator.md for the flow).
+ */
+#include "rec.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rec_render.h"
+#include "rec_router.h"
+#include "switchboard/log.h"
+#include "switchboard/util.h"
+
+#define CONVERGE_POLL_MS 2000
+
+struct cond {
+	const char *type;
+	const char *status;
+	char reason[64];
+	char message[1024];
+};
+
+static const char *md_str(const json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(obj, "metadata"), key));
+}
+
+static void cond_set(struct cond *c, const char *type, const char *status, const char *reason, const char *fmt, ...)
+	SB_PRINTF(5, 6);
+
+static void cond_set(struct cond *c, const char *type, const char *status, const char *reason, const char *fmt, ...)
+{
+	va_list ap;
+
+	c->type = type;
+	c->status = status;
+	snprintf(c->reason, sizeof(c->reason), "%s", reason);
+	va_start(ap, fmt);
+	vsnprintf(c->message, sizeof(c->message), fmt, ap);
+	va_end(ap);
+}
+
+static void now_rfc3339(char out[32])
+{
+	int64_t ms = util_now_ms();
+
+	util_fmt_rfc3339(ms - ms % 1000, out);
+	/* metav1.Time has second precision: drop the milliseconds */
+	memmove(out + 19, out + 23, strlen(out + 23) + 1);
+}
+
+/* Conditions as a JSON array, keeping lastTransitionTime from `old` (the
+ * current status) for conditions whose status did not change. */
+static json_t *conditions_json(const json_t *old, const struct cond *c, size_t n, json_int_t gen)
+{
+	json_t *arr = json_array();
+	char now[32];
+
+	now_rfc3339(now);
+	for (size_t i = 0; arr && i < n; i++) {
+		const char *ltt = now;
+		size_t j;
+		json_t *o;
+
+		json_array_foreach (json_object_get(old, "conditions"), j, o) {
+			const char *t = json_string_value(json_object_get(o, "type"));
+			const char *s = json_string_value(json_object_get(o, "status"));
+			const char *l = json_string_value(json_object_get(o, "lastTransitionTime"));
+
+			if (t && s && l && strcmp(t, c[i].type) == 0 && strcmp(s, c[i].status) == 0)
+				ltt = l;
+		}
+		if (json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:I,s:s}", "type", c[i].type, "status",
+							 c[i].status, "reason", c[i].reason, "message", c[i].message,
+							 "observedGeneration", gen, "lastTransitionTime", ltt))) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return arr;
+}
+
+/* Server-side apply `status` to the object's status subresource, unless it
+ * equals the current one.  Steals `status`. */
+static int write_status(struct op *op, const char *resource, const char *kind, const json_t *obj, json_t *status)
+{
+	const json_t *old = json_object_get(obj, "status");
+	char path[700];
+	struct kc_status st;
+	json_t *body;
+	int rc;
+
+	if (!status)
+		return -ENOMEM;
+	if (old && json_equal(old, status)) {
+		json_decref(status);
+		return 0;
+	}
+	snprintf(path, sizeof(path), OP_GROUP_PATH "/namespaces/%s/%s/%s/status", md_str(obj, "namespace"), resource,
+		 md_str(obj, "name"));
+	body = json_pack("{s:s,s:s,s:{s:s,s:s},s:o}", "apiVersion", "switchboard.dev/v1alpha1", "kind", kind,
+			 "metadata", "name", md_str(obj, "name"), "namespace", md_str(obj, "namespace"), "status",
+			 status);
+	if (!body)
+		return -ENOMEM;
+	rc = kc_apply(op->k, path, body, NULL, &st);
+	json_decref(body);
+	if (rc && rc != -ENOENT)
+		log_warn("cannot write status", "kind", kind, "name", md_str(obj, "name"), "detail", st.message);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+static int vevent(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, va_list ap)
+	SB_PRINTF(5, 0);
+
+static int vevent(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, va_list ap)
+{
+	char msg[1024], name[400], id[33], now[32], path[400];
+	struct kc_status st;
+	json_t *ev;
+	int rc;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	util_random_id(id);
+	id[16] = '\0';
+	snprintf(name, sizeof(name), "%.230s.%s", md_str(obj, "name"), id);
+	now_rfc3339(now);
+	ev = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:s,s:s,s:s,s:s,s:s},s:s,s:s,s:s,s:{s:s},s:s,s:s,s:s,s:i,s:s}",
+		       "apiVersion", "v1", "kind", "Event", "metadata", "name", name, "namespace",
+		       md_str(obj, "namespace"), "involvedObject", "apiVersion",
+		       json_string_value(json_object_get(obj, "apiVersion")), "kind",
+		       json_string_value(json_object_get(obj, "kind")), "name", md_str(obj, "name"), "namespace",
+		       md_str(obj, "namespace"), "uid", md_str(obj, "uid") ? md_str(obj, "uid") : "", "type", type,
+		       "reason", reason, "message", msg, "source", "component", "switchboard-operator",
+		       "firstTimestamp", now, "lastTimestamp", now, "reportingComponent", "switchboard-operator",
+		       "count", 1, "reportingInstance", op->identity);
+	if (!ev)
+		return -ENOMEM;
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", md_str(obj, "namespace"));
+	rc = kc_create(op->k, path, ev, NULL, &st);
+	json_decref(ev);
+	log_emit(strcmp(type, "Warning") == 0 ? LOG_WARN : LOG_INFO, "event", "object", md_str(obj, "name"),
+		 "namespace", md_str(obj, "namespace"), "reason", reason, "message", msg, "error",
+		 rc ? st.message : NULL, (const char *)0);
+	return rc;
+}
+
+int rec_event(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vevent(op, obj, type, reason, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* An Event is best effort: a failure is logged (by vevent) and the
+ * reconcile goes on. */
+static void note(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, ...)
+	SB_PRINTF(5, 6);
+
+static void note(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vevent(op, obj, type, reason, fmt, ap))
+		log_debug("event not recorded", "reason", reason);
+	va_end(ap);
+}
+
+/* The admin token: read from the Secret, or created once. The token is a
+ * secret: wiped before it is freed, never logged. */
+static int admin_token(struct op *op, const json_t *rc, char token[65])
+{
+	char path[600];
+	struct kc_status st;
+	json_t *sec = NULL, *obj = NULL;
+	const char *b64;
+	int r;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s-admin", md_str(rc, "namespace"),
+		 md_str(rc, "name"));
+	r = kc_get(op->k, path, &sec, &st);
+	if (r == 0 && (b64 = json_string_value(json_object_get(json_object_get(sec, "data"), "token")))) {
+		size_t len = 0;
+
+		if (sodium_base642bin((unsigned char *)token, 64, b64, strlen(b64), NULL, &len, NULL,
+				      sodium_base64_VARIANT_ORIGINAL) == 0 &&
+		    len > 0) {
+			token[len] = '\0';
+			json_decref(sec);
+			return 0;
+		}
+	}
+	json_decref(sec);
+	if (r && r != -ENOENT)
+		return r;
+	util_random_id(token);
+	util_random_id(token + 32);
+	obj = rr_admin_secret(rc, token);
+	if (!obj)
+		return -ENOMEM;
+	r = kc_apply(op->k, path, obj, NULL, &st);
+	json_decref(obj);
+	if (r)
+		log_warn("cannot write the admin-token Secret", "name", md_str(rc, "name"), "detail", st.message);
+	return r;
+}
+
+static int apply_obj(struct op *op, const char *path, json_t *obj)
+{
+	struct kc_status st;
+	int rc;
+
+	if (!obj)
+		return -ENOMEM;
+	rc = kc_apply(op->k, path, obj, NULL, &st);
+	if (rc)
+		log_warn("server-side apply failed", "path", path, "reason", st.reason, "detail", st.message);
+	json_decref(obj);
+	return rc;
+}
+
+/* GET, mapping 404 to NULL. */
+static int get_opt(struct op *op, const char *path, json_t **out)
+{
+	struct kc_status st;
+	int rc = kc_get(op->k, path, out, &st);
+
+	if (rc == -ENOENT) {
+		*out = NULL;
+		return 0;
+	}
+	return rc;
+}
+
+static const json_t *deploy_cond(const json_t *dep, const char *type)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach (json_object_get(json_object_get(dep, "status"), "conditions"), i, c) {
+		const char *t = json_string_value(json_object_get(c, "type"));
+
+		if (t && strcmp(t, type) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+static const char *template_restart_hash(const json_t *dep)
+{
+	return json_string_value(json_object_get(
+		json_object_get(json_object_get(json_object_get(json_object_get(dep, "spec"), "template"), "metadata"),
+				"annotations"),
+		"switchboard.dev/restart-hash"));
+}
+
+/* Write each Agent's status: Accepted, Ready, router. */
+static int agent_statuses(struct op *op, const json_t *rc, const struct rr_render *r, int applied)
+{
+	const char *ns = md_str(rc, "namespace");
+	struct kc_informer *inf = op_informer(op, OP_AGENT, ns);
+	int ret = 0;
+
+	for (size_t i = 0; inf && i < r->nagents; i++) {
+		const struct rr_agent *a = &r->agents[i];
+		json_t *agent = kc_informer_get(inf, ns, a->name), *st;
+		struct cond c[2];
+
+		if (!agent)
+			continue;
+		cond_set(&c[0], "Accepted", a->accepted ? "True" : "False", a->reason, "%s", a->message);
+		if (!a->accepted)
+			cond_set(&c[1], "Ready", "False", "NotAccepted", "the agent is not in the router's config");
+		else if (applied)
+			cond_set(&c[1], "Ready", "True", "ConfigApplied",
+				 "every ready router runs a config with agent %s", a->id);
+		else
+			cond_set(&c[1], "Ready", "False", "Pending", "waiting for the routers to apply the config");
+		st = json_pack("{s:I,s:o,s:s}", "observedGeneration", a->generation, "conditions",
+			       conditions_json(json_object_get(agent, "status"), c, 2, a->generation), "router",
+			       md_str(rc, "name"));
+		if (write_status(op, "agents", "Agent", agent, st))
+			ret = -EAGAIN;
+		json_decref(agent);
+	}
+	return ret;
+}
+
+/* A short list of the report's errors for a condition message. */
+static void report_message(const struct cfg_report *r, char *out, size_t outlen)
+{
+	size_t off = 0, shown = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < r->n && off < outlen; i++) {
+		if (r->items[i].severity != CFG_ERROR)
+			continue;
+		off += (size_t)snprintf(out + off, outlen - off, "%s%s: %s", shown ? "; " : "", r->items[i].path,
+					r->items[i].msg);
+		shown++;
+	}
+	if (r->errors > shown && off < outlen)
+		snprintf(out + off, outlen - off, " (and %zu more)", r->errors - shown);
+}
+
+struct pushres {
+	struct rr_endpoint eps[RR_MAX_ENDPOINTS];
+	size_t n, current, rejected, restart, unreachable;
+	char why[300];
+};
+
+/* Bring every ready router to `doc`: ask each, push to the stale ones when
+ * `push` is set.  Counts the outcome in `p`. */
+static int converge(struct op *op, const json_t *rc, const char *token, const char *doc, size_t len, const char *hash,
+		    int push, struct pushres *p)
+{
+	int r = rr_endpoints(op, md_str(rc, "namespace"), md_str(rc, "name"), p->eps, &p->n);
+
+	if (r)
+		return r;
+	p->current = p->rejected = p->restart = p->unreachable = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		struct rr_endpoint *ep = &p->eps[i];
+
+		if (rr_status(ep, token)) {
+			p->unreachable++;
+			continue;
+		}
+		if (strcmp(ep->doc_hash, hash) == 0) {
+			p->current++;
+			continue;
+		}
+		if (!push)
+			continue;
+		r = rr_push(ep, token, doc, len);
+		if (r == 0) {
+			met_inc(op->m.pushes_ok);
+			p->current++;
+		} else {
+			met_inc(op->m.pushes_failed);
+			if (r == -EINVAL)
+				p->rejected++;
+			else if (r == -EAGAIN)
+				p->restart++;
+			else
+				p->unreachable++;
+			snprintf(p->why, sizeof(p->why), "%.100s: %.190s", ep->url, ep->detail);
+		}
+	}
+	return 0;
+}
+
+int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *requeue_ms)
+{
+	struct kc_informer *inf = op_informer(op, OP_RC, ns);
+	json_t *rc = inf ? kc_informer_get(inf, ns, name) : NULL, *cm = NULL, *prev_cm = NULL, *dep = NULL;
+	json_t *status = NULL, *last_reload = NULL;
+	const json_t *old_status, *spec, *c;
+	struct rr_render r;
+	struct pushres *p = NULL;
+	struct cond conds[4];
+	char path[700], token[65] = "", *cur_doc = NULL, *prev_doc = NULL, when[32], msg[1024], restored_hash[65];
+	const char *cur_hash = NULL, *rejected_hash, *target_hash;
+	size_t cur_len = 0, prev_len = 0;
+	json_int_t gen;
+	int ret = 0, restart_change = 0, changed = 0, auto_rollback, rolled_back = 0, applied = 0;
+
+	*requeue_ms = 0;
+	memset(&r, 0, sizeof(r));
+	if (!rc || md_str(rc, "deletionTimestamp")) {
+		/* gone: ownerReferences let the garbage collector remove the rest */
+		json_decref(rc);
+		if (op_cond_set(op, ns, name, NULL, NULL))
+			log_debug("condition gauges not updated");
+		return 0;
+	}
+	gen = json_integer_value(json_object_get(json_object_get(rc, "metadata"), "generation"));
+	old_status = json_object_get(rc, "status");
+	spec = json_object_get(rc, "spec");
+	auto_rollback = !json_is_false(json_object_get(json_object_get(spec, "rollout"), "autoRollback"));
+	rejected_hash = json_string_value(json_object_get(old_status, "rejectedConfigHash"));
+	last_reload = json_incref(json_object_get(old_status, "lastReload"));
+	now_rfc3339(when);
+
+	ret = rr_render(op, rc, &r);
+	if (ret)
+		goto out;
+
+	/* what runs now */
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", ns, name);
+	ret = get_opt(op, path, &cm);
+	if (!ret && cm)
+		ret = rr_configmap_doc(cm, &cur_doc, &cur_len);
+	if (ret == -ENOENT)
+		ret = 0;
+	if (ret)
+		goto out;
+	cur_hash = json_string_value(json_object_get(json_object_get(json_object_get(cm, "metadata"), "annotations"),
+						     "switchboard.dev/config-hash"));
+
+	if (!r.valid) {
+		report_message(&r.report, msg, sizeof(msg));
+		cond_set(&conds[0], "Valid", "False", "InvalidConfig", "%s", msg);
+		/* only the Valid condition changes: the last good config keeps running */
+		{
+			const json_t *oc;
+			size_t i, n = 1;
+
+			json_array_foreach (json_object_get(old_status, "conditions"), i, oc) {
+				const char *t = json_string_value(json_object_get(oc, "type"));
+
+				if (!t || strcmp(t, "Valid") == 0 || n >= 4)
+					continue;
+				cond_set(&conds[n],
+					 strcmp(t, "ConfigApplied") == 0 ? "ConfigApplied"
+					 : strcmp(t, "Available") == 0	 ? "Available"
+									 : "Progressing",
+					 json_string_value(json_object_get(oc, "status")) ?: "Unknown",
+					 json_string_value(json_object_get(oc, "reason")) ?: "Unknown", "%s",
+					 json_string_value(json_object_get(oc, "message")) ?: "");
+				n++;
+			}
+			status = json_deep_copy(old_status ? old_status : json_object());
+			if (status)
+				json_object_set_new(status, "conditions", conditions_json(old_status, conds, n, gen));
+		}
+		{
+			const json_t *ov = NULL;
+			size_t i;
+			json_t *oc;
+
+			json_array_foreach (json_object_get(old_status, "conditions"), i, oc) {
+				const char *t = json_string_value(json_object_get(oc, "type"));
+
+				if (t && strcmp(t, "Valid") == 0)
+					ov = oc;
+			}
+			if (!ov || strcmp(json_string_value(json_object_get(ov, "status")) ?: "", "False") != 0 ||
+			    strcmp(json_string_value(json_object_get(ov, "message")) ?: "", msg) != 0 ||
+			    json_integer_value(json_object_get(ov, "observedGeneration")) != gen)
+				note(op, rc, "Warning", "InvalidConfig", "config rejected, %zu errors: %s",
+				     r.report.errors, msg);
+		}
+		met_inc(op->m.rejections);
+		if (status)
+			json_object_set_new(status, "observedGeneration", json_integer(gen));
+		ret = write_status(op, "routerconfigs", "RouterConfig", rc, status);
+		status = NULL;
+		if (op_cond_set(op, ns, name, "Valid", "False"))
+			log_debug("condition gauges not updated");
+		goto out;
+	}
+
+	ret = admin_token(op, rc, token);
+	if (ret)
+		goto out;
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		ret = -ENOMEM;
+		goto out;
+	}
+
+	if (rejected_hash && strcmp(rejected_hash, r.hash) == 0 && cur_doc) {
+		/* this exact config was refused and rolled back: keep the old one
+		 * until the spec or the Agents change */
+		rolled_back = 1;
+	} else {
+		changed = !cur_hash || strcmp(cur_hash, r.hash) != 0;
+		if (changed && cur_doc) {
+			struct cfg old;
+			struct cfg_report rep;
+			struct cfg_diff d = {0};
+
+			cfg_report_init(&rep);
+			if (cfg_parse_doc(&old, cur_doc, cur_len, NULL, NULL, &rep) == 0) {
+				if (cfg_diff(&old, &r.cfg, &d) == 0)
+					restart_change = d.restart;
+				cfg_diff_free(&d);
+				cfg_free(&old);
+			} else {
+				restart_change = 1; /* unreadable: a restart is the safe path */
+			}
+			cfg_report_free(&rep);
+		}
+		if (changed && restart_change) {
+			/* remember the last good document for a rollback */
+			snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", ns, name);
+			ret = apply_obj(op, path, rr_configmap(rc, "config-previous", cur_doc, cur_len, cur_hash));
+			if (ret)
+				goto out;
+		}
+		if (changed) {
+			snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", ns, name);
+			ret = apply_obj(op, path, rr_configmap(rc, "config", r.doc, r.len, r.hash));
+			if (ret)
+				goto out;
+		}
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", ns, name);
+		ret = apply_obj(op, path, rr_service(rc, &r.cfg));
+		snprintf(path, sizeof(path), "/apis/policy/v1/namespaces/%s/poddisruptionbudgets/%s", ns, name);
+		if (!ret)
+			ret = apply_obj(op, path, rr_pdb(rc));
+		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", ns, name);
+		if (!ret)
+			ret = get_opt(op, path, &dep);
+		if (!ret)
+			ret = apply_obj(op, path, rr_deployment(rc, &r.cfg, r.restart_hash, op->router_image));
+		if (ret)
+			goto out;
+		if (changed && restart_change) {
+			met_inc(op->m.rolling_restarts);
+			json_decref(last_reload);
+			last_reload =
+				json_pack("{s:s,s:s,s:s}", "kind", "Restart", "time", when, "result", "Progressing");
+			note(op, rc, "Normal", "RollingRestart",
+			     "restart-class fields changed: rolling the Deployment to config %.12s (restart hash "
+			     "%.12s)",
+			     r.hash, r.restart_hash);
+		}
+	}
+
+	target_hash = rolled_back ? cur_hash : r.hash;
+	if (!target_hash)
+		target_hash = "";
+	ret = converge(op, rc, token, rolled_back ? cur_doc : r.doc, rolled_back ? cur_len : r.len, target_hash,
+		       !restart_change, p);
+	if (ret)
+		goto out;
+	if (!rolled_back && (p->rejected || p->restart) && !restart_change) {
+		met_inc(op->m.rejections);
+		note(op, rc, "Warning", "ConfigRejected", "%zu of %zu routers refused config %.12s: %s",
+		     p->rejected + p->restart, p->n, r.hash, p->why);
+		if (auto_rollback && cur_doc) {
+			snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", ns, name);
+			ret = apply_obj(op, path, rr_configmap(rc, "config", cur_doc, cur_len, cur_hash));
+			if (ret)
+				goto out;
+			ret = converge(op, rc, token, cur_doc, cur_len, cur_hash, 1, p);
+			if (ret)
+				goto out;
+			met_inc(op->m.rollbacks);
+			rolled_back = 1;
+			target_hash = cur_hash;
+			json_decref(last_reload);
+			last_reload = json_pack("{s:s,s:s,s:s}", "kind", "Hot", "time", when, "result", "RolledBack");
+			note(op, rc, "Warning", "RolledBack", "restored the last good config %.12s", cur_hash);
+		}
+	} else if (!rolled_back && changed && !restart_change && p->current == p->n && p->n > 0) {
+		met_inc(op->m.hot_reloads);
+		json_decref(last_reload);
+		last_reload = json_pack("{s:s,s:s,s:s}", "kind", "Hot", "time", when, "result", "Succeeded");
+		note(op, rc, "Normal", "HotReload", "config %.12s applied in place to %zu routers", r.hash, p->n);
+	}
+
+	/* a rolling restart that cannot finish: restore the previous config */
+	if (!dep) {
+		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", ns, name);
+		ret = get_opt(op, path, &dep);
+		if (ret)
+			goto out;
+	}
+	c = deploy_cond(dep, "Progressing");
+	if (!rolled_back && auto_rollback && c &&
+	    strcmp(json_string_value(json_object_get(c, "reason")) ?: "", "ProgressDeadlineExceeded") == 0 &&
+	    template_restart_hash(dep) && strcmp(template_restart_hash(dep), r.restart_hash) == 0) {
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", ns, name);
+		ret = get_opt(op, path, &prev_cm);
+		if (!ret && prev_cm && rr_configmap_doc(prev_cm, &prev_doc, &prev_len) == 0) {
+			struct cfg pc;
+			struct cfg_report rep;
+			char prev_restart[65], prev_hash[65];
+
+			cfg_report_init(&rep);
+			util_sha256_hex(prev_doc, prev_len, prev_hash);
+			if (cfg_parse_doc(&pc, prev_doc, prev_len, NULL, NULL, &rep) == 0) {
+				if (cfg_restart_hash(&pc, prev_restart) == 0 &&
+				    strcmp(prev_restart, r.restart_hash) != 0) {
+					snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", ns,
+						 name);
+					ret = apply_obj(op, path,
+							rr_configmap(rc, "config", prev_doc, prev_len, prev_hash));
+					snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", ns,
+						 name);
+					if (!ret)
+						ret = apply_obj(op, path,
+								rr_deployment(rc, &pc, prev_restart, op->router_image));
+					if (!ret) {
+						met_inc(op->m.rollbacks);
+						rolled_back = 1;
+						json_decref(last_reload);
+						last_reload = json_pack("{s:s,s:s,s:s}", "kind", "Restart", "time",
+									when, "result", "RolledBack");
+						note(op, rc, "Warning", "RolledBack",
+						     "the rollout did not become available within its deadline; "
+						     "restored config %.12s (restart hash %.12s)",
+						     prev_hash, prev_restart);
+						snprintf(r.restart_hash, sizeof(r.restart_hash), "%s", prev_restart);
+						snprintf(restored_hash, sizeof(restored_hash), "%s", prev_hash);
+						target_hash = restored_hash;
+					}
+				}
+				cfg_free(&pc);
+			}
+			cfg_report_free(&rep);
+		}
+		if (ret)
+			goto out;
+	}
+	if (rolled_back && !changed && template_restart_hash(dep))
+		snprintf(r.restart_hash, sizeof(r.restart_hash), "%s", template_restart_hash(dep));
+
+	/* status */
+	applied = p->n > 0 && p->current == p->n;
+	cond_set(&conds[0], "Valid", "True", "Valid", "the spec passed validation (%zu agents)", r.naccepted);
+	if (rolled_back)
+		cond_set(&conds[1], "ConfigApplied", "False", "RolledBack",
+			 "config %.12s was refused or did not roll out; the routers run the last good config %.12s",
+			 r.hash, target_hash ? target_hash : "");
+	else if (p->n == 0)
+		cond_set(&conds[1], "ConfigApplied", "False", "NoReadyRouters", "no ready router endpoints yet");
+	else if (applied)
+		cond_set(&conds[1], "ConfigApplied", "True", "AllRoutersCurrent",
+			 "%zu of %zu ready routers run config %.12s", p->current, p->n, target_hash);
+	else if (restart_change || p->restart)
+		cond_set(&conds[1], "ConfigApplied", "False", "RolloutInProgress",
+			 "%zu of %zu ready routers run config %.12s; the rest apply it when restarted", p->current,
+			 p->n, target_hash);
+	else
+		cond_set(&conds[1], "ConfigApplied", "False", "Propagating",
+			 "%zu of %zu ready routers run config %.12s%s%s", p->current, p->n, target_hash,
+			 p->unreachable ? "; unreachable: " : "", p->unreachable ? p->why : "");
+	c = deploy_cond(dep, "Available");
+	cond_set(&conds[2], "Available", c ? json_string_value(json_object_get(c, "status")) ?: "Unknown" : "Unknown",
+		 c ? json_string_value(json_object_get(c, "reason")) ?: "Unknown" : "DeploymentPending", "%s",
+		 c ? json_string_value(json_object_get(c, "message")) ?: "" : "the Deployment has no status yet");
+	c = deploy_cond(dep, "Progressing");
+	cond_set(&conds[3], "Progressing", c ? json_string_value(json_object_get(c, "status")) ?: "Unknown" : "Unknown",
+		 c ? json_string_value(json_object_get(c, "reason")) ?: "Unknown" : "DeploymentPending", "%s",
+		 c ? json_string_value(json_object_get(c, "message")) ?: "" : "the Deployment has no status yet");
+	{
+		const json_t *ds = json_object_get(dep, "status");
+
+		status = json_pack("{s:I,s:o,s:s,s:s%,s:s,s:I,s:I,s:I,s:I}", "observedGeneration", gen, "conditions",
+				   conditions_json(old_status, conds, 4, gen), "configHash", target_hash,
+				   "configHashShort", target_hash, (size_t)12, "restartHash", r.restart_hash, "agents",
+				   (json_int_t)r.naccepted, "replicas",
+				   json_integer_value(json_object_get(ds, "replicas")), "readyReplicas",
+				   json_integer_value(json_object_get(ds, "readyReplicas")), "updatedReplicas",
+				   json_integer_value(json_object_get(ds, "updatedReplicas")));
+	}
+	if (status && last_reload)
+		json_object_set(status, "lastReload", last_reload);
+	if (status && rolled_back)
+		json_object_set_new(status, "rejectedConfigHash", json_string(r.hash));
+	ret = write_status(op, "routerconfigs", "RouterConfig", rc, status);
+	status = NULL;
+	for (size_t i = 0; i < 4; i++)
+		if (op_cond_set(op, ns, name, conds[i].type, conds[i].status))
+			ret = ret ? ret : -ENOMEM;
+	if (agent_statuses(op, rc, &r, applied && !rolled_back) && !ret)
+		ret = -EAGAIN;
+	if (!applied)
+		*requeue_ms = CONVERGE_POLL_MS;
+	snprintf(msg, sizeof(msg), "%zu", r.naccepted);
+	log_info("reconciled", "kind", "RouterConfig", "namespace", ns, "name", name, "config_hash", target_hash,
+		 "config_applied", conds[1].status, "n:agents", msg);
+out:
+	if (ret && ret != -ENOMEM)
+		log_warn("reconcile failed", "namespace", ns, "name", name, "error", strerror(-ret));
+	sodium_memzero(token, sizeof(token));
+	json_decref(status);
+	json_decref(last_reload);
+	json_decref(rc);
+	json_decref(cm);
+	json_decref(prev_cm);
+	json_decref(dep);
+	free(cur_doc);
+	free(prev_doc);
+	free(p);
+	rr_free(&r);
+	return ret;
+}
+
+int rec_agent(struct op *op, const char *ns, const char *name)
+{
+	struct kc_informer *ainf = op_informer(op, OP_AGENT, ns), *rinf = op_informer(op, OP_RC, ns);
+	json_t *agent = ainf ? kc_informer_get(ainf, ns, name) : NULL, *router = NULL, *st;
+	const char *ref;
+	json_int_t gen;
+	struct cond c[2];
+	int ret = 0;
+
+	if (!agent)
+		return 0;
+	ref = json_string_value(json_object_get(json_object_get(json_object_get(agent, "spec"), "routerRef"), "name"));
+	router = ref && rinf ? kc_informer_get(rinf, ns, ref) : NULL;
+	if (!router) {
+		gen = json_integer_value(json_object_get(json_object_get(agent, "metadata"), "generation"));
+		cond_set(&c[0], "Accepted", "False", "RouterNotFound", "no RouterConfig named %s in namespace %s",
+			 ref ? ref : "", ns);
+		cond_set(&c[1], "Ready", "False", "NotAccepted", "the agent is not in any router's config");
+		st = json_pack("{s:I,s:o,s:s}", "observedGeneration", gen, "conditions",
+			       conditions_json(json_object_get(agent, "status"), c, 2, gen), "router", "");
+		ret = write_status(op, "agents", "Agent", agent, st);
+	}
+	json_decref(router);
+	json_decref(agent);
+	return ret;
+}

@@ -1,0 +1,554 @@
+/*
+ * rec_render: router config documents and the owned objects of a
+ * RouterConfig (see rec_render.h).
+ */
+#include "rec_render.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "switchboard/gz.h"
+#include "switchboard/log.h"
+#include "switchboard/util.h"
+
+static const char *md_str(const json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(obj, "metadata"), key));
+}
+
+/* --- label selectors ---------------------------------------------------- */
+
+static int in_values(const json_t *values, const char *v)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach (values, i, e)
+		if (v && json_string_value(e) && strcmp(json_string_value(e), v) == 0)
+			return 1;
+	return 0;
+}
+
+/* 1 if `labels` (an object, may be NULL) match `sel` (NULL matches all). */
+static int selector_matches(const json_t *sel, const json_t *labels)
+{
+	const char *k;
+	json_t *v, *e;
+	size_t i;
+
+	if (!json_is_object(sel))
+		return 1;
+	json_object_foreach ((json_t *)json_object_get(sel, "matchLabels"), k, v) {
+		const char *have = json_string_value(json_object_get(labels, k));
+
+		if (!have || !json_string_value(v) || strcmp(have, json_string_value(v)) != 0)
+			return 0;
+	}
+	json_array_foreach (json_object_get(sel, "matchExpressions"), i, e) {
+		const char *key = json_string_value(json_object_get(e, "key"));
+		const char *opr = json_string_value(json_object_get(e, "operator"));
+		const char *have = key ? json_string_value(json_object_get(labels, key)) : NULL;
+		const json_t *vals = json_object_get(e, "values");
+
+		if (!opr)
+			return 0;
+		if ((strcmp(opr, "In") == 0 && !in_values(vals, have)) ||
+		    (strcmp(opr, "NotIn") == 0 && have && in_values(vals, have)) ||
+		    (strcmp(opr, "Exists") == 0 && !have) || (strcmp(opr, "DoesNotExist") == 0 && have))
+			return 0;
+	}
+	return 1;
+}
+
+/* --- agents -------------------------------------------------------------- */
+
+static int agent_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct rr_agent *)a)->id, ((const struct rr_agent *)b)->id);
+}
+
+/* SHA-256 of the token in the Agent's Secret.  Returns 0, -ENOENT (no
+ * Secret or key) or another API error; `why` says which. */
+static int token_digest(struct op *op, const char *ns, const json_t *ref, char out[65], char *why, size_t whylen)
+{
+	const char *name = json_string_value(json_object_get(ref, "name"));
+	const char *key = json_string_value(json_object_get(ref, "key"));
+	const char *b64;
+	char path[600], *raw = NULL;
+	struct kc_status st;
+	json_t *sec = NULL;
+	size_t len = 0, rawlen;
+	int rc;
+
+	if (!key)
+		key = "token";
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", ns, name ? name : "");
+	rc = kc_get(op->k, path, &sec, &st);
+	if (rc) {
+		snprintf(why, whylen, "Secret %.100s: %.180s", name ? name : "", rc == -ENOENT ? "not found" : st.message);
+		return rc;
+	}
+	b64 = json_string_value(json_object_get(json_object_get(sec, "data"), key));
+	if (!b64) {
+		snprintf(why, whylen, "Secret %s has no key %s", name, key);
+		rc = -ENOENT;
+		goto out;
+	}
+	rawlen = strlen(b64);
+	raw = malloc(rawlen + 1);
+	if (!raw) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (sodium_base642bin((unsigned char *)raw, rawlen, b64, rawlen, NULL, &len, NULL,
+			      sodium_base64_VARIANT_ORIGINAL)) {
+		snprintf(why, whylen, "Secret %s key %s is not valid base64", name, key);
+		rc = -EINVAL;
+		goto out;
+	}
+	while (len && (raw[len - 1] == '\n' || raw[len - 1] == '\r'))
+		len--; /* a token written from a file keeps its newline */
+	if (len == 0) {
+		snprintf(why, whylen, "Secret %s key %s is empty", name, key);
+		rc = -EINVAL;
+		goto out;
+	}
+	util_sha256_hex(raw, len, out);
+out:
+	if (raw)
+		sodium_memzero(raw, rawlen);
+	free(raw);
+	json_decref(sec);
+	return rc;
+}
+
+/* The router's view of one Agent (new reference). */
+static json_t *agent_doc(const json_t *agent, const char *id, const char *digest)
+{
+	const json_t *spec = json_object_get(agent, "spec");
+	const json_t *del = json_object_get(spec, "delivery"), *rl = json_object_get(spec, "rateLimit");
+	const char *mode = json_string_value(json_object_get(del, "mode"));
+	const char *state = json_string_value(json_object_get(spec, "state"));
+	json_t *a =
+		json_pack("{s:s,s:s,s:s}", "id", id, "mode", mode ? mode : "pull", "state", state ? state : "Running");
+	json_t *v;
+
+	if (!a)
+		return NULL;
+	if ((v = json_object_get(del, "endpoint")))
+		json_object_set(a, "endpoint", v);
+	if ((v = json_object_get(del, "timeoutMs")))
+		json_object_set(a, "timeoutMs", v);
+	if ((v = json_object_get(del, "maxInFlight")))
+		json_object_set(a, "maxInFlight", v);
+	if (json_is_object(rl) && json_object_size(rl))
+		json_object_set(a, "rateLimit", (json_t *)rl);
+	if ((v = json_object_get(spec, "capabilities")) && json_array_size(v))
+		json_object_set(a, "capabilities", v);
+	if (digest)
+		json_object_set_new(a, "tokenSha256", json_string(digest));
+	return a;
+}
+
+static int collect_agents(struct op *op, const json_t *rc, struct rr_render *out, json_t *docs)
+{
+	const char *ns = md_str(rc, "namespace"), *name = md_str(rc, "name");
+	const json_t *sel = json_object_get(json_object_get(rc, "spec"), "agentSelector");
+	struct kc_informer *inf = op_informer(op, OP_AGENT, ns);
+	json_t *all = inf ? kc_informer_list(inf) : NULL, *agent, *byid = json_object();
+	size_t i;
+	int rc_ = 0;
+
+	if (!all || !byid) {
+		rc_ = -ENOMEM;
+		goto out;
+	}
+	out->agents = calloc(json_array_size(all) + 1, sizeof(*out->agents));
+	if (!out->agents) {
+		rc_ = -ENOMEM;
+		goto out;
+	}
+	json_array_foreach (all, i, agent) {
+		const json_t *spec = json_object_get(agent, "spec");
+		const char *ans = md_str(agent, "namespace"), *aname = md_str(agent, "name");
+		const char *ref = json_string_value(json_object_get(json_object_get(spec, "routerRef"), "name"));
+		const char *id = json_string_value(json_object_get(spec, "agentId"));
+		const json_t *tref = json_object_get(spec, "tokenSecretRef");
+		struct rr_agent *a;
+		char digest[65];
+
+		if (!ans || strcmp(ans, ns) != 0 || !ref || strcmp(ref, name) != 0 || !aname)
+			continue;
+		if (md_str(agent, "deletionTimestamp"))
+			continue; /* being deleted: drop it from the config now */
+		a = &out->agents[out->nagents++];
+		snprintf(a->name, sizeof(a->name), "%s", aname);
+		snprintf(a->id, sizeof(a->id), "%s", id ? id : aname);
+		a->generation = json_integer_value(json_object_get(json_object_get(agent, "metadata"), "generation"));
+		if (!selector_matches(sel, json_object_get(json_object_get(agent, "metadata"), "labels"))) {
+			snprintf(a->reason, sizeof(a->reason), "NotSelected");
+			snprintf(a->message, sizeof(a->message),
+				 "RouterConfig %s's agentSelector does not match this Agent's labels", name);
+			continue;
+		}
+		if (json_object_get(byid, a->id)) {
+			snprintf(a->reason, sizeof(a->reason), "DuplicateAgentId");
+			snprintf(a->message, sizeof(a->message), "agent id %s is already used by Agent %s", a->id,
+				 json_string_value(json_object_get(byid, a->id)));
+			continue;
+		}
+		if (json_is_object(tref)) {
+			int r = token_digest(op, ns, tref, digest, a->message, sizeof(a->message));
+
+			if (r == -ENOMEM) {
+				rc_ = r;
+				goto out;
+			}
+			if (r) {
+				snprintf(a->reason, sizeof(a->reason), "TokenSecretInvalid");
+				continue;
+			}
+		}
+		if (json_object_set_new(byid, a->id, json_string(a->name)) ||
+		    json_array_append_new(docs, agent_doc(agent, a->id, json_is_object(tref) ? digest : NULL))) {
+			rc_ = -ENOMEM;
+			goto out;
+		}
+		a->accepted = 1;
+		snprintf(a->reason, sizeof(a->reason), "Accepted");
+		snprintf(a->message, sizeof(a->message), "rendered into RouterConfig %s", name);
+		out->naccepted++;
+	}
+	qsort(out->agents, out->nagents, sizeof(*out->agents), agent_cmp);
+out:
+	json_decref(all);
+	json_decref(byid);
+	return rc_;
+}
+
+static int doc_agent_cmp(const void *a, const void *b)
+{
+	return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "id")),
+		      json_string_value(json_object_get(*(json_t *const *)b, "id")));
+}
+
+/* Sort a JSON array of agents by id, in place. */
+static int sort_docs(json_t *docs)
+{
+	size_t n = json_array_size(docs);
+	json_t **v = calloc(n + 1, sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_incref(json_array_get(docs, i));
+	qsort(v, n, sizeof(*v), doc_agent_cmp);
+	json_array_clear(docs);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(docs, v[i]);
+	free(v);
+	return 0;
+}
+
+static int set_path(json_t *root, const char *a, const char *b, json_t *v)
+{
+	json_t *o = json_object_get(root, a);
+
+	if (!v)
+		return -ENOMEM;
+	if (!json_is_object(o)) {
+		o = json_object();
+		if (!o || json_object_set_new(root, a, o)) {
+			json_decref(v);
+			return -ENOMEM;
+		}
+	}
+	return json_object_set_new(o, b, v) ? -ENOMEM : 0;
+}
+
+/* Cores available to a router pod: ceil(limits.cpu), 0 when unknown. */
+static long pod_cores(const json_t *rc)
+{
+	const json_t *cpu = json_object_get(
+		json_object_get(json_object_get(json_object_get(rc, "spec"), "resources"), "limits"), "cpu");
+	const char *s = json_string_value(cpu);
+	double v;
+
+	if (json_is_number(cpu))
+		v = json_number_value(cpu);
+	else if (s && *s && s[strlen(s) - 1] == 'm')
+		v = strtod(s, NULL) / 1000.0;
+	else if (s)
+		v = strtod(s, NULL);
+	else
+		return 0;
+	return v > 0 ? (long)ceil(v) : 0;
+}
+
+/* Re-home a report's paths under spec.router (agent paths name Agents). */
+static void prefix_report(struct cfg_report *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		char tmp[sizeof(r->items[i].path)];
+
+		if (r->items[i].path[0] == '(')
+			continue;
+		snprintf(tmp, sizeof(tmp), "spec.router.%.147s", r->items[i].path);
+		memcpy(r->items[i].path, tmp, sizeof(tmp));
+	}
+}
+
+int rr_render(struct op *op, const json_t *rc, struct rr_render *out)
+{
+	const json_t *router = json_object_get(json_object_get(rc, "spec"), "router");
+	json_t *root = json_is_object(router) ? json_deep_copy(router) : json_object(), *docs = json_array();
+	int rc_ = -ENOMEM;
+
+	memset(out, 0, sizeof(*out));
+	cfg_report_init(&out->report);
+	if (!root || !docs)
+		goto out;
+	rc_ = collect_agents(op, rc, out, docs);
+	if (rc_)
+		goto out;
+	rc_ = sort_docs(docs);
+	if (rc_)
+		goto out;
+	/* instance settings every router pod shares; local test routers
+	 * override them with --set */
+	rc_ = set_path(root, "storage", "path", json_string(OP_DATA_DIR "/router.db"));
+	if (!rc_)
+		rc_ = set_path(root, "network", "bindAddress", json_string("0.0.0.0"));
+	if (!rc_)
+		rc_ = set_path(root, "security", "adminTokenFile", json_string(OP_ADMIN_DIR "/token"));
+	if (!rc_ && json_object_set(root, "agents", docs))
+		rc_ = -ENOMEM;
+	if (rc_)
+		goto out;
+	out->doc = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!out->doc) {
+		rc_ = -ENOMEM;
+		goto out;
+	}
+	out->len = strlen(out->doc);
+	util_sha256_hex(out->doc, out->len, out->hash);
+	if (cfg_parse_doc(&out->cfg, out->doc, out->len, NULL, NULL, &out->report) == 0) {
+		if (cfg_validate(&out->cfg, pod_cores(rc), &out->report) == 0) {
+			out->valid = 1;
+			rc_ = cfg_restart_hash(&out->cfg, out->restart_hash);
+		} else {
+			cfg_free(&out->cfg);
+		}
+	}
+	prefix_report(&out->report);
+out:
+	json_decref(root);
+	json_decref(docs);
+	return rc_;
+}
+
+void rr_free(struct rr_render *r)
+{
+	free(r->doc);
+	if (r->valid)
+		cfg_free(&r->cfg);
+	cfg_report_free(&r->report);
+	free(r->agents);
+	memset(r, 0, sizeof(*r));
+}
+
+/* --- owned objects ---------------------------------------------------- */
+
+static json_t *labels(const json_t *rc)
+{
+	return json_pack("{s:s,s:s,s:s,s:s,s:s}", "app.kubernetes.io/name", "switchboard-router",
+			 "app.kubernetes.io/instance", md_str(rc, "name"), "app.kubernetes.io/component", "router",
+			 "app.kubernetes.io/part-of", "switchboard", "app.kubernetes.io/managed-by",
+			 "switchboard-operator");
+}
+
+static json_t *selector_labels(const json_t *rc)
+{
+	return json_pack("{s:s,s:s}", "app.kubernetes.io/name", "switchboard-router", "app.kubernetes.io/instance",
+			 md_str(rc, "name"));
+}
+
+static json_t *meta(const json_t *rc, const char *name)
+{
+	return json_pack("{s:s,s:s,s:o,s:[{s:s,s:s,s:s,s:s,s:b,s:b}]}", "name", name, "namespace",
+			 md_str(rc, "namespace"), "labels", labels(rc), "ownerReferences", "apiVersion",
+			 "switchboard.dev/v1alpha1", "kind", "RouterConfig", "name", md_str(rc, "name"), "uid",
+			 md_str(rc, "uid") ? md_str(rc, "uid") : "", "controller", 1, "blockOwnerDeletion", 1);
+}
+
+int rr_configmap_doc(const json_t *cm, char **doc, size_t *len)
+{
+	const char *plain = json_string_value(json_object_get(json_object_get(cm, "data"), OP_CONFIG_KEY));
+	const char *b64 = json_string_value(json_object_get(json_object_get(cm, "binaryData"), OP_CONFIG_KEY));
+	unsigned char *gz = NULL;
+	size_t n, gzlen = 0;
+	int rc;
+
+	*doc = NULL;
+	*len = 0;
+	if (plain) {
+		*doc = strdup(plain);
+		*len = strlen(plain);
+		return *doc ? 0 : -ENOMEM;
+	}
+	if (!b64)
+		return -ENOENT;
+	n = strlen(b64);
+	gz = malloc(n + 1);
+	if (!gz)
+		return -ENOMEM;
+	if (sodium_base642bin(gz, n, b64, n, NULL, &gzlen, NULL, sodium_base64_VARIANT_ORIGINAL))
+		rc = -EBADMSG;
+	else
+		rc = gz_inflate(gz, gzlen, CFG_DOC_LIMIT, doc, len);
+	free(gz);
+	return rc;
+}
+
+json_t *rr_configmap(const json_t *rc, const char *suffix, const char *doc, size_t len, const char *hash)
+{
+	char name[300], *gz = NULL, *b64 = NULL;
+	size_t gzlen = 0;
+	json_t *cm;
+
+	snprintf(name, sizeof(name), "%s-%s", md_str(rc, "name"), suffix);
+	cm = json_pack("{s:s,s:s,s:o}", "apiVersion", "v1", "kind", "ConfigMap", "metadata", meta(rc, name));
+	if (!cm)
+		return NULL;
+	json_object_set_new(json_object_get(json_object_get(cm, "metadata"), "labels"), "switchboard.dev/config-hash",
+			    json_stringn(hash, 63)); /* label values are at most 63 characters */
+	json_object_set_new(json_object_get(cm, "metadata"), "annotations",
+			    json_pack("{s:s}", "switchboard.dev/config-hash", hash));
+	if (len <= OP_GZIP_OVER) {
+		json_object_set_new(cm, "data", json_pack("{s:s%}", OP_CONFIG_KEY, doc, len));
+		return cm;
+	}
+	if (gz_deflate(doc, len, &gz, &gzlen))
+		goto fail;
+	b64 = malloc(sodium_base64_ENCODED_LEN(gzlen, sodium_base64_VARIANT_ORIGINAL));
+	if (!b64)
+		goto fail;
+	sodium_bin2base64(b64, sodium_base64_ENCODED_LEN(gzlen, sodium_base64_VARIANT_ORIGINAL),
+			  (const unsigned char *)gz, gzlen, sodium_base64_VARIANT_ORIGINAL);
+	json_object_set_new(cm, "binaryData", json_pack("{s:s}", OP_CONFIG_KEY, b64));
+	free(gz);
+	free(b64);
+	return cm;
+fail:
+	free(gz);
+	free(b64);
+	json_decref(cm);
+	return NULL;
+}
+
+static json_t *port(const char *name, json_int_t n)
+{
+	return json_pack("{s:s,s:I,s:s}", "name", name, "containerPort", n, "protocol", "TCP");
+}
+
+static json_t *probe(const char *path, int period, int failures)
+{
+	return json_pack("{s:{s:s,s:s},s:i,s:i,s:i}", "httpGet", "path", path, "port", "admin", "periodSeconds", period,
+			 "failureThreshold", failures, "timeoutSeconds", 2);
+}
+
+json_t *rr_deployment(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image)
+{
+	const json_t *spec = json_object_get(rc, "spec"), *ro = json_object_get(spec, "rollout");
+	const json_t *res = json_object_get(spec, "resources");
+	const char *img = json_string_value(json_object_get(spec, "image"));
+	json_t *d, *strategy, *cont, *resources;
+	json_int_t replicas = json_is_integer(json_object_get(spec, "replicas"))
+				      ? json_integer_value(json_object_get(spec, "replicas"))
+				      : 1;
+	json_int_t deadline = json_is_integer(json_object_get(ro, "progressDeadlineSeconds"))
+				      ? json_integer_value(json_object_get(ro, "progressDeadlineSeconds"))
+				      : 600;
+	char cfgarg[256];
+
+	snprintf(cfgarg, sizeof(cfgarg), "%s/%s", OP_CONFIG_DIR, OP_CONFIG_KEY);
+	resources = json_is_object(res) ? json_deep_copy(res)
+					: json_pack("{s:{s:s,s:s},s:{s:s}}", "requests", "cpu", "100m", "memory",
+						    "128Mi", "limits", "memory", "512Mi");
+	strategy = json_pack("{s:s,s:{s:O?,s:O?}}", "type", "RollingUpdate", "rollingUpdate", "maxUnavailable",
+			     json_object_get(ro, "maxUnavailable"), "maxSurge", json_object_get(ro, "maxSurge"));
+	if (strategy) { /* unset values keep the API's defaults */
+		json_t *ru = json_object_get(strategy, "rollingUpdate");
+
+		if (json_is_null(json_object_get(ru, "maxUnavailable")))
+			json_object_del(ru, "maxUnavailable");
+		if (json_is_null(json_object_get(ru, "maxSurge")))
+			json_object_del(ru, "maxSurge");
+	}
+	cont = json_pack("{s:s,s:s,s:[s,s],s:[o,o],s:o,s:o,s:o,s:o,"
+			 "s:{s:b,s:b,s:b,s:{s:[s]}},"
+			 "s:[{s:s,s:s,s:b},{s:s,s:s,s:b},{s:s,s:s}]}",
+			 "name", "router", "image", img ? img : image, "args", "--config", cfgarg, "ports",
+			 port("data", c->net.data_port), port("admin", c->net.admin_port), "readinessProbe",
+			 probe("/readyz", 5, 2), "livenessProbe", probe("/healthz", 10, 3), "startupProbe",
+			 probe("/healthz", 2, 60), "resources", resources, "securityContext",
+			 "allowPrivilegeEscalation", 0, "readOnlyRootFilesystem", 1, "runAsNonRoot", 1, "capabilities",
+			 "drop", "ALL", "volumeMounts", "name", "config", "mountPath", OP_CONFIG_DIR, "readOnly", 1,
+			 "name", "admin-token", "mountPath", OP_ADMIN_DIR, "readOnly", 1, "name", "data", "mountPath",
+			 OP_DATA_DIR);
+	d = json_pack("{s:s,s:s,s:o,s:{s:I,s:I,s:I,s:{s:o},s:o,"
+		      "s:{s:{s:o,s:{s:s}},s:{s:I,s:{s:b,s:i,s:i,s:i,s:{s:s}},s:[o],"
+		      "s:[{s:s,s:{s:s}},{s:s,s:{s:s,s:i}},{s:s,s:{}}]}}}}",
+		      "apiVersion", "apps/v1", "kind", "Deployment", "metadata", meta(rc, md_str(rc, "name")), "spec",
+		      "replicas", replicas, "progressDeadlineSeconds", deadline, "revisionHistoryLimit", (json_int_t)5,
+		      "selector", "matchLabels", selector_labels(rc), "strategy", strategy, "template", "metadata",
+		      "labels", labels(rc), "annotations", "switchboard.dev/restart-hash", restart_hash, "spec",
+		      "terminationGracePeriodSeconds", (json_int_t)(c->shutdown.timeout_ms / 1000 + 5),
+		      "securityContext", "runAsNonRoot", 1, "runAsUser", 65532, "runAsGroup", 65532, "fsGroup", 65532,
+		      "seccompProfile", "type", "RuntimeDefault", "containers", cont, "volumes", "name", "config",
+		      "configMap", "name", "PLACEHOLDER", "name", "admin-token", "secret", "secretName", "PLACEHOLDER",
+		      "defaultMode", 0440, "name", "data", "emptyDir");
+	if (d) {
+		json_t *vols = json_object_get(
+			json_object_get(json_object_get(json_object_get(d, "spec"), "template"), "spec"), "volumes");
+		char n[300];
+
+		snprintf(n, sizeof(n), "%s-config", md_str(rc, "name"));
+		json_object_set_new(json_object_get(json_array_get(vols, 0), "configMap"), "name", json_string(n));
+		snprintf(n, sizeof(n), "%s-admin", md_str(rc, "name"));
+		json_object_set_new(json_object_get(json_array_get(vols, 1), "secret"), "secretName", json_string(n));
+	}
+	return d;
+}
+
+json_t *rr_service(const json_t *rc, const struct cfg *c)
+{
+	return json_pack("{s:s,s:s,s:o,s:{s:o,s:[{s:s,s:I,s:s,s:s},{s:s,s:I,s:s,s:s}]}}", "apiVersion", "v1", "kind",
+			 "Service", "metadata", meta(rc, md_str(rc, "name")), "spec", "selector", selector_labels(rc),
+			 "ports", "name", "data", "port", (json_int_t)c->net.data_port, "targetPort", "data",
+			 "protocol", "TCP", "name", "admin", "port", (json_int_t)c->net.admin_port, "targetPort",
+			 "admin", "protocol", "TCP");
+}
+
+json_t *rr_pdb(const json_t *rc)
+{
+	const json_t *ro = json_object_get(json_object_get(rc, "spec"), "rollout");
+	const json_t *mu = json_object_get(ro, "maxUnavailable");
+
+	return json_pack("{s:s,s:s,s:o,s:{s:{s:o},s:o}}", "apiVersion", "policy/v1", "kind", "PodDisruptionBudget",
+			 "metadata", meta(rc, md_str(rc, "name")), "spec", "selector", "matchLabels",
+			 selector_labels(rc), "maxUnavailable", mu ? json_incref((json_t *)mu) : json_integer(1));
+}
+
+json_t *rr_admin_secret(const json_t *rc, const char *token)
+{
+	char name[300];
+
+	snprintf(name, sizeof(name), "%s-admin", md_str(rc, "name"));
+	return json_pack("{s:s,s:s,s:o,s:s,s:{s:s}}", "apiVersion", "v1", "kind", "Secret", "metadata", meta(rc, name),
+			 "type", "Opaque", "stringData", "token", token);
+}

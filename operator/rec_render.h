@@ -1,0 +1,58 @@
+/*
+ * rec_render: turns a RouterConfig and the Agents it selects into the
+ * router's config document and the objects that run it.  The document is
+ * canonical JSON (sorted keys, agents sorted by id) so the same inputs
+ * always give the same bytes and the same hash, whichever replica of the
+ * operator renders them.  Agent tokens are read from their Secrets and only
+ * their SHA-256 is rendered.
+ */
+#ifndef SWITCHBOARD_REC_RENDER_H
+#define SWITCHBOARD_REC_RENDER_H
+
+#include <jansson.h>
+
+#include "op.h"
+#include "switchboard/cfg.h"
+
+/* What became of one Agent that names this router. */
+struct rr_agent {
+	char name[254];
+	char id[254];
+	json_int_t generation;
+	int accepted;
+	char reason[64];
+	char message[300];
+};
+
+struct rr_render {
+	char *doc; /* the config document (NUL-terminated) */
+	size_t len;
+	char hash[65];	       /* SHA-256 of doc */
+	char restart_hash[65]; /* of the restart-class fields only */
+	struct cfg cfg;	       /* parsed doc, when valid */
+	int valid;
+	struct cfg_report report; /* every problem, paths under spec.router */
+	struct rr_agent *agents;  /* every Agent whose routerRef names this router */
+	size_t nagents, naccepted;
+};
+
+/* Render `rc` (borrowed).  Returns 0 with `out` filled (check out->valid),
+ * or -errno when the API or memory failed.  Free with rr_free() either
+ * way.  Thread-safe. */
+int rr_render(struct op *op, const json_t *rc, struct rr_render *out) SB_MUST_CHECK;
+void rr_free(struct rr_render *r);
+
+/* Owned objects for server-side apply (new references, NULL on ENOMEM).
+ * Each carries the standard labels and an ownerReference to `rc`. */
+json_t *rr_configmap(const json_t *rc, const char *suffix, const char *doc, size_t len, const char *hash);
+json_t *rr_deployment(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image);
+json_t *rr_service(const json_t *rc, const struct cfg *c);
+json_t *rr_pdb(const json_t *rc);
+json_t *rr_admin_secret(const json_t *rc, const char *token);
+
+/* The document held by a rendered ConfigMap (data, or gzip in binaryData)
+ * as a heap string.  Returns 0, -ENOENT when it holds none, -EBADMSG or
+ * -ENOMEM. */
+int rr_configmap_doc(const json_t *cm, char **doc, size_t *len) SB_MUST_CHECK;
+
+#endif

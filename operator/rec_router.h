@@ -1,0 +1,44 @@
+/*
+ * rec_router: the operator's HTTP client for router admin ports.  It finds
+ * a router Service's ready endpoints through its EndpointSlices, asks each
+ * router which config document it runs (GET /v1/status), and pushes a new
+ * document (POST /admin/reload) with the admin token, so a hot change lands
+ * in seconds instead of waiting for the kubelet to refresh the mounted
+ * ConfigMap.
+ */
+#ifndef SWITCHBOARD_REC_ROUTER_H
+#define SWITCHBOARD_REC_ROUTER_H
+
+#include <stddef.h>
+
+#include "op.h"
+
+#define RR_MAX_ENDPOINTS 256
+
+struct rr_endpoint {
+	char url[128];	   /* http://address:adminPort */
+	char doc_hash[65]; /* what it reported; "" if unknown */
+	int reachable;	   /* answered /v1/status */
+	int restart_required;
+	char result[24]; /* of our push: applied, unchanged, rejected, restart_required, error */
+	char detail[256];
+};
+
+/* Ready endpoints of Service `name` in `ns` from its EndpointSlices (every
+ * address whose ready condition is not false, with the port named
+ * "admin").  Fills up to RR_MAX_ENDPOINTS into `eps` and their number into
+ * *n.  Returns 0 or an API error.  Thread-safe. */
+int rr_endpoints(struct op *op, const char *ns, const char *name, struct rr_endpoint *eps, size_t *n) SB_MUST_CHECK;
+
+/* Ask one router for its status; fills doc_hash, reachable and
+ * restart_required.  Returns 0 or -EIO.  `token` is a secret, never
+ * logged.  Thread-safe. */
+int rr_status(struct rr_endpoint *ep, const char *token) SB_MUST_CHECK;
+
+/* Push `doc` to one router; fills result, detail and doc_hash.  Returns 0
+ * when the router runs `doc` afterwards (applied or unchanged), -EAGAIN
+ * when it needs a restart to apply it, -EINVAL when it rejected it, -EIO
+ * when it could not be reached.  Thread-safe. */
+int rr_push(struct rr_endpoint *ep, const char *token, const char *doc, size_t len) SB_MUST_CHECK;
+
+#endif
