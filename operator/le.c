@@ -68,7 +68,7 @@ static json_t *lease_spec(const char *holder, int duration, json_int_t transitio
  * else does, -errno on API trouble. */
 static int try_acquire(struct le *e)
 {
-	char path[512], record[512];
+	char path[512], record[512], prev_holder[256];
 	struct kc_status st;
 	json_t *lease = NULL, *spec, *nspec = NULL, *out = NULL;
 	const char *holder, *renew, *acquire;
@@ -100,6 +100,7 @@ static int try_acquire(struct le *e)
 		snprintf(e->seen_record, sizeof(e->seen_record), "%s", record);
 		e->seen_at_ms = mono_ms();
 	}
+	snprintf(prev_holder, sizeof(prev_holder), "%s", holder ? holder : ""); /* `spec` is replaced below */
 	mine = holder && strcmp(holder, e->id) == 0;
 	expired = !holder || !*holder || mono_ms() - e->seen_at_ms > (dur > 0 ? dur : e->lease_s) * 1000;
 	if (!mine && !expired) {
@@ -115,7 +116,7 @@ static int try_acquire(struct le *e)
 	rc = kc_replace(e->k, path, lease, &out, &st);
 	if (rc == 0) {
 		if (!mine)
-			log_info("acquired the lease", "lease", e->name, "previous_holder", holder ? holder : "");
+			log_info("acquired the lease", "lease", e->name, "previous_holder", prev_holder);
 		rc = 1;
 	} else if (rc == -EBUSY) {
 		rc = 0; /* someone else won this round */

@@ -315,33 +315,38 @@ static void report_message(const struct cfg_report *r, char *out, size_t outlen)
 
 struct pushres {
 	struct rr_endpoint eps[RR_MAX_ENDPOINTS];
-	size_t n, current, rejected, restart, unreachable;
+	size_t n, current, rejected, restart, unreachable, pending;
 	char why[300];
 };
 
 /* Bring every ready router to `doc`: ask each, push to the stale ones when
- * `push` is set.  Counts the outcome in `p`. */
+ * `push` is set, except routers that run `restart_from` (a document whose
+ * restart-class fields differ from `doc`) or already know they need a
+ * restart: those wait for the rolling restart.  Counts the outcome in `p`. */
 static int converge(struct op *op, const json_t *rc, const char *token, const char *doc, size_t len, const char *hash,
-		    int push, struct pushres *p)
+		    int push, const char *restart_from, struct pushres *p)
 {
 	int r = rr_endpoints(op, md_str(rc, "namespace"), md_str(rc, "name"), p->eps, &p->n);
 
 	if (r)
 		return r;
-	p->current = p->rejected = p->restart = p->unreachable = 0;
+	p->current = p->rejected = p->restart = p->unreachable = p->pending = 0;
 	for (size_t i = 0; i < p->n; i++) {
 		struct rr_endpoint *ep = &p->eps[i];
 
 		if (rr_status(ep, token)) {
 			p->unreachable++;
+			snprintf(p->why, sizeof(p->why), "%.100s: %.190s", ep->url, ep->detail);
 			continue;
 		}
 		if (strcmp(ep->doc_hash, hash) == 0) {
 			p->current++;
 			continue;
 		}
-		if (!push)
+		if (!push || ep->restart_required || (restart_from && strcmp(ep->doc_hash, restart_from) == 0)) {
+			p->pending++;
 			continue;
+		}
 		r = rr_push(ep, token, doc, len);
 		if (r == 0) {
 			met_inc(op->m.pushes_ok);
@@ -369,7 +374,8 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	struct rr_render r;
 	struct pushres *p = NULL;
 	struct cond conds[4];
-	char path[700], token[65] = "", *cur_doc = NULL, *prev_doc = NULL, when[32], msg[1024], restored_hash[65];
+	char path[700], token[65] = "", *cur_doc = NULL, *prev_doc = NULL, when[32], msg[1024], restored_hash[65],
+			restart_from[65] = "";
 	const char *cur_hash = NULL, *rejected_hash, *target_hash;
 	size_t cur_len = 0, prev_len = 0;
 	json_int_t gen;
@@ -532,8 +538,29 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	target_hash = rolled_back ? cur_hash : r.hash;
 	if (!target_hash)
 		target_hash = "";
+	if (!changed && !rolled_back) {
+		/* routers still on the document before a restart-class change wait
+		 * for the rollout instead of being pushed */
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", ns, name);
+		ret = get_opt(op, path, &prev_cm);
+		if (ret)
+			goto out;
+		if (prev_cm && rr_configmap_doc(prev_cm, &prev_doc, &prev_len) == 0) {
+			struct cfg pc;
+			struct cfg_report rep;
+			char h[65];
+
+			cfg_report_init(&rep);
+			if (cfg_parse_doc(&pc, prev_doc, prev_len, NULL, NULL, &rep) == 0) {
+				if (cfg_restart_hash(&pc, h) == 0 && strcmp(h, r.restart_hash) != 0)
+					util_sha256_hex(prev_doc, prev_len, restart_from);
+				cfg_free(&pc);
+			}
+			cfg_report_free(&rep);
+		}
+	}
 	ret = converge(op, rc, token, rolled_back ? cur_doc : r.doc, rolled_back ? cur_len : r.len, target_hash,
-		       !restart_change, p);
+		       !restart_change, restart_from[0] ? restart_from : NULL, p);
 	if (ret)
 		goto out;
 	if (!rolled_back && (p->rejected || p->restart) && !restart_change) {
@@ -545,7 +572,7 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 			ret = apply_obj(op, path, rr_configmap(rc, "config", cur_doc, cur_len, cur_hash));
 			if (ret)
 				goto out;
-			ret = converge(op, rc, token, cur_doc, cur_len, cur_hash, 1, p);
+			ret = converge(op, rc, token, cur_doc, cur_len, cur_hash, 1, NULL, p);
 			if (ret)
 				goto out;
 			met_inc(op->m.rollbacks);
@@ -574,8 +601,8 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	    strcmp(json_string_value(json_object_get(c, "reason")) ?: "", "ProgressDeadlineExceeded") == 0 &&
 	    template_restart_hash(dep) && strcmp(template_restart_hash(dep), r.restart_hash) == 0) {
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", ns, name);
-		ret = get_opt(op, path, &prev_cm);
-		if (!ret && prev_cm && rr_configmap_doc(prev_cm, &prev_doc, &prev_len) == 0) {
+		ret = prev_cm ? 0 : get_opt(op, path, &prev_cm);
+		if (!ret && prev_cm && (prev_doc || rr_configmap_doc(prev_cm, &prev_doc, &prev_len) == 0)) {
 			struct cfg pc;
 			struct cfg_report rep;
 			char prev_restart[65], prev_hash[65];
@@ -631,7 +658,7 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	else if (applied)
 		cond_set(&conds[1], "ConfigApplied", "True", "AllRoutersCurrent",
 			 "%zu of %zu ready routers run config %.12s", p->current, p->n, target_hash);
-	else if (restart_change || p->restart)
+	else if (restart_change || p->restart || p->pending)
 		cond_set(&conds[1], "ConfigApplied", "False", "RolloutInProgress",
 			 "%zu of %zu ready routers run config %.12s; the rest apply it when restarted", p->current,
 			 p->n, target_hash);

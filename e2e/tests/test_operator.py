@@ -212,7 +212,8 @@ def test_agent_changes_hot_reload_before_the_file(cluster, ns, operator, work):
 def test_restart_class_change_rolls_the_deployment(cluster, ns, operator, work):
     routers = running(cluster, ns, work, router={"profile": "development", "storage": {"sync": "full"}})
     try:
-        rhash, rsets = restart_hash(cluster, ns, "r1"), replicasets(cluster, ns, "r1")
+        rsets = wait_for(lambda: replicasets(cluster, ns, "r1"), 30, what="the first ReplicaSet")
+        rhash = restart_hash(cluster, ns, "r1")
         pushed = operator.metric("switchboard_operator_router_pushes_total")
         apply(cluster, ns, routerconfig("r1", {"profile": "development", "storage": {"sync": "normal"}}))
         wait_for(lambda: restart_hash(cluster, ns, "r1") != rhash, 20, what="restart annotation changed")
@@ -362,6 +363,7 @@ def test_leader_election_one_leader_and_failover(cluster, ns, work):
         # the leader dies without releasing: the standby takes over after the lease expires
         t0 = time.time()
         leader.kill()
+        assert standby.proc.poll() is None, standby.log()[-3000:]
         wait_for(lambda: standby.metric("switchboard_operator_leader") == 1, 40, what="failover")
         took = time.time() - t0
         assert took < 30, took
