@@ -37,7 +37,7 @@ int gz_deflate(const void *p, size_t len, char **out, size_t *outlen)
 		rc = -ENOMEM;
 		goto out;
 	}
-	z.next_in = (Bytef *)(uintptr_t)p;
+	memcpy(&z.next_in, &p, sizeof(p)); /* zlib's input pointer is not const */
 	z.avail_in = (uInt)len;
 	z.next_out = (Bytef *)dst;
 	z.avail_out = (uInt)bound;
@@ -70,19 +70,22 @@ int gz_inflate(const void *p, size_t len, size_t limit, char **out, size_t *outl
 		return -ENOMEM;
 	if (cap > limit + 1)
 		cap = limit + 1;
-	z.next_in = (Bytef *)(uintptr_t)p;
+	dst = malloc(cap + 1);
+	if (!dst) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(&z.next_in, &p, sizeof(p)); /* zlib's input pointer is not const */
 	z.avail_in = (uInt)len;
 	while (zr != Z_STREAM_END) {
-		if (!dst || used == cap) {
+		if (used == cap) {
 			char *n;
 
-			if (dst) {
-				if (cap > limit) {
-					rc = -E2BIG;
-					goto out;
-				}
-				cap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
+			if (cap > limit) {
+				rc = -E2BIG;
+				goto out;
 			}
+			cap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
 			n = realloc(dst, cap + 1);
 			if (!n) {
 				rc = -ENOMEM;

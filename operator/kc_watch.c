@@ -346,7 +346,7 @@ void kc_informer_stop(struct kc_informer *inf)
 	inf->stop = 1;
 	pthread_join(inf->thread, NULL);
 	HASH_ITER (hh, inf->cache, e, tmp) {
-		HASH_DEL(inf->cache, e);
+		HASH_DEL(inf->cache, e); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
 		entry_free(e);
 	}
 	free(inf->name);

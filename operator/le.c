@@ -161,7 +161,7 @@ static void *le_main(void *arg)
 			set_leader(e, 1);
 		} else if (rc == 0) {
 			set_leader(e, 0);
-		} else if (atomic_load(&e->leader) && mono_ms() - e->last_renew_ms > e->renew_s * 1000) {
+		} else if (atomic_load(&e->leader) && mono_ms() - e->last_renew_ms > (int64_t)e->renew_s * 1000) {
 			log_warn("could not renew the lease within the renew deadline", "lease", e->name);
 			set_leader(e, 0);
 		}

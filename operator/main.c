@@ -41,22 +41,27 @@ struct kc_informer *op_informer(struct op *op, int kind, const char *ns)
 	return NULL;
 }
 
-int op_cond_set(struct op *op, const char *ns, const char *name, const char *type, const char *status)
+void op_cond_forget(struct op *op, const char *ns, const char *name)
 {
 	struct op_cond *c, *tmp;
+
+	pthread_mutex_lock(&op->cond_lock);
+	HASH_ITER (hh, op->conds, c, tmp) {
+		if (strcmp(c->ns, ns) == 0 && strcmp(c->name, name) == 0) {
+			HASH_DEL(op->conds, c); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
+			free(c);
+		}
+	}
+	pthread_mutex_unlock(&op->cond_lock);
+}
+
+int op_cond_set(struct op *op, const char *ns, const char *name, const char *type, const char *status)
+{
+	struct op_cond *c;
 	char key[600];
 	int rc = 0;
 
 	pthread_mutex_lock(&op->cond_lock);
-	if (!status) {
-		HASH_ITER (hh, op->conds, c, tmp) {
-			if (strcmp(c->ns, ns) == 0 && strcmp(c->name, name) == 0) {
-				HASH_DEL(op->conds, c);
-				free(c);
-			}
-		}
-		goto out;
-	}
 	snprintf(key, sizeof(key), "%.250s/%.250s/%.30s", ns, name, type);
 	HASH_FIND_STR(op->conds, key, c);
 	if (!c) {
@@ -205,12 +210,14 @@ static void resync(struct op *op)
 		json_t *all = kc_informer_list(op->inf[OP_RC][i]), *o;
 		size_t j;
 
-		json_array_foreach (all, j, o)
+		json_array_foreach (all, j, o) {
 			enqueue(op, "rc", md(o, "namespace"), md(o, "name"), 0);
+		}
 		json_decref(all);
 		all = kc_informer_list(op->inf[OP_AGENT][i]);
-		json_array_foreach (all, j, o)
+		json_array_foreach (all, j, o) {
 			enqueue(op, "agent", md(o, "namespace"), md(o, "name"), 0);
+		}
 		json_decref(all);
 	}
 }
@@ -640,7 +647,7 @@ int main(int argc, char **argv)
 		struct op_cond *oc, *tmp;
 
 		HASH_ITER (hh, op.conds, oc, tmp) {
-			HASH_DEL(op.conds, oc);
+			HASH_DEL(op.conds, oc); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
 			free(oc);
 		}
 	}

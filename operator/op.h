@@ -60,10 +60,13 @@ struct op {
 /* The informer of `kind` that covers namespace `ns`, or NULL. */
 struct kc_informer *op_informer(struct op *op, int kind, const char *ns);
 
-/* Record the status of one RouterConfig condition for the alerting gauge
- * switchboard_operator_routerconfig_condition; `status` NULL forgets
- * every condition of the object.  Thread-safe. */
+/* Record the status ("True", "False", "Unknown") of one RouterConfig
+ * condition for the alerting gauge switchboard_operator_routerconfig_condition.
+ * Strings are copied.  Returns 0 or -ENOMEM.  Thread-safe. */
 int op_cond_set(struct op *op, const char *ns, const char *name, const char *type, const char *status) SB_MUST_CHECK;
+
+/* Forget every condition of a deleted RouterConfig.  Thread-safe. */
+void op_cond_forget(struct op *op, const char *ns, const char *name);
 
 /* Metrics collector for the condition gauges and queue depth. */
 int op_collect(struct buf *out, void *op) SB_MUST_CHECK;

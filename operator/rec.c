@@ -386,8 +386,7 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	if (!rc || md_str(rc, "deletionTimestamp")) {
 		/* gone: ownerReferences let the garbage collector remove the rest */
 		json_decref(rc);
-		if (op_cond_set(op, ns, name, NULL, NULL))
-			log_debug("condition gauges not updated");
+		op_cond_forget(op, ns, name);
 		return 0;
 	}
 	gen = json_integer_value(json_object_get(json_object_get(rc, "metadata"), "generation"));

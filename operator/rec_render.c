@@ -27,9 +27,10 @@ static int in_values(const json_t *values, const char *v)
 	size_t i;
 	json_t *e;
 
-	json_array_foreach (values, i, e)
+	json_array_foreach (values, i, e) {
 		if (v && json_string_value(e) && strcmp(json_string_value(e), v) == 0)
 			return 1;
+	}
 	return 0;
 }
 
@@ -89,7 +90,8 @@ static int token_digest(struct op *op, const char *ns, const json_t *ref, char o
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", ns, name ? name : "");
 	rc = kc_get(op->k, path, &sec, &st);
 	if (rc) {
-		snprintf(why, whylen, "Secret %.100s: %.180s", name ? name : "", rc == -ENOENT ? "not found" : st.message);
+		snprintf(why, whylen, "Secret %.100s: %.180s", name ? name : "",
+			 rc == -ENOENT ? "not found" : st.message);
 		return rc;
 	}
 	b64 = json_string_value(json_object_get(json_object_get(sec, "data"), key));
@@ -240,13 +242,13 @@ static int doc_agent_cmp(const void *a, const void *b)
 static int sort_docs(json_t *docs)
 {
 	size_t n = json_array_size(docs);
-	json_t **v = calloc(n + 1, sizeof(*v));
+	json_t **v = calloc(n + 1, sizeof(json_t *));
 
 	if (!v)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
 		v[i] = json_incref(json_array_get(docs, i));
-	qsort(v, n, sizeof(*v), doc_agent_cmp);
+	qsort(v, n, sizeof(json_t *), doc_agent_cmp); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	json_array_clear(docs);
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(docs, v[i]);
@@ -507,11 +509,11 @@ json_t *rr_deployment(const json_t *rc, const struct cfg *c, const char *restart
 		      "replicas", replicas, "progressDeadlineSeconds", deadline, "revisionHistoryLimit", (json_int_t)5,
 		      "selector", "matchLabels", selector_labels(rc), "strategy", strategy, "template", "metadata",
 		      "labels", labels(rc), "annotations", "switchboard.dev/restart-hash", restart_hash, "spec",
-		      "terminationGracePeriodSeconds", (json_int_t)(c->shutdown.timeout_ms / 1000 + 5),
-		      "securityContext", "runAsNonRoot", 1, "runAsUser", 65532, "runAsGroup", 65532, "fsGroup", 65532,
-		      "seccompProfile", "type", "RuntimeDefault", "containers", cont, "volumes", "name", "config",
-		      "configMap", "name", "PLACEHOLDER", "name", "admin-token", "secret", "secretName", "PLACEHOLDER",
-		      "defaultMode", 0440, "name", "data", "emptyDir");
+		      "terminationGracePeriodSeconds", (json_int_t)c->shutdown.timeout_ms / 1000 + 5, "securityContext",
+		      "runAsNonRoot", 1, "runAsUser", 65532, "runAsGroup", 65532, "fsGroup", 65532, "seccompProfile",
+		      "type", "RuntimeDefault", "containers", cont, "volumes", "name", "config", "configMap", "name",
+		      "PLACEHOLDER", "name", "admin-token", "secret", "secretName", "PLACEHOLDER", "defaultMode", 0440,
+		      "name", "data", "emptyDir");
 	if (d) {
 		json_t *vols = json_object_get(
 			json_object_get(json_object_get(json_object_get(d, "spec"), "template"), "spec"), "volumes");

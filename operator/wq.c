@@ -62,7 +62,7 @@ void wq_free(struct wq *q)
 	if (!q)
 		return;
 	HASH_ITER (hh, q->items, it, tmp) {
-		HASH_DEL(q->items, it);
+		HASH_DEL(q->items, it); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
 		free(it);
 	}
 	pthread_cond_destroy(&q->cond);
