@@ -68,6 +68,13 @@ build/switchboard-operator-san: $(SAN_LIB_OBJ) $(SAN_OP_OBJ) $(SAN)/operator/mai
 	$(CC) $(SAN_CFLAGS) -o $@ $^ $(LIBS)
 
 # --- unit tests (cmocka) -----------------------------------------------------
+# test_op*.c test operator modules; the others test router modules
+$(REL)/tests/test_op: $(REL)/tests/unit/test_op.o $(REL_LIB_OBJ) $(REL_OP_OBJ)
+	$(CC) $(RELEASE_CFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+$(SAN)/tests/test_op: $(SAN)/tests/unit/test_op.o $(SAN_LIB_OBJ) $(SAN_OP_OBJ)
+	$(CC) $(SAN_CFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
 $(REL)/tests/%: $(REL)/tests/unit/%.o $(REL_LIB_OBJ) $(REL_RT_OBJ)
 	$(CC) $(RELEASE_CFLAGS) -o $@ $^ $(LIBS) -lcmocka
 

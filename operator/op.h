@@ -68,6 +68,9 @@ int op_cond_set(struct op *op, const char *ns, const char *name, const char *typ
 /* Forget every condition of a deleted RouterConfig.  Thread-safe. */
 void op_cond_forget(struct op *op, const char *ns, const char *name);
 
+/* Forget every condition (at exit).  Thread-safe. */
+void op_cond_clear(struct op *op);
+
 /* Metrics collector for the condition gauges and queue depth. */
 int op_collect(struct buf *out, void *op) SB_MUST_CHECK;
 

@@ -1,0 +1,192 @@
+/*
+ * Unit tests for the operator's building blocks that need no API server:
+ * the work queue (dedup, debounce, per-key backoff, no double hand-out),
+ * kubeconfig loading (inline and file material, refusals naming the
+ * field), and rendered ConfigMaps (plain and gzip round trips, stable
+ * hashes).  Everything that talks to Kubernetes is tested in e2e/.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kc.h"
+#include "rec_render.h"
+#include "switchboard/util.h"
+#include "wq.h"
+
+static void test_wq_dedup_and_debounce(void **state)
+{
+	struct wq *q;
+	char key[WQ_KEY_MAX];
+	uint64_t t0;
+
+	(void)state;
+	assert_int_equal(wq_new(&q), 0);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(wq_add(q, "rc/ns/a", 150), 0);
+	assert_int_equal(wq_len(q), 1);
+	t0 = util_mono_ns();
+	assert_int_equal(wq_get(q, key, 1000), 0);
+	assert_true(util_mono_ns() - t0 >= 140u * 1000000u); /* waited for the debounce window */
+	assert_string_equal(key, "rc/ns/a");
+	/* added while processing: not handed out twice, comes back after done */
+	assert_int_equal(wq_add(q, "rc/ns/a", 0), 0);
+	assert_int_equal(wq_get(q, key, 100), -ETIMEDOUT);
+	wq_done(q, "rc/ns/a", 0, 0);
+	assert_int_equal(wq_get(q, key, 100), 0);
+	wq_done(q, "rc/ns/a", 0, 0);
+	assert_int_equal(wq_len(q), 0);
+	wq_free(q);
+}
+
+static void test_wq_backoff_and_shutdown(void **state)
+{
+	struct wq *q;
+	char key[WQ_KEY_MAX];
+	uint64_t t0;
+
+	(void)state;
+	assert_int_equal(wq_new(&q), 0);
+	assert_int_equal(wq_add(q, "k", 0), 0);
+	assert_int_equal(wq_get(q, key, 100), 0);
+	wq_done(q, "k", 1, 0); /* failure 1: 250 ms */
+	assert_int_equal(wq_get(q, key, 100), -ETIMEDOUT);
+	assert_int_equal(wq_get(q, key, 400), 0);
+	t0 = util_mono_ns();
+	wq_done(q, "k", 1, 0); /* failure 2: 500 ms */
+	assert_int_equal(wq_get(q, key, 1000), 0);
+	assert_true(util_mono_ns() - t0 >= 450u * 1000000u);
+	wq_done(q, "k", 0, 0); /* success resets */
+	assert_int_equal(wq_add(q, "k", 0), 0);
+	assert_int_equal(wq_get(q, key, 50), 0);
+	wq_done(q, "k", 0, 0);
+	wq_shutdown(q);
+	assert_int_equal(wq_get(q, key, 1000), -ECANCELED);
+	wq_free(q);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_kubeconfig_inline_and_files(void **state)
+{
+	char dir[] = "/tmp/sb-kcXXXXXX", path[256], text[4096], err[512], b64[256];
+	struct kc_config c;
+	const char *ca = "-----BEGIN CERTIFICATE-----\nQ0E=\n-----END CERTIFICATE-----\n";
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)ca, strlen(ca), sodium_base64_VARIANT_ORIGINAL);
+	snprintf(path, sizeof(path), "%s/key.pem", dir);
+	write_file(path, "KEY");
+	snprintf(path, sizeof(path), "%s/cert.pem", dir);
+	write_file(path, "CERT");
+	snprintf(text, sizeof(text),
+		 "apiVersion: v1\nkind: Config\ncurrent-context: b\n"
+		 "clusters:\n- name: c1\n  cluster: {server: 'https://127.0.0.1:6443/', certificate-authority-data: "
+		 "%s}\n"
+		 "contexts:\n- name: a\n  context: {cluster: nope, user: u1}\n"
+		 "- name: b\n  context: {cluster: c1, user: u1, namespace: team}\n"
+		 "users:\n- name: u1\n  user: {client-certificate: cert.pem, client-key: key.pem}\n",
+		 b64);
+	snprintf(path, sizeof(path), "%s/config", dir);
+	write_file(path, text);
+	assert_int_equal(kc_config_load(&c, path, NULL, err, sizeof(err)), 0);
+	assert_string_equal(c.server, "https://127.0.0.1:6443");
+	assert_string_equal(c.ca_pem, ca);
+	assert_string_equal(c.cert_pem, "CERT");
+	assert_string_equal(c.key_pem, "KEY");
+	assert_string_equal(c.namespace_, "team");
+	kc_config_free(&c);
+
+	/* refusals name what is wrong */
+	write_file(path, "current-context: a\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\n"
+			 "clusters:\n- name: c\n  cluster: {server: 'https://x', insecure-skip-tls-verify: true}\n");
+	assert_int_equal(kc_config_load(&c, path, NULL, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "insecure-skip-tls-verify"));
+	write_file(path, "current-context: a\ncontexts:\n- name: a\n  context: {cluster: c}\n"
+			 "clusters:\n- name: c\n  cluster: {server: 'http://plain'}\n");
+	assert_int_equal(kc_config_load(&c, path, NULL, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "server"));
+	write_file(path, "contexts: []\n");
+	assert_int_equal(kc_config_load(&c, path, NULL, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "current-context"));
+	snprintf(text, sizeof(text), "rm -rf %s", dir);
+	assert_int_equal(system(text), 0);
+}
+
+static void test_configmap_round_trip_plain_and_gzip(void **state)
+{
+	json_t *rc = json_pack("{s:{s:s,s:s,s:s}}", "metadata", "name", "r1", "namespace", "ns", "uid", "u-1");
+	size_t big = OP_GZIP_OVER + 4096, len = 0;
+	char *doc = malloc(big + 1), *back = NULL, hash[65];
+	json_t *cm;
+
+	(void)state;
+	assert_non_null(doc);
+	/* small: plain data */
+	strcpy(doc, "{\"agents\":[]}");
+	util_sha256_hex(doc, strlen(doc), hash);
+	cm = rr_configmap(rc, "config", doc, strlen(doc), hash);
+	assert_non_null(json_object_get(json_object_get(cm, "data"), OP_CONFIG_KEY));
+	assert_string_equal(
+		json_string_value(json_object_get(json_object_get(json_object_get(cm, "metadata"), "annotations"),
+						  "switchboard.dev/config-hash")),
+		hash);
+	assert_string_equal(
+		json_string_value(json_object_get(
+			json_array_get(json_object_get(json_object_get(cm, "metadata"), "ownerReferences"), 0), "uid")),
+		"u-1");
+	assert_int_equal(rr_configmap_doc(cm, &back, &len), 0);
+	assert_string_equal(back, doc);
+	free(back);
+	json_decref(cm);
+	/* large: gzip in binaryData, well under the 1 MiB ConfigMap limit */
+	for (size_t i = 0; i < big; i++)
+		doc[i] = "abcdef0123456789"[(i * 7 + i / 64) % 16];
+	doc[big] = '\0';
+	cm = rr_configmap(rc, "config", doc, big, hash);
+	assert_null(json_object_get(cm, "data"));
+	assert_non_null(json_object_get(json_object_get(cm, "binaryData"), OP_CONFIG_KEY));
+	assert_true(strlen(json_string_value(json_object_get(json_object_get(cm, "binaryData"), OP_CONFIG_KEY))) <
+		    OP_CM_LIMIT);
+	assert_int_equal(rr_configmap_doc(cm, &back, &len), 0);
+	assert_int_equal(len, big);
+	assert_memory_equal(back, doc, big);
+	free(back);
+	json_decref(cm);
+	/* neither form: ENOENT */
+	cm = json_pack("{s:{}}", "data");
+	assert_int_equal(rr_configmap_doc(cm, &back, &len), -ENOENT);
+	json_decref(cm);
+	free(doc);
+	json_decref(rc);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_wq_dedup_and_debounce),
+		cmocka_unit_test(test_wq_backoff_and_shutdown),
+		cmocka_unit_test(test_kubeconfig_inline_and_files),
+		cmocka_unit_test(test_configmap_round_trip_plain_and_gzip),
+	};
+
+	if (util_init())
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
