@@ -60,10 +60,14 @@ static const char *obj_rv(const json_t *obj)
 	return rv ? rv : "";
 }
 
-/* Cached objects drop managedFields: large and never read here. */
+/* Cached objects drop managedFields and kubectl's last-applied copy of
+ * the whole object: large, and never read here. */
 static void slim(json_t *obj)
 {
-	json_object_del(json_object_get(obj, "metadata"), "managedFields");
+	json_t *md = json_object_get(obj, "metadata");
+
+	json_object_del(md, "managedFields");
+	json_object_del(json_object_get(md, "annotations"), "kubectl.kubernetes.io/last-applied-configuration");
 }
 
 static void entry_free(struct entry *e)

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -176,6 +177,7 @@ static void *worker_main(void *arg)
 		met_observe(op->m.rec_seconds, (double)(util_mono_ns() - t0) / 1e9);
 		met_inc(rc ? op->m.rec_error : requeue ? op->m.rec_requeue : op->m.rec_ok);
 		wq_done(op->q, key, rc != 0, requeue);
+		malloc_trim(0); /* a large render's transient memory goes back to the system */
 	}
 	kc_thread_done();
 	return NULL;

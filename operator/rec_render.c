@@ -156,12 +156,11 @@ static json_t *agent_doc(const json_t *agent, const char *id, const char *digest
 	return a;
 }
 
-static int collect_agents(struct op *op, const json_t *rc, struct rr_render *out, json_t *docs)
+static int collect_agents(struct op *op, const json_t *rc, const json_t *all, struct rr_render *out, json_t *docs)
 {
 	const char *ns = md_str(rc, "namespace"), *name = md_str(rc, "name");
 	const json_t *sel = json_object_get(json_object_get(rc, "spec"), "agentSelector");
-	struct kc_informer *inf = op_informer(op, OP_AGENT, ns);
-	json_t *all = inf ? kc_informer_list(inf) : NULL, *agent, *byid = json_object();
+	json_t *agent, *byid = json_object();
 	size_t i;
 	int rc_ = 0;
 
@@ -227,7 +226,6 @@ static int collect_agents(struct op *op, const json_t *rc, struct rr_render *out
 	}
 	qsort(out->agents, out->nagents, sizeof(*out->agents), agent_cmp);
 out:
-	json_decref(all);
 	json_decref(byid);
 	return rc_;
 }
@@ -306,6 +304,22 @@ static void prefix_report(struct cfg_report *r)
 
 int rr_render(struct op *op, const json_t *rc, struct rr_render *out)
 {
+	struct kc_informer *inf = op_informer(op, OP_AGENT, md_str(rc, "namespace"));
+	json_t *all = inf ? kc_informer_list(inf) : json_array();
+	int rc_;
+
+	if (!all) {
+		memset(out, 0, sizeof(*out));
+		cfg_report_init(&out->report);
+		return -ENOMEM;
+	}
+	rc_ = rr_render_agents(op, rc, all, out);
+	json_decref(all);
+	return rc_;
+}
+
+int rr_render_agents(struct op *op, const json_t *rc, const json_t *all, struct rr_render *out)
+{
 	const json_t *router = json_object_get(json_object_get(rc, "spec"), "router");
 	json_t *root = json_is_object(router) ? json_deep_copy(router) : json_object(), *docs = json_array();
 	int rc_ = -ENOMEM;
@@ -314,7 +328,7 @@ int rr_render(struct op *op, const json_t *rc, struct rr_render *out)
 	cfg_report_init(&out->report);
 	if (!root || !docs)
 		goto out;
-	rc_ = collect_agents(op, rc, out, docs);
+	rc_ = collect_agents(op, rc, all, out, docs);
 	if (rc_)
 		goto out;
 	rc_ = sort_docs(docs);

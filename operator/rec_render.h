@@ -40,6 +40,11 @@ struct rr_render {
  * or -errno when the API or memory failed.  Free with rr_free() either
  * way.  Thread-safe. */
 int rr_render(struct op *op, const json_t *rc, struct rr_render *out) SB_MUST_CHECK;
+
+/* rr_render() with the Agents given (borrowed array of Agent objects, e.g.
+ * for benchmarks) instead of taken from the informer.  `op` is used only
+ * for reading token Secrets. */
+int rr_render_agents(struct op *op, const json_t *rc, const json_t *agents, struct rr_render *out) SB_MUST_CHECK;
 void rr_free(struct rr_render *r);
 
 /* Owned objects for server-side apply (new references, NULL on ENOMEM).
