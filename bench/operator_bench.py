@@ -52,7 +52,8 @@ def main():
     op = routers = None
     try:
         c.kubectl("apply", "--server-side", "-f", os.path.join(ROOT, "crds"))
-        c.kubectl("wait", "--for=condition=Established", "crd/agents.switchboard.dev", "crd/routerconfigs.switchboard.dev")
+        wait_for(lambda: c.kubectl("wait", "--for=condition=Established", "crd/agents.switchboard.dev",
+                                   "crd/routerconfigs.switchboard.dev", check=False).returncode == 0, 60)
         ns = "bench-" + uuid.uuid4().hex[:6]
         c.kubectl("create", "namespace", ns)
         op = Operator(c, [ns], work, name="operator").start()

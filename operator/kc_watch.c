@@ -20,9 +20,13 @@
 #define WATCH_MAX_LINE	(16u << 20) /* one event: an object is at most ~1.5 MiB in etcd */
 #define WATCH_TIMEOUT_S 300
 
+/* Objects are cached as compact JSON text, parsed when read: a jansson
+ * tree costs several times its text in allocations, and 10,000 Agents
+ * must fit in a few MiB. */
 struct entry {
 	char *key;
-	json_t *obj;
+	char *text;
+	char rv[32];
 	UT_hash_handle hh;
 };
 
@@ -73,12 +77,32 @@ static void slim(json_t *obj)
 static void entry_free(struct entry *e)
 {
 	free(e->key);
-	json_decref(e->obj);
+	free(e->text);
 	free(e);
 }
 
+/* Store `obj` (borrowed, slimmed in place) in `e`.  Returns 0 or -ENOMEM. */
+static int entry_set(struct entry *e, json_t *obj)
+{
+	char *text;
+
+	slim(obj);
+	text = json_dumps(obj, JSON_COMPACT);
+	if (!text)
+		return -ENOMEM;
+	free(e->text);
+	e->text = text;
+	snprintf(e->rv, sizeof(e->rv), "%s", obj_rv(obj));
+	return 0;
+}
+
+static json_t *entry_obj(const struct entry *e)
+{
+	return e && e->text ? json_loads(e->text, 0, NULL) : NULL;
+}
+
 /* Put `obj` (reference taken) in the cache; returns the previous object
- * (a reference the caller drops) through *old. */
+ * (a new reference the caller drops, or NULL) through *old. */
 static int cache_put(struct kc_informer *inf, json_t *obj, json_t **old)
 {
 	char key[600];
@@ -86,31 +110,30 @@ static int cache_put(struct kc_informer *inf, json_t *obj, json_t **old)
 	int rc = kc_obj_key(obj, key, sizeof(key));
 
 	*old = NULL;
-	if (rc) {
-		json_decref(obj);
-		return rc;
-	}
-	slim(obj);
+	if (rc)
+		goto out;
 	pthread_mutex_lock(&inf->lock);
 	HASH_FIND_STR(inf->cache, key, e);
 	if (e) {
-		*old = e->obj;
-		e->obj = obj;
+		*old = entry_obj(e);
+		rc = entry_set(e, obj);
 	} else {
 		e = calloc(1, sizeof(*e));
 		if (e)
 			e->key = strdup(key);
-		if (!e || !e->key) {
+		rc = e && e->key ? entry_set(e, obj) : -ENOMEM;
+		if (rc) {
+			if (e)
+				free(e->key);
 			free(e);
-			pthread_mutex_unlock(&inf->lock);
-			json_decref(obj);
-			return -ENOMEM;
+		} else {
+			HASH_ADD_KEYPTR(hh, inf->cache, e->key, strlen(e->key), e);
 		}
-		e->obj = obj;
-		HASH_ADD_KEYPTR(hh, inf->cache, e->key, strlen(e->key), e);
 	}
 	pthread_mutex_unlock(&inf->lock);
-	return 0;
+out:
+	json_decref(obj);
+	return rc;
 }
 
 static json_t *cache_del(struct kc_informer *inf, const json_t *obj)
@@ -125,8 +148,7 @@ static json_t *cache_del(struct kc_informer *inf, const json_t *obj)
 	HASH_FIND_STR(inf->cache, key, e);
 	if (e) {
 		HASH_DEL(inf->cache, e);
-		old = e->obj;
-		e->obj = NULL;
+		old = entry_obj(e);
 		entry_free(e);
 	}
 	pthread_mutex_unlock(&inf->lock);
@@ -156,13 +178,13 @@ static int relist(struct kc_informer *inf)
 		n = calloc(1, sizeof(*n));
 		if (n)
 			n->key = strdup(key);
-		if (!n || !n->key) {
+		if (!n || !n->key || entry_set(n, item)) {
+			if (n)
+				free(n->key);
 			free(n);
 			rc = -ENOMEM;
 			goto out;
 		}
-		n->obj = json_incref(item);
-		slim(n->obj);
 		HASH_ADD_KEYPTR(hh, fresh, n->key, strlen(n->key), n);
 	}
 	pthread_mutex_lock(&inf->lock);
@@ -177,8 +199,13 @@ static int relist(struct kc_informer *inf)
 		pthread_mutex_lock(&inf->lock);
 		HASH_FIND_STR(inf->cache, e->key, n);
 		pthread_mutex_unlock(&inf->lock);
-		if (!n)
-			inf->fn(KC_DELETED, e->obj, e->obj, inf->ctx);
+		if (!n) {
+			json_t *o = entry_obj(e);
+
+			if (o)
+				inf->fn(KC_DELETED, o, o, inf->ctx);
+			json_decref(o);
+		}
 	}
 	json_array_foreach (items, i, item) {
 		char key[600];
@@ -189,8 +216,12 @@ static int relist(struct kc_informer *inf)
 		HASH_FIND_STR(fresh, key, o);
 		if (!o)
 			inf->fn(KC_ADDED, NULL, item, inf->ctx);
-		else if (strcmp(obj_rv(o->obj), obj_rv(item)) != 0)
-			inf->fn(KC_MODIFIED, o->obj, item, inf->ctx);
+		else if (strcmp(o->rv, obj_rv(item)) != 0) {
+			json_t *prev = entry_obj(o);
+
+			inf->fn(KC_MODIFIED, prev, item, inf->ctx);
+			json_decref(prev);
+		}
 	}
 out:
 	HASH_ITER (hh, fresh, e, tmp) {
@@ -375,7 +406,7 @@ json_t *kc_informer_get(struct kc_informer *inf, const char *ns, const char *nam
 	pthread_mutex_lock(&inf->lock);
 	HASH_FIND_STR(inf->cache, key, e);
 	if (e)
-		obj = json_incref(e->obj);
+		obj = entry_obj(e);
 	pthread_mutex_unlock(&inf->lock);
 	return obj;
 }
@@ -389,7 +420,7 @@ json_t *kc_informer_list(struct kc_informer *inf)
 		return NULL;
 	pthread_mutex_lock(&inf->lock);
 	HASH_ITER (hh, inf->cache, e, tmp) {
-		if (json_array_append(arr, e->obj)) {
+		if (json_array_append_new(arr, entry_obj(e))) {
 			json_decref(arr);
 			arr = NULL;
 			break;

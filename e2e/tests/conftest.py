@@ -64,8 +64,13 @@ def cluster():
     c = Cluster(name)
     try:
         c.kubectl("apply", "--server-side", "--field-manager=switchboard-e2e", "-f", os.path.join(ROOT, "crds"))
-        c.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                  "crd/routerconfigs.switchboard.dev", "crd/agents.switchboard.dev")
+        # `kubectl wait` fails outright (not waits) while a new CRD has no status yet: retry
+        deadline = time.time() + 60
+        while c.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/routerconfigs.switchboard.dev",
+                        "crd/agents.switchboard.dev", check=False).returncode != 0:
+            if time.time() > deadline:
+                raise AssertionError("CRDs not Established within 60 s")
+            time.sleep(0.5)
         # the OpenAPI document (explain, strict validation) is published asynchronously
         deadline = time.time() + 60
         while c.kubectl("explain", "routerconfig.spec.router", check=False).returncode != 0 or \
