@@ -17,6 +17,7 @@
 #include "switchboard/util.h"
 
 #define CONVERGE_POLL_MS 2000
+#define SECRET_POLL_MS	 5000
 
 struct cond {
 	const char *type;
@@ -697,6 +698,9 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 		ret = -EAGAIN;
 	if (!applied)
 		*requeue_ms = CONVERGE_POLL_MS;
+	for (size_t i = 0; i < r.nagents && !*requeue_ms; i++)
+		if (strcmp(r.agents[i].reason, "TokenSecretInvalid") == 0)
+			*requeue_ms = SECRET_POLL_MS; /* Secrets are not watched: look again for the missing one */
 	snprintf(msg, sizeof(msg), "%zu", r.naccepted);
 	log_info("reconciled", "kind", "RouterConfig", "namespace", ns, "name", name, "config_hash", target_hash,
 		 "config_applied", conds[1].status, "n:agents", msg);

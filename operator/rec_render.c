@@ -156,7 +156,44 @@ static json_t *agent_doc(const json_t *agent, const char *id, const char *digest
 	return a;
 }
 
-static int collect_agents(struct op *op, const json_t *rc, const json_t *all, struct rr_render *out, json_t *docs)
+static int collect_sorted(struct op *op, const json_t *rc, const json_t *all, struct rr_render *out, json_t *docs);
+
+static int name_cmp(const void *a, const void *b)
+{
+	const char *x = md_str(*(json_t *const *)a, "name"), *y = md_str(*(json_t *const *)b, "name");
+
+	return strcmp(x ? x : "", y ? y : "");
+}
+
+/* Agents in name order, so which of two Agents claiming one agent id wins
+ * (the first by name) does not depend on cache order or replica. */
+static int collect_agents(struct op *op, const json_t *rc, const json_t *unsorted, struct rr_render *out, json_t *docs)
+{
+	size_t n = json_array_size(unsorted);
+	json_t **v = calloc(n + 1, sizeof(json_t *)), *all = json_array();
+	int rc_;
+
+	if (!v || !all) {
+		free(v);
+		json_decref(all);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_array_get(unsorted, i);
+	qsort(v, n, sizeof(json_t *), name_cmp); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
+	for (size_t i = 0; i < n; i++)
+		if (json_array_append(all, v[i])) {
+			free(v);
+			json_decref(all);
+			return -ENOMEM;
+		}
+	free(v);
+	rc_ = collect_sorted(op, rc, all, out, docs);
+	json_decref(all);
+	return rc_;
+}
+
+static int collect_sorted(struct op *op, const json_t *rc, const json_t *all, struct rr_render *out, json_t *docs)
 {
 	const char *ns = md_str(rc, "namespace"), *name = md_str(rc, "name");
 	const json_t *sel = json_object_get(json_object_get(rc, "spec"), "agentSelector");
@@ -352,7 +389,9 @@ int rr_render_agents(struct op *op, const json_t *rc, const json_t *all, struct 
 	}
 	out->len = strlen(out->doc);
 	util_sha256_hex(out->doc, out->len, out->hash);
-	if (cfg_parse_doc(&out->cfg, out->doc, out->len, NULL, NULL, &out->report) == 0) {
+	/* validate the tree the document was printed from: the same content as
+	 * parsing `doc` again, without a second tree of it in memory */
+	if (cfg_from_json(&out->cfg, root, &out->report) == 0) {
 		if (cfg_validate(&out->cfg, pod_cores(rc), &out->report) == 0) {
 			out->valid = 1;
 			rc_ = cfg_restart_hash(&out->cfg, out->restart_hash);

@@ -401,3 +401,64 @@ def test_operator_restart_with_nothing_changed_does_nothing(cluster, ns, operato
     finally:
         routers.stop()
         operator.proc = None
+
+
+# The permissions docs/operator.md documents, and no more: the in-cluster test
+# below fails if the operator needs anything else.
+OPERATOR_RULES = [
+    {"apiGroups": ["switchboard.dev"], "resources": ["routerconfigs", "agents"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["switchboard.dev"], "resources": ["routerconfigs/status", "agents/status"], "verbs": ["patch"]},
+    {"apiGroups": [""], "resources": ["configmaps", "services", "secrets"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "create", "patch"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "patch"]},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+]
+
+
+def test_in_cluster_mode_with_least_privilege(cluster, ns, work):
+    """Service-account token and CA from a directory, KUBERNETES_SERVICE_HOST/PORT, only the
+    documented RBAC rules, leader election on: the whole create + hot-change flow works."""
+    objs = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sb-operator"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "sb-operator"},
+         "rules": OPERATOR_RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "sb-operator"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sb-operator"},
+         "subjects": [{"kind": "ServiceAccount", "name": "sb-operator", "namespace": ns}]},
+    ]
+    apply(cluster, ns, *objs)
+    token = cluster.kubectl("create", "token", "sb-operator", "-n", ns, "--duration=1h").stdout.strip()
+    sa = os.path.join(work, "sa")
+    os.makedirs(sa)
+    with open(os.path.join(sa, "token"), "w") as f:
+        f.write(token)
+    with open(os.path.join(sa, "namespace"), "w") as f:
+        f.write(ns)
+    port = open(os.path.join(cluster.state, "apiserver.port")).read().strip()
+    with open(os.path.join(cluster.state, "pki", "ca.crt")) as src, open(os.path.join(sa, "ca.crt"), "w") as dst:
+        dst.write(src.read())
+    op = Operator(cluster, [ns], work, ["--sa-dir", sa, "--leader-elect"], name="incluster", kubeconfig="",
+                  env={"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": port}).start()
+    try:
+        wait_for(lambda: op.metric("switchboard_operator_leader") == 1, 20, what="leadership in-cluster")
+        try:
+            routers = running(cluster, ns, work)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\noperator log:\n{op.log()[-5000:]}")
+        try:
+            apply(cluster, ns, agent("carol", "r1", tokenSecretRef={"name": "carol-token"}))
+            cluster.kubectl("create", "secret", "generic", "carol-token", "-n", ns, "--from-literal=token=s3cret")
+            wait_for(lambda: get(cluster, ns, "routerconfig", "r1")["status"].get("agents") == 3 and
+                     routers.hashes()[0] == cm_hash(cluster, ns, "r1"), 30, what="carol rendered")
+            doc = json.loads(get(cluster, ns, "configmap", "r1-config")["data"]["router.json"])
+            carol = [a for a in doc["agents"] if a["id"] == "carol"][0]
+            import hashlib
+            assert carol["tokenSha256"] == hashlib.sha256(b"s3cret").hexdigest()
+            assert "s3cret" not in op.log()
+            assert not [l for l in op.lines() if l.get("level") == "warn" and "Forbidden" in json.dumps(l)]
+        finally:
+            routers.stop()
+    finally:
+        op.stop()
