@@ -252,8 +252,6 @@ static int metrics_init(struct op *op)
 	}
 	m->queue_depth = met_gauge_add(r, "switchboard_operator_queue_depth", "Keys waiting in the work queue.", NULL);
 	m->leader = met_gauge_add(r, "switchboard_operator_leader", "1 while this replica holds the Lease.", NULL);
-	m->heap_bytes = met_gauge_add(r, "switchboard_operator_heap_inuse_bytes",
-				      "Bytes allocated and in use on the malloc heap (mallinfo2).", NULL);
 	m->hot_reloads = met_counter_add(r, "switchboard_operator_hot_reloads_total",
 					 "Configs pushed to every ready router in place.", NULL);
 	m->rolling_restarts = met_counter_add(r, "switchboard_operator_rolling_restarts_total",

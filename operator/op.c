@@ -6,7 +6,6 @@
 #include "op.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,11 +79,6 @@ int op_collect(struct buf *out, void *arg)
 
 	met_gauge_set(op->m.queue_depth, (double)wq_len(op->q));
 	met_gauge_set(op->m.leader, atomic_load(&op->leader));
-	{
-		struct mallinfo2 mi = mallinfo2();
-
-		met_gauge_set(op->m.heap_bytes, (double)mi.uordblks + (double)mi.hblkhd);
-	}
 	rc = met_write_header(out, "switchboard_operator_routerconfig_condition",
 			      "1 for the status each RouterConfig condition has now (True, False or Unknown).",
 			      "gauge");

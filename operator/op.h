@@ -33,7 +33,7 @@ struct op_metrics {
 	struct met_counter *rec_ok, *rec_error, *rec_requeue;
 	struct met_histogram *rec_seconds;
 	struct met_counter *restarts[OP_NKINDS], *relists[OP_NKINDS];
-	struct met_gauge *queue_depth, *leader, *heap_bytes;
+	struct met_gauge *queue_depth, *leader;
 	struct met_counter *hot_reloads, *rolling_restarts, *rollbacks, *rejections, *pushes_ok, *pushes_failed;
 };
 

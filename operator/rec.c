@@ -274,6 +274,9 @@ static int agent_statuses(struct op *op, const json_t *rc, const struct rr_rende
 
 	for (size_t i = 0; inf && i < r->nagents; i++) {
 		const struct rr_agent *a = &r->agents[i];
+
+		if (op->stop)
+			return -ECANCELED; /* shutting down: the next leader writes the rest */
 		json_t *agent = kc_informer_get(inf, ns, a->name), *st;
 		struct cond c[2];
 
