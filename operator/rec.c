@@ -372,7 +372,7 @@ static int converge(struct op *op, const json_t *rc, const char *token, const ch
 int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *requeue_ms)
 {
 	struct kc_informer *inf = op_informer(op, OP_RC, ns);
-	json_t *rc = inf ? kc_informer_get(inf, ns, name) : NULL, *cm = NULL, *prev_cm = NULL, *dep = NULL;
+	json_t *rc = NULL, *cm = NULL, *prev_cm = NULL, *dep = NULL;
 	json_t *status = NULL, *last_reload = NULL;
 	const json_t *old_status, *spec, *c;
 	struct rr_render r;
@@ -387,6 +387,15 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 
 	*requeue_ms = 0;
 	memset(&r, 0, sizeof(r));
+	/* read the RouterConfig itself, not the cache: decisions below depend on
+	 * the status this operator wrote a moment ago (rejectedConfigHash), which
+	 * the watch may not have delivered yet */
+	snprintf(path, sizeof(path), OP_GROUP_PATH "/namespaces/%s/routerconfigs/%s", ns, name);
+	ret = inf ? get_opt(op, path, &rc) : 0;
+	if (ret) {
+		log_warn("cannot read the RouterConfig", "namespace", ns, "name", name, "error", strerror(-ret));
+		return ret;
+	}
 	if (!rc || md_str(rc, "deletionTimestamp")) {
 		/* gone: ownerReferences let the garbage collector remove the rest */
 		json_decref(rc);

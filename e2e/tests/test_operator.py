@@ -276,6 +276,32 @@ def test_router_refusal_rolls_back(cluster, ns, operator, work):
         routers.stop()
 
 
+def test_stalled_rollout_rolls_back(cluster, ns, operator, work):
+    """No kubelet runs here, so a rolling restart can never become available: after
+    progressDeadlineSeconds the Deployment reports ProgressDeadlineExceeded and the operator restores
+    the previous config and restart hash."""
+    rollout = {"progressDeadlineSeconds": 30, "autoRollback": True}
+    routers = running(cluster, ns, work, router={"profile": "development", "storage": {"sync": "full"}},
+                      rollout=rollout)
+    try:
+        good, good_restart = cm_hash(cluster, ns, "r1"), restart_hash(cluster, ns, "r1")
+        apply(cluster, ns, routerconfig("r1", {"profile": "development", "storage": {"sync": "normal"}},
+                                        rollout=rollout))
+        wait_for(lambda: restart_hash(cluster, ns, "r1") != good_restart, 20, what="rollout started")
+        refused = cm_hash(cluster, ns, "r1")
+        assert refused != good
+        o = wait_for(cond_is(cluster, ns, "routerconfig", "r1", "ConfigApplied", "False", "RolledBack"), 90,
+                     interval=1)
+        assert restart_hash(cluster, ns, "r1") == good_restart
+        assert cm_hash(cluster, ns, "r1") == good
+        assert o["status"]["rejectedConfigHash"] == refused
+        assert o["status"]["lastReload"] == {**o["status"]["lastReload"], "kind": "Restart", "result": "RolledBack"}
+        assert any("did not become available" in e["message"] for e in events(cluster, ns, "RolledBack"))
+        assert routers.hashes() == [good, good]
+    finally:
+        routers.stop()
+
+
 def test_delete_garbage_collects(cluster, ns, operator, work):
     apply(cluster, ns, routerconfig("gc"), agent("a1", "gc"))
     wait_for(lambda: get(cluster, ns, "deployment", "gc") and get(cluster, ns, "secret", "gc-admin"), 30)
