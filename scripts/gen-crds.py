@@ -11,6 +11,7 @@ import cfgschema
 
 ROOT = cfgschema.ROOT
 OUT = os.path.join(ROOT, "crds")
+CHART_OUT = os.path.join(ROOT, "charts", "switchboard", "crds")  # the chart ships the same files
 GROUP, VERSION = "switchboard.dev", "v1alpha1"
 AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 BYTES_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
@@ -258,16 +259,18 @@ def render():
 def main():
     files = render()
     if "--check" in sys.argv:
-        bad = [n for n, t in files.items()
-               if not os.path.exists(os.path.join(OUT, n)) or open(os.path.join(OUT, n)).read() != t]
+        bad = [os.path.relpath(os.path.join(d, n), ROOT) for d in (OUT, CHART_OUT) for n, t in files.items()
+               if not os.path.exists(os.path.join(d, n)) or open(os.path.join(d, n)).read() != t]
         if bad:
-            print("out of date: " + ", ".join("crds/" + b for b in bad) + "; run scripts/gen-crds.py", file=sys.stderr)
+            print("out of date: " + ", ".join(bad) + "; run scripts/gen-crds.py", file=sys.stderr)
             return 1
         return 0
     os.makedirs(OUT, exist_ok=True)
-    for n, t in files.items():
-        with open(os.path.join(OUT, n), "w") as f:
-            f.write(t)
+    for d in (OUT, CHART_OUT):
+        os.makedirs(d, exist_ok=True)
+        for n, t in files.items():
+            with open(os.path.join(d, n), "w") as f:
+                f.write(t)
     return 0
 
 
