@@ -74,7 +74,8 @@ class Operator:
 
     def start(self):
         self.logf = open(self.logpath, "ab")
-        self.proc = subprocess.Popen(self.args, stdout=self.logf, stderr=subprocess.STDOUT, env=self.env)
+        self.proc = subprocess.Popen(self.args, stdout=self.logf, stderr=subprocess.STDOUT, env=self.env,
+                                     start_new_session=True)
         self.port = wait_for(self._port, 20, what="operator metrics port")
         wait_for(lambda: self.get("/readyz")[0] == 200, 30, what="operator caches synced")
         return self
@@ -206,6 +207,13 @@ class LocalRouters:
 
     # -- processes and the EndpointSlice ----------------------------------
     def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # never leave a router behind
+            raise
+
+    def _start(self):
         self.token = self.admin_token()
         tokfile = os.path.join(self.workdir, f"{self.name}-admin-token")
         with open(tokfile, "w") as f:
@@ -219,7 +227,7 @@ class LocalRouters:
                                   "--set", f"network.adminPort={aport}",
                                   "--set", f"storage.path={self.workdir}/{self.name}-{i}.db",
                                   "--set", f"security.adminTokenFile={tokfile}"],
-                                 stdout=logf, stderr=subprocess.STDOUT)
+                                 stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
             self.procs.append((p, logf))
         for i in range(self.n):
             wait_for(lambda: self.status(i) is not None, 20, what=f"router {i} up")

@@ -105,7 +105,11 @@ def running(cluster, ns, work, name="r1", agents=("alice", "bob"), router=None, 
     wait_for(lambda: (get(cluster, ns, "routerconfig", name) or {}).get("status", {}).get("agents") == len(agents),
              30, what="all agents rendered")
     routers = LocalRouters(cluster, ns, name, work).start()
-    wait_for(cond_is(cluster, ns, "routerconfig", name, "ConfigApplied", "True"), 30, what="ConfigApplied=True")
+    try:
+        wait_for(cond_is(cluster, ns, "routerconfig", name, "ConfigApplied", "True"), 30, what="ConfigApplied=True")
+    except BaseException:
+        routers.stop()
+        raise
     return routers
 
 
