@@ -2,7 +2,7 @@
 #   make deps   install the Debian packages the build and tests need (idempotent)
 #   make        build build/switchboard-router and build/switchboard-operator (release, -O2)
 #   make test   every test: unit (release + ASan/UBSan/LSan), integration, e2e (real control plane), lint
-#   make demo   run the router on its embedded default and route a message
+#   make demo   a local control plane, the chart, the operator and two routers; messages, a hot and a restart change
 #   make bench  the benchmarks under bench/ (not part of make test); make bench-operator for the operator
 
 SHELL := /bin/bash
@@ -28,7 +28,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 REL := build/rel
 SAN := build/san
 
-.PHONY: all deps test unit unit-release unit-san integration e2e lint format demo demo-down bench bench-operator clean help
+.PHONY: all deps test unit unit-release unit-san integration e2e lint format demo demo-down bench bench-operator images clean help
 
 all: build/switchboard-router build/switchboard-operator
 
@@ -117,6 +117,10 @@ test: deps
 	$(MAKE) integration
 	$(MAKE) e2e
 	$(MAKE) lint
+
+# OCI images without a daemon (buildah); see scripts/images.sh
+images: deps all
+	@bash scripts/images.sh
 
 demo: deps all
 	@bash scripts/demo.sh

@@ -9,7 +9,7 @@ PKGS=(
   libsqlite3-dev sqlite3 libsodium-dev libcmocka-dev uthash-dev libyajl-dev
   liburcu-dev libxxhash-dev
   valgrind clang-format clang-tidy cppcheck
-  prometheus python3 python3-pytest python3-yaml openssl
+  prometheus python3 python3-pytest python3-yaml openssl buildah
 )
 
 missing=()
