@@ -170,3 +170,35 @@ def test_install_upgrade_uninstall(cluster, ns):
     cluster.helm("uninstall", "sb", "-n", ns)
     assert cluster.kubectl("get", "deployment", "sb-switchboard", "-n", ns, check=False).returncode != 0
     assert cluster.kubectl("get", "role", "sb-switchboard", "-n", ns, check=False).returncode != 0
+
+
+def test_monitoring_objects_with_and_without_the_crds(cluster, ns):
+    """Without monitoring.coreos.com/v1 served, `helm install` skips the PrometheusRule and ServiceMonitors;
+    with our minimal CRDs installed it creates them."""
+    crds = os.path.join(ROOT, "e2e", "testdata", "monitoring-crds.yaml")
+    cluster.kubectl("delete", "-f", crds, "--ignore-not-found", "--wait")
+    cluster.helm("install", "mon", CHART, "-n", ns, "--set", f"watchNamespaces={{{ns}}}")
+    manifest = cluster.helm("get", "manifest", "mon", "-n", ns).stdout
+    assert "kind: PrometheusRule" not in manifest and "kind: ServiceMonitor" not in manifest
+    cluster.helm("uninstall", "mon", "-n", ns)
+    cluster.kubectl("apply", "-f", crds)
+    try:
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                        "crd/prometheusrules.monitoring.coreos.com", "crd/servicemonitors.monitoring.coreos.com")
+        # discovery caches in helm: retry until the new API is visible
+        import time
+        deadline = time.time() + 60
+        while True:
+            cluster.helm("install", "mon", CHART, "-n", ns, "--set", f"watchNamespaces={{{ns}}}")
+            if "kind: PrometheusRule" in cluster.helm("get", "manifest", "mon", "-n", ns).stdout:
+                break
+            cluster.helm("uninstall", "mon", "-n", ns)
+            assert time.time() < deadline, "helm never saw monitoring.coreos.com/v1"
+            time.sleep(1)
+        rule = json.loads(cluster.kubectl("get", "prometheusrule", "mon-switchboard", "-n", ns, "-o", "json").stdout)
+        assert {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]} == REQUIRED_ALERTS
+        sms = json.loads(cluster.kubectl("get", "servicemonitors", "-n", ns, "-o", "json").stdout)["items"]
+        assert sorted(s["metadata"]["name"] for s in sms) == ["mon-switchboard-operator", "mon-switchboard-routers"]
+        cluster.helm("uninstall", "mon", "-n", ns)
+    finally:
+        cluster.kubectl("delete", "-f", crds, "--ignore-not-found")

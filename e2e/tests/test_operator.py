@@ -447,19 +447,13 @@ OPERATOR_RULES = [
 ]
 
 
-def test_in_cluster_mode_with_least_privilege(cluster, ns, work):
-    """Service-account token and CA from a directory, KUBERNETES_SERVICE_HOST/PORT, only the
-    documented RBAC rules, leader election on: the whole create + hot-change flow works."""
-    objs = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sb-operator"}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "sb-operator"},
-         "rules": OPERATOR_RULES},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "sb-operator"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sb-operator"},
-         "subjects": [{"kind": "ServiceAccount", "name": "sb-operator", "namespace": ns}]},
-    ]
-    apply(cluster, ns, *objs)
-    token = cluster.kubectl("create", "token", "sb-operator", "-n", ns, "--duration=1h").stdout.strip()
+def test_in_cluster_mode_with_the_charts_rbac(cluster, ns, work):
+    """The chart's own ServiceAccount and RBAC (helm install with watchNamespaces), its token from
+    `kubectl create token`, the operator in in-cluster mode with overridden paths and leader election:
+    the whole create + hot-change flow works, so the chart grants every permission the operator uses."""
+    chart = os.path.join(os.path.dirname(__file__), "..", "..", "charts", "switchboard")
+    cluster.helm("install", "rb", chart, "-n", ns, "--set", f"watchNamespaces={{{ns}}}")
+    token = cluster.kubectl("create", "token", "rb-switchboard", "-n", ns, "--duration=1h").stdout.strip()
     sa = os.path.join(work, "sa")
     os.makedirs(sa)
     with open(os.path.join(sa, "token"), "w") as f:
