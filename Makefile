@@ -101,8 +101,8 @@ integration: build/switchboard-router build/switchboard-router-san
 e2e: build/switchboard-router build/switchboard-operator-san
 	@bash e2e/cluster build >/dev/null
 	cd e2e/tests && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
-	@if pgrep -f "$${SB_E2E_STATE:-/tmp/switchboard-e2e}/pytest-|sb-e2e-op-|sb-prom-" >/dev/null; then \
-	  echo "e2e: processes were left behind:"; pgrep -af "$${SB_E2E_STATE:-/tmp/switchboard-e2e}/pytest-|sb-e2e-op-|sb-prom-"; exit 1; fi
+	@if pgrep -f "$${SB_E2E_STATE:-/tmp/switchboard-e2e}/pytest-|sb-e2e-o[p]-|sb-pro[m]-" >/dev/null; then \
+	  echo "e2e: processes were left behind:"; pgrep -af "$${SB_E2E_STATE:-/tmp/switchboard-e2e}/pytest-|sb-e2e-o[p]-|sb-pro[m]-"; exit 1; fi
 
 lint:
 	@bash scripts/lint.sh
