@@ -139,6 +139,16 @@ $(REL)/bench/%: $(REL)/bench/%.o $(REL_LIB_OBJ) $(REL_RT_OBJ)
 bench: deps all $(BENCH_SRC:bench/%.c=$(REL)/bench/%)
 	@bash bench/run.sh
 
+# --- peer benchmarks (bench/peers): Redis Streams and NATS JetStream side by side -----------
+PEER_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Ibench/peers
+build/peers/peer_redis: bench/peers/peer_redis.c bench/peers/peer.c bench/peers/peer.h
+	@mkdir -p $(dir $@)
+	$(CC) $(PEER_CFLAGS) -o $@ bench/peers/peer_redis.c bench/peers/peer.c -lhiredis -lpthread
+
+build/peers/peer_nats: bench/peers/peer_nats.c bench/peers/peer.c bench/peers/peer.h
+	@mkdir -p $(dir $@)
+	$(CC) $(PEER_CFLAGS) -o $@ bench/peers/peer_nats.c bench/peers/peer.c -lnats -lpthread
+
 # the operator against a real control plane (e2e/cluster), plus its render CPU
 bench-operator: deps all $(REL)/bench/bench_render
 	@bash e2e/cluster build >/dev/null

@@ -1,0 +1,163 @@
+/*
+ * peer_nats: NATS JetStream under the peer driver (peer.h).  One stream with
+ * file storage and one replica; producers publish asynchronously with up to
+ * --batch publishes in flight and count the server's publish acks (a publish
+ * ack means stored); consumers share one durable pull consumer with explicit
+ * acks (MaxAckPending raised so it never throttles), fetch up to 1000
+ * messages at a time and ack each.  Durability is the server's (JetStream
+ * sync settings), set by bench/peers/run.sh.
+ */
+#include <nats/nats.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "peer.h"
+
+#define STREAM	"SBBENCH"
+#define SUBJECT "sbbench"
+#define DURABLE "c"
+
+static void die(const char *what, natsStatus s)
+{
+	fprintf(stderr, "peer_nats: %s: %s\n", what, natsStatus_GetText(s));
+	exit(2);
+}
+
+static void connect_js(natsConnection **nc, jsCtx **js, jsOptions *jo)
+{
+	natsStatus s = natsConnection_ConnectTo(nc, P.url);
+
+	if (s != NATS_OK)
+		die("connect", s);
+	s = natsConnection_JetStream(js, *nc, jo);
+	if (s != NATS_OK)
+		die("jetstream", s);
+}
+
+static int setup(void)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsStreamConfig cfg;
+	jsConsumerConfig cc;
+	jsConsumerInfo *ci = NULL;
+	jsErrCode je = 0;
+	natsStatus s;
+	const char *subjects[] = {SUBJECT};
+
+	connect_js(&nc, &js, NULL);
+	js_DeleteStream(js, STREAM, NULL, NULL);
+	jsStreamConfig_Init(&cfg);
+	cfg.Name = STREAM;
+	cfg.Subjects = subjects;
+	cfg.SubjectsLen = 1;
+	cfg.Storage = js_FileStorage;
+	cfg.Replicas = 1;
+	s = js_AddStream(NULL, js, &cfg, NULL, &je);
+	if (s != NATS_OK)
+		die("add stream", s);
+	jsConsumerConfig_Init(&cc);
+	cc.Durable = DURABLE;
+	cc.AckPolicy = js_AckExplicit;
+	cc.MaxAckPending = 1000000;
+	cc.AckWait = (int64_t)60 * 1000000000; /* ns */
+	s = js_AddConsumer(&ci, js, STREAM, &cc, NULL, &je);
+	if (s != NATS_OK)
+		die("add consumer", s);
+	jsConsumerInfo_Destroy(ci);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return 0;
+}
+
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+	(void)js, (void)closure;
+	if (pa && !pae)
+		atomic_fetch_add(&peer_accepted, 1);
+	else
+		atomic_fetch_add(&peer_errors, 1);
+	natsMsg_Destroy(msg);
+}
+
+static void *producer(void *arg)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsOptions jo;
+	char *payload = malloc((size_t)P.size);
+	uint64_t next = 0;
+
+	(void)arg;
+	jsOptions_Init(&jo);
+	jo.PublishAsync.MaxPending = P.batch;
+	jo.PublishAsync.AckHandler = on_ack;
+	connect_js(&nc, &js, &jo);
+	while (!atomic_load(&peer_stop_producing)) {
+		peer_pace(&next);
+		for (int i = 0; i < P.batch; i++) {
+			natsStatus s;
+
+			peer_payload(payload);
+			s = js_PublishAsync(js, SUBJECT, payload, P.size, NULL);
+			if (s != NATS_OK)
+				atomic_fetch_add(&peer_errors, 1);
+		}
+	}
+	js_PublishAsyncComplete(js, NULL);
+	free(payload);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return NULL;
+}
+
+static void *consumer(void *arg)
+{
+	int id = (int)(intptr_t)arg;
+	natsConnection *nc = NULL;
+	natsSubscription *sub = NULL;
+	jsCtx *js = NULL;
+	jsSubOptions so;
+	natsStatus s;
+
+	connect_js(&nc, &js, NULL);
+	jsSubOptions_Init(&so);
+	so.Stream = STREAM;
+	so.Consumer = DURABLE;
+	s = js_PullSubscribe(&sub, js, SUBJECT, DURABLE, NULL, &so, NULL);
+	if (s != NATS_OK)
+		die("pull subscribe", s);
+	while (!atomic_load(&peer_stop_consuming)) {
+		natsMsgList list = {0};
+
+		s = natsSubscription_Fetch(&list, sub, 1000, 100, NULL);
+		if (s != NATS_OK && s != NATS_TIMEOUT)
+			continue;
+		for (int i = 0; i < list.Count; i++) {
+			natsMsg *m = list.Msgs[i];
+
+			peer_consumed(id, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+			natsMsg_Ack(m, NULL);
+		}
+		natsMsgList_Destroy(&list);
+	}
+	natsSubscription_Destroy(sub);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return NULL;
+}
+
+static void teardown(void)
+{
+}
+
+int main(int argc, char **argv)
+{
+	static const struct peer_driver d = {"nats-jetstream", setup, producer, consumer, teardown};
+
+	if (P.url && strncmp(P.url, "nats://", 7) != 0)
+		P.url = "nats://127.0.0.1:4222";
+	return peer_main(argc, argv, &d);
+}
