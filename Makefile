@@ -28,7 +28,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 REL := build/rel
 SAN := build/san
 
-.PHONY: all deps test unit unit-release unit-san integration e2e lint format demo demo-down bench bench-operator images clean help
+.PHONY: all deps test unit unit-release unit-san integration e2e lint format demo demo-down bench bench-operator bench-peers peer-deps images clean help
 
 all: build/switchboard-router build/switchboard-operator
 
@@ -148,6 +148,12 @@ build/peers/peer_redis: bench/peers/peer_redis.c bench/peers/peer.c bench/peers/
 build/peers/peer_nats: bench/peers/peer_nats.c bench/peers/peer.c bench/peers/peer.h
 	@mkdir -p $(dir $@)
 	$(CC) $(PEER_CFLAGS) -o $@ bench/peers/peer_nats.c bench/peers/peer.c -lnats -lpthread
+
+peer-deps:
+	@bash scripts/deps.sh redis-server nats-server libhiredis-dev libnats-dev gnuplot-nox
+
+bench-peers: deps peer-deps all $(REL)/bench/loadgen build/peers/peer_redis build/peers/peer_nats
+	@bash bench/peers/run.sh
 
 # the operator against a real control plane (e2e/cluster), plus its render CPU
 bench-operator: deps all $(REL)/bench/bench_render

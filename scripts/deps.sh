@@ -3,7 +3,8 @@
 # Safe to run any number of times: it installs only what is missing.
 set -euo pipefail
 
-PKGS=(
+# Extra packages may be named on the command line (make peer-deps does).
+PKGS=("$@"
   build-essential pkg-config git curl ca-certificates
   zlib1g-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libmicrohttpd-dev
   libsqlite3-dev sqlite3 libsodium-dev libcmocka-dev uthash-dev libyajl-dev
@@ -24,7 +25,10 @@ echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The Debian prometheus package starts a server on :9090; tests run their own.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
-  $SUDO systemctl stop prometheus || true
-fi
+# Debian's prometheus, redis-server and nats-server packages start servers; tests and benchmarks run
+# their own on free ports.
+for svc in prometheus redis-server nats-server; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    $SUDO systemctl stop "$svc" || true
+  fi
+done

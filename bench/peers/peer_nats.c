@@ -157,7 +157,12 @@ int main(int argc, char **argv)
 {
 	static const struct peer_driver d = {"nats-jetstream", setup, producer, consumer, teardown};
 
+	int rc;
+
 	if (P.url && strncmp(P.url, "nats://", 7) != 0)
 		P.url = "nats://127.0.0.1:4222";
-	return peer_main(argc, argv, &d);
+	rc = peer_main(argc, argv, &d);
+	/* stop libnats' own threads before exit() runs the library's destructors */
+	nats_CloseAndWait(5000);
+	return rc;
 }

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# `make bench-peers`: Switchboard's router, Redis Streams and NATS JetStream side by side, in one run,
+# on 127.0.0.1. For each durability level (batch: fsync per batch; second: fsync about every second),
+# payload size (256 B, 4 KiB) and concurrency (1 producer/1 consumer, 4/4): the maximum sustained
+# throughput (messages acked by consumers per second), then latency at 50 % of that system's own
+# maximum. A run that loses messages is recorded as a failure. Results: bench/results/peers.tsv, then
+# bench/peers/report.py writes bench/results/peers.md and bench/results/peers.png.
+#   BENCH_DURATION (default 60) and BENCH_WARMUP (default 5): seconds per point.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DUR=${BENCH_DURATION:-60}
+WARM=${BENCH_WARMUP:-5}
+OUT=bench/results
+WORK=$(mktemp -d /tmp/sb-peers.XXXXXX)
+mkdir -p "$OUT"
+TSV=$OUT/peers.tsv
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+# --- servers -------------------------------------------------------------------------------------------
+start_switchboard() { # durability
+  local sync=full
+  [ "$1" = second ] && sync=normal
+  SB_DATA=$(free_port) SB_ADMIN=$(free_port)
+  rm -rf "$WORK/sb" && mkdir -p "$WORK/sb"
+  cat >"$WORK/sb/router.yaml" <<YAML
+profile: production
+security: {auth: none}
+storage: {path: $WORK/sb/bench.db, sync: $sync}
+network: {bindAddress: 127.0.0.1, dataPort: $SB_DATA, adminPort: $SB_ADMIN, maxConnections: 64}
+observability: {logLevel: warn}
+performance: {workerThreads: 4, agentQueueSize: 1000000, maxConcurrentMessages: 10000000, memoryLimitBytes: 64Gi}
+delivery: {dedupWindowMs: 60000}
+agents: [{id: a0}, {id: a1}, {id: a2}, {id: a3}]  # loadgen uses a0..a(P-1): one agent per consumer
+YAML
+  build/switchboard-router --config "$WORK/sb/router.yaml" >"$WORK/sb/router.log" 2>&1 &
+  SERVER=$!
+  PIDS+=("$SERVER")
+  wait_port "$SB_ADMIN"
+  SETTINGS="storage.sync: $sync (group commit)"
+}
+
+start_redis() { # durability
+  local fsync=always
+  [ "$1" = second ] && fsync=everysec
+  RPORT=$(free_port)
+  rm -rf "$WORK/redis" && mkdir -p "$WORK/redis"
+  redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes --appendfsync "$fsync" \
+    --save "" --daemonize no --logfile "$WORK/redis/redis.log" &
+  SERVER=$!
+  PIDS+=("$SERVER")
+  wait_port "$RPORT"
+  SETTINGS="appendonly yes, appendfsync $fsync"
+}
+
+start_nats() { # durability
+  NPORT=$(free_port)
+  rm -rf "$WORK/nats" && mkdir -p "$WORK/nats"
+  if [ "$1" = batch ]; then
+    printf 'listen: 127.0.0.1:%s\njetstream { store_dir: "%s", sync_interval: always }\n' "$NPORT" "$WORK/nats" \
+      >"$WORK/nats/nats.conf"
+    SETTINGS="file storage, R1, sync_interval: always"
+    if ! nats-server -c "$WORK/nats/nats.conf" -t >/dev/null 2>&1; then
+      # nats-server before 2.10 has no sync_interval: it syncs on its default schedule
+      printf 'listen: 127.0.0.1:%s\njetstream { store_dir: "%s" }\n' "$NPORT" "$WORK/nats" >"$WORK/nats/nats.conf"
+      SETTINGS="file storage, R1 (sync_interval: always unsupported by nats-server $(nats-server --version | awk '{print $NF}'); default sync)"
+    fi
+  else
+    printf 'listen: 127.0.0.1:%s\njetstream { store_dir: "%s" }\n' "$NPORT" "$WORK/nats" >"$WORK/nats/nats.conf"
+    SETTINGS="file storage, R1, default sync"
+  fi
+  nats-server -c "$WORK/nats/nats.conf" >"$WORK/nats/nats.log" 2>&1 &
+  SERVER=$!
+  PIDS+=("$SERVER")
+  wait_port "$NPORT"
+}
+
+stop_server() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
+
+# --- one point -----------------------------------------------------------------------------------------
+load() { # system pc size rate -> report on stdout
+  local sys=$1 pc=$2 size=$3 rate=$4
+  case $sys in
+    switchboard) build/rel/bench/loadgen --data "http://127.0.0.1:$SB_DATA" --admin "http://127.0.0.1:$SB_ADMIN" \
+        --producers "$pc" --consumers "$pc" --agents "$pc" --batch 200 --size "$size" --duration "$DUR" --warmup "$WARM" \
+        --rate "$rate" --pid "$SERVER" ;;
+    redis) build/peers/peer_redis --url "127.0.0.1:$RPORT" --producers "$pc" --consumers "$pc" --batch 200 \
+        --size "$size" --duration "$DUR" --warmup "$WARM" --rate "$rate" --server-pid "$SERVER" ;;
+    nats) build/peers/peer_nats --url "nats://127.0.0.1:$NPORT" --producers "$pc" --consumers "$pc" --batch 200 \
+        --size "$size" --duration "$DUR" --warmup "$WARM" --rate "$rate" --server-pid "$SERVER" ;;
+  esac
+}
+
+field() { # report-file awk-program
+  awk "$2" "$1"
+}
+
+record() { # system durability pc size mode rate file
+  local f=$7 tput p50 p99 p999 cpu rss lost status=ok
+  tput=$(field "$f" '/consumed\+acked/{print int($(NF-1))}')
+  p50=$(field "$f" '/latency produce->consume/{gsub(",","");print $5}')
+  p99=$(field "$f" '/latency produce->consume/{gsub(",","");print $8}')
+  p999=$(field "$f" '/latency produce->consume/{gsub(",","");print $11}')
+  cpu=$(field "$f" '/cpu-s per million/{for(i=1;i<=NF;i++) if($i=="cpu-s") print $(i-1)}')
+  rss=$(field "$f" '/ rss /{print $(NF-1)}')
+  lost=$(field "$f" '/totals/{print $NF}')
+  grep -q FAILURE "$f" && status=LOST
+  grep -q "e2e: totals" "$f" || status=CRASHED
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "${tput:-0}" \
+    "${p50:-}" "${p99:-}" "${p999:-}" "${cpu:-}" "${rss:-}" "${lost:-}" "$status" >>"$TSV"
+}
+
+printf 'system\tdurability\tpc\tsize\tmode\trate\tthroughput\tp50_ms\tp99_ms\tp999_ms\tcpu_s_per_m\trss_mib\tlost\tstatus\n' >"$TSV"
+: >"$OUT/peers-settings.tsv"
+for dur in batch second; do
+  for sys in switchboard redis nats; do
+    for size in 256 4096; do
+      for pc in 1 4; do
+        "start_$sys" "$dur"
+        printf '%s\t%s\t%s\n' "$sys" "$dur" "$SETTINGS" >>"$OUT/peers-settings.tsv"
+        echo "== $sys, fsync per $dur ($SETTINGS), ${size} B, $pc producer(s)/$pc consumer(s): maximum"
+        load "$sys" "$pc" "$size" 0 2>&1 | tee "$WORK/max.txt" || true
+        record "$sys" "$dur" "$pc" "$size" max 0 "$WORK/max.txt"
+        stop_server
+        max=$(field "$WORK/max.txt" '/consumed\+acked/{print int($(NF-1))}')
+        half=$(( ${max:-0} / 2 ))
+        [ "$half" -gt 0 ] || continue
+        "start_$sys" "$dur"
+        echo "== $sys, fsync per $dur, ${size} B, $pc/$pc: latency at 50 % of its maximum ($half msg/s)"
+        load "$sys" "$pc" "$size" "$half" 2>&1 | tee "$WORK/half.txt" || true
+        record "$sys" "$dur" "$pc" "$size" half "$half" "$WORK/half.txt"
+        stop_server
+      done
+    done
+  done
+done
+sort -u "$OUT/peers-settings.tsv" -o "$OUT/peers-settings.tsv"
+/usr/bin/python3 bench/peers/report.py
