@@ -26,11 +26,19 @@ extern struct peer_opts P;
 extern atomic_int peer_stop_producing, peer_stop_consuming;
 extern _Atomic uint64_t peer_accepted, peer_errors;
 
-/* Fill `buf` (P.size bytes) with a payload stamped with the current time. */
-void peer_payload(char *buf);
+/* Fill `buf` (P.size bytes) with a payload stamped with the current time,
+ * the producer's index and the message's sequence number (32 bytes). */
+void peer_payload(char *buf, int producer, uint64_t seq);
+
+/* The server acknowledged (stored) message `seq` of `producer`. */
+void peer_mark_accepted(int producer, uint64_t seq);
+
+/* The same, for a payload built by peer_payload(). */
+void peer_accepted_payload(const char *payload, size_t len);
 
 /* A consumer got one message: record its latency (from the stamped payload)
- * and count it.  `tid` is the consumer's index. */
+ * and mark it consumed; a message seen twice counts as a duplicate, not
+ * twice.  `tid` is the consumer's index. */
 void peer_consumed(int tid, const char *payload, size_t len);
 
 /* Producers call this before each batch when pacing (--rate). */

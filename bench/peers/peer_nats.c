@@ -76,7 +76,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 {
 	(void)js, (void)closure;
 	if (pa && !pae)
-		atomic_fetch_add(&peer_accepted, 1);
+		peer_accepted_payload(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
 	else
 		atomic_fetch_add(&peer_errors, 1);
 	natsMsg_Destroy(msg);
@@ -88,9 +88,9 @@ static void *producer(void *arg)
 	jsCtx *js = NULL;
 	jsOptions jo;
 	char *payload = malloc((size_t)P.size);
-	uint64_t next = 0;
+	uint64_t next = 0, seq = 0;
+	int id = (int)(intptr_t)arg;
 
-	(void)arg;
 	jsOptions_Init(&jo);
 	jo.PublishAsync.MaxPending = P.batch;
 	jo.PublishAsync.AckHandler = on_ack;
@@ -100,7 +100,7 @@ static void *producer(void *arg)
 		for (int i = 0; i < P.batch; i++) {
 			natsStatus s;
 
-			peer_payload(payload);
+			peer_payload(payload, id, seq++);
 			s = js_PublishAsync(js, SUBJECT, payload, P.size, NULL);
 			if (s != NATS_OK)
 				atomic_fetch_add(&peer_errors, 1);

@@ -54,15 +54,13 @@ static void *producer(void *arg)
 {
 	redisContext *c = connect_or_die();
 	char *payload = malloc((size_t)P.size);
-	uint64_t next = 0;
+	uint64_t next = 0, seq = 0;
+	int id = (int)(intptr_t)arg;
 
-	(void)arg;
 	while (!atomic_load(&peer_stop_producing)) {
-		uint64_t ok = 0;
-
 		peer_pace(&next);
 		for (int i = 0; i < P.batch; i++) {
-			peer_payload(payload);
+			peer_payload(payload, id, seq + (uint64_t)i);
 			redisAppendCommand(c, "XADD " STREAM " * d %b", payload, (size_t)P.size);
 		}
 		for (int i = 0; i < P.batch; i++) {
@@ -73,12 +71,12 @@ static void *producer(void *arg)
 				exit(2);
 			}
 			if (r->type == REDIS_REPLY_STRING)
-				ok++; /* the entry id: persisted per the server's appendfsync */
+				peer_mark_accepted(id, seq + (uint64_t)i); /* persisted per appendfsync */
 			else
 				atomic_fetch_add(&peer_errors, 1);
 			freeReplyObject(r);
 		}
-		atomic_fetch_add(&peer_accepted, ok);
+		seq += (uint64_t)P.batch;
 	}
 	free(payload);
 	redisFree(c);
