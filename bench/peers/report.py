@@ -125,7 +125,7 @@ def plot(rows):
     dat = os.path.join(OUT, "peers.dat")
     labels = []
     with open(dat, "w") as f:
-        f.write("point " + " ".join(f"{s}_tput {s}_p99" for s in SYSTEMS) + "\n")
+        f.write("# point " + " ".join(f"{s}_tput {s}_p99" for s in SYSTEMS) + "\n")
         for d in ("batch", "second"):
             for size in ("256", "4096"):
                 for pc in ("1", "4"):
