@@ -116,11 +116,13 @@ def main():
         print(f"operator RSS with {total} agents, at rest: {rss / 1024:.1f} MiB (peak during reconciles "
               f"{hwm / 1024:.1f} MiB; target < 40 MiB)")
     finally:
-        if routers:
-            routers.stop()
-        if op:
-            op.stop(expect_clean=False)
-        subprocess.run([CLUSTER, "down", name], check=False, stderr=subprocess.DEVNULL)
+        try:  # every step runs even if an earlier one fails: nothing is left behind
+            if routers:
+                routers.stop()
+            if op:
+                op.stop(expect_clean=False)
+        finally:
+            subprocess.run([CLUSTER, "down", name], check=False, stderr=subprocess.DEVNULL)
 
 
 if __name__ == "__main__":
