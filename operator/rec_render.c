@@ -528,9 +528,11 @@ json_t *rr_deployment(const json_t *rc, const struct cfg *c, const char *restart
 	json_int_t deadline = json_is_integer(json_object_get(ro, "progressDeadlineSeconds"))
 				      ? json_integer_value(json_object_get(ro, "progressDeadlineSeconds"))
 				      : 600;
-	char cfgarg[256];
+	char cfgarg[256], cm_name[300], secret_name[300];
 
 	snprintf(cfgarg, sizeof(cfgarg), "%s/%s", OP_CONFIG_DIR, OP_CONFIG_KEY);
+	snprintf(cm_name, sizeof(cm_name), "%s-config", md_str(rc, "name"));
+	snprintf(secret_name, sizeof(secret_name), "%s-admin", md_str(rc, "name"));
 	resources = json_is_object(res) ? json_deep_copy(res)
 					: json_pack("{s:{s:s,s:s},s:{s:s}}", "requests", "cpu", "100m", "memory",
 						    "128Mi", "limits", "memory", "512Mi");
@@ -565,18 +567,8 @@ json_t *rr_deployment(const json_t *rc, const struct cfg *c, const char *restart
 		      "terminationGracePeriodSeconds", (json_int_t)c->shutdown.timeout_ms / 1000 + 5, "securityContext",
 		      "runAsNonRoot", 1, "runAsUser", 65532, "runAsGroup", 65532, "fsGroup", 65532, "seccompProfile",
 		      "type", "RuntimeDefault", "containers", cont, "volumes", "name", "config", "configMap", "name",
-		      "PLACEHOLDER", "name", "admin-token", "secret", "secretName", "PLACEHOLDER", "defaultMode", 0440,
-		      "name", "data", "emptyDir");
-	if (d) {
-		json_t *vols = json_object_get(
-			json_object_get(json_object_get(json_object_get(d, "spec"), "template"), "spec"), "volumes");
-		char n[300];
-
-		snprintf(n, sizeof(n), "%s-config", md_str(rc, "name"));
-		json_object_set_new(json_object_get(json_array_get(vols, 0), "configMap"), "name", json_string(n));
-		snprintf(n, sizeof(n), "%s-admin", md_str(rc, "name"));
-		json_object_set_new(json_object_get(json_array_get(vols, 1), "secret"), "secretName", json_string(n));
-	}
+		      cm_name, "name", "admin-token", "secret", "secretName", secret_name, "defaultMode", 0440, "name",
+		      "data", "emptyDir");
 	return d;
 }
 

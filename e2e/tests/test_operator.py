@@ -148,6 +148,9 @@ def test_create_routes_and_owns_objects(cluster, ns, operator, work):
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
         assert c["resources"]["limits"]["memory"]
+        vols = {v["name"]: v for v in pod["volumes"]}
+        assert vols["config"]["configMap"]["name"] == "r1-config"
+        assert vols["admin-token"]["secret"]["secretName"] == "r1-admin"
         # the routers run the rendered document, and the status says so
         st = rc["status"]
         assert routers.hashes() == [st["configHash"]] * 2
