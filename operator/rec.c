@@ -243,12 +243,13 @@ static int get_opt(struct op *op, const char *path, json_t **out)
 	return rc;
 }
 
-static const json_t *deploy_cond(const json_t *dep, const char *type)
+/* The condition of `type` in an object's status.conditions, or NULL. */
+static const json_t *find_cond(const json_t *obj, const char *type)
 {
 	size_t i;
 	json_t *c;
 
-	json_array_foreach (json_object_get(json_object_get(dep, "status"), "conditions"), i, c) {
+	json_array_foreach (json_object_get(json_object_get(obj, "status"), "conditions"), i, c) {
 		const char *t = json_string_value(json_object_get(c, "type"));
 
 		if (t && strcmp(t, type) == 0)
@@ -369,6 +370,47 @@ static int converge(struct op *op, const json_t *rc, const char *token, const ch
 	return 0;
 }
 
+/* A spec that fails validation: only the Valid condition changes (the
+ * other conditions still describe the last good config, which keeps
+ * running); the Warning Event is sent once per distinct problem. */
+static int invalid_status(struct op *op, const json_t *rc, const struct rr_render *r, json_int_t gen)
+{
+	const json_t *old_status = json_object_get(rc, "status"), *ov = find_cond(rc, "Valid");
+	json_t *status, *conds, *valid, *oc;
+	char msg[1024];
+	struct cond c;
+	size_t i;
+
+	report_message(&r->report, msg, sizeof(msg));
+	cond_set(&c, "Valid", "False", "InvalidConfig", "%s", msg);
+	if (!ov || strcmp(json_string_value(json_object_get(ov, "status")) ?: "", "False") != 0 ||
+	    strcmp(json_string_value(json_object_get(ov, "message")) ?: "", msg) != 0 ||
+	    json_integer_value(json_object_get(ov, "observedGeneration")) != gen) {
+		met_inc(op->m.rejections);
+		note(op, rc, "Warning", "InvalidConfig", "config rejected, %zu errors: %s", r->report.errors, msg);
+	}
+	valid = conditions_json(old_status, &c, 1, gen);
+	status = old_status ? json_deep_copy(old_status) : json_object();
+	conds = json_array();
+	if (!valid || !status || !conds) {
+		json_decref(valid);
+		json_decref(status);
+		json_decref(conds);
+		return -ENOMEM;
+	}
+	json_array_append(conds, json_array_get(valid, 0));
+	json_array_foreach (json_object_get(old_status, "conditions"), i, oc) {
+		const char *t = json_string_value(json_object_get(oc, "type"));
+
+		if (!t || strcmp(t, "Valid") != 0)
+			json_array_append(conds, oc);
+	}
+	json_decref(valid);
+	json_object_set_new(status, "conditions", conds);
+	json_object_set_new(status, "observedGeneration", json_integer(gen));
+	return write_status(op, "routerconfigs", "RouterConfig", rc, status);
+}
+
 int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *requeue_ms)
 {
 	struct kc_informer *inf = op_informer(op, OP_RC, ns);
@@ -427,53 +469,7 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 						     "switchboard.dev/config-hash"));
 
 	if (!r.valid) {
-		report_message(&r.report, msg, sizeof(msg));
-		cond_set(&conds[0], "Valid", "False", "InvalidConfig", "%s", msg);
-		/* only the Valid condition changes: the last good config keeps running */
-		{
-			const json_t *oc;
-			size_t i, n = 1;
-
-			json_array_foreach (json_object_get(old_status, "conditions"), i, oc) {
-				const char *t = json_string_value(json_object_get(oc, "type"));
-
-				if (!t || strcmp(t, "Valid") == 0 || n >= 4)
-					continue;
-				cond_set(&conds[n],
-					 strcmp(t, "ConfigApplied") == 0 ? "ConfigApplied"
-					 : strcmp(t, "Available") == 0	 ? "Available"
-									 : "Progressing",
-					 json_string_value(json_object_get(oc, "status")) ?: "Unknown",
-					 json_string_value(json_object_get(oc, "reason")) ?: "Unknown", "%s",
-					 json_string_value(json_object_get(oc, "message")) ?: "");
-				n++;
-			}
-			status = json_deep_copy(old_status ? old_status : json_object());
-			if (status)
-				json_object_set_new(status, "conditions", conditions_json(old_status, conds, n, gen));
-		}
-		{
-			const json_t *ov = NULL;
-			size_t i;
-			json_t *oc;
-
-			json_array_foreach (json_object_get(old_status, "conditions"), i, oc) {
-				const char *t = json_string_value(json_object_get(oc, "type"));
-
-				if (t && strcmp(t, "Valid") == 0)
-					ov = oc;
-			}
-			if (!ov || strcmp(json_string_value(json_object_get(ov, "status")) ?: "", "False") != 0 ||
-			    strcmp(json_string_value(json_object_get(ov, "message")) ?: "", msg) != 0 ||
-			    json_integer_value(json_object_get(ov, "observedGeneration")) != gen)
-				note(op, rc, "Warning", "InvalidConfig", "config rejected, %zu errors: %s",
-				     r.report.errors, msg);
-		}
-		met_inc(op->m.rejections);
-		if (status)
-			json_object_set_new(status, "observedGeneration", json_integer(gen));
-		ret = write_status(op, "routerconfigs", "RouterConfig", rc, status);
-		status = NULL;
+		ret = invalid_status(op, rc, &r, gen);
 		if (op_cond_set(op, ns, name, "Valid", "False"))
 			log_debug("condition gauges not updated");
 		goto out;
@@ -608,7 +604,7 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 		if (ret)
 			goto out;
 	}
-	c = deploy_cond(dep, "Progressing");
+	c = find_cond(dep, "Progressing");
 	if (!rolled_back && auto_rollback && c &&
 	    strcmp(json_string_value(json_object_get(c, "reason")) ?: "", "ProgressDeadlineExceeded") == 0 &&
 	    template_restart_hash(dep) && strcmp(template_restart_hash(dep), r.restart_hash) == 0) {
@@ -678,11 +674,11 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 		cond_set(&conds[1], "ConfigApplied", "False", "Propagating",
 			 "%zu of %zu ready routers run config %.12s%s%s", p->current, p->n, target_hash,
 			 p->unreachable ? "; unreachable: " : "", p->unreachable ? p->why : "");
-	c = deploy_cond(dep, "Available");
+	c = find_cond(dep, "Available");
 	cond_set(&conds[2], "Available", c ? json_string_value(json_object_get(c, "status")) ?: "Unknown" : "Unknown",
 		 c ? json_string_value(json_object_get(c, "reason")) ?: "Unknown" : "DeploymentPending", "%s",
 		 c ? json_string_value(json_object_get(c, "message")) ?: "" : "the Deployment has no status yet");
-	c = deploy_cond(dep, "Progressing");
+	c = find_cond(dep, "Progressing");
 	cond_set(&conds[3], "Progressing", c ? json_string_value(json_object_get(c, "status")) ?: "Unknown" : "Unknown",
 		 c ? json_string_value(json_object_get(c, "reason")) ?: "Unknown" : "DeploymentPending", "%s",
 		 c ? json_string_value(json_object_get(c, "message")) ?: "" : "the Deployment has no status yet");
