@@ -74,7 +74,7 @@ int main(int argc, char **argv)
 			rr_free(&out);
 			return 1;
 		}
-		cm = rr_configmap(rc, "config", out.doc, out.len, out.hash);
+		cm = rr_configmap(rc, "config", out.doc, out.len, out.hash, out.restart_hash);
 		t[r] = cpu_seconds() - t0;
 		doclen = out.len;
 		{

@@ -421,7 +421,7 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	struct pushres *p = NULL;
 	struct cond conds[4];
 	char path[700], token[65] = "", *cur_doc = NULL, *prev_doc = NULL, when[32], msg[1024], restored_hash[65],
-			restart_from[65] = "";
+			restart_from[65] = "", cur_restart[65] = "";
 	const char *cur_hash = NULL, *rejected_hash, *target_hash;
 	size_t cur_len = 0, prev_len = 0;
 	json_int_t gen;
@@ -499,6 +499,8 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 			if (cfg_parse_doc(&old, cur_doc, cur_len, NULL, NULL, &rep) == 0) {
 				if (cfg_diff(&old, &r.cfg, &d) == 0)
 					restart_change = d.restart;
+				if (cfg_restart_hash(&old, cur_restart))
+					cur_restart[0] = '\0';
 				cfg_diff_free(&d);
 				cfg_free(&old);
 			} else {
@@ -509,13 +511,14 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 		if (changed && restart_change) {
 			/* remember the last good document for a rollback */
 			snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", ns, name);
-			ret = apply_obj(op, path, rr_configmap(rc, "config-previous", cur_doc, cur_len, cur_hash));
+			ret = apply_obj(op, path,
+					rr_configmap(rc, "config-previous", cur_doc, cur_len, cur_hash, cur_restart));
 			if (ret)
 				goto out;
 		}
 		if (changed) {
 			snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", ns, name);
-			ret = apply_obj(op, path, rr_configmap(rc, "config", r.doc, r.len, r.hash));
+			ret = apply_obj(op, path, rr_configmap(rc, "config", r.doc, r.len, r.hash, r.restart_hash));
 			if (ret)
 				goto out;
 		}
@@ -553,18 +556,13 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 		ret = get_opt(op, path, &prev_cm);
 		if (ret)
 			goto out;
-		if (prev_cm && rr_configmap_doc(prev_cm, &prev_doc, &prev_len) == 0) {
-			struct cfg pc;
-			struct cfg_report rep;
-			char h[65];
+		if (prev_cm) {
+			const json_t *ann = json_object_get(json_object_get(prev_cm, "metadata"), "annotations");
+			const char *ph = json_string_value(json_object_get(ann, "switchboard.dev/config-hash"));
+			const char *pr = json_string_value(json_object_get(ann, "switchboard.dev/restart-hash"));
 
-			cfg_report_init(&rep);
-			if (cfg_parse_doc(&pc, prev_doc, prev_len, NULL, NULL, &rep) == 0) {
-				if (cfg_restart_hash(&pc, h) == 0 && strcmp(h, r.restart_hash) != 0)
-					util_sha256_hex(prev_doc, prev_len, restart_from);
-				cfg_free(&pc);
-			}
-			cfg_report_free(&rep);
+			if (ph && pr && strcmp(pr, r.restart_hash) != 0)
+				snprintf(restart_from, sizeof(restart_from), "%s", ph);
 		}
 	}
 	ret = converge(op, rc, token, rolled_back ? cur_doc : r.doc, rolled_back ? cur_len : r.len, target_hash,
@@ -577,7 +575,8 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 		     p->rejected + p->restart, p->n, r.hash, p->why);
 		if (auto_rollback && cur_doc) {
 			snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", ns, name);
-			ret = apply_obj(op, path, rr_configmap(rc, "config", cur_doc, cur_len, cur_hash));
+			ret = apply_obj(op, path,
+					rr_configmap(rc, "config", cur_doc, cur_len, cur_hash, r.restart_hash));
 			if (ret)
 				goto out;
 			ret = converge(op, rc, token, cur_doc, cur_len, cur_hash, 1, NULL, p);
@@ -623,7 +622,8 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 					snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", ns,
 						 name);
 					ret = apply_obj(op, path,
-							rr_configmap(rc, "config", prev_doc, prev_len, prev_hash));
+							rr_configmap(rc, "config", prev_doc, prev_len, prev_hash,
+								     prev_restart));
 					snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", ns,
 						 name);
 					if (!ret)

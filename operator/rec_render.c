@@ -469,7 +469,8 @@ int rr_configmap_doc(const json_t *cm, char **doc, size_t *len)
 	return rc;
 }
 
-json_t *rr_configmap(const json_t *rc, const char *suffix, const char *doc, size_t len, const char *hash)
+json_t *rr_configmap(const json_t *rc, const char *suffix, const char *doc, size_t len, const char *hash,
+		     const char *restart_hash)
 {
 	char name[300], *gz = NULL, *b64 = NULL;
 	size_t gzlen = 0;
@@ -482,7 +483,8 @@ json_t *rr_configmap(const json_t *rc, const char *suffix, const char *doc, size
 	json_object_set_new(json_object_get(json_object_get(cm, "metadata"), "labels"), "switchboard.dev/config-hash",
 			    json_stringn(hash, 63)); /* label values are at most 63 characters */
 	json_object_set_new(json_object_get(cm, "metadata"), "annotations",
-			    json_pack("{s:s}", "switchboard.dev/config-hash", hash));
+			    json_pack("{s:s,s:s}", "switchboard.dev/config-hash", hash, "switchboard.dev/restart-hash",
+				      restart_hash ? restart_hash : ""));
 	if (len <= OP_GZIP_OVER) {
 		json_object_set_new(cm, "data", json_pack("{s:s%}", OP_CONFIG_KEY, doc, len));
 		return cm;

@@ -48,8 +48,11 @@ int rr_render_agents(struct op *op, const json_t *rc, const json_t *agents, stru
 void rr_free(struct rr_render *r);
 
 /* Owned objects for server-side apply (new references, NULL on ENOMEM).
- * Each carries the standard labels and an ownerReference to `rc`. */
-json_t *rr_configmap(const json_t *rc, const char *suffix, const char *doc, size_t len, const char *hash);
+ * Each carries the standard labels and an ownerReference to `rc`.  A
+ * ConfigMap is annotated with its document's config hash and restart hash
+ * (`restart_hash` may be NULL when unknown). */
+json_t *rr_configmap(const json_t *rc, const char *suffix, const char *doc, size_t len, const char *hash,
+		     const char *restart_hash);
 json_t *rr_deployment(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image);
 json_t *rr_service(const json_t *rc, const struct cfg *c);
 json_t *rr_pdb(const json_t *rc);

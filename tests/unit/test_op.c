@@ -141,7 +141,7 @@ static void test_configmap_round_trip_plain_and_gzip(void **state)
 	/* small: plain data */
 	strcpy(doc, "{\"agents\":[]}");
 	util_sha256_hex(doc, strlen(doc), hash);
-	cm = rr_configmap(rc, "config", doc, strlen(doc), hash);
+	cm = rr_configmap(rc, "config", doc, strlen(doc), hash, NULL);
 	assert_non_null(json_object_get(json_object_get(cm, "data"), OP_CONFIG_KEY));
 	assert_string_equal(
 		json_string_value(json_object_get(json_object_get(json_object_get(cm, "metadata"), "annotations"),
@@ -159,7 +159,7 @@ static void test_configmap_round_trip_plain_and_gzip(void **state)
 	for (size_t i = 0; i < big; i++)
 		doc[i] = "abcdef0123456789"[(i * 7 + i / 64) % 16];
 	doc[big] = '\0';
-	cm = rr_configmap(rc, "config", doc, big, hash);
+	cm = rr_configmap(rc, "config", doc, big, hash, NULL);
 	assert_null(json_object_get(cm, "data"));
 	assert_non_null(json_object_get(json_object_get(cm, "binaryData"), OP_CONFIG_KEY));
 	assert_true(strlen(json_string_value(json_object_get(json_object_get(cm, "binaryData"), OP_CONFIG_KEY))) <
