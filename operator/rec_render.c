@@ -156,8 +156,6 @@ static json_t *agent_doc(const json_t *agent, const char *id, const char *digest
 	return a;
 }
 
-static int collect_sorted(struct op *op, const json_t *rc, const json_t *all, struct rr_render *out, json_t *docs);
-
 static int name_cmp(const void *a, const void *b)
 {
 	const char *x = md_str(*(json_t *const *)a, "name"), *y = md_str(*(json_t *const *)b, "name");
@@ -165,39 +163,15 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(x ? x : "", y ? y : "");
 }
 
-/* Agents in name order, so which of two Agents claiming one agent id wins
- * (the first by name) does not depend on cache order or replica. */
-static int collect_agents(struct op *op, const json_t *rc, const json_t *unsorted, struct rr_render *out, json_t *docs)
+/* Agents are taken in name order, so which of two Agents claiming one agent
+ * id wins (the first by name) does not depend on cache order or replica. */
+static int collect_agents(struct op *op, const json_t *rc, const json_t *all, struct rr_render *out, json_t *docs)
 {
-	size_t n = json_array_size(unsorted);
-	json_t **v = calloc(n + 1, sizeof(json_t *)), *all = json_array();
-	int rc_;
-
-	if (!v || !all) {
-		free(v);
-		json_decref(all);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++)
-		v[i] = json_array_get(unsorted, i);
-	qsort(v, n, sizeof(json_t *), name_cmp); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
-	for (size_t i = 0; i < n; i++)
-		if (json_array_append(all, v[i])) {
-			free(v);
-			json_decref(all);
-			return -ENOMEM;
-		}
-	free(v);
-	rc_ = collect_sorted(op, rc, all, out, docs);
-	json_decref(all);
-	return rc_;
-}
-
-static int collect_sorted(struct op *op, const json_t *rc, const json_t *all, struct rr_render *out, json_t *docs)
-{
+	size_t n = json_array_size(all);
+	json_t **sorted = calloc(n + 1, sizeof(json_t *));
 	const char *ns = md_str(rc, "namespace"), *name = md_str(rc, "name");
 	const json_t *sel = json_object_get(json_object_get(rc, "spec"), "agentSelector");
-	json_t *agent, *byid = json_object();
+	json_t *byid = json_object();
 	size_t i;
 	int rc_ = 0;
 
@@ -205,12 +179,16 @@ static int collect_sorted(struct op *op, const json_t *rc, const json_t *all, st
 		rc_ = -ENOMEM;
 		goto out;
 	}
-	out->agents = calloc(json_array_size(all) + 1, sizeof(*out->agents));
-	if (!out->agents) {
+	out->agents = calloc(n + 1, sizeof(*out->agents));
+	if (!sorted || !out->agents) {
 		rc_ = -ENOMEM;
 		goto out;
 	}
-	json_array_foreach (all, i, agent) {
+	for (i = 0; i < n; i++)
+		sorted[i] = json_array_get(all, i);
+	qsort(sorted, n, sizeof(json_t *), name_cmp); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
+	for (size_t k = 0; k < n; k++) {
+		const json_t *agent = sorted[k];
 		const json_t *spec = json_object_get(agent, "spec");
 		const char *ans = md_str(agent, "namespace"), *aname = md_str(agent, "name");
 		const char *ref = json_string_value(json_object_get(json_object_get(spec, "routerRef"), "name"));
@@ -263,6 +241,7 @@ static int collect_sorted(struct op *op, const json_t *rc, const json_t *all, st
 	}
 	qsort(out->agents, out->nagents, sizeof(*out->agents), agent_cmp);
 out:
+	free(sorted);
 	json_decref(byid);
 	return rc_;
 }
