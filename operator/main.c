@@ -37,14 +37,18 @@ static const char *md(const json_t *o, const char *k)
 	return json_string_value(json_object_get(json_object_get(o, "metadata"), k));
 }
 
-static void enqueue(struct op *op, const char *kind, const char *ns, const char *name, int64_t delay)
+/* Queue a reconcile: at once, or (debounce != 0) after the burst quiets. */
+static void enqueue(struct op *op, const char *kind, const char *ns, const char *name, int debounce)
 {
 	char key[WQ_KEY_MAX];
+	int rc;
 
 	if (!ns || !name)
 		return;
 	snprintf(key, sizeof(key), "%s/%.250s/%.250s", kind, ns, name);
-	if (wq_add(op->q, key, delay))
+	rc = debounce && op->debounce_ms > 0 ? wq_debounce(op->q, key, op->debounce_ms, op->debounce_max_ms)
+					     : wq_add(op->q, key, 0);
+	if (rc)
 		log_error("cannot queue a reconcile", "key", key);
 }
 
@@ -77,7 +81,7 @@ static void on_rc(int type, const json_t *old, const json_t *nw, void *ctx)
 
 			if (ref && md(nw, "name") && strcmp(ref, md(nw, "name")) == 0 &&
 			    strcmp(md(a, "namespace") ?: "", md(nw, "namespace") ?: "") == 0)
-				enqueue(op, "agent", md(a, "namespace"), md(a, "name"), op->debounce_ms);
+				enqueue(op, "agent", md(a, "namespace"), md(a, "name"), 1);
 		}
 		json_decref(all);
 	}
@@ -95,11 +99,11 @@ static void on_agent(int type, const json_t *old, const json_t *nw, void *ctx)
 	if (!spec_changed(type, old, nw))
 		return;
 	/* debounced: a burst of Agent edits becomes one render and one push */
-	enqueue(op, "rc", md(nw, "namespace"), router_ref(nw), op->debounce_ms);
+	enqueue(op, "rc", md(nw, "namespace"), router_ref(nw), 1);
 	if (old && router_ref(old) && router_ref(nw) && strcmp(router_ref(old), router_ref(nw)) != 0)
-		enqueue(op, "rc", md(old, "namespace"), router_ref(old), op->debounce_ms);
+		enqueue(op, "rc", md(old, "namespace"), router_ref(old), 1);
 	if (type != KC_DELETED)
-		enqueue(op, "agent", md(nw, "namespace"), md(nw, "name"), op->debounce_ms);
+		enqueue(op, "agent", md(nw, "namespace"), md(nw, "name"), 1);
 }
 
 static void on_deploy(int type, const json_t *old, const json_t *nw, void *ctx)
@@ -315,7 +319,9 @@ static void usage(FILE *f)
 		   "  --leader-election-namespace NS  where the Lease lives (default: own namespace)\n"
 		   "  --leader-election-id NAME  Lease name (default switchboard-operator)\n"
 		   "  --router-image IMAGE       default router image for RouterConfigs without spec.image\n"
-		   "  --debounce-ms N            coalesce Agent changes for N ms (default 300)\n"
+		   "  --debounce-ms N            reconcile Agent changes once they have been quiet for\n"
+		   "                             N ms (default 300; 0: at once)\n"
+		   "  --debounce-max-ms N        ... but no later than N ms after the first (default 3000)\n"
 		   "  --resync-seconds N         full resync period (default 300)\n"
 		   "  --sa-dir DIR               in-cluster token and CA directory (for tests)\n"
 		   "  --log-level LEVEL          debug, info, warn or error\n"
@@ -474,6 +480,7 @@ int main(int argc, char **argv)
 		{"leader-election-id", required_argument, NULL, 'I'},
 		{"router-image", required_argument, NULL, 'i'},
 		{"debounce-ms", required_argument, NULL, 'd'},
+		{"debounce-max-ms", required_argument, NULL, 'D'},
 		{"resync-seconds", required_argument, NULL, 'r'},
 		{"sa-dir", required_argument, NULL, 's'},
 		{"log-level", required_argument, NULL, 'l'},
@@ -489,6 +496,7 @@ int main(int argc, char **argv)
 	log_set_component("switchboard-operator");
 	op.router_image = "ghcr.io/switchboard-dev/switchboard-router:" SB_VERSION;
 	op.debounce_ms = 300;
+	op.debounce_max_ms = 3000;
 	op.resync_ms = 300000;
 	pthread_mutex_init(&op.cond_lock, NULL);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -518,6 +526,9 @@ int main(int argc, char **argv)
 		case 'd':
 			op.debounce_ms = strtol(optarg, NULL, 10);
 			break;
+		case 'D':
+			op.debounce_max_ms = strtol(optarg, NULL, 10);
+			break;
 		case 'r':
 			op.resync_ms = strtol(optarg, NULL, 10) * 1000;
 			break;
@@ -543,7 +554,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc || op.resync_ms <= 0 || op.debounce_ms < 0) {
+	if (optind < argc || op.resync_ms <= 0 || op.debounce_ms < 0 || op.debounce_max_ms < op.debounce_ms) {
 		usage(stderr);
 		return 2;
 	}

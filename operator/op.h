@@ -48,7 +48,8 @@ struct op {
 	struct kc_informer *inf[OP_NKINDS][OP_MAX_NS];
 	size_t ninf; /* informers per kind (nns, or 1 for all) */
 	const char *router_image;
-	int64_t debounce_ms;
+	int64_t debounce_ms;	 /* quiet period before an Agent burst reconciles */
+	int64_t debounce_max_ms; /* longest a burst can postpone it */
 	int64_t resync_ms;
 	char identity[128];
 	atomic_int leader;

@@ -19,8 +19,10 @@
 
 struct item {
 	char key[WQ_KEY_MAX];
-	int64_t due_ms; /* valid while queued */
+	int64_t due_ms;	  /* valid while queued */
+	int64_t first_ms; /* when a debounced burst began; valid while `debounced` */
 	int queued;
+	int debounced; /* queued only by wq_debounce(): later events may postpone it */
 	int processing;
 	int failures;
 	UT_hash_handle hh;
@@ -80,29 +82,69 @@ static void schedule(struct wq *q, struct item *it, int64_t due)
 	} else if (due < it->due_ms) {
 		it->due_ms = due;
 	}
+	it->debounced = 0;
 	pthread_cond_broadcast(&q->cond);
+}
+
+/* Find or create the entry for `key`.  Lock held. */
+static int lookup(struct wq *q, const char *key, struct item **out)
+{
+	struct item *it;
+
+	HASH_FIND_STR(q->items, key, it);
+	if (!it) {
+		it = calloc(1, sizeof(*it));
+		if (!it)
+			return -ENOMEM;
+		strcpy(it->key, key);
+		HASH_ADD_STR(q->items, key, it);
+	}
+	*out = it;
+	return 0;
 }
 
 int wq_add(struct wq *q, const char *key, int64_t delay_ms)
 {
 	struct item *it;
+	int rc;
 
 	if (strlen(key) >= WQ_KEY_MAX)
 		return -E2BIG;
 	pthread_mutex_lock(&q->lock);
-	HASH_FIND_STR(q->items, key, it);
-	if (!it) {
-		it = calloc(1, sizeof(*it));
-		if (!it) {
-			pthread_mutex_unlock(&q->lock);
-			return -ENOMEM;
-		}
-		strcpy(it->key, key);
-		HASH_ADD_STR(q->items, key, it);
-	}
-	schedule(q, it, mono_ms() + (delay_ms > 0 ? delay_ms : 0));
+	rc = lookup(q, key, &it);
+	if (rc == 0)
+		schedule(q, it, mono_ms() + (delay_ms > 0 ? delay_ms : 0));
 	pthread_mutex_unlock(&q->lock);
-	return 0;
+	return rc;
+}
+
+int wq_debounce(struct wq *q, const char *key, int64_t quiet_ms, int64_t max_ms)
+{
+	struct item *it;
+	int64_t now;
+	int rc;
+
+	if (strlen(key) >= WQ_KEY_MAX)
+		return -E2BIG;
+	pthread_mutex_lock(&q->lock);
+	rc = lookup(q, key, &it);
+	if (rc)
+		goto out;
+	now = mono_ms();
+	if (!it->queued) {
+		schedule(q, it, now + quiet_ms);
+		it->debounced = 1;
+		it->first_ms = now;
+	} else if (it->debounced) {
+		/* trailing edge: wait for `quiet_ms` of silence, but never
+		 * longer than `max_ms` after the burst began */
+		int64_t due = now + quiet_ms, cap = it->first_ms + (max_ms > quiet_ms ? max_ms : quiet_ms);
+
+		it->due_ms = due < cap ? due : cap;
+	} /* else due sooner for another reason (a resync, a retry): keep it */
+out:
+	pthread_mutex_unlock(&q->lock);
+	return rc;
 }
 
 int wq_get(struct wq *q, char key[WQ_KEY_MAX], int timeout_ms)

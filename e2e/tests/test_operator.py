@@ -174,7 +174,9 @@ def test_create_routes_and_owns_objects(cluster, ns, operator, work):
 def test_agent_changes_hot_reload_before_the_file(cluster, ns, operator, work):
     routers = running(cluster, ns, work)
     try:
-        rhash, rsets = restart_hash(cluster, ns, "r1"), replicasets(cluster, ns, "r1")
+        # kube-controller-manager creates the first ReplicaSet asynchronously
+        rsets = wait_for(lambda: replicasets(cluster, ns, "r1"), 30, what="the first ReplicaSet")
+        rhash = restart_hash(cluster, ns, "r1")
         dgen = get(cluster, ns, "deployment", "r1")["metadata"]["generation"]
         file_hash = routers.synced_hash
         gens = routers.generations()

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kc.h"
@@ -43,6 +44,43 @@ static void test_wq_dedup_and_debounce(void **state)
 	wq_done(q, "rc/ns/a", 0, 0);
 	assert_int_equal(wq_get(q, key, 100), 0);
 	wq_done(q, "rc/ns/a", 0, 0);
+	assert_int_equal(wq_len(q), 0);
+	wq_free(q);
+}
+
+/* a burst longer than the quiet period still becomes one reconcile, and a
+ * stream that never quiets is cut off at the maximum wait */
+static void test_wq_trailing_debounce(void **state)
+{
+	struct wq *q;
+	char key[WQ_KEY_MAX];
+	struct timespec ts = {0, 60 * 1000000L};
+
+	(void)state;
+	assert_int_equal(wq_new(&q), 0);
+	for (int i = 0; i < 6; i++) { /* 6 events 60 ms apart: 360 ms, longer than the quiet period */
+		assert_int_equal(wq_debounce(q, "rc/ns/a", 300, 2000), 0);
+		assert_int_equal(wq_get(q, key, 0), -ETIMEDOUT);
+		nanosleep(&ts, NULL);
+	}
+	assert_int_equal(wq_len(q), 1);
+	assert_int_equal(wq_get(q, key, 50), -ETIMEDOUT); /* quiet for only ~110 ms of 300 */
+	assert_int_equal(wq_get(q, key, 500), 0);
+	assert_string_equal(key, "rc/ns/a");
+	wq_done(q, key, 0, 0);
+	/* never quiet: due at the maximum wait (400 ms) */
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(wq_debounce(q, "rc/ns/b", 150, 400), 0);
+		nanosleep(&ts, NULL);
+	}
+	assert_int_equal(wq_debounce(q, "rc/ns/b", 150, 400), 0); /* at ~360 ms */
+	assert_int_equal(wq_get(q, key, 100), 0);		  /* not ~510 ms */
+	wq_done(q, key, 0, 0);
+	/* something due sooner (a resync) is not postponed by a debounce */
+	assert_int_equal(wq_add(q, "rc/ns/c", 0), 0);
+	assert_int_equal(wq_debounce(q, "rc/ns/c", 5000, 10000), 0);
+	assert_int_equal(wq_get(q, key, 50), 0);
+	wq_done(q, key, 0, 0);
 	assert_int_equal(wq_len(q), 0);
 	wq_free(q);
 }
@@ -181,6 +219,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_wq_dedup_and_debounce),
+		cmocka_unit_test(test_wq_trailing_debounce),
 		cmocka_unit_test(test_wq_backoff_and_shutdown),
 		cmocka_unit_test(test_kubeconfig_inline_and_files),
 		cmocka_unit_test(test_configmap_round_trip_plain_and_gzip),

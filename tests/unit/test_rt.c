@@ -278,7 +278,9 @@ static void test_idle_conversation_expires(void **state)
 static void test_dead_message_lets_its_conversation_move_on(void **state)
 {
 	struct fx *f = *state;
-	const char *json = "{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"a\",\"content\":\"x\","
+	/* sent by b: b's failure notice arrives asynchronously and must not
+	 * race with what a pulls */
+	const char *json = "{\"performative\":\"inform\",\"sender\":\"b\",\"receiver\":\"a\",\"content\":\"x\","
 			   "\"message_id\":\"dies\",\"conversation_id\":\"cv\",\"delivery\":{\"max_retries\":0}}";
 	struct rt_item it = {0};
 	struct msg_err e;
@@ -302,6 +304,14 @@ static void test_dead_message_lets_its_conversation_move_on(void **state)
 	for (int i = 0; i < 40 && store_dl_count(f->st) < 1; i++)
 		usleep(50 * 1000);
 	assert_int_equal(store_dl_count(f->st), 1);
+	/* and its sender hears of it: one FIPA failure */
+	got[0] = '\0';
+	for (int i = 0; i < 40 && !got[0]; i++) {
+		pull(f, "b", 10, got, sizeof(got));
+		if (!got[0])
+			usleep(50 * 1000);
+	}
+	assert_true(got[0] && !strchr(got, ','));
 }
 
 static void test_draining_rejects_new_messages(void **state)
