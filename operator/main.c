@@ -37,8 +37,9 @@ static const char *md(const json_t *o, const char *k)
 	return json_string_value(json_object_get(json_object_get(o, "metadata"), k));
 }
 
-/* Queue a reconcile: at once, or (debounce != 0) after the burst quiets. */
-static void enqueue(struct op *op, const char *kind, const char *ns, const char *name, int debounce)
+/* Queue a reconcile: at once, or (debounce != 0) after the burst quiets.
+ * `why` names the cause in the debug log. */
+static void enqueue(struct op *op, const char *kind, const char *ns, const char *name, int debounce, const char *why)
 {
 	char key[WQ_KEY_MAX];
 	int rc;
@@ -50,16 +51,20 @@ static void enqueue(struct op *op, const char *kind, const char *ns, const char 
 					     : wq_add(op->q, key, 0);
 	if (rc)
 		log_error("cannot queue a reconcile", "key", key);
+	else
+		log_debug("reconcile queued", "key", key, "cause", why);
 }
 
 /* Spec changes only: our own status writes come back as events too. */
 static int spec_changed(int type, const json_t *old, const json_t *nw)
 {
+	const json_t *lo, *ln;
+
 	if (type != KC_MODIFIED || !old)
 		return 1;
-	return generation(old) != generation(nw) ||
-	       !json_equal(json_object_get(json_object_get(old, "metadata"), "labels"),
-			   json_object_get(json_object_get(nw, "metadata"), "labels")) ||
+	lo = json_object_get(json_object_get(old, "metadata"), "labels");
+	ln = json_object_get(json_object_get(nw, "metadata"), "labels");
+	return generation(old) != generation(nw) || (lo || ln ? !json_equal(lo, ln) : 0) || /* NULL != NULL */
 	       (md(nw, "deletionTimestamp") && !md(old, "deletionTimestamp"));
 }
 
@@ -68,7 +73,7 @@ static void on_rc(int type, const json_t *old, const json_t *nw, void *ctx)
 	struct op *op = ctx;
 
 	if (spec_changed(type, old, nw))
-		enqueue(op, "rc", md(nw, "namespace"), md(nw, "name"), 0);
+		enqueue(op, "rc", md(nw, "namespace"), md(nw, "name"), 0, "RouterConfig changed");
 	if (type == KC_ADDED || type == KC_DELETED) {
 		/* Agents waiting for this router (or losing it) */
 		struct kc_informer *ai = op_informer(op, OP_AGENT, md(nw, "namespace"));
@@ -81,7 +86,7 @@ static void on_rc(int type, const json_t *old, const json_t *nw, void *ctx)
 
 			if (ref && md(nw, "name") && strcmp(ref, md(nw, "name")) == 0 &&
 			    strcmp(md(a, "namespace") ?: "", md(nw, "namespace") ?: "") == 0)
-				enqueue(op, "agent", md(a, "namespace"), md(a, "name"), 1);
+				enqueue(op, "agent", md(a, "namespace"), md(a, "name"), 1, "its router came or went");
 		}
 		json_decref(all);
 	}
@@ -99,11 +104,11 @@ static void on_agent(int type, const json_t *old, const json_t *nw, void *ctx)
 	if (!spec_changed(type, old, nw))
 		return;
 	/* debounced: a burst of Agent edits becomes one render and one push */
-	enqueue(op, "rc", md(nw, "namespace"), router_ref(nw), 1);
+	enqueue(op, "rc", md(nw, "namespace"), router_ref(nw), 1, "Agent changed");
 	if (old && router_ref(old) && router_ref(nw) && strcmp(router_ref(old), router_ref(nw)) != 0)
-		enqueue(op, "rc", md(old, "namespace"), router_ref(old), 1);
+		enqueue(op, "rc", md(old, "namespace"), router_ref(old), 1, "Agent moved away");
 	if (type != KC_DELETED)
-		enqueue(op, "agent", md(nw, "namespace"), md(nw, "name"), 1);
+		enqueue(op, "agent", md(nw, "namespace"), md(nw, "name"), 1, "Agent changed");
 }
 
 static void on_deploy(int type, const json_t *old, const json_t *nw, void *ctx)
@@ -113,7 +118,7 @@ static void on_deploy(int type, const json_t *old, const json_t *nw, void *ctx)
 
 	(void)type, (void)old;
 	enqueue(op, "rc", md(nw, "namespace"), json_string_value(json_object_get(labels, "app.kubernetes.io/instance")),
-		0);
+		0, "Deployment changed");
 }
 
 static void resync(struct op *op)
@@ -123,12 +128,12 @@ static void resync(struct op *op)
 		size_t j;
 
 		json_array_foreach (all, j, o) {
-			enqueue(op, "rc", md(o, "namespace"), md(o, "name"), 0);
+			enqueue(op, "rc", md(o, "namespace"), md(o, "name"), 0, "resync");
 		}
 		json_decref(all);
 		all = kc_informer_list(op->inf[OP_AGENT][i]);
 		json_array_foreach (all, j, o) {
-			enqueue(op, "agent", md(o, "namespace"), md(o, "name"), 0);
+			enqueue(op, "agent", md(o, "namespace"), md(o, "name"), 0, "resync");
 		}
 		json_decref(all);
 	}
