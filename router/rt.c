@@ -146,22 +146,23 @@ void rt_make_ready(struct rt *rt, struct rt_msg *m)
 	struct rt_agent *a = m->agent;
 	struct rt_lane *l = m->lane;
 
+	if (m->state == RTM_RESERVED)
+		a->reserved--; /* committed */
 	m->state = RTM_QUEUED;
 	if (!l) {
 		rt_heap_push(&a->ready, m);
 	} else {
 		/* append in sequence order (requeued messages go back in front) */
-		struct rt_msg **pp = &l->head, *prev = NULL;
+		struct rt_msg **pp = &l->head;
 
-		while (*pp && (*pp)->seq < m->seq) {
-			prev = *pp;
+		if (l->tail && l->tail->seq < m->seq) /* the common case, O(1): newest last */
+			pp = &l->tail->lane_next;
+		while (*pp && (*pp)->seq < m->seq)
 			pp = &(*pp)->lane_next;
-		}
 		m->lane_next = *pp;
 		*pp = m;
 		if (!m->lane_next)
 			l->tail = m;
-		(void)prev;
 		l->queued++;
 		if (l->inflight == 0) {
 			/* the head may have changed: only the head sits in the heap */
@@ -409,6 +410,7 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 	it->m.body = NULL;
 	HASH_ADD_KEYPTR(hh, a->by_id, m->message_id, strlen(m->message_id), m);
 	a->depth++;
+	a->reserved++;
 	rt->total_depth++;
 	dedup_add(rt, m->message_id, a->id, m->seq, m->accepted_ms, 0);
 	op = &sc->ops[sc->nops];
@@ -442,6 +444,7 @@ static void unreserve(struct rt *rt, struct rt_msg *m)
 		dedup_unlink(rt, d);
 	HASH_DEL(a->by_id, m);
 	a->depth--;
+	a->reserved--;
 	rt->total_depth--;
 	rt_msg_free(m);
 }
@@ -707,6 +710,7 @@ static int recover_msg(void *ctx, const struct store_msg_row *row)
 	m->deadline_ms = row->deadline_ms;
 	m->max_retries = row->max_retries;
 	m->committed_ns = m->started_ns = util_mono_ns();
+	m->state = RTM_QUEUED; /* stored already: never counted as reserved */
 	m->agent = a;
 	if (m->conv_id) {
 		m->lane = lane_get(a, m->conv_id);

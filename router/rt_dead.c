@@ -54,6 +54,8 @@ void rt_doom(struct rt *rt, struct rt_msg *m, int death)
 		heap_remove(&rt->deadline_heap, m->dl_idx);
 	HASH_DEL(a->by_id, m);
 	a->depth--;
+	if (m->state == RTM_RESERVED)
+		a->reserved--;
 	rt->total_depth--;
 	if (a->state == CFG_AGENT_DRAINING && a->depth == 0)
 		a->state = CFG_AGENT_STOPPED;
@@ -350,6 +352,7 @@ int rt_replay(struct rt *rt, const char *agent, const char *reason, const uint64
 		r->body = NULL;
 		HASH_ADD_KEYPTR(hh, a->by_id, m->message_id, strlen(m->message_id), m);
 		a->depth++;
+		a->reserved++;
 		rt->total_depth++;
 		msgs[replayed++] = m;
 		ops[nops].type = STORE_MSG_INSERT;
@@ -383,6 +386,7 @@ int rt_replay(struct rt *rt, const char *agent, const char *reason, const uint64
 		if (rc) { /* not stored: undo */
 			HASH_DEL(msgs[i]->agent->by_id, msgs[i]);
 			msgs[i]->agent->depth--;
+			msgs[i]->agent->reserved--;
 			rt->total_depth--;
 			rt_msg_free(msgs[i]);
 		} else {

@@ -69,6 +69,7 @@ struct rt_agent {
 	size_t capacity;
 	size_t depth; /* reserved + queued + leased */
 	size_t leased;
+	size_t reserved; /* accepted, waiting for its commit: not deliverable yet */
 	char *caps_json; /* capabilities as JSON, for views and the store */
 	struct heap ready;
 	struct rt_lane *lanes;
