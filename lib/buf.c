@@ -103,6 +103,24 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 	return rc;
 }
 
+int buf_put_u64(struct buf *b, uint64_t v)
+{
+	char tmp[20];
+	size_t i = sizeof(tmp);
+
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+/* 1 for the bytes a JSON string can hold as they are. */
+static int json_plain(unsigned char c)
+{
+	return c >= 0x20 && c != '"' && c != '\\';
+}
+
 int buf_json_str(struct buf *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -112,7 +130,15 @@ int buf_json_str(struct buf *b, const char *s)
 
 	for (p = (const unsigned char *)s; !rc && *p; p++) {
 		char esc[7];
+		size_t run = 0;
 
+		while (json_plain(p[run]))
+			run++;
+		if (run) { /* copy plain runs whole */
+			rc = buf_append(b, p, run);
+			p += run - 1;
+			continue;
+		}
 		switch (*p) {
 		case '"':
 			rc = buf_append(b, "\\\"", 2);

@@ -51,14 +51,28 @@ struct timespec util_deadline(int clock, int64_t ms)
 
 void util_fmt_rfc3339(int64_t ms, char out[32])
 {
-	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
+	/* the date and time change once a second: format them once per thread */
+	static _Thread_local int64_t cached_secs = INT64_MIN;
+	static _Thread_local char cached[32];
+	static _Thread_local size_t cached_len;
+	int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+	unsigned frac = (unsigned)(ms - secs * 1000);
 
-	size_t n;
+	if (secs != cached_secs) {
+		time_t t = (time_t)secs;
+		struct tm tm;
 
-	gmtime_r(&secs, &tm);
-	n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 32 - n, ".%03uZ", (unsigned)((ms % 1000 + 1000) % 1000));
+		gmtime_r(&t, &tm);
+		cached_len = strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+		cached_secs = secs;
+	}
+	memcpy(out, cached, cached_len);
+	out[cached_len] = '.';
+	out[cached_len + 1] = (char)('0' + frac / 100);
+	out[cached_len + 2] = (char)('0' + frac / 10 % 10);
+	out[cached_len + 3] = (char)('0' + frac % 10);
+	out[cached_len + 4] = 'Z';
+	out[cached_len + 5] = '\0';
 }
 
 static int digits(const char **p, int n, int *out)

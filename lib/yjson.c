@@ -249,9 +249,22 @@ int yj_json_span(const char *p, size_t len, size_t *start, size_t *end)
 		char c = p[i];
 
 		if (c == '"') {
-			for (i++; i < len && p[i] != '"'; i++)
-				if (p[i] == '\\')
-					i++;
+			/* jump to each quote (memchr is vectorised); one behind an
+			 * odd run of backslashes is escaped */
+			for (i++;; i++) {
+				const char *q = memchr(p + i, '"', len - i);
+				size_t k;
+
+				if (!q) {
+					i = len;
+					break;
+				}
+				i = (size_t)(q - p);
+				for (k = i; k > 0 && p[k - 1] == '\\'; k--)
+					;
+				if ((i - k) % 2 == 0)
+					break;
+			}
 			if (i >= len)
 				return -EINVAL;
 			if (depth == 0) {

@@ -263,7 +263,7 @@ static int write_accepted(struct buf *b, const struct rt_item *it, int with_stat
 	if (!rc && with_status)
 		rc = buf_puts(b, ",\"status\":\"accepted\"");
 	if (!rc)
-		rc = buf_printf(b, ",\"duplicate\":%s", it->duplicate ? "true" : "false");
+		rc = buf_puts(b, it->duplicate ? ",\"duplicate\":true" : ",\"duplicate\":false");
 	return rc;
 }
 
@@ -312,7 +312,15 @@ static int h_post_messages(struct http_req *req, struct http_resp *resp, void *c
 	resp->status = accepted == n ? 202 : 207;
 	rc = buf_printf(&resp->body, "{\"accepted\":%zu,\"rejected\":%zu,\"results\":[", accepted, n - accepted);
 	for (size_t i = 0; !rc && i < n; i++) {
-		rc = buf_printf(&resp->body, "%s{\"index\":%zu,\"status\":%d,", i ? "," : "", i, items[i].status);
+		rc = buf_puts(&resp->body, i ? ",{\"index\":" : "{\"index\":");
+		if (!rc)
+			rc = buf_put_u64(&resp->body, i);
+		if (!rc)
+			rc = buf_puts(&resp->body, ",\"status\":");
+		if (!rc)
+			rc = buf_put_u64(&resp->body, (uint64_t)items[i].status);
+		if (!rc)
+			rc = buf_puts(&resp->body, ",");
 		if (!rc && items[i].status == 202)
 			rc = write_accepted(&resp->body, &items[i], 0);
 		else if (!rc)

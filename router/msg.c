@@ -485,12 +485,18 @@ static int body_from_raw(struct msg *m, const char *raw, size_t len, int add_id,
 		return -EINVAL;
 	buf_init(&b, len + 128);
 	rc = buf_append(&b, raw, len - 1);
+	if (!rc && add_id) /* ids are [A-Za-z0-9._:-]: nothing to escape */
+		rc = buf_puts(&b, ",\"message_id\":\"");
 	if (!rc && add_id)
-		rc = buf_printf(&b, ",\"message_id\":\"%s\"", m->message_id);
+		rc = buf_puts(&b, m->message_id);
+	if (!rc && add_id)
+		rc = buf_puts(&b, "\"");
 	if (!rc && ts)
-		rc = buf_printf(&b, ",\"created_at\":\"%s\"", ts);
+		rc = buf_puts(&b, ",\"created_at\":\"");
+	if (!rc && ts)
+		rc = buf_puts(&b, ts);
 	if (!rc)
-		rc = buf_append(&b, "}", 1);
+		rc = buf_append(&b, ts ? "\"}" : "}", ts ? 2 : 1);
 	if (rc) {
 		buf_free(&b);
 		return -ENOMEM;

@@ -412,7 +412,7 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 	a->depth++;
 	a->reserved++;
 	rt->total_depth++;
-	dedup_add(rt, m->message_id, a->id, m->seq, m->accepted_ms, 0);
+	m->dedup = dedup_add(rt, m->message_id, a->id, m->seq, m->accepted_ms, 0);
 	op = &sc->ops[sc->nops];
 	memset(op, 0, sizeof(*op));
 	op->type = STORE_MSG_INSERT;
@@ -438,10 +438,9 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 static void unreserve(struct rt *rt, struct rt_msg *m)
 {
 	struct rt_agent *a = m->agent;
-	struct rt_dedup *d = dedup_find(rt, m->message_id);
 
-	if (d && d->seq == m->seq)
-		dedup_unlink(rt, d);
+	if (m->dedup)
+		dedup_unlink(rt, m->dedup);
 	HASH_DEL(a->by_id, m);
 	a->depth--;
 	a->reserved--;
@@ -478,7 +477,6 @@ static void on_commit(struct store_ticket *t, void *ctx)
 	pthread_mutex_lock(&rt->lock);
 	for (size_t i = 0; i < sc->nops; i++) {
 		struct rt_msg *m = sc->msgs ? sc->msgs[i] : NULL;
-		struct rt_dedup *d;
 
 		if (!m)
 			continue;
@@ -487,9 +485,10 @@ static void on_commit(struct store_ticket *t, void *ctx)
 			sc->msgs[i] = NULL;
 			continue;
 		}
-		d = dedup_find(rt, m->message_id);
-		if (d && d->seq == m->seq)
-			d->committed = 1;
+		if (m->dedup) { /* from here on the window may prune it */
+			m->dedup->committed = 1;
+			m->dedup = NULL;
+		}
 		rt_publish(rt, m, now);
 	}
 	pthread_mutex_unlock(&rt->lock);

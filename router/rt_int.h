@@ -41,15 +41,16 @@ struct rt_msg {
 	struct rt_lease *lease;	      /* while leased */
 	struct rt_msg *lprev, *lnext; /* lease membership */
 	size_t heap_idx;
-	size_t dl_idx;	      /* in rt->deadline_heap */
-	int64_t deadline_ms;  /* dies undelivered after this (0: never) */
-	int max_retries;      /* -1: delivery.maxRetries */
-	int death;	      /* enum rt_death once doomed */
-	struct rt_msg *dnext; /* rt->dying list */
-	char *message_id;     /* points into this allocation */
-	char *conv_id;	      /* points into this allocation; NULL if none */
-	char *sender;	      /* points into this allocation */
-	char *body;	      /* owned */
+	size_t dl_idx;		/* in rt->deadline_heap */
+	int64_t deadline_ms;	/* dies undelivered after this (0: never) */
+	int max_retries;	/* -1: delivery.maxRetries */
+	int death;		/* enum rt_death once doomed */
+	struct rt_msg *dnext;	/* rt->dying list */
+	char *message_id;	/* points into this allocation */
+	char *conv_id;		/* points into this allocation; NULL if none */
+	char *sender;		/* points into this allocation */
+	struct rt_dedup *dedup; /* its window entry until the commit (never pruned before) */
+	char *body;		/* owned */
 	size_t body_len;
 	UT_hash_handle hh; /* agent->by_id */
 };

@@ -113,7 +113,11 @@ static int write_lease(const struct rt *rt, const struct rt_agent *a, const stru
 		if (!rc)
 			rc = buf_json_str(out, m->message_id);
 		if (!rc)
-			rc = buf_printf(out, ",\"attempt\":%u,\"message\":", m->attempts);
+			rc = buf_puts(out, ",\"attempt\":");
+		if (!rc)
+			rc = buf_put_u64(out, m->attempts);
+		if (!rc)
+			rc = buf_puts(out, ",\"message\":");
 		if (!rc)
 			rc = buf_append(out, m->body, m->body_len);
 		if (!rc)

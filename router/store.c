@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "switchboard/buf.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
 
@@ -37,7 +38,7 @@ enum {
 static const char *const stmt_sql[S_COUNT] = {
 	"INSERT INTO messages(seq,message_id,receiver,conversation_id,priority,created_at,accepted_at,body,sender,"
 	"deadline_at,max_retries) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-	"INSERT INTO accepted(message_id,seq,receiver,accepted_at) VALUES(?,?,?,?)",
+	"INSERT INTO accepted_log(seq,accepted_at,entries) VALUES(?,?,?)",
 	"DELETE FROM messages WHERE seq=?",
 	"UPDATE messages SET attempts=? WHERE seq=?",
 	"INSERT INTO conversations(id,participants,protocol,created_at,last_activity,message_count) "
@@ -47,7 +48,7 @@ static const char *const stmt_sql[S_COUNT] = {
 	"INSERT INTO agents(id,state,mode,capabilities,updated_at) VALUES(?,?,?,?,?) "
 	"ON CONFLICT(id) DO UPDATE SET state=excluded.state,mode=excluded.mode,"
 	"capabilities=excluded.capabilities,updated_at=excluded.updated_at",
-	"DELETE FROM accepted WHERE accepted_at<?",
+	"DELETE FROM accepted_log WHERE accepted_at<?",
 	"INSERT OR REPLACE INTO "
 	"dead_letters(seq,message_id,receiver,sender,conversation_id,reason,attempts,died_at,body) "
 	"VALUES(?,?,?,?,?,?,?,?,?)",
@@ -56,9 +57,23 @@ static const char *const stmt_sql[S_COUNT] = {
 	"DELETE FROM dead_letters WHERE seq IN (SELECT seq FROM dead_letters ORDER BY seq DESC LIMIT -1 OFFSET ?)",
 };
 
+/*
+ * The ids accepted in one commit, in one row: "<seq> <receiver> <message_id>\n"
+ * per message (ids never hold spaces or newlines), keyed by the commit's
+ * highest sequence.  Deduplication reads it after a restart; a row per
+ * commit instead of a row and an index entry per message halves the
+ * writer's B-tree work.
+ */
+#define ACCEPTED_LOG_SQL                                                                                               \
+	"CREATE TABLE IF NOT EXISTS accepted_log(seq INTEGER PRIMARY KEY, accepted_at INTEGER NOT NULL,"               \
+	" entries TEXT NOT NULL);"                                                                                     \
+	"CREATE INDEX IF NOT EXISTS accepted_log_at ON accepted_log(accepted_at);"
+
+#define ACCEPTED_LOG_MAX (64u << 20) /* batch_max entries of at most ~400 bytes */
+
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-	"INSERT OR IGNORE INTO meta(key,value) VALUES('schema_version','2');"
+	"INSERT OR IGNORE INTO meta(key,value) VALUES('schema_version','3');"
 	"CREATE TABLE IF NOT EXISTS agents(id TEXT PRIMARY KEY, state TEXT NOT NULL, mode TEXT NOT NULL,"
 	" capabilities TEXT NOT NULL, updated_at INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS conversations(id TEXT PRIMARY KEY, participants TEXT NOT NULL,"
@@ -73,11 +88,7 @@ static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS dead_letters(seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
 	" receiver TEXT NOT NULL, sender TEXT NOT NULL, conversation_id TEXT, reason TEXT NOT NULL,"
 	" attempts INTEGER NOT NULL, died_at INTEGER NOT NULL, body BLOB NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS dead_letters_died ON dead_letters(died_at);"
-	/* append-only, keyed by sequence: id lookups happen in memory */
-	"CREATE TABLE IF NOT EXISTS accepted(seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
-	" receiver TEXT NOT NULL, accepted_at INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS accepted_at_idx ON accepted(accepted_at);";
+	"CREATE INDEX IF NOT EXISTS dead_letters_died ON dead_letters(died_at);" ACCEPTED_LOG_SQL;
 
 struct store {
 	sqlite3 *db;
@@ -98,6 +109,7 @@ struct store {
 	store_commit_fn on_commit;
 	void *ctx;
 	struct store_stats stats;
+	struct buf accepted; /* the writer's accepted_log entries for one commit */
 };
 
 static int exec(struct store *s, const char *sql)
@@ -125,30 +137,29 @@ static int has_row(struct store *s, const char *sql)
 /*
  * Bring a database written by an older router up to the current schema, in
  * one transaction; a new database gets the current schema directly.
- *   v1 -> v2: messages gains sender, deadline_at and max_retries; the accepted
- *   table, once keyed by message_id, is keyed by sequence.
+ *   v1 -> v2: messages gains sender, deadline_at and max_retries.
+ *   v2 -> v3: the accepted table (a row per message, v1 keyed by message_id,
+ *   v2 by sequence) becomes accepted_log (a row per commit).
  */
 static int migrate(struct store *s)
 {
 	int rc;
 
 	if (!has_row(s, "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'") ||
-	    has_row(s, "SELECT 1 FROM meta WHERE key='schema_version' AND CAST(value AS INTEGER)>=2"))
+	    has_row(s, "SELECT 1 FROM meta WHERE key='schema_version' AND CAST(value AS INTEGER)>=3"))
 		return 0;
-	log_info("migrating the database schema", "from", "1", "to", "2", "path", s->path);
+	log_info("migrating the database schema", "to", "3", "path", s->path);
 	rc = exec(s, "BEGIN IMMEDIATE");
 	if (!rc && !has_row(s, "SELECT 1 FROM pragma_table_info('messages') WHERE name='sender'"))
 		rc = exec(s, "ALTER TABLE messages ADD COLUMN sender TEXT NOT NULL DEFAULT '';"
 			     "ALTER TABLE messages ADD COLUMN deadline_at INTEGER NOT NULL DEFAULT 0;"
 			     "ALTER TABLE messages ADD COLUMN max_retries INTEGER NOT NULL DEFAULT -1;");
-	if (!rc && has_row(s, "SELECT 1 FROM sqlite_master WHERE name='accepted' AND sql LIKE '%WITHOUT ROWID%'"))
-		rc = exec(s, "CREATE TABLE accepted_v2(seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
-			     " receiver TEXT NOT NULL, accepted_at INTEGER NOT NULL);"
-			     "INSERT OR IGNORE INTO accepted_v2(seq,message_id,receiver,accepted_at)"
-			     " SELECT seq,message_id,receiver,accepted_at FROM accepted;"
-			     "DROP TABLE accepted; ALTER TABLE accepted_v2 RENAME TO accepted;");
+	if (!rc && has_row(s, "SELECT 1 FROM sqlite_master WHERE type='table' AND name='accepted'"))
+		rc = exec(s, ACCEPTED_LOG_SQL "INSERT OR IGNORE INTO accepted_log(seq,accepted_at,entries)"
+					      " SELECT seq,accepted_at,seq||' '||receiver||' '||message_id||char(10)"
+					      " FROM accepted; DROP TABLE accepted;");
 	if (!rc)
-		rc = exec(s, "UPDATE meta SET value='2' WHERE key='schema_version'; COMMIT");
+		rc = exec(s, "UPDATE meta SET value='3' WHERE key='schema_version'; COMMIT");
 	if (rc) {
 		char *err = NULL;
 
@@ -169,6 +180,7 @@ int store_open(const char *path, int sync_full, int64_t busy_ms, struct store **
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->work, NULL);
 	pthread_cond_init(&s->done, NULL);
+	buf_init(&s->accepted, ACCEPTED_LOG_MAX);
 	s->path = strdup(path);
 	if (!s->path) {
 		rc = -ENOMEM;
@@ -210,6 +222,7 @@ out:
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->work);
 	pthread_cond_destroy(&s->done);
+	buf_free(&s->accepted);
 	free(s->path);
 	free(s);
 	return rc;
@@ -315,12 +328,32 @@ static int conv_row(sqlite3_stmt *st, void *arg)
 			sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5));
 }
 
+/* An accepted_log row: "<seq> <receiver> <message_id>\n" per message. */
 static int dedup_row(sqlite3_stmt *st, void *arg)
 {
 	struct scan_ctx *sc = arg;
+	const char *p = col_text(st, 0);
+	int64_t at = sqlite3_column_int64(st, 1);
+	char *copy = p ? strdup(p) : NULL, *save = NULL, *line;
+	int rc = 0;
 
-	return sc->dedup(sc->ctx, col_text(st, 0), col_text(st, 1), (uint64_t)sqlite3_column_int64(st, 2),
-			 sqlite3_column_int64(st, 3));
+	if (!copy)
+		return p ? -ENOMEM : 0;
+	for (line = strtok_r(copy, "\n", &save); line && !rc; line = strtok_r(NULL, "\n", &save)) {
+		char *end, *recv, *id;
+		unsigned long long seq = strtoull(line, &end, 10);
+
+		recv = *end == ' ' ? end + 1 : NULL;
+		id = recv ? strchr(recv, ' ') : NULL;
+		if (!id || id == recv || !id[1]) {
+			log_warn("skipping a malformed accepted_log entry; its id is not deduplicated", "entry", line);
+			continue;
+		}
+		*id++ = '\0';
+		rc = sc->dedup(sc->ctx, id, recv, (uint64_t)seq, at);
+	}
+	free(copy);
+	return rc;
 }
 
 int store_load_messages(struct store *s, store_msg_fn fn, void *ctx)
@@ -346,10 +379,8 @@ int store_load_dedup(struct store *s, int64_t since_ms, store_dedup_fn fn, void 
 {
 	struct scan_ctx sc = {.dedup = fn, .ctx = ctx};
 
-	return scan(s,
-		    "SELECT message_id,receiver,seq,accepted_at FROM accepted WHERE accepted_at>=? "
-		    "ORDER BY accepted_at",
-		    &since_ms, dedup_row, &sc);
+	return scan(s, "SELECT entries,accepted_at FROM accepted_log WHERE accepted_at>=? ORDER BY seq", &since_ms,
+		    dedup_row, &sc);
 }
 
 int store_max_seq(struct store *s, uint64_t *out)
@@ -359,7 +390,7 @@ int store_max_seq(struct store *s, uint64_t *out)
 
 	if (sqlite3_prepare_v2(s->db,
 			       "SELECT max(coalesce((SELECT max(seq) FROM messages),0),"
-			       "coalesce((SELECT max(seq) FROM accepted),0))",
+			       "coalesce((SELECT max(seq) FROM accepted_log),0))",
 			       -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	if (sqlite3_step(st) == SQLITE_ROW) {
@@ -457,15 +488,7 @@ static int apply_op(struct store *s, const struct store_op *op)
 		bind_text(st, 9, op->sender ? op->sender : "");
 		sqlite3_bind_int64(st, 10, op->deadline_ms);
 		sqlite3_bind_int64(st, 11, op->max_retries);
-		rc = step(s, st);
-		if (rc)
-			return rc;
-		st = s->st[S_ACC_INS];
-		bind_text(st, 1, op->id);
-		sqlite3_bind_int64(st, 2, (sqlite3_int64)op->seq);
-		bind_text(st, 3, op->receiver);
-		sqlite3_bind_int64(st, 4, op->i3);
-		return step(s, st);
+		return step(s, st); /* its id goes into the commit's accepted_log row */
 	case STORE_MSG_DELETE:
 		st = s->st[S_MSG_DEL];
 		sqlite3_bind_int64(st, 1, (sqlite3_int64)op->seq);
@@ -535,6 +558,44 @@ static int apply_op(struct store *s, const struct store_op *op)
 	}
 }
 
+/* One accepted_log row for every message a commit inserts. */
+static int log_accepted(struct store *s, const struct store_ticket *batch)
+{
+	const struct store_ticket *t;
+	uint64_t last = 0;
+	int64_t at = 0;
+	sqlite3_stmt *st = s->st[S_ACC_INS];
+	int rc = 0;
+
+	buf_reset(&s->accepted);
+	for (t = batch; t && !rc; t = t->next)
+		for (size_t i = 0; i < t->nops && !rc; i++) {
+			const struct store_op *op = &t->ops[i];
+
+			if (op->type != STORE_MSG_INSERT)
+				continue;
+			rc = buf_put_u64(&s->accepted, op->seq);
+			if (!rc)
+				rc = buf_puts(&s->accepted, " ");
+			if (!rc)
+				rc = buf_puts(&s->accepted, op->receiver);
+			if (!rc)
+				rc = buf_puts(&s->accepted, " ");
+			if (!rc)
+				rc = buf_puts(&s->accepted, op->id);
+			if (!rc)
+				rc = buf_puts(&s->accepted, "\n");
+			last = op->seq > last ? op->seq : last;
+			at = op->i3 > at ? op->i3 : at;
+		}
+	if (rc || !s->accepted.len)
+		return rc;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)last);
+	sqlite3_bind_int64(st, 2, at);
+	sqlite3_bind_text(st, 3, buf_str(&s->accepted), (int)s->accepted.len, SQLITE_STATIC);
+	return step(s, st);
+}
+
 static void *writer_main(void *arg)
 {
 	struct store *s = arg;
@@ -584,6 +645,8 @@ static void *writer_main(void *arg)
 		for (t = batch; !rc && t; t = t->next)
 			for (size_t i = 0; !rc && i < t->nops; i++)
 				rc = apply_op(s, &t->ops[i]);
+		if (!rc)
+			rc = log_accepted(s, batch);
 		if (!rc)
 			rc = exec(s, "COMMIT");
 		if (rc) {
@@ -708,6 +771,7 @@ void store_close(struct store *s)
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->work);
 	pthread_cond_destroy(&s->done);
+	buf_free(&s->accepted);
 	free(s->path);
 	free(s);
 }

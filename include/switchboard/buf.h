@@ -9,6 +9,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "switchboard/common.h"
 
@@ -46,6 +47,10 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap) SB_MUST_CHECK;
 /* Append `s` as a JSON string literal, quotes included, escaping control
  * characters, quotes and backslashes.  `s` must be valid UTF-8. */
 int buf_json_str(struct buf *b, const char *s) SB_MUST_CHECK;
+
+/* Append `v` in decimal (a hot-path replacement for buf_printf("%llu")).
+ * Returns 0 or -E2BIG/-ENOMEM as buf_append(). */
+int buf_put_u64(struct buf *b, uint64_t v) SB_MUST_CHECK;
 
 /* Return the contents (never NULL: "" when empty). */
 const char *buf_str(const struct buf *b);

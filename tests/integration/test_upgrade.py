@@ -45,7 +45,10 @@ def test_schema_1_database_is_migrated(tmpdir_path):
     finally:
         r.stop()
     db = sqlite3.connect(r.db)
-    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
-    assert "WITHOUT ROWID" not in db.execute("SELECT sql FROM sqlite_master WHERE name='accepted'").fetchone()[0]
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
+    assert db.execute("SELECT count(*) FROM sqlite_master WHERE name='accepted'").fetchone()[0] == 0
+    # the v1 row became an accepted_log entry; new-1's commit wrote its own row
+    entries = "".join(r[0] for r in db.execute("SELECT entries FROM accepted_log ORDER BY seq"))
+    assert entries.startswith("7 bob old-1\n") and " bob new-1\n" in entries
     assert db.execute("SELECT max(seq) FROM messages").fetchone()[0] > 7
     db.close()

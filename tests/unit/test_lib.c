@@ -131,6 +131,58 @@ static void test_rfc3339(void **state)
 	assert_string_equal(s, "2025-01-14T10:30:00.000Z");
 	assert_int_not_equal(util_parse_rfc3339("2025-02-31T00:00:00Z", &ms), 0);
 	assert_int_not_equal(util_parse_rfc3339("2025-01-14", &ms), 0);
+	/* the per-thread cache of the seconds must not leak into another second */
+	util_fmt_rfc3339(ms + 1, s);
+	util_fmt_rfc3339(1000, s);
+	assert_string_equal(s, "1970-01-01T00:00:01.000Z");
+	util_fmt_rfc3339(999, s);
+	assert_string_equal(s, "1970-01-01T00:00:00.999Z");
+	util_fmt_rfc3339(-1, s);
+	assert_string_equal(s, "1969-12-31T23:59:59.999Z");
+}
+
+/* spans of a JSON batch: strings with escaped quotes and backslashes */
+static void test_json_span(void **state)
+{
+	static const struct {
+		const char *in;
+		int rc;
+		size_t start, end;
+	} cases[] = {
+		{" {\"a\":\"x\\\"}\"}, ", 0, 1, 13}, /* {"a":"x\"}"} : an escaped quote */
+		{"{\"a\":\"x\\\\\"}", 0, 0, 11},     /* {"a":"x\\"} : an escaped backslash */
+		{"[\"]\", {\"b\": [1, 2]}] tail", 0, 0, 20},
+		{"\"abc\\\\\\\"d\" ,", 0, 0, 10}, /* "abc\\\"d" */
+		{"{\"a\":\"unterminated\\\"}", -EINVAL, 0, 0},
+		{"{\"a\":{\"b\":1}", -EINVAL, 0, 0},
+		{"  42 ,", 0, 2, 4},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t st = 99, en = 99;
+		int rc = yj_json_span(cases[i].in, strlen(cases[i].in), &st, &en);
+
+		assert_int_equal(rc, cases[i].rc);
+		if (rc == 0) {
+			assert_int_equal(st, cases[i].start);
+			assert_int_equal(en, cases[i].end);
+		}
+	}
+}
+
+static void test_buf_numbers_and_json_strings(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 256);
+	assert_int_equal(buf_put_u64(&b, 0), 0);
+	assert_int_equal(buf_put_u64(&b, 18446744073709551615ull), 0);
+	assert_int_equal(buf_json_str(&b, "plain \"q\" back\\slash\n\x01"
+					  "end"),
+			 0);
+	assert_string_equal(buf_str(&b), "018446744073709551615\"plain \\\"q\\\" back\\\\slash\\n\\u0001end\"");
+	buf_free(&b);
 }
 
 int main(void)
@@ -141,6 +193,8 @@ int main(void)
 		cmocka_unit_test(test_yaml_types_and_round_trip),
 		cmocka_unit_test(test_metrics_render),
 		cmocka_unit_test(test_rfc3339),
+		cmocka_unit_test(test_json_span),
+		cmocka_unit_test(test_buf_numbers_and_json_strings),
 	};
 
 	if (util_init())
