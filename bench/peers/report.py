@@ -115,6 +115,11 @@ def main():
                         a, b = num(sb[idx], key), num(pr, key)
                         ratios.append(f"{a / b:.2f}" if a is not None and b else "—")
                 out.append(f"| {size} B | {pc}/{pc} | " + " | ".join(ratios) + " |")
+    missing = sum(1 for d in ("batch", "second") for size in ("256", "4096") for pc in ("1", "4") for s in SYSTEMS
+                  if cell(rows, s, d, pc, size, "max") is None)
+    if missing:
+        out += ["", f"**Incomplete run:** {missing} of 24 points have no row in peers.tsv (shown as —): the run was "
+                "stopped before reaching them. Rerun `make bench-peers` for the full table."]
     out += ["", "![throughput and P99 per system](peers.png)", ""]
     with open(os.path.join(OUT, "peers.md"), "w") as f:
         f.write("\n".join(out))
