@@ -317,40 +317,68 @@ static void reload_if_changed(struct app *app)
 	buf_free(&reply);
 }
 
+/*
+ * Whether a batch of inotify events names the config file or the kubelet's
+ * `..data` symlink (a ConfigMap update swaps it atomically).  Other files in
+ * the directory (a database next to the config, editor backups) are ignored,
+ * so their writes cost neither a wake-up nor a re-read.
+ */
+static int events_name_config(const char *ev, ssize_t len, const char *base)
+{
+	for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= len;) {
+		const struct inotify_event *e = (const struct inotify_event *)(const void *)(ev + off);
+
+		if (e->mask & IN_Q_OVERFLOW)
+			return 1; /* events were lost: check to be safe */
+		if (e->len && (!strcmp(e->name, base) || !strcmp(e->name, "..data")))
+			return 1;
+		off += (ssize_t)sizeof(struct inotify_event) + e->len;
+	}
+	return 0;
+}
+
 static void *watch_main(void *arg)
 {
 	struct app *app = arg;
-	char *dup = strdup(app->rl.path), *dir;
+	char *dup = strdup(app->rl.path), *dup2 = strdup(app->rl.path), *dir, *base;
 	int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 
 	pthread_setname_np(pthread_self(), "sb-cfgwatch");
-	if (!dup || fd < 0) {
+	if (!dup || !dup2 || fd < 0) {
 		log_error("cannot watch the config file", "error", strerror(errno));
 		goto out;
 	}
 	dir = dirname(dup);
-	if (inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB) <
-	    0) {
+	base = basename(dup2);
+	/* No IN_MODIFY: a file is read once written and closed or moved into
+	 * place, never half-written, and a database in the same directory does
+	 * not wake the watcher on every write. */
+	if (inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB) < 0) {
 		log_error("cannot watch the config directory", "directory", dir, "error", strerror(errno));
 		goto out;
 	}
 	while (!atomic_load(&app->rl.stop)) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		char ev[4096];
+		char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+		ssize_t n;
+		int hit = 0;
 
 		if (poll(&p, 1, 200) <= 0)
 			continue;
-		while (read(fd, ev, sizeof(ev)) > 0)
-			;	    /* drain; the content hash decides */
+		while ((n = read(fd, ev, sizeof(ev))) > 0)
+			hit |= events_name_config(ev, n, base);
+		if (!hit)
+			continue;
 		usleep(100 * 1000); /* let a writer or a symlink swap finish */
 		while (read(fd, ev, sizeof(ev)) > 0)
 			;
-		reload_if_changed(app);
+		reload_if_changed(app); /* the content hash decides */
 	}
 out:
 	if (fd >= 0)
 		close(fd);
 	free(dup);
+	free(dup2);
 	return NULL;
 }
 
