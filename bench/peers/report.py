@@ -36,9 +36,18 @@ def machine():
             f"storage under /tmp ({sh('df', '-T', '/tmp').splitlines()[-1].split()[1]})")
 
 
+def router_version():
+    """The commit the router was built from; "-dirty" only for changes outside bench/results, which
+    this run itself rewrites."""
+    rev = sh("git", "-C", ROOT, "describe", "--always")
+    changed = sh("git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                 ":(exclude)bench/results")
+    return rev + ("-dirty" if changed.strip() else "")
+
+
 def versions():
     dpkg = lambda p: sh("dpkg-query", "-W", "-f=${Version}", p)  # noqa: E731
-    return [("Switchboard router", sh("git", "-C", ROOT, "describe", "--always", "--dirty")),
+    return [("Switchboard router", router_version()),
             ("redis-server", dpkg("redis-server")), ("nats-server", dpkg("nats-server")),
             ("libhiredis", dpkg("libhiredis-dev")), ("libnats", dpkg("libnats-dev")),
             ("SQLite", dpkg("libsqlite3-dev"))]
