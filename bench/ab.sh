@@ -14,23 +14,14 @@ done
 shift $((OPTIND - 1))
 [ $# -ge 1 ] || { sed -n 2,8p "$0"; exit 2; }
 make -s build/rel/bench/loadgen
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
 for bin in "$@"; do
   work=$(mktemp -d)
   data=$(free_port) admin=$(free_port)
-  cat >"$work/router.yaml" <<YAML
-profile: production
-security: {auth: none}
-storage: {path: $work/bench.db, sync: $SYNC}
-network: {bindAddress: 127.0.0.1, dataPort: $data, adminPort: $admin, maxConnections: 64}
-observability: {logLevel: warn}
-performance: {workerThreads: 4, agentQueueSize: 1000000, maxConcurrentMessages: 10000000, memoryLimitBytes: 64Gi}
-delivery: {dedupWindowMs: 60000}
-agents: [{id: a0}, {id: a1}, {id: a2}, {id: a3}]
-YAML
+  bench_router_yaml "$work" "$SYNC" "$data" "$admin"
   "$bin" --config "$work/router.yaml" >"$work/router.log" 2>&1 &
   pid=$!
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$admin") 2>/dev/null && break; sleep 0.1; done
+  wait_port "$admin"
   echo "== $bin (storage.sync $SYNC, $PC/$PC, $SIZE B, $DUR s)"
   build/rel/bench/loadgen --data "http://127.0.0.1:$data" --admin "http://127.0.0.1:$admin" --producers "$PC" \
     --consumers "$PC" --agents "$PC" --batch 200 --size "$SIZE" --duration "$DUR" --warmup 3 --pid "$pid" |

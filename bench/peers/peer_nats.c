@@ -3,8 +3,8 @@
  * file storage and one replica; producers publish asynchronously with up to
  * --batch publishes in flight and count the server's publish acks (a publish
  * ack means stored); consumers share one durable pull consumer with explicit
- * acks (MaxAckPending raised so it never throttles), fetch up to 1000
- * messages at a time and ack each.  Durability is the server's (JetStream
+ * acks (MaxAckPending raised so it never throttles), fetch up to
+ * FETCH_BATCH messages at a time and ack each.  Durability is the server's (JetStream
  * sync settings), set by bench/peers/run.sh.
  */
 #include <nats/nats.h>
@@ -132,10 +132,19 @@ static void *consumer(void *arg)
 	s = js_PullSubscribe(&sub, js, SUBJECT, DURABLE, NULL, &so, NULL);
 	if (s != NATS_OK)
 		die("pull subscribe", s);
+	/* no client-side pending limit, so libnats never drops messages as a slow consumer */
+	s = natsSubscription_SetPendingLimits(sub, -1, -1);
+	if (s != NATS_OK)
+		die("pending limits", s);
 	while (!atomic_load(&peer_stop_consuming)) {
 		natsMsgList list = {0};
 
-		s = natsSubscription_Fetch(&list, sub, FETCH_BATCH, 100, NULL);
+		/* A fetch that expires while the server is still sending it messages
+		 * makes libnats 3.4.1 free a message list twice (natsMsgList_Destroy,
+		 * seen with 4 KiB messages and a backlog; gdb backtrace in the session
+		 * note): with a backlog a fetch fills long before 2 s, so it rarely
+		 * expires mid-delivery. */
+		s = natsSubscription_Fetch(&list, sub, FETCH_BATCH, 2000, NULL);
 		if (s != NATS_OK) {
 			/* libnats 3.4.1 can return a timeout with a list whose Count exceeds
 			 * its array (found with ASan): trust a list only with NATS_OK; the

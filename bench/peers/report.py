@@ -36,13 +36,21 @@ def machine():
             f"storage under /tmp ({sh('df', '-T', '/tmp').splitlines()[-1].split()[1]})")
 
 
+def runs():
+    """The invocations behind peers.tsv (peers-runs.tsv: start, end, systems, levels, router commit); a
+    partial re-run appends a line."""
+    path = os.path.join(OUT, "peers-runs.tsv")
+    if not os.path.exists(path):
+        return []
+    return [line.rstrip("\n").split("\t") for line in open(path) if line.strip()]
+
+
 def router_version():
-    """The commit the router was built from; "-dirty" only for changes outside bench/results, which
-    this run itself rewrites."""
-    rev = sh("git", "-C", ROOT, "describe", "--always")
-    changed = sh("git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "--", ".",
-                 ":(exclude)bench/results")
-    return rev + ("-dirty" if changed.strip() else "")
+    """The commit the measured router was built from: that of the last run that measured Switchboard."""
+    for start, end, systems, levels, rev in reversed(runs()):
+        if "switchboard" in systems.split():
+            return rev
+    return sh("git", "-C", ROOT, "describe", "--always")
 
 
 def versions():
@@ -97,6 +105,11 @@ def main():
            f"Seconds per point: {os.environ.get('BENCH_DURATION', '60')} after {os.environ.get('BENCH_WARMUP', '5')} s of "
            "warm-up (the protocol asks for 60).", "", "| component | version |", "|---|---|"]
     out += [f"| {n} | {v} |" for n, v in versions()]
+    rs = runs()
+    if len(rs) > 1:
+        out += ["", "Measured in more than one invocation of bench/peers/run.sh (a partial re-run, PEERS_SYSTEMS/PEERS_LEVELS, replaces the cells it measures):", "",
+                "| start (UTC) | end (UTC) | systems | levels | tree (commit; -dirty: uncommitted changes) |", "|---|---|---|---|---|"]
+        out += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rs]
     out += ["", "## Durability settings", "", "| level | " + " | ".join(NAMES[s] for s in SYSTEMS) + " |",
             "|---|---|---|---|"]
     for d in ("batch", "second"):

@@ -6,6 +6,11 @@
 # maximum. A run that loses messages is recorded as a failure. Results: bench/results/peers.tsv, then
 # bench/peers/report.py writes bench/results/peers.md and bench/results/peers.png.
 #   BENCH_DURATION (default 60) and BENCH_WARMUP (default 5): seconds per point.
+#   PEERS_SYSTEMS (default "switchboard redis nats") and PEERS_LEVELS (default "batch second") re-measure
+#   some cells only: their rows in peers.tsv are replaced, the others kept, and bench/results/peers-runs.tsv
+#   (one line per invocation: start, end, systems, levels, router commit) lets the report say so.
+# A load generator that crashes (libnats 3.4.1 corrupts its heap now and then) is run again, at most
+# twice more, on a fresh server; a point that never completes is reported as CRASHED.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DUR=${BENCH_DURATION:-60}
@@ -18,8 +23,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+. bench/lib.sh  # free_port, wait_port, bench_router_yaml
 
 # --- servers -------------------------------------------------------------------------------------------
 start_switchboard() { # durability
@@ -27,16 +31,7 @@ start_switchboard() { # durability
   [ "$1" = second ] && sync=normal
   SB_DATA=$(free_port) SB_ADMIN=$(free_port)
   rm -rf "$WORK/sb" && mkdir -p "$WORK/sb"
-  cat >"$WORK/sb/router.yaml" <<YAML
-profile: production
-security: {auth: none}
-storage: {path: $WORK/sb/bench.db, sync: $sync}
-network: {bindAddress: 127.0.0.1, dataPort: $SB_DATA, adminPort: $SB_ADMIN, maxConnections: 64}
-observability: {logLevel: warn}
-performance: {workerThreads: 4, agentQueueSize: 1000000, maxConcurrentMessages: 10000000, memoryLimitBytes: 64Gi}
-delivery: {dedupWindowMs: 60000}
-agents: [{id: a0}, {id: a1}, {id: a2}, {id: a3}]  # loadgen uses a0..a(P-1): one agent per consumer
-YAML
+  bench_router_yaml "$WORK/sb" "$sync" "$SB_DATA" "$SB_ADMIN"
   build/switchboard-router --config "$WORK/sb/router.yaml" >"$WORK/sb/router.log" 2>&1 &
   SERVER=$!
   PIDS+=("$SERVER")
@@ -114,29 +109,55 @@ record() { # system durability pc size mode rate file
     "${p50:-}" "${p99:-}" "${p999:-}" "${cpu:-}" "${rss:-}" "${lost:-}" "$status" >>"$TSV"
 }
 
-printf 'system\tdurability\tpc\tsize\tmode\trate\tthroughput\tp50_ms\tp99_ms\tp999_ms\tcpu_s_per_m\trss_mib\tlost\tstatus\n' >"$TSV"
-: >"$OUT/peers-settings.tsv"
-for dur in batch second; do
-  for sys in switchboard redis nats; do
+measure() { # system durability pc size rate out-file: one point on a fresh server, retried after a crash
+  local try
+  for try in 1 2 3; do
+    "start_$1" "$2"
+    load "$1" "$3" "$4" "$5" 2>&1 | tee "$6" || true
+    stop_server
+    grep -q "e2e: totals" "$6" && return 0
+    echo "== $1: the load generator did not finish (attempt $try of 3)"
+  done
+}
+
+SYSTEMS=${PEERS_SYSTEMS:-switchboard redis nats}
+LEVELS=${PEERS_LEVELS:-batch second}
+STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+REV=$(git describe --always)
+[ -z "$(git status --porcelain --untracked-files=no -- . ':(exclude)bench/results')" ] || REV=$REV-dirty
+HEADER='system\tdurability\tpc\tsize\tmode\trate\tthroughput\tp50_ms\tp99_ms\tp999_ms\tcpu_s_per_m\trss_mib\tlost\tstatus\n'
+if [ -z "${PEERS_SYSTEMS:-}${PEERS_LEVELS:-}" ] || [ ! -s "$TSV" ]; then
+  printf "$HEADER" >"$TSV"
+  : >"$OUT/peers-settings.tsv"
+  : >"$OUT/peers-runs.tsv"
+else # a partial run: drop the rows about to be measured again
+  for sys in $SYSTEMS; do
+    for dur in $LEVELS; do
+      awk -F'\t' -v s="$sys" -v d="$dur" '!($1 == s && $2 == d)' "$TSV" >"$WORK/tsv" && cat "$WORK/tsv" >"$TSV"
+      awk -F'\t' -v s="$sys" -v d="$dur" '!($1 == s && $2 == d)' "$OUT/peers-settings.tsv" >"$WORK/set" &&
+        cat "$WORK/set" >"$OUT/peers-settings.tsv"
+    done
+  done
+fi
+for dur in $LEVELS; do
+  for sys in $SYSTEMS; do
     for size in 256 4096; do
       for pc in 1 4; do
-        "start_$sys" "$dur"
+        echo "== $sys, fsync per $dur, ${size} B, $pc producer(s)/$pc consumer(s): maximum"
+        measure "$sys" "$dur" "$pc" "$size" 0 "$WORK/max.txt"
         printf '%s\t%s\t%s\n' "$sys" "$dur" "$SETTINGS" >>"$OUT/peers-settings.tsv"
-        echo "== $sys, fsync per $dur ($SETTINGS), ${size} B, $pc producer(s)/$pc consumer(s): maximum"
-        load "$sys" "$pc" "$size" 0 2>&1 | tee "$WORK/max.txt" || true
         record "$sys" "$dur" "$pc" "$size" max 0 "$WORK/max.txt"
-        stop_server
         max=$(field "$WORK/max.txt" '/consumed\+acked/{print int($(NF-1))}')
         half=$(( ${max:-0} / 2 ))
         [ "$half" -gt 0 ] || continue
-        "start_$sys" "$dur"
         echo "== $sys, fsync per $dur, ${size} B, $pc/$pc: latency at 50 % of its maximum ($half msg/s)"
-        load "$sys" "$pc" "$size" "$half" 2>&1 | tee "$WORK/half.txt" || true
+        measure "$sys" "$dur" "$pc" "$size" "$half" "$WORK/half.txt"
         record "$sys" "$dur" "$pc" "$size" half "$half" "$WORK/half.txt"
-        stop_server
       done
     done
   done
 done
 sort -u "$OUT/peers-settings.tsv" -o "$OUT/peers-settings.tsv"
+printf '%s\t%s\t%s\t%s\t%s\n' "$STARTED" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$SYSTEMS" "$LEVELS" "$REV" \
+  >>"$OUT/peers-runs.tsv"
 /usr/bin/python3 bench/peers/report.py
