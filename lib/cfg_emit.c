@@ -205,7 +205,7 @@ static int diff_push(struct cfg_diff *d, const char *path, int reload, int grows
 	return 0;
 }
 
-static int agent_equal(const struct cfg_agent *a, const struct cfg_agent *b)
+int cfg_agent_equal(const struct cfg_agent *a, const struct cfg_agent *b)
 {
 	for (size_t i = 0; i < cfg_agent_nfields; i++)
 		if (!field_equal(a, b, &cfg_agent_fields[i]))
@@ -244,7 +244,7 @@ int cfg_diff(const struct cfg *old, const struct cfg *nw, struct cfg_diff *d)
 		const struct cfg_agent *o = cfg_find_agent(old, nw->agents[i].id);
 		char p[300];
 
-		if (o && agent_equal(o, &nw->agents[i]))
+		if (o && cfg_agent_equal(o, &nw->agents[i]))
 			continue;
 		snprintf(p, sizeof(p), "agents[%s]%s", nw->agents[i].id, o ? "" : " (added)");
 		rc = diff_push(d, p, CFG_RELOAD_HOT, 0, 0);

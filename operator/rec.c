@@ -266,8 +266,40 @@ static const char *template_restart_hash(const json_t *dep)
 		"switchboard.dev/restart-hash"));
 }
 
-/* Write each Agent's status: Accepted, Ready, router. */
-static int agent_statuses(struct op *op, const json_t *rc, const struct rr_render *r, int applied)
+/* The agent `id` in `c` (sorted by id, as rendered documents are). */
+static const struct cfg_agent *sorted_agent(const struct cfg *c, const char *id)
+{
+	size_t lo = 0, hi = c->nagents;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int d = strcmp(c->agents[mid].id, id);
+
+		if (d == 0)
+			return &c->agents[mid];
+		if (d < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Whether the agent `id` is defined alike in `cur` and `prev`: then routers
+ * still running `prev` during a rolling restart serve it as configured. */
+static int same_in_previous(const struct cfg *cur, const struct cfg *prev, const char *id)
+{
+	const struct cfg_agent *a = sorted_agent(cur, id), *b = sorted_agent(prev, id);
+
+	return a && b && cfg_agent_equal(a, b);
+}
+
+/* Write each Agent's status: Accepted, Ready, router.  Ready is True when
+ * every ready router runs a config with the agent as it is now defined:
+ * the current config (`applied`), or, during a rolling restart, the
+ * previous one (`prev`, NULL unless every router runs one of the two). */
+static int agent_statuses(struct op *op, const json_t *rc, const struct rr_render *r, int applied,
+			  const struct cfg *prev)
 {
 	const char *ns = md_str(rc, "namespace");
 	struct kc_informer *inf = op_informer(op, OP_AGENT, ns);
@@ -289,6 +321,10 @@ static int agent_statuses(struct op *op, const json_t *rc, const struct rr_rende
 		else if (applied)
 			cond_set(&c[1], "Ready", "True", "ConfigApplied",
 				 "every ready router runs a config with agent %s", a->id);
+		else if (prev && same_in_previous(&r->cfg, prev, a->id))
+			cond_set(&c[1], "Ready", "True", "RolloutInProgress",
+				 "every ready router runs a config with agent %s; a rolling restart is in progress",
+				 a->id);
 		else
 			cond_set(&c[1], "Ready", "False", "Pending", "waiting for the routers to apply the config");
 		st = json_pack("{s:I,s:o,s:s}", "observedGeneration", a->generation, "conditions",
@@ -321,6 +357,7 @@ static void report_message(const struct cfg_report *r, char *out, size_t outlen)
 struct pushres {
 	struct rr_endpoint eps[RR_MAX_ENDPOINTS];
 	size_t n, current, rejected, restart, unreachable, pending;
+	size_t previous; /* of the pending: routers on the document before a restart */
 	char why[300];
 };
 
@@ -335,7 +372,7 @@ static int converge(struct op *op, const json_t *rc, const char *token, const ch
 
 	if (r)
 		return r;
-	p->current = p->rejected = p->restart = p->unreachable = p->pending = 0;
+	p->current = p->rejected = p->restart = p->unreachable = p->pending = p->previous = 0;
 	for (size_t i = 0; i < p->n; i++) {
 		struct rr_endpoint *ep = &p->eps[i];
 
@@ -348,7 +385,12 @@ static int converge(struct op *op, const json_t *rc, const char *token, const ch
 			p->current++;
 			continue;
 		}
-		if (!push || ep->restart_required || (restart_from && strcmp(ep->doc_hash, restart_from) == 0)) {
+		if (restart_from && strcmp(ep->doc_hash, restart_from) == 0) {
+			p->pending++;
+			p->previous++;
+			continue;
+		}
+		if (!push || ep->restart_required) {
 			p->pending++;
 			continue;
 		}
@@ -425,7 +467,8 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	const char *cur_hash = NULL, *rejected_hash, *target_hash;
 	size_t cur_len = 0, prev_len = 0;
 	json_int_t gen;
-	int ret = 0, restart_change = 0, changed = 0, auto_rollback, rolled_back = 0, applied = 0;
+	int ret = 0, restart_change = 0, changed = 0, auto_rollback, rolled_back = 0, applied = 0, have_prev = 0;
+	struct cfg prev_cfg;
 
 	*requeue_ms = 0;
 	memset(&r, 0, sizeof(r));
@@ -549,9 +592,11 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	target_hash = rolled_back ? cur_hash : r.hash;
 	if (!target_hash)
 		target_hash = "";
-	if (!changed && !rolled_back) {
+	if (!rolled_back) {
 		/* routers still on the document before a restart-class change wait
-		 * for the rollout instead of being pushed */
+		 * for the rollout instead of being pushed, also when a hot change
+		 * arrives during the rollout (the previous document is written only
+		 * by restart-class changes) */
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", ns, name);
 		ret = get_opt(op, path, &prev_cm);
 		if (ret)
@@ -702,8 +747,19 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	for (size_t i = 0; i < 4; i++)
 		if (op_cond_set(op, ns, name, conds[i].type, conds[i].status))
 			ret = ret ? ret : -ENOMEM;
-	if (agent_statuses(op, rc, &r, applied && !rolled_back) && !ret)
+	if (!applied && !rolled_back && p->previous && p->current + p->previous == p->n && prev_cm &&
+	    (prev_doc || rr_configmap_doc(prev_cm, &prev_doc, &prev_len) == 0)) {
+		struct cfg_report rep;
+
+		cfg_report_init(&rep);
+		if (cfg_parse_doc(&prev_cfg, prev_doc, prev_len, NULL, NULL, &rep) == 0)
+			have_prev = 1;
+		cfg_report_free(&rep);
+	}
+	if (agent_statuses(op, rc, &r, applied && !rolled_back, have_prev ? &prev_cfg : NULL) && !ret)
 		ret = -EAGAIN;
+	if (have_prev)
+		cfg_free(&prev_cfg);
 	if (!applied)
 		*requeue_ms = CONVERGE_POLL_MS;
 	for (size_t i = 0; i < r.nagents && !*requeue_ms; i++)

@@ -237,8 +237,18 @@ def test_restart_class_change_rolls_the_deployment(cluster, ns, operator, work):
         assert o["status"]["restartHash"] == restart_hash(cluster, ns, "r1")
         assert o["status"]["lastReload"]["kind"] == "Restart"
         assert events(cluster, ns, "RollingRestart")
-        # nothing was pushed: a running router cannot change storage.sync
+        # the routers still run the previous document, which has both agents as they are defined now
+        for a in ("alice", "bob"):
+            wait_for(cond_is(cluster, ns, "agent", a, "Ready", "True", "RolloutInProgress"), 20)
+        # a hot change during the rollout: routers on the previous document wait for their restart
+        # instead of being pushed (a running router cannot change storage.sync: it would refuse), and
+        # the new Agent is not Ready until they run it
+        apply(cluster, ns, agent("carol", "r1"))
+        wait_for(cond_is(cluster, ns, "agent", "carol", "Ready", "False", "Pending"), 20)
+        wait_for(lambda: (get(cluster, ns, "routerconfig", "r1") or {}).get("status", {}).get("agents") == 3, 20)
         assert operator.metric("switchboard_operator_router_pushes_total") == pushed
+        assert not events(cluster, ns, "ConfigRejected") and not events(cluster, ns, "RolledBack")
+        assert cond(get(cluster, ns, "agent", "alice"), "Ready")["status"] == "True"
         # the routers see the new file late and say they need a restart
         routers.kubelet_sync()
         wait_for(lambda: all((routers.status(a) or {}).get("restart_required") for a in routers.addrs), 15)

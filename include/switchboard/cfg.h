@@ -249,6 +249,10 @@ int cfg_agent_id_ok(const char *s);
 /* Find an agent by id; NULL when absent. O(n): for config handling only. */
 const struct cfg_agent *cfg_find_agent(const struct cfg *c, const char *id);
 
+/* 1 if two agents (borrowed) have the same definition: every field and
+ * capability, as cfg_diff() compares them.  Thread-safe. */
+int cfg_agent_equal(const struct cfg_agent *a, const struct cfg_agent *b);
+
 /* --- reload classification ------------------------------------------- */
 
 struct cfg_change {
