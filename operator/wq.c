@@ -141,7 +141,13 @@ int wq_debounce(struct wq *q, const char *key, int64_t quiet_ms, int64_t max_ms)
 		int64_t due = now + quiet_ms, cap = it->first_ms + (max_ms > quiet_ms ? max_ms : quiet_ms);
 
 		it->due_ms = due < cap ? due : cap;
-	} /* else due sooner for another reason (a resync, a retry): keep it */
+	} else if (it->due_ms > now + quiet_ms) {
+		/* queued for later (a convergence poll, a retry's backoff): the
+		 * change is due after the quiet period, like a fresh burst */
+		it->due_ms = now + quiet_ms;
+		it->debounced = 1;
+		it->first_ms = now;
+	} /* else due sooner for another reason (a resync): keep it */
 out:
 	pthread_mutex_unlock(&q->lock);
 	return rc;

@@ -81,6 +81,14 @@ static void test_wq_trailing_debounce(void **state)
 	assert_int_equal(wq_debounce(q, "rc/ns/c", 5000, 10000), 0);
 	assert_int_equal(wq_get(q, key, 50), 0);
 	wq_done(q, key, 0, 0);
+	/* something due later (a convergence poll, a retry) does not hold back a change */
+	assert_int_equal(wq_add(q, "rc/ns/d", 0), 0);
+	assert_int_equal(wq_get(q, key, 50), 0);
+	wq_done(q, key, 0, 5000); /* poll again in 5 s */
+	assert_int_equal(wq_debounce(q, "rc/ns/d", 50, 1000), 0);
+	assert_int_equal(wq_get(q, key, 500), 0); /* after ~50 ms, not 5 s */
+	assert_string_equal(key, "rc/ns/d");
+	wq_done(q, key, 0, 0);
 	assert_int_equal(wq_len(q), 0);
 	wq_free(q);
 }
