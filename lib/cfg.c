@@ -626,6 +626,10 @@ static int parse_agents(struct cfg *c, const json_t *arr, struct cfg_report *r)
 			rc = -EINVAL;
 		}
 	}
+	c->agents_sorted = 1;
+	for (i = 0; i < c->nagents; i++)
+		if (!c->agents[i].id || (i > 0 && strcmp(c->agents[i - 1].id, c->agents[i].id) >= 0))
+			c->agents_sorted = 0;
 	return rc;
 }
 
@@ -792,6 +796,22 @@ out:
 
 const struct cfg_agent *cfg_find_agent(const struct cfg *c, const char *id)
 {
+	if (c->agents_sorted) {
+		size_t lo = 0, hi = c->nagents;
+
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			int d = strcmp(c->agents[mid].id, id);
+
+			if (d == 0)
+				return &c->agents[mid];
+			if (d < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		return NULL;
+	}
 	for (size_t i = 0; i < c->nagents; i++)
 		if (c->agents[i].id && strcmp(c->agents[i].id, id) == 0)
 			return &c->agents[i];

@@ -266,30 +266,11 @@ static const char *template_restart_hash(const json_t *dep)
 		"switchboard.dev/restart-hash"));
 }
 
-/* The agent `id` in `c` (sorted by id, as rendered documents are). */
-static const struct cfg_agent *sorted_agent(const struct cfg *c, const char *id)
-{
-	size_t lo = 0, hi = c->nagents;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int d = strcmp(c->agents[mid].id, id);
-
-		if (d == 0)
-			return &c->agents[mid];
-		if (d < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
 /* Whether the agent `id` is defined alike in `cur` and `prev`: then routers
  * still running `prev` during a rolling restart serve it as configured. */
 static int same_in_previous(const struct cfg *cur, const struct cfg *prev, const char *id)
 {
-	const struct cfg_agent *a = sorted_agent(cur, id), *b = sorted_agent(prev, id);
+	const struct cfg_agent *a = cfg_find_agent(cur, id), *b = cfg_find_agent(prev, id);
 
 	return a && b && cfg_agent_equal(a, b);
 }

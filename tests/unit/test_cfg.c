@@ -263,6 +263,35 @@ static void test_diff_classifies_changes(void **state)
 	cfg_free(&b);
 }
 
+/* Lookups by id give the same answers whether the ids are sorted (binary
+ * search) or not (a scan). */
+static void test_find_agent_sorted_and_unsorted(void **state)
+{
+	static const char *docs[] = {"agents: [{id: a}, {id: b}, {id: c}, {id: d}, {id: e}]\n",
+				     "agents: [{id: d}, {id: a}, {id: e}, {id: c}, {id: b}]\n"};
+	static const char *ids[] = {"a", "b", "c", "d", "e"};
+
+	(void)state;
+	for (size_t k = 0; k < 2; k++) {
+		struct cfg c;
+		struct cfg_report r;
+
+		assert_int_equal(parse(docs[k], &c, &r), 0);
+		assert_int_equal(c.agents_sorted, k == 0);
+		for (size_t i = 0; i < 5; i++) {
+			const struct cfg_agent *a = cfg_find_agent(&c, ids[i]);
+
+			assert_non_null(a);
+			assert_string_equal(a->id, ids[i]);
+		}
+		assert_null(cfg_find_agent(&c, "0"));
+		assert_null(cfg_find_agent(&c, "bb"));
+		assert_null(cfg_find_agent(&c, "z"));
+		cfg_report_free(&r);
+		cfg_free(&c);
+	}
+}
+
 static void test_byte_quantities(void **state)
 {
 	struct cfg c;
@@ -355,6 +384,7 @@ int main(void)
 		cmocka_unit_test(test_byte_quantities),
 		cmocka_unit_test(test_document_gzip_and_overlay),
 		cmocka_unit_test(test_gzip_bomb_bounded),
+		cmocka_unit_test(test_find_agent_sorted_and_unsorted),
 	};
 
 	if (util_init())
