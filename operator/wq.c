@@ -131,20 +131,16 @@ int wq_debounce(struct wq *q, const char *key, int64_t quiet_ms, int64_t max_ms)
 	if (rc)
 		goto out;
 	now = mono_ms();
-	if (!it->queued) {
-		schedule(q, it, now + quiet_ms);
-		it->debounced = 1;
-		it->first_ms = now;
-	} else if (it->debounced) {
+	if (it->queued && it->debounced) {
 		/* trailing edge: wait for `quiet_ms` of silence, but never
 		 * longer than `max_ms` after the burst began */
 		int64_t due = now + quiet_ms, cap = it->first_ms + (max_ms > quiet_ms ? max_ms : quiet_ms);
 
 		it->due_ms = due < cap ? due : cap;
-	} else if (it->due_ms > now + quiet_ms) {
-		/* queued for later (a convergence poll, a retry's backoff): the
-		 * change is due after the quiet period, like a fresh burst */
-		it->due_ms = now + quiet_ms;
+	} else if (!it->queued || it->due_ms > now + quiet_ms) {
+		/* a burst begins; a key queued for later (a convergence poll, a
+		 * retry's backoff) becomes due after the quiet period too */
+		schedule(q, it, now + quiet_ms);
 		it->debounced = 1;
 		it->first_ms = now;
 	} /* else due sooner for another reason (a resync): keep it */
