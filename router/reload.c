@@ -340,16 +340,17 @@ static int events_name_config(const char *ev, ssize_t len, const char *base)
 static void *watch_main(void *arg)
 {
 	struct app *app = arg;
-	char *dup = strdup(app->rl.path), *dup2 = strdup(app->rl.path), *dir, *base;
+	char *dup = strdup(app->rl.path), *dir;
+	const char *base = strrchr(app->rl.path, '/');
 	int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 
 	pthread_setname_np(pthread_self(), "sb-cfgwatch");
-	if (!dup || !dup2 || fd < 0) {
+	if (!dup || fd < 0) {
 		log_error("cannot watch the config file", "error", strerror(errno));
 		goto out;
 	}
 	dir = dirname(dup);
-	base = basename(dup2);
+	base = base ? base + 1 : app->rl.path;
 	/* No IN_MODIFY: a file is read once written and closed or moved into
 	 * place, never half-written, and a database in the same directory does
 	 * not wake the watcher on every write. */
@@ -378,7 +379,6 @@ out:
 	if (fd >= 0)
 		close(fd);
 	free(dup);
-	free(dup2);
 	return NULL;
 }
 
