@@ -2,7 +2,7 @@
 #   make deps   install the Debian packages the build and tests need (idempotent)
 #   make        build build/switchboard-router and build/switchboard-operator (release, -O2)
 #   make test   every test: unit (release + ASan/UBSan/LSan), integration, e2e (real control plane), lint
-#   make demo   a local control plane, the chart, the operator and two routers; messages, a hot and a restart change
+#   make demo   a local cluster with two real nodes, the chart (operator pod), two router pods; messages, a hot and a restart change
 #   make bench  the benchmarks under bench/ (not part of make test); make bench-operator for the operator
 
 SHELL := /bin/bash
@@ -98,11 +98,21 @@ integration: build/switchboard-router build/switchboard-router-san
 	cd tests/integration && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
 
 # --- e2e: the operator's world, against a real kube-apiserver/etcd/kcm -------
-e2e: build/switchboard-router build/switchboard-operator-san
+# Host settings a kubelet changes; e2e/cluster down restores them, and this checks it did.
+HOST_SYSCTLS := vm.overcommit_memory kernel.panic kernel.panic_on_oops
+E2E_LEFT := $${SB_E2E_STATE:-/tmp/switchboard-e2e}/pytest-|sb-e2e-o[p]-|sb-pro[m]-
+
+e2e: build/switchboard-router build/switchboard-operator-san images
 	@bash e2e/cluster build >/dev/null
+	@sysctl -n $(HOST_SYSCTLS) >build/e2e-sysctls.before
 	cd e2e/tests && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
-	@if pgrep -f "$${SB_E2E_STATE:-/tmp/switchboard-e2e}/pytest-|sb-e2e-o[p]-|sb-pro[m]-" >/dev/null; then \
-	  echo "e2e: processes were left behind:"; pgrep -af "$${SB_E2E_STATE:-/tmp/switchboard-e2e}/pytest-|sb-e2e-o[p]-|sb-pro[m]-"; exit 1; fi
+	@if pgrep -f "$(E2E_LEFT)" >/dev/null; then \
+	  echo "e2e: processes were left behind (control plane, kubelets, containerd, shims or pods):"; \
+	  pgrep -af "$(E2E_LEFT)"; exit 1; fi
+	@if ls -d /sys/fs/cgroup/*/sb-e2e-pytest-* /sys/fs/cgroup/sb-e2e-pytest-* 2>/dev/null; then \
+	  echo "e2e: node cgroups (and the pods in them) were left behind"; exit 1; fi
+	@sysctl -n $(HOST_SYSCTLS) | diff -u build/e2e-sysctls.before - || \
+	  { echo "e2e: host settings ($(HOST_SYSCTLS)) were not restored"; exit 1; }
 
 lint:
 	@bash scripts/lint.sh
@@ -123,6 +133,7 @@ images: deps all
 	@bash scripts/images.sh
 
 demo: deps all
+	@bash scripts/images.sh
 	@bash scripts/demo.sh
 
 demo-down:

@@ -337,7 +337,9 @@ static void report_message(const struct cfg_report *r, char *out, size_t outlen)
 
 struct pushres {
 	struct rr_endpoint eps[RR_MAX_ENDPOINTS];
-	size_t n, current, rejected, restart, unreachable, pending;
+	size_t n;      /* router pods, ready or not */
+	size_t nready; /* of them, ready: the ones asked and pushed to */
+	size_t current, rejected, restart, unreachable, pending;
 	size_t previous; /* of the pending: routers on the document before a restart */
 	char why[300];
 };
@@ -353,10 +355,13 @@ static int converge(struct op *op, const json_t *rc, const char *token, const ch
 
 	if (r)
 		return r;
-	p->current = p->rejected = p->restart = p->unreachable = p->pending = p->previous = 0;
+	p->nready = p->current = p->rejected = p->restart = p->unreachable = p->pending = p->previous = 0;
 	for (size_t i = 0; i < p->n; i++) {
 		struct rr_endpoint *ep = &p->eps[i];
 
+		if (!ep->ready)
+			continue;
+		p->nready++;
 		if (rr_status(ep, token)) {
 			p->unreachable++;
 			snprintf(p->why, sizeof(p->why), "%.100s: %.190s", ep->url, ep->detail);
@@ -391,6 +396,26 @@ static int converge(struct op *op, const json_t *rc, const char *token, const ch
 		}
 	}
 	return 0;
+}
+
+/* Which pod runs which config, for status.routers (new reference, NULL on
+ * ENOMEM).  A pod that is not ready, or did not answer, has no hash. */
+static json_t *routers_json(const struct pushres *p)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < p->n; i++) {
+		const struct rr_endpoint *ep = &p->eps[i];
+		json_t *o = json_pack("{s:s,s:b}", "pod", ep->pod, "ready", ep->ready);
+
+		if (!o ||
+		    (ep->ready && ep->doc_hash[0] && json_object_set_new(o, "configHash", json_string(ep->doc_hash))) ||
+		    json_array_append_new(arr, o)) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return arr;
 }
 
 /* A spec that fails validation: only the Valid condition changes (the
@@ -598,7 +623,7 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	if (!rolled_back && (p->rejected || p->restart) && !restart_change) {
 		met_inc(op->m.rejections);
 		note(op, rc, "Warning", "ConfigRejected", "%zu of %zu routers refused config %.12s: %s",
-		     p->rejected + p->restart, p->n, r.hash, p->why);
+		     p->rejected + p->restart, p->nready, r.hash, p->why);
 		if (auto_rollback && cur_doc) {
 			snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", ns, name);
 			ret = apply_obj(op, path,
@@ -615,11 +640,11 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 			last_reload = json_pack("{s:s,s:s,s:s}", "kind", "Hot", "time", when, "result", "RolledBack");
 			note(op, rc, "Warning", "RolledBack", "restored the last good config %.12s", cur_hash);
 		}
-	} else if (!rolled_back && changed && !restart_change && p->current == p->n && p->n > 0) {
+	} else if (!rolled_back && changed && !restart_change && p->current == p->nready && p->nready > 0) {
 		met_inc(op->m.hot_reloads);
 		json_decref(last_reload);
 		last_reload = json_pack("{s:s,s:s,s:s}", "kind", "Hot", "time", when, "result", "Succeeded");
-		note(op, rc, "Normal", "HotReload", "config %.12s applied in place to %zu routers", r.hash, p->n);
+		note(op, rc, "Normal", "HotReload", "config %.12s applied in place to %zu routers", r.hash, p->nready);
 	}
 
 	/* a rolling restart that cannot finish: restore the previous config */
@@ -681,24 +706,24 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 		snprintf(r.restart_hash, sizeof(r.restart_hash), "%s", template_restart_hash(dep));
 
 	/* status */
-	applied = p->n > 0 && p->current == p->n;
+	applied = p->nready > 0 && p->current == p->nready;
 	cond_set(&conds[0], "Valid", "True", "Valid", "the spec passed validation (%zu agents)", r.naccepted);
 	if (rolled_back)
 		cond_set(&conds[1], "ConfigApplied", "False", "RolledBack",
 			 "config %.12s was refused or did not roll out; the routers run the last good config %.12s",
 			 r.hash, target_hash ? target_hash : "");
-	else if (p->n == 0)
-		cond_set(&conds[1], "ConfigApplied", "False", "NoReadyRouters", "no ready router endpoints yet");
+	else if (p->nready == 0)
+		cond_set(&conds[1], "ConfigApplied", "False", "NoReadyRouters", "no ready router pods yet");
 	else if (applied)
 		cond_set(&conds[1], "ConfigApplied", "True", "AllRoutersCurrent",
-			 "%zu of %zu ready routers run config %.12s", p->current, p->n, target_hash);
+			 "%zu of %zu ready routers run config %.12s", p->current, p->nready, target_hash);
 	else if (restart_change || p->restart || p->pending)
 		cond_set(&conds[1], "ConfigApplied", "False", "RolloutInProgress",
 			 "%zu of %zu ready routers run config %.12s; the rest apply it when restarted", p->current,
-			 p->n, target_hash);
+			 p->nready, target_hash);
 	else
 		cond_set(&conds[1], "ConfigApplied", "False", "Propagating",
-			 "%zu of %zu ready routers run config %.12s%s%s", p->current, p->n, target_hash,
+			 "%zu of %zu ready routers run config %.12s%s%s", p->current, p->nready, target_hash,
 			 p->unreachable ? "; unreachable: " : "", p->unreachable ? p->why : "");
 	c = find_cond(dep, "Available");
 	cond_set(&conds[2], "Available", c ? json_string_value(json_object_get(c, "status")) ?: "Unknown" : "Unknown",
@@ -711,13 +736,13 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	{
 		const json_t *ds = json_object_get(dep, "status");
 
-		status = json_pack("{s:I,s:o,s:s,s:s%,s:s,s:I,s:I,s:I,s:I}", "observedGeneration", gen, "conditions",
-				   conditions_json(old_status, conds, 4, gen), "configHash", target_hash,
-				   "configHashShort", target_hash, (size_t)12, "restartHash", r.restart_hash, "agents",
-				   (json_int_t)r.naccepted, "replicas",
-				   json_integer_value(json_object_get(ds, "replicas")), "readyReplicas",
-				   json_integer_value(json_object_get(ds, "readyReplicas")), "updatedReplicas",
-				   json_integer_value(json_object_get(ds, "updatedReplicas")));
+		status = json_pack(
+			"{s:I,s:o,s:s,s:s%,s:s,s:I,s:I,s:I,s:I,s:o}", "observedGeneration", gen, "conditions",
+			conditions_json(old_status, conds, 4, gen), "configHash", target_hash, "configHashShort",
+			target_hash, (size_t)12, "restartHash", r.restart_hash, "agents", (json_int_t)r.naccepted,
+			"replicas", json_integer_value(json_object_get(ds, "replicas")), "readyReplicas",
+			json_integer_value(json_object_get(ds, "readyReplicas")), "updatedReplicas",
+			json_integer_value(json_object_get(ds, "updatedReplicas")), "routers", routers_json(p));
 	}
 	if (status && last_reload)
 		json_object_set(status, "lastReload", last_reload);
@@ -728,7 +753,7 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	for (size_t i = 0; i < 4; i++)
 		if (op_cond_set(op, ns, name, conds[i].type, conds[i].status))
 			ret = ret ? ret : -ENOMEM;
-	if (!applied && !rolled_back && p->previous && p->current + p->previous == p->n && prev_cm &&
+	if (!applied && !rolled_back && p->previous && p->current + p->previous == p->nready && prev_cm &&
 	    (prev_doc || rr_configmap_doc(prev_cm, &prev_doc, &prev_len) == 0)) {
 		struct cfg_report rep;
 

@@ -460,7 +460,7 @@ json_t *rr_configmap(const json_t *rc, const char *suffix, const char *doc, size
 	if (!cm)
 		return NULL;
 	json_object_set_new(json_object_get(json_object_get(cm, "metadata"), "labels"), "switchboard.dev/config-hash",
-			    json_stringn(hash, 63)); /* label values are at most 63 characters */
+			    json_stringn(hash, strnlen(hash, 63))); /* label values: at most 63 characters */
 	json_object_set_new(json_object_get(cm, "metadata"), "annotations",
 			    json_pack("{s:s,s:s}", "switchboard.dev/config-hash", hash, "switchboard.dev/restart-hash",
 				      restart_hash ? restart_hash : ""));
@@ -486,6 +486,46 @@ fail:
 	return NULL;
 }
 
+/*
+ * The Deployment is assembled from small builders, one per part of the
+ * pod, so its shape reads top to bottom.  Every builder returns a new
+ * reference or NULL when memory ran out; put() and push() take the value
+ * even on failure, so a NULL anywhere makes the whole object NULL and an
+ * incomplete object is never applied.
+ */
+static int put(json_t *obj, const char *key, json_t *v)
+{
+	if (!obj || !v) {
+		json_decref(v);
+		return -ENOMEM;
+	}
+	return json_object_set_new(obj, key, v) ? -ENOMEM : 0;
+}
+
+static int push(json_t *arr, json_t *v)
+{
+	if (!arr || !v) {
+		json_decref(v);
+		return -ENOMEM;
+	}
+	return json_array_append_new(arr, v) ? -ENOMEM : 0;
+}
+
+/* Return `obj`, or NULL (freeing it) when a put() or push() failed. */
+static json_t *built(json_t *obj, int err)
+{
+	if (err) {
+		json_decref(obj);
+		return NULL;
+	}
+	return obj;
+}
+
+static int host_network(const json_t *rc)
+{
+	return json_is_true(json_object_get(json_object_get(rc, "spec"), "hostNetwork"));
+}
+
 static json_t *port(const char *name, json_int_t n)
 {
 	return json_pack("{s:s,s:I,s:s}", "name", name, "containerPort", n, "protocol", "TCP");
@@ -497,60 +537,184 @@ static json_t *probe(const char *path, int period, int failures)
 			 "failureThreshold", failures, "timeoutSeconds", 2);
 }
 
+/* An environment variable from the pod's own fields (downward API). */
+static json_t *env_field(const char *name, const char *field)
+{
+	return json_pack("{s:s,s:{s:{s:s}}}", "name", name, "valueFrom", "fieldRef", "fieldPath", field);
+}
+
+/* The router binds its pod's IP (the rendered document says 0.0.0.0): with
+ * host networking several routers share a machine's port numbers, each on
+ * its node's address.  POD_NAME is the pod's name, which $HOSTNAME is not
+ * under host networking. */
+static json_t *router_args(void)
+{
+	return json_pack("[s,s,s,s]", "--config", OP_CONFIG_DIR "/" OP_CONFIG_KEY, "--set",
+			 "network.bindAddress=$(POD_IP)");
+}
+
+static json_t *router_env(void)
+{
+	json_t *env = json_array();
+	int err = push(env, env_field("POD_IP", "status.podIP"));
+
+	err = err ?: push(env, env_field("POD_NAME", "metadata.name"));
+	err = err ?: push(env, env_field("POD_NAMESPACE", "metadata.namespace"));
+	return built(env, err);
+}
+
+static json_t *router_mounts(void)
+{
+	return json_pack("[{s:s,s:s,s:b},{s:s,s:s,s:b},{s:s,s:s}]", "name", "config", "mountPath", OP_CONFIG_DIR,
+			 "readOnly", 1, "name", "admin-token", "mountPath", OP_ADMIN_DIR, "readOnly", 1, "name", "data",
+			 "mountPath", OP_DATA_DIR);
+}
+
+static json_t *container_security(void)
+{
+	return json_pack("{s:b,s:b,s:b,s:{s:[s]}}", "allowPrivilegeEscalation", 0, "readOnlyRootFilesystem", 1,
+			 "runAsNonRoot", 1, "capabilities", "drop", "ALL");
+}
+
+static json_t *router_resources(const json_t *spec)
+{
+	const json_t *res = json_object_get(spec, "resources");
+
+	if (json_is_object(res))
+		return json_deep_copy(res);
+	return json_pack("{s:{s:s,s:s},s:{s:s}}", "requests", "cpu", "100m", "memory", "128Mi", "limits", "memory",
+			 "512Mi");
+}
+
+static json_t *router_container(const json_t *rc, const struct cfg *c, const char *image)
+{
+	const json_t *spec = json_object_get(rc, "spec");
+	const char *img = json_string_value(json_object_get(spec, "image"));
+	const char *pull = json_string_value(json_object_get(spec, "imagePullPolicy"));
+	json_t *k = json_object(), *ports = json_array();
+	int err = push(ports, port("data", c->net.data_port));
+
+	err = err ?: push(ports, port("admin", c->net.admin_port));
+	err = err ?: put(k, "name", json_string("router"));
+	err = err ?: put(k, "image", json_string(img ? img : image));
+	if (pull)
+		err = err ?: put(k, "imagePullPolicy", json_string(pull));
+	err = err ?: put(k, "args", router_args());
+	err = err ?: put(k, "env", router_env());
+	err = err ?: put(k, "ports", json_incref(ports));
+	err = err ?: put(k, "readinessProbe", probe("/readyz", 5, 2));
+	err = err ?: put(k, "livenessProbe", probe("/healthz", 10, 3));
+	err = err ?: put(k, "startupProbe", probe("/healthz", 2, 60));
+	err = err ?: put(k, "resources", router_resources(spec));
+	err = err ?: put(k, "securityContext", container_security());
+	err = err ?: put(k, "volumeMounts", router_mounts());
+	json_decref(ports);
+	return built(k, err);
+}
+
+static json_t *router_volumes(const json_t *rc)
+{
+	char cm_name[300], secret_name[300];
+
+	snprintf(cm_name, sizeof(cm_name), "%s-config", md_str(rc, "name"));
+	snprintf(secret_name, sizeof(secret_name), "%s-admin", md_str(rc, "name"));
+	return json_pack("[{s:s,s:{s:s}},{s:s,s:{s:s,s:i}},{s:s,s:{}}]", "name", "config", "configMap", "name", cm_name,
+			 "name", "admin-token", "secret", "secretName", secret_name, "defaultMode", 0440, "name",
+			 "data", "emptyDir");
+}
+
+/* One router per node: required under host networking (the routers share
+ * port numbers), preferred otherwise (a node failure takes one replica). */
+static json_t *anti_affinity(const json_t *rc)
+{
+	json_t *term = json_pack("{s:{s:o},s:s}", "labelSelector", "matchLabels", selector_labels(rc), "topologyKey",
+				 "kubernetes.io/hostname");
+
+	if (!term)
+		return NULL;
+	if (host_network(rc))
+		return json_pack("{s:{s:[o]}}", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution",
+				 term);
+	return json_pack("{s:{s:[{s:i,s:o}]}}", "podAntiAffinity", "preferredDuringSchedulingIgnoredDuringExecution",
+			 "weight", 100, "podAffinityTerm", term);
+}
+
+static json_t *pod_security(void)
+{
+	return json_pack("{s:b,s:i,s:i,s:i,s:{s:s}}", "runAsNonRoot", 1, "runAsUser", 65532, "runAsGroup", 65532,
+			 "fsGroup", 65532, "seccompProfile", "type", "RuntimeDefault");
+}
+
+static json_t *router_pod_spec(const json_t *rc, const struct cfg *c, const char *image)
+{
+	json_t *ps = json_object(), *containers = json_array();
+	int err = push(containers, router_container(rc, c, image));
+
+	err = err ?: put(ps, "terminationGracePeriodSeconds", json_integer(c->shutdown.timeout_ms / 1000 + 5));
+	if (host_network(rc)) {
+		err = err ?: put(ps, "hostNetwork", json_true());
+		err = err ?: put(ps, "dnsPolicy", json_string("ClusterFirstWithHostNet"));
+	}
+	err = err ?: put(ps, "enableServiceLinks", json_false());
+	err = err ?: put(ps, "affinity", anti_affinity(rc));
+	err = err ?: put(ps, "securityContext", pod_security());
+	err = err ?: put(ps, "containers", json_incref(containers));
+	err = err ?: put(ps, "volumes", router_volumes(rc));
+	json_decref(containers);
+	return built(ps, err);
+}
+
+/* spec.strategy: the RouterConfig's rollout bounds; unset ones keep the
+ * API's defaults. */
+static json_t *rollout_strategy(const json_t *ro)
+{
+	json_t *ru = json_object(), *st = json_object();
+	const json_t *mu = json_object_get(ro, "maxUnavailable"), *ms = json_object_get(ro, "maxSurge");
+	int err = 0;
+
+	if (mu)
+		err = put(ru, "maxUnavailable", json_deep_copy(mu));
+	if (ms)
+		err = err ?: put(ru, "maxSurge", json_deep_copy(ms));
+	err = err ?: put(st, "type", json_string("RollingUpdate"));
+	err = err ?: put(st, "rollingUpdate", json_incref(ru));
+	json_decref(ru);
+	return built(st, err);
+}
+
+static json_t *pod_template(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image)
+{
+	json_t *md = json_object(), *t = json_object();
+	int err = put(md, "labels", labels(rc));
+
+	err = err ?: put(md, "annotations", json_pack("{s:s}", "switchboard.dev/restart-hash", restart_hash));
+	err = err ?: put(t, "metadata", json_incref(md));
+	err = err ?: put(t, "spec", router_pod_spec(rc, c, image));
+	json_decref(md);
+	return built(t, err);
+}
+
 json_t *rr_deployment(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image)
 {
 	const json_t *spec = json_object_get(rc, "spec"), *ro = json_object_get(spec, "rollout");
-	const json_t *res = json_object_get(spec, "resources");
-	const char *img = json_string_value(json_object_get(spec, "image"));
-	json_t *d, *strategy, *cont, *resources;
-	json_int_t replicas = json_is_integer(json_object_get(spec, "replicas"))
-				      ? json_integer_value(json_object_get(spec, "replicas"))
-				      : 1;
-	json_int_t deadline = json_is_integer(json_object_get(ro, "progressDeadlineSeconds"))
-				      ? json_integer_value(json_object_get(ro, "progressDeadlineSeconds"))
-				      : 600;
-	char cfgarg[256], cm_name[300], secret_name[300];
+	const json_t *replicas = json_object_get(spec, "replicas");
+	const json_t *deadline = json_object_get(ro, "progressDeadlineSeconds");
+	json_t *d = json_object(), *ds = json_object();
+	int err = put(ds, "replicas", json_integer(json_is_integer(replicas) ? json_integer_value(replicas) : 1));
 
-	snprintf(cfgarg, sizeof(cfgarg), "%s/%s", OP_CONFIG_DIR, OP_CONFIG_KEY);
-	snprintf(cm_name, sizeof(cm_name), "%s-config", md_str(rc, "name"));
-	snprintf(secret_name, sizeof(secret_name), "%s-admin", md_str(rc, "name"));
-	resources = json_is_object(res) ? json_deep_copy(res)
-					: json_pack("{s:{s:s,s:s},s:{s:s}}", "requests", "cpu", "100m", "memory",
-						    "128Mi", "limits", "memory", "512Mi");
-	strategy = json_pack("{s:s,s:{s:O?,s:O?}}", "type", "RollingUpdate", "rollingUpdate", "maxUnavailable",
-			     json_object_get(ro, "maxUnavailable"), "maxSurge", json_object_get(ro, "maxSurge"));
-	if (strategy) { /* unset values keep the API's defaults */
-		json_t *ru = json_object_get(strategy, "rollingUpdate");
-
-		if (json_is_null(json_object_get(ru, "maxUnavailable")))
-			json_object_del(ru, "maxUnavailable");
-		if (json_is_null(json_object_get(ru, "maxSurge")))
-			json_object_del(ru, "maxSurge");
-	}
-	cont = json_pack("{s:s,s:s,s:[s,s],s:[o,o],s:o,s:o,s:o,s:o,"
-			 "s:{s:b,s:b,s:b,s:{s:[s]}},"
-			 "s:[{s:s,s:s,s:b},{s:s,s:s,s:b},{s:s,s:s}]}",
-			 "name", "router", "image", img ? img : image, "args", "--config", cfgarg, "ports",
-			 port("data", c->net.data_port), port("admin", c->net.admin_port), "readinessProbe",
-			 probe("/readyz", 5, 2), "livenessProbe", probe("/healthz", 10, 3), "startupProbe",
-			 probe("/healthz", 2, 60), "resources", resources, "securityContext",
-			 "allowPrivilegeEscalation", 0, "readOnlyRootFilesystem", 1, "runAsNonRoot", 1, "capabilities",
-			 "drop", "ALL", "volumeMounts", "name", "config", "mountPath", OP_CONFIG_DIR, "readOnly", 1,
-			 "name", "admin-token", "mountPath", OP_ADMIN_DIR, "readOnly", 1, "name", "data", "mountPath",
-			 OP_DATA_DIR);
-	d = json_pack("{s:s,s:s,s:o,s:{s:I,s:I,s:I,s:{s:o},s:o,"
-		      "s:{s:{s:o,s:{s:s}},s:{s:I,s:{s:b,s:i,s:i,s:i,s:{s:s}},s:[o],"
-		      "s:[{s:s,s:{s:s}},{s:s,s:{s:s,s:i}},{s:s,s:{}}]}}}}",
-		      "apiVersion", "apps/v1", "kind", "Deployment", "metadata", meta(rc, md_str(rc, "name")), "spec",
-		      "replicas", replicas, "progressDeadlineSeconds", deadline, "revisionHistoryLimit", (json_int_t)5,
-		      "selector", "matchLabels", selector_labels(rc), "strategy", strategy, "template", "metadata",
-		      "labels", labels(rc), "annotations", "switchboard.dev/restart-hash", restart_hash, "spec",
-		      "terminationGracePeriodSeconds", (json_int_t)c->shutdown.timeout_ms / 1000 + 5, "securityContext",
-		      "runAsNonRoot", 1, "runAsUser", 65532, "runAsGroup", 65532, "fsGroup", 65532, "seccompProfile",
-		      "type", "RuntimeDefault", "containers", cont, "volumes", "name", "config", "configMap", "name",
-		      cm_name, "name", "admin-token", "secret", "secretName", secret_name, "defaultMode", 0440, "name",
-		      "data", "emptyDir");
-	return d;
+	err = err
+		      ?: put(ds, "progressDeadlineSeconds",
+			     json_integer(json_is_integer(deadline) ? json_integer_value(deadline) : 600));
+	err = err ?: put(ds, "revisionHistoryLimit", json_integer(5));
+	err = err ?: put(ds, "selector", json_pack("{s:o}", "matchLabels", selector_labels(rc)));
+	err = err ?: put(ds, "strategy", rollout_strategy(ro));
+	err = err ?: put(ds, "template", pod_template(rc, c, restart_hash, image));
+	err = err ?: put(d, "apiVersion", json_string("apps/v1"));
+	err = err ?: put(d, "kind", json_string("Deployment"));
+	err = err ?: put(d, "metadata", meta(rc, md_str(rc, "name")));
+	err = err ?: put(d, "spec", json_incref(ds));
+	json_decref(ds);
+	return built(d, err);
 }
 
 json_t *rr_service(const json_t *rc, const struct cfg *c)

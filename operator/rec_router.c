@@ -1,5 +1,5 @@
 /*
- * rec_router: EndpointSlice lookup and the router admin calls (see
+ * rec_router: router pod lookup and the router admin calls (see
  * rec_router.h).  Uses a plain curl easy handle per call: these calls are
  * few (one per router per reconcile) and short.
  */
@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "switchboard/buf.h"
@@ -16,59 +17,84 @@
 
 #define ROUTER_REPLY_LIMIT (1u << 20)
 
+static int ep_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct rr_endpoint *)a)->pod, ((const struct rr_endpoint *)b)->pod);
+}
+
+/* 1 if the pod's Ready condition is True. */
+static int pod_ready(const json_t *pod)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach (json_object_get(json_object_get(pod, "status"), "conditions"), i, c) {
+		const char *t = json_string_value(json_object_get(c, "type"));
+
+		if (t && strcmp(t, "Ready") == 0)
+			return strcmp(json_string_value(json_object_get(c, "status")) ?: "", "True") == 0;
+	}
+	return 0;
+}
+
+/* The containerPort named "admin" of the router container, 0 if none. */
+static json_int_t pod_admin_port(const json_t *pod)
+{
+	size_t i, j;
+	json_t *c, *p;
+
+	json_array_foreach (json_object_get(json_object_get(pod, "spec"), "containers"), i, c) {
+		json_array_foreach (json_object_get(c, "ports"), j, p) {
+			const char *pn = json_string_value(json_object_get(p, "name"));
+
+			if (pn && strcmp(pn, "admin") == 0)
+				return json_integer_value(json_object_get(p, "containerPort"));
+		}
+	}
+	return 0;
+}
+
+/* Fill `ep` from one pod; 0 when the pod is not a usable endpoint. */
+static int pod_endpoint(const json_t *pod, struct rr_endpoint *ep)
+{
+	const json_t *md = json_object_get(pod, "metadata");
+	const char *name = json_string_value(json_object_get(md, "name"));
+	const char *ip = json_string_value(json_object_get(json_object_get(pod, "status"), "podIP"));
+	json_int_t port = pod_admin_port(pod);
+
+	if (!name || json_object_get(md, "deletionTimestamp"))
+		return 0;
+	memset(ep, 0, sizeof(*ep));
+	snprintf(ep->pod, sizeof(ep->pod), "%s", name);
+	ep->ready = pod_ready(pod) && ip && *ip && port > 0 && port < 65536;
+	if (ep->ready)
+		snprintf(ep->url, sizeof(ep->url), strchr(ip, ':') ? "http://[%s]:%lld" : "http://%s:%lld", ip,
+			 (long long)port);
+	return 1;
+}
+
 int rr_endpoints(struct op *op, const char *ns, const char *name, struct rr_endpoint *eps, size_t *n)
 {
-	char path[512], sel[400];
+	char path[512], sel[400], rv[64];
 	struct kc_status st;
-	json_t *slices = NULL, *slice;
+	json_t *pods = NULL, *pod;
 	size_t i;
 	int rc;
 
 	*n = 0;
-	snprintf(path, sizeof(path), "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices", ns);
-	snprintf(sel, sizeof(sel), "kubernetes.io/service-name=%s", name);
-	{
-		char rv[64];
-
-		rc = kc_list(op->k, path, sel, &slices, rv, &st);
-	}
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods", ns);
+	snprintf(sel, sizeof(sel), "app.kubernetes.io/name=switchboard-router,app.kubernetes.io/instance=%s", name);
+	rc = kc_list(op->k, path, sel, &pods, rv, &st);
 	if (rc) {
-		log_warn("cannot list EndpointSlices", "namespace", ns, "service", name, "detail", st.message);
+		log_warn("cannot list router pods", "namespace", ns, "router", name, "detail", st.message);
 		return rc;
 	}
-	json_array_foreach (slices, i, slice) {
-		json_int_t port = 0;
-		size_t j;
-		json_t *p, *ep;
-
-		json_array_foreach (json_object_get(slice, "ports"), j, p) {
-			const char *pn = json_string_value(json_object_get(p, "name"));
-
-			if (pn && strcmp(pn, "admin") == 0)
-				port = json_integer_value(json_object_get(p, "port"));
-		}
-		if (port <= 0)
-			continue;
-		json_array_foreach (json_object_get(slice, "endpoints"), j, ep) {
-			const json_t *ready = json_object_get(json_object_get(ep, "conditions"), "ready");
-			size_t k;
-			json_t *addr;
-
-			if (json_is_false(ready))
-				continue;
-			json_array_foreach (json_object_get(ep, "addresses"), k, addr) {
-				const char *a = json_string_value(addr);
-
-				if (!a || *n >= RR_MAX_ENDPOINTS)
-					continue;
-				memset(&eps[*n], 0, sizeof(eps[*n]));
-				snprintf(eps[*n].url, sizeof(eps[*n].url),
-					 strchr(a, ':') ? "http://[%s]:%lld" : "http://%s:%lld", a, (long long)port);
-				(*n)++;
-			}
-		}
+	json_array_foreach (pods, i, pod) {
+		if (*n < RR_MAX_ENDPOINTS && pod_endpoint(pod, &eps[*n]))
+			(*n)++;
 	}
-	json_decref(slices);
+	json_decref(pods);
+	qsort(eps, *n, sizeof(*eps), ep_cmp);
 	return 0;
 }
 

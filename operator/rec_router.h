@@ -1,6 +1,7 @@
 /*
  * rec_router: the operator's HTTP client for router admin ports.  It finds
- * a router Service's ready endpoints through its EndpointSlices, asks each
+ * a RouterConfig's router pods (by the workload's labels; their podIP and
+ * the container port named "admin"), asks each ready one
  * router which config document it runs (GET /v1/status), and pushes a new
  * document (POST /admin/reload) with the admin token, so a hot change lands
  * in seconds instead of waiting for the kubelet to refresh the mounted
@@ -16,7 +17,9 @@
 #define RR_MAX_ENDPOINTS 256
 
 struct rr_endpoint {
-	char url[128];	   /* http://address:adminPort */
+	char pod[254];	   /* the pod's name */
+	int ready;	   /* Ready, with an address: url is set */
+	char url[128];	   /* http://podIP:adminPort */
 	char doc_hash[65]; /* what it reported; "" if unknown */
 	int reachable;	   /* answered /v1/status */
 	int restart_required;
@@ -24,10 +27,13 @@ struct rr_endpoint {
 	char detail[256];
 };
 
-/* Ready endpoints of Service `name` in `ns` from its EndpointSlices (every
- * address whose ready condition is not false, with the port named
- * "admin").  Fills up to RR_MAX_ENDPOINTS into `eps` and their number into
- * *n.  Returns 0 or an API error.  Thread-safe. */
+/* The router pods of RouterConfig `name` in `ns` (selected by the labels
+ * the operator renders; pods being deleted are left out), sorted by name.
+ * A pod is `ready` when its Ready condition is True and it has a podIP and
+ * a container port named "admin"; only ready pods get a url.  Pods, not
+ * EndpointSlices: slices refuse loopback addresses and lag behind
+ * readiness.  Fills up to RR_MAX_ENDPOINTS into `eps` and their number
+ * into *n.  Returns 0 or an API error.  Thread-safe. */
 int rr_endpoints(struct op *op, const char *ns, const char *name, struct rr_endpoint *eps, size_t *n) SB_MUST_CHECK;
 
 /* Ask one router for its status; fills doc_hash, reachable and

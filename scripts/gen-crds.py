@@ -134,6 +134,15 @@ def routerconfig():
                          "description": "Router pods to run."},
             "image": {"type": "string", "minLength": 1, "maxLength": 512,
                       "description": "Router image; the operator's default when absent."},
+            "imagePullPolicy": {"type": "string", "enum": ["Always", "IfNotPresent", "Never"],
+                                "description": "Pull policy of the router image; the cluster's default when absent."},
+            "hostNetwork": {
+                "type": "boolean", "default": False,
+                "description": "Run the router pods in their node's network namespace, for clusters without a pod "
+                               "network. Each router binds its pod's (the node's) address, and the pods of one "
+                               "RouterConfig are spread one per node (required anti-affinity), so they share port "
+                               "numbers without clashing: replicas beyond the number of nodes stay Pending. The "
+                               "ports must be 1024 or above (the router runs without privileges)."},
             "resources": {"type": "object", "description": "Compute resources of the router container.",
                           "properties": {"requests": quantity_map(), "limits": quantity_map()}},
             "agentSelector": {
@@ -160,7 +169,14 @@ def routerconfig():
                     "progressDeadlineSeconds": {"type": "integer", "format": "int32", "minimum": 30,
                                                 "maximum": 3600, "default": 600}}},
             "router": router_schema(),
-        }}
+        },
+        "x-kubernetes-validations": [{
+            "rule": "!has(self.hostNetwork) || !self.hostNetwork || !has(self.router) || !has(self.router.network) || "
+                    "((!has(self.router.network.dataPort) || self.router.network.dataPort >= 1024) && "
+                    "(!has(self.router.network.adminPort) || self.router.network.adminPort >= 1024))",
+            "message": "hostNetwork needs router.network.dataPort and adminPort of 1024 or above: the router "
+                       "runs without the privilege to bind lower ports on the node",
+            "fieldPath": ".hostNetwork"}]}
     status = {
         "type": "object",
         "properties": {
@@ -174,6 +190,14 @@ def routerconfig():
             "replicas": {"type": "integer", "format": "int32", "minimum": 0},
             "readyReplicas": {"type": "integer", "format": "int32", "minimum": 0},
             "updatedReplicas": {"type": "integer", "format": "int32", "minimum": 0},
+            "routers": {
+                "type": "array", "maxItems": 256, "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["pod"],
+                "description": "Each router pod, whether it is ready, and the hash of the config it runs.",
+                "items": {"type": "object", "required": ["pod", "ready"], "properties": {
+                    "pod": {"type": "string", "maxLength": 253},
+                    "ready": {"type": "boolean"},
+                    "configHash": {"type": "string", "maxLength": 64}}}},
             "lastReload": {"type": "object", "properties": {
                 "kind": {"type": "string", "enum": ["Hot", "Restart"]},
                 "time": {"type": "string", "format": "date-time"},

@@ -1,9 +1,13 @@
 """pytest framework for tests against the real control plane from e2e/cluster.
 
 - `cluster` (session): one etcd + kube-apiserver + kube-controller-manager on
-  127.0.0.1 with free ports, brought up once and torn down at the end; the
-  CRDs from crds/ are installed with server-side apply.
-- `ns` (per test): a fresh namespace, deleted afterwards.
+  127.0.0.1 with free ports and no nodes, brought up once and torn down at the
+  end; the CRDs from crds/ are installed with server-side apply. Pods stay
+  Pending there: tests of the operator's logic stand in for router pods.
+- `node_cluster` (session): the same plus kube-scheduler and three real nodes
+  (kubelet + containerd, e2e/nodes.sh) on 127.0.X.1-3, with the images from
+  `make images` imported; router pods really run there (hostNetwork).
+- `ns` / `node_ns` (per test): a fresh namespace in either, deleted afterwards.
 - `kubectl(...)` / `helm(...)`: run the cached binaries against the cluster.
 - When a test fails, the tail of every component's log, the namespace's
   events and its switchboard objects are attached to the report.
@@ -26,6 +30,13 @@ class Cluster:
         self.bin = subprocess.run([CLUSTER, "bin"], capture_output=True, text=True, check=True).stdout.strip()
         self.state = os.path.join(os.environ.get("SB_E2E_STATE", "/tmp/switchboard-e2e"), name)
         self.kubeconfig = os.path.join(self.state, "kubeconfig")
+        self.nodes, self.subnet = 0, None
+        if os.path.exists(os.path.join(self.state, "nodes")):
+            self.nodes = int(open(os.path.join(self.state, "nodes")).read())
+            self.subnet = open(os.path.join(self.state, "subnet")).read().strip()
+
+    def node_addrs(self):
+        return [f"{self.subnet}.{k}" for k in range(1, self.nodes + 1)]
 
     def env(self):
         e = dict(os.environ)
@@ -48,7 +59,10 @@ class Cluster:
 
     def logs(self, lines=60):
         out = []
-        for comp in ("etcd", "apiserver", "kcm"):
+        comps = ["etcd", "apiserver", "kcm", "scheduler"]
+        for k in range(1, self.nodes + 1):
+            comps += [f"node-{k}/kubelet", f"node-{k}/containerd"]
+        for comp in comps:
             p = os.path.join(self.state, comp + ".log")
             if os.path.exists(p):
                 with open(p, errors="replace") as f:
@@ -57,27 +71,60 @@ class Cluster:
         return "\n".join(out)
 
 
+def install_crds(c):
+    c.kubectl("apply", "--server-side", "--field-manager=switchboard-e2e", "-f", os.path.join(ROOT, "crds"))
+    # `kubectl wait` fails outright (not waits) while a new CRD has no status yet: retry
+    deadline = time.time() + 60
+    while c.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/routerconfigs.switchboard.dev",
+                    "crd/agents.switchboard.dev", check=False).returncode != 0:
+        if time.time() > deadline:
+            raise AssertionError("CRDs not Established within 60 s")
+        time.sleep(0.5)
+    # the OpenAPI document (explain, strict validation) is published asynchronously
+    deadline = time.time() + 60
+    while c.kubectl("explain", "routerconfig.spec.router", check=False).returncode != 0 or \
+            c.kubectl("explain", "agent.spec", check=False).returncode != 0:
+        if time.time() > deadline:
+            raise AssertionError("CRD schemas were not published in OpenAPI within 60 s")
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="session")
 def cluster():
     name = f"pytest-{os.getpid()}"
     subprocess.run([CLUSTER, "up", name], check=True, stdout=subprocess.DEVNULL)
     c = Cluster(name)
     try:
-        c.kubectl("apply", "--server-side", "--field-manager=switchboard-e2e", "-f", os.path.join(ROOT, "crds"))
-        # `kubectl wait` fails outright (not waits) while a new CRD has no status yet: retry
-        deadline = time.time() + 60
-        while c.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/routerconfigs.switchboard.dev",
-                        "crd/agents.switchboard.dev", check=False).returncode != 0:
-            if time.time() > deadline:
-                raise AssertionError("CRDs not Established within 60 s")
-            time.sleep(0.5)
-        # the OpenAPI document (explain, strict validation) is published asynchronously
-        deadline = time.time() + 60
-        while c.kubectl("explain", "routerconfig.spec.router", check=False).returncode != 0 or \
-                c.kubectl("explain", "agent.spec", check=False).returncode != 0:
-            if time.time() > deadline:
-                raise AssertionError("CRD schemas were not published in OpenAPI within 60 s")
-            time.sleep(0.5)
+        install_crds(c)
+        yield c
+    finally:
+        subprocess.run([CLUSTER, "down", name], check=False)
+
+
+IMAGES = [os.path.join(ROOT, "build", "images", f"switchboard-{n}.oci.tar") for n in ("router", "operator")]
+
+
+def image_ref(kind):
+    """The reference `make images` tags an image with (the chart's default)."""
+    with open(os.path.join(ROOT, "charts", "switchboard", "Chart.yaml")) as f:
+        version = [l.split(":", 1)[1].strip().strip('"') for l in f if l.startswith("appVersion:")][0]
+    return f"ghcr.io/switchboard-dev/switchboard-{kind}:{version}"
+
+
+@pytest.fixture(scope="session")
+def node_cluster():
+    """Three real nodes. Their addresses 127.0.X.1-3 use a third octet of this run's own, so a demo or a
+    second run on the same machine (routers bind the same ports on their node's address) cannot clash."""
+    name = f"pytest-nodes-{os.getpid()}"
+    subnet = f"127.0.{100 + os.getpid() % 150}"
+    for img in IMAGES:
+        assert os.path.exists(img), f"{img} is missing: make images builds it (make e2e does)"
+    subprocess.run([CLUSTER, "up", name, "--nodes", "3", "--subnet", subnet], check=True,
+                   stdout=subprocess.DEVNULL)
+    c = Cluster(name)
+    try:
+        subprocess.run([CLUSTER, "import", name, *IMAGES], check=True)
+        install_crds(c)
         yield c
     finally:
         subprocess.run([CLUSTER, "down", name], check=False)
@@ -86,14 +133,23 @@ def cluster():
 _current = {}
 
 
+def _namespace(c):
+    name = "t-" + uuid.uuid4().hex[:10]
+    c.kubectl("create", "namespace", name)
+    _current["cluster"], _current["ns"] = c, name
+    yield name
+    c.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    _current.clear()
+
+
 @pytest.fixture
 def ns(cluster):
-    name = "t-" + uuid.uuid4().hex[:10]
-    cluster.kubectl("create", "namespace", name)
-    _current["cluster"], _current["ns"] = cluster, name
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-    _current.clear()
+    yield from _namespace(cluster)
+
+
+@pytest.fixture
+def node_ns(node_cluster):
+    yield from _namespace(node_cluster)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -105,7 +161,7 @@ def pytest_runtest_makereport(item, call):
         extra = [c.logs()]
         if n:
             for args in (("get", "events", "-n", n, "--sort-by=.lastTimestamp"),
-                         ("get", "switchboard,deploy,cm,svc,endpointslices", "-n", n, "-o", "wide")):
+                         ("get", "switchboard,deploy,rs,cm,svc,pods", "-n", n, "-o", "wide")):
                 p = c.kubectl(*args, check=False)
                 extra.append(f"--- kubectl {' '.join(args)}\n{p.stdout}{p.stderr}")
         rep.sections.append(("control plane", "\n".join(extra)))

@@ -9,11 +9,13 @@ router processes standing in for the router pods.
   (timestamped directory, `..data` symlink swapped atomically, file symlinks).
   The copy is refreshed only when the test says so (`kubelet_sync`), i.e.
   deliberately late, so a test can tell a pushed reload from a file reload.
-  It also creates EndpointSlices for the router Service that point the
-  operator's push path at these processes. The API server refuses loopback IPs
-  in IPv4 slices and one-label FQDNs, so each router gets an FQDN slice with the
-  address "router-N.localhost" (libcurl resolves *.localhost to 127.0.0.1 itself,
-  RFC 6761, without DNS) and its own ports. Nothing dials outside 127.0.0.0/8.
+  The operator finds routers through their Pod objects, so each local router
+  gets a stand-in Pod: the router labels, bound to a Node object that no
+  kubelet runs ("local-routers"), with the router's own ports as its container
+  ports and a status (Ready, podIP 127.0.0.1) that the test writes. These tests
+  run on the control plane without nodes, where the Deployment's own pods stay
+  Pending; they test the operator's logic only. Tests of real router pods are
+  in test_pods.py. Nothing dials outside 127.0.0.0/8.
 """
 import base64
 import json
@@ -205,7 +207,7 @@ class LocalRouters:
                      what="admin-token Secret")
         return base64.b64decode(p).decode()
 
-    # -- processes and the EndpointSlice ----------------------------------
+    # -- processes and their stand-in Pods ----------------------------------
     def start(self):
         try:
             return self._start()
@@ -231,21 +233,46 @@ class LocalRouters:
             self.procs.append((p, logf))
         for i in range(self.n):
             wait_for(lambda: self.status(i) is not None, 20, what=f"router {i} up")
-        self.apply_slice()
+        self.apply_pods()
         return self
 
-    def apply_slice(self, ready=True):
-        slices = [{
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+    STAND_IN_NODE = "local-routers"
+
+    def stand_in_node(self):
+        node = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": self.STAND_IN_NODE, "labels": {"switchboard.dev/e2e": "stand-in"}},
+                "spec": {"unschedulable": True}}
+        self.cluster.kubectl("apply", "--server-side", "--field-manager=switchboard-e2e", "-f", "-",
+                             input=json.dumps(node))
+
+    def pod(self, i):
+        dport, aport = self.ports[i]
+        return {
+            "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": f"{self.name}-local-{i}", "namespace": self.ns,
-                         "labels": {"kubernetes.io/service-name": self.name,
-                                    "endpointslice.kubernetes.io/managed-by": "switchboard-e2e"}},
-            "addressType": "FQDN",
-            "endpoints": [{"addresses": [f"router-{i}.localhost"], "conditions": {"ready": ready}}],
-            "ports": [{"name": "data", "port": dport, "protocol": "TCP"},
-                      {"name": "admin", "port": aport, "protocol": "TCP"}],
-        } for i, (dport, aport) in enumerate(self.ports)]
-        self.cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(s) for s in slices))
+                         "labels": {"app.kubernetes.io/name": "switchboard-router",
+                                    "app.kubernetes.io/instance": self.name,
+                                    "switchboard.dev/e2e": "stand-in"}},
+            "spec": {"nodeName": self.STAND_IN_NODE, "automountServiceAccountToken": False,
+                     "containers": [{"name": "router", "image": "stand-in.local/router:0",
+                                     "ports": [{"name": "data", "containerPort": dport},
+                                               {"name": "admin", "containerPort": aport}]}]}}
+
+    def apply_pods(self, ready=True):
+        """Stand-in Pods for the local routers, with a Ready (or not) status at 127.0.0.1."""
+        self.stand_in_node()
+        for i in range(self.n):
+            # the ServiceAccount admission needs the namespace's default account, which the
+            # controller manager creates a moment after the namespace
+            wait_for(lambda: self.cluster.kubectl("apply", "-f", "-", input=json.dumps(self.pod(i)),
+                                                  check=False).returncode == 0, 30, what="stand-in pod")
+            self.set_ready(i, ready)
+
+    def set_ready(self, i, ready):
+        status = {"status": {"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+                             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+        self.cluster.kubectl("patch", "pod", f"{self.name}-local-{i}", "-n", self.ns, "--subresource=status",
+                             "--type=merge", "-p", json.dumps(status))
 
     def status(self, i):
         try:

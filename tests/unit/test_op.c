@@ -223,6 +223,93 @@ static void test_configmap_round_trip_plain_and_gzip(void **state)
 	json_decref(rc);
 }
 
+/* --- golden files: the owned objects as a reader sees them ------------------
+ * Each rendered object is compared with tests/unit/golden/<name>.json
+ * (sorted keys, two-space indent).  SB_UPDATE_GOLDEN=1 rewrites them; the
+ * diff then shows what a change did to the objects the cluster gets. */
+static void golden(const char *name, json_t *obj)
+{
+	char path[256], *got, *want = NULL;
+	FILE *f;
+	long n;
+
+	assert_non_null(obj);
+	got = json_dumps(obj, JSON_INDENT(2) | JSON_SORT_KEYS);
+	assert_non_null(got);
+	snprintf(path, sizeof(path), "tests/unit/golden/%s.json", name);
+	if (getenv("SB_UPDATE_GOLDEN")) {
+		f = fopen(path, "w");
+		assert_non_null(f);
+		fprintf(f, "%s\n", got);
+		fclose(f);
+	}
+	f = fopen(path, "r");
+	if (!f)
+		fail_msg("missing golden file %s (SB_UPDATE_GOLDEN=1 writes it)", path);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	want = calloc(1, (size_t)n + 1);
+	assert_non_null(want);
+	assert_int_equal(fread(want, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	if (n > 0 && want[n - 1] == '\n')
+		want[n - 1] = '\0';
+	if (strcmp(got, want) != 0)
+		fail_msg("%s differs from the rendered object:\n%s", path, got);
+	free(want);
+	free(got);
+	json_decref(obj);
+}
+
+static json_t *golden_rc(const char *extra_spec)
+{
+	char text[1024];
+	json_t *rc;
+
+	snprintf(text, sizeof(text),
+		 "{\"apiVersion\":\"switchboard.dev/v1alpha1\",\"kind\":\"RouterConfig\","
+		 "\"metadata\":{\"name\":\"r1\",\"namespace\":\"ns\",\"uid\":\"u-1\",\"generation\":3},"
+		 "\"spec\":{\"replicas\":3%s}}",
+		 extra_spec);
+	rc = json_loads(text, 0, NULL);
+	assert_non_null(rc);
+	return rc;
+}
+
+static void golden_cfg(struct cfg *c)
+{
+	static const char doc[] = "{\"profile\":\"production\",\"network\":{\"dataPort\":9080,\"adminPort\":9081},"
+				  "\"shutdown\":{\"timeoutMs\":20000},\"agents\":[]}";
+	struct cfg_report rep;
+
+	cfg_report_init(&rep);
+	assert_int_equal(cfg_parse_doc(c, doc, strlen(doc), NULL, NULL, &rep), 0);
+	cfg_report_free(&rep);
+}
+
+static void test_golden_router_objects(void **state)
+{
+	struct cfg c;
+	json_t *plain = golden_rc(""),
+	       *hostnet = golden_rc(",\"hostNetwork\":true,\"imagePullPolicy\":\"Never\","
+				    "\"image\":\"example.org/router:1\","
+				    "\"resources\":{\"limits\":{\"cpu\":\"2\",\"memory\":\"1Gi\"}},"
+				    "\"rollout\":{\"maxUnavailable\":1,\"maxSurge\":0,\"progressDeadlineSeconds\":60}");
+
+	(void)state;
+	golden_cfg(&c);
+	golden("deployment", rr_deployment(plain, &c, "restarthash", "ghcr.io/switchboard-dev/switchboard-router:1"));
+	golden("deployment-hostnetwork", rr_deployment(hostnet, &c, "restarthash", "unused:1"));
+	golden("service", rr_service(plain, &c));
+	golden("pdb", rr_pdb(plain));
+	golden("admin-secret", rr_admin_secret(plain, "not-a-real-token"));
+	golden("configmap", rr_configmap(plain, "config", "{\"agents\":[]}", 13, "hash", "restarthash"));
+	cfg_free(&c);
+	json_decref(plain);
+	json_decref(hostnet);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -231,6 +318,7 @@ int main(void)
 		cmocka_unit_test(test_wq_backoff_and_shutdown),
 		cmocka_unit_test(test_kubeconfig_inline_and_files),
 		cmocka_unit_test(test_configmap_round_trip_plain_and_gzip),
+		cmocka_unit_test(test_golden_router_objects),
 	};
 
 	if (util_init())

@@ -1,0 +1,277 @@
+"""Router pods on real nodes: the images from `make images` run as pods that kube-scheduler places and
+kubelets with containerd start (node_cluster: three nodes on 127.0.X.1-3, hostNetwork).
+
+What local processes cannot show is tested here: scheduling (one router per node), what the image
+contains, probes, the kubelet's ConfigMap volume refresh, a rolling update that completes, a router
+that cannot start, a pod that drains on SIGTERM, and the chart's operator running as a pod.
+The operator under test is the ASan build run beside the cluster, as in test_operator.py.
+"""
+import glob
+import json
+import os
+import tempfile
+import time
+
+import pytest
+
+from conftest import image_ref
+from operator_env import Operator, free_port_on, http, wait_for
+from test_operator import agent, apply, cm_hash, cond, cond_is, events, get, routerconfig
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+@pytest.fixture
+def work():
+    with tempfile.TemporaryDirectory(prefix="sb-e2e-pods-") as d:
+        yield d
+
+
+@pytest.fixture
+def pod_operator(node_cluster, node_ns, work):
+    op = Operator(node_cluster, [node_ns], work, ["--router-image", image_ref("router")]).start()
+    yield op
+    op.stop()
+
+
+def ports(c):
+    """A data and an admin port free on every node's address: each test's routers get their own, so
+    routers of an earlier test that are still terminating cannot hold them."""
+    return free_port_on(c.node_addrs()), free_port_on(c.node_addrs())
+
+
+def pod_rc(c, name, replicas=2, router=None, **spec):
+    dport, aport = ports(c)
+    r = {"profile": "development", "network": {"dataPort": dport, "adminPort": aport}}
+    r.update(router or {})
+    return routerconfig(name, r, replicas=replicas, hostNetwork=True, imagePullPolicy="Never", **spec)
+
+
+def pods(c, ns, name):
+    out = json.loads(c.kubectl("get", "pods", "-n", ns, "-l", f"app.kubernetes.io/instance={name}",
+                               "-o", "json").stdout)["items"]
+    return sorted(out, key=lambda p: p["metadata"]["name"])
+
+
+def ready(p):
+    return any(x["type"] == "Ready" and x["status"] == "True" for x in p.get("status", {}).get("conditions", []))
+
+
+def running_pods(c, ns, name, n):
+    def check():
+        ps = [p for p in pods(c, ns, name) if not p["metadata"].get("deletionTimestamp")]
+        return ps if len(ps) == n and all(ready(p) for p in ps) else None
+    return check
+
+
+def admin_token(c, ns, name):
+    import base64
+    return base64.b64decode(c.kubectl("get", "secret", f"{name}-admin", "-n", ns, "-o",
+                                      "jsonpath={.data.token}").stdout).decode()
+
+
+def router_status(p, aport, token):
+    try:
+        s, body = http("GET", f"http://{p['status']['podIP']}:{aport}/v1/status", token=token, timeout=3)
+    except OSError:
+        return None
+    return json.loads(body) if s == 200 else None
+
+
+def converged(c, ns, name, replicas):
+    """RouterConfig Available and ConfigApplied, every pod ready and reporting the config hash."""
+    def check():
+        rc = get(c, ns, "routerconfig", name)
+        st = (rc or {}).get("status", {})
+        routers = st.get("routers", [])
+        if (cond(rc, "ConfigApplied") or {}).get("status") != "True" or \
+                (cond(rc, "Available") or {}).get("status") != "True" or \
+                st.get("readyReplicas") != replicas or st.get("updatedReplicas") != replicas or \
+                len(routers) != replicas or \
+                any(not r["ready"] or r.get("configHash") != st["configHash"] for r in routers):
+            return None
+        return rc
+    return check
+
+
+def test_router_pods_run_on_their_nodes_and_take_hot_changes(node_cluster, node_ns, pod_operator):
+    """Two router pods from the image, one per node, each bound to its node's address; messages route
+    through a pod; a hot change reaches both pods by push within seconds without restarting them, and
+    the kubelet's ConfigMap refresh later writes the same document into each pod's volume."""
+    c, ns = node_cluster, node_ns
+    rc = pod_rc(c, "r1")
+    dport, aport = rc["spec"]["router"]["network"]["dataPort"], rc["spec"]["router"]["network"]["adminPort"]
+    apply(c, ns, rc, agent("alice", "r1"), agent("bob", "r1"))
+    ps = wait_for(running_pods(c, ns, "r1", 2), 90, what="two router pods Ready")
+    nodes = [p["spec"]["nodeName"] for p in ps]
+    assert len(set(nodes)) == 2 and set(nodes) <= set(c.node_addrs()), nodes
+    assert [p["status"]["podIP"] for p in ps] == nodes  # hostNetwork: the node's loopback address
+    assert all(p["spec"]["containers"][0]["image"] == image_ref("router") for p in ps)
+    st = wait_for(converged(c, ns, "r1", 2), 60, what="RouterConfig converged")["status"]
+    assert sorted(r["pod"] for r in st["routers"]) == [p["metadata"]["name"] for p in ps]
+
+    # each router listens on its own node's address only
+    p0 = ps[0]
+    s, body = http("POST", f"http://{p0['status']['podIP']}:{dport}/v1/messages",
+                   {"performative": "inform", "sender": "alice", "receiver": "bob", "content": "hello"})
+    assert s == 202, body
+    s, body = http("GET", f"http://{p0['status']['podIP']}:{dport}/v1/agents/bob/messages?max=5&wait_ms=2000")
+    assert s == 200 and json.loads(body)["messages"][0]["message"]["content"] == "hello", body
+    unused = [a for a in c.node_addrs() if a not in nodes][0]
+    with pytest.raises(OSError):
+        http("GET", f"http://{unused}:{dport}/v1/agents", timeout=2)
+
+    # a hot change: pushed, so both pods run it long before the kubelet copies the file
+    token = admin_token(c, ns, "r1")
+    gens = [router_status(p, aport, token)["generation"] for p in ps]
+    t0 = time.time()
+    apply(c, ns, agent("carol", "r1"))
+    new_hash = wait_for(lambda: (lambda h: h if h and h != st["configHash"] else None)(cm_hash(c, ns, "r1")), 30,
+                        what="new ConfigMap")
+    wait_for(lambda: all((router_status(p, aport, token) or {}).get("document_hash") == new_hash for p in ps), 10,
+             interval=0.05, what="both pods run the new config")
+    pushed_in = time.time() - t0
+    assert pushed_in < 5, f"hot change took {pushed_in:.1f} s"
+    after = pods(c, ns, "r1")
+    assert [p["metadata"]["uid"] for p in after] == [p["metadata"]["uid"] for p in ps]
+    assert all(p["status"]["containerStatuses"][0]["restartCount"] == 0 for p in after)
+
+    # the kubelet's refresh writes the same document into each pod's ConfigMap volume; the routers
+    # see a file they already run and do not reload again
+    def volume_doc(p):
+        k = c.node_addrs().index(p["spec"]["nodeName"]) + 1
+        files = glob.glob(os.path.join(c.state, f"node-{k}", "kubelet", "pods", p["metadata"]["uid"], "volumes",
+                                       "kubernetes.io~configmap", "config", "router.json"))
+        return open(files[0]).read() if files else None
+    cm_doc = get(c, ns, "configmap", "r1-config")["data"]["router.json"]
+    wait_for(lambda: all(volume_doc(p) == cm_doc for p in ps), 60, what="kubelet refreshed the ConfigMap volume")
+    time.sleep(3)
+    assert [router_status(p, aport, token)["generation"] for p in ps] == [g + 1 for g in gens]
+    s, body = http("GET", f"http://{ps[1]['status']['podIP']}:{dport}/v1/agents/carol")
+    assert s == 200, body
+
+
+def test_restart_class_change_rolls_pods_to_completion(node_cluster, node_ns, pod_operator):
+    """storage.sync is restart-class: the Deployment rolls, every pod is replaced by one running the new
+    config, and the RouterConfig ends Available and ConfigApplied=True with both routers on the new hash."""
+    c, ns = node_cluster, node_ns
+    rc = pod_rc(c, "r1")
+    apply(c, ns, rc, agent("alice", "r1"))
+    old = wait_for(converged(c, ns, "r1", 2), 90, what="RouterConfig converged")
+    old_pods = {p["metadata"]["uid"] for p in pods(c, ns, "r1")}
+    rc["spec"]["router"]["storage"] = {"sync": "normal"}
+    t0 = time.time()
+    apply(c, ns, rc)
+    new = wait_for(lambda: (lambda o: o if o and o["status"]["configHash"] != old["status"]["configHash"] else None)(
+        converged(c, ns, "r1", 2)()), 120, what="rollout complete")
+    took = time.time() - t0
+    now = [p for p in pods(c, ns, "r1") if not p["metadata"].get("deletionTimestamp")]
+    assert not old_pods & {p["metadata"]["uid"] for p in now}, "every pod was replaced"
+    assert new["status"]["restartHash"] != old["status"]["restartHash"]
+    assert cond(new, "ConfigApplied")["reason"] == "AllRoutersCurrent"
+    assert [e for e in events(c, ns, "RollingRestart")]
+    print(f"restart-class rollout of 2 pods completed in {took:.1f} s")
+
+
+def test_router_that_cannot_start_is_rolled_back(node_cluster, node_ns, pod_operator):
+    """TLS turned on with files the pod does not have: the new pod cannot start, the rollout misses its
+    deadline, and the operator restores the previous template and config. The pods of the old ReplicaSet
+    keep running untouched; the condition and a Warning Event say why."""
+    c, ns = node_cluster, node_ns
+    rc = pod_rc(c, "r1", rollout={"progressDeadlineSeconds": 30})
+    apply(c, ns, rc, agent("alice", "r1"))
+    old = wait_for(converged(c, ns, "r1", 2), 90, what="RouterConfig converged")
+    before = {p["metadata"]["uid"]: p["status"]["containerStatuses"][0]["restartCount"] for p in pods(c, ns, "r1")}
+    rc["spec"]["router"]["security"] = {"tls": {"enabled": True, "certFile": "/etc/switchboard/tls/tls.crt",
+                                                "keyFile": "/etc/switchboard/tls/tls.key"}}
+    apply(c, ns, rc)
+    t0 = time.time()
+    wait_for(lambda: events(c, ns, "RolledBack"), 120, what="RolledBack after the progress deadline")
+    print(f"rolled back {time.time() - t0:.1f} s after the change (progressDeadlineSeconds 30)")
+
+    def rolled_back():
+        rc = get(c, ns, "routerconfig", "r1")
+        st = rc["status"]
+        ok = (cond(rc, "ConfigApplied") or {}).get("reason") == "RolledBack" and \
+            (cond(rc, "Available") or {}).get("status") == "True" and st.get("readyReplicas") == 2 and \
+            len(st.get("routers", [])) == 2 and \
+            all(r["ready"] and r.get("configHash") == old["status"]["configHash"] for r in st["routers"])
+        return rc if ok else None
+    back = wait_for(rolled_back, 60, what="the routers on the previous config")
+    assert back["status"]["configHash"] == old["status"]["configHash"]
+    assert back["status"]["restartHash"] == old["status"]["restartHash"]
+    assert back["status"]["rejectedConfigHash"] not in ("", old["status"]["configHash"])
+    assert back["status"]["lastReload"]["result"] == "RolledBack"
+    dep = get(c, ns, "deployment", "r1")
+    assert dep["spec"]["template"]["metadata"]["annotations"]["switchboard.dev/restart-hash"] == \
+        old["status"]["restartHash"]
+    after = {p["metadata"]["uid"]: p["status"]["containerStatuses"][0]["restartCount"] for p in pods(c, ns, "r1")
+             if not p["metadata"].get("deletionTimestamp")}
+    assert after == before, "the old routers were never restarted"
+    msg = events(c, ns, "RolledBack")[0]["message"]
+    assert "deadline" in msg, msg
+
+
+def test_a_draining_router_drops_readiness(node_cluster, node_ns, pod_operator):
+    """A deleted router pod gets SIGTERM: it answers /readyz 503 while it drains, then exits cleanly,
+    and its replacement comes up Ready with the current config."""
+    c, ns = node_cluster, node_ns
+    rc = pod_rc(c, "r1", replicas=1, router={"shutdown": {"timeoutMs": 8000}})
+    aport = rc["spec"]["router"]["network"]["adminPort"]
+    apply(c, ns, rc, agent("alice", "r1"))
+    st = wait_for(converged(c, ns, "r1", 1), 90, what="RouterConfig converged")["status"]
+    p = pods(c, ns, "r1")[0]
+    url = f"http://{p['status']['podIP']}:{aport}/readyz"
+    assert http("GET", url)[0] == 200
+    c.kubectl("delete", "pod", p["metadata"]["name"], "-n", ns, "--wait=false")
+    seen = []
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            code = http("GET", url, timeout=1)[0]
+        except OSError:
+            code = None
+        if not seen or seen[-1] != code:
+            seen.append(code)
+        if code is None:
+            break
+        time.sleep(0.02)
+    assert seen[:1] == [200] and 503 in seen and seen[-1] is None, seen
+    def replaced():
+        ps = pods(c, ns, "r1")
+        return ps[0] if len(ps) == 1 and ps[0]["metadata"]["uid"] != p["metadata"]["uid"] and \
+            converged(c, ns, "r1", 1)() else None
+    new = wait_for(replaced, 90, what="a replacement pod converged")
+    token = admin_token(c, ns, "r1")
+    assert router_status(new, aport, token)["document_hash"] == st["configHash"]
+
+
+def test_chart_operator_runs_as_a_pod_and_helm_test_passes(node_cluster, node_ns):
+    """The chart installed for real: its operator pod (image from `make images`, hostNetwork, the API
+    server reached on loopback, its ServiceAccount token mounted by the kubelet) becomes Ready, wins
+    its Lease, renders a RouterConfig whose router pod runs, and `helm test` runs its hook pod."""
+    c, ns = node_cluster, node_ns
+    chart = os.path.join(ROOT, "charts", "switchboard")
+    port = open(os.path.join(c.state, "apiserver.port")).read().strip()
+    mport = free_port_on(c.node_addrs())
+    c.helm("install", "sb", chart, "-n", ns, "--skip-crds", "--set", f"watchNamespaces={{{ns}}}",
+           "--set", "hostNetwork=true", "--set", "image.pullPolicy=Never", "--set", "apiServer.host=127.0.0.1",
+           "--set", f"apiServer.port={port}", "--set", f"metrics.port={mport}", "--wait", "--timeout", "90s",
+           timeout=120)
+    op = wait_for(lambda: [p for p in pods_by(c, ns, "app.kubernetes.io/name=switchboard-operator") if ready(p)], 30,
+                  what="operator pod Ready")[0]
+    assert op["spec"]["hostNetwork"] and op["status"]["podIP"] in c.node_addrs()
+    wait_for(lambda: c.kubectl("get", "lease", "-n", ns, "-o", "json").stdout.count("holderIdentity") >= 1, 30,
+             what="the operator's Lease")
+    apply(c, ns, pod_rc(c, "r1", replicas=1), agent("alice", "r1"))
+    wait_for(converged(c, ns, "r1", 1), 90, what="RouterConfig converged by the operator pod")
+    p = c.helm("test", "sb", "-n", ns, "--timeout", "60s", check=False, timeout=90)
+    assert p.returncode == 0, p.stdout + p.stderr
+    # the hook pod really ran (hook-succeeded deletes it afterwards): its kubelet Events are there
+    ran = [e["reason"] for e in events(c, ns) if e["involvedObject"]["name"] == "sb-switchboard-test-readyz"]
+    assert "Started" in ran, ran
+    c.helm("uninstall", "sb", "-n", ns, "--wait", "--timeout", "60s", timeout=90)
+
+
+def pods_by(c, ns, selector):
+    return json.loads(c.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json").stdout)["items"]
