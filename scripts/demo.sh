@@ -19,7 +19,12 @@ down() {
     rm -f "$DEMO/pids"
   fi
   bash e2e/cluster down demo
-  echo "demo: stopped"
+  # the machine as it was: nothing of the demo cluster left running, host settings restored
+  local left
+  left=$(pgrep -af "${SB_E2E_STATE:-/tmp/switchboard-e2e}/demo/" || true)
+  if [ -n "$left" ]; then echo "demo: processes left behind:"; echo "$left"; return 1; fi
+  if ls -d /sys/fs/cgroup/*/sb-e2e-demo-* 2>/dev/null; then echo "demo: node cgroups left behind"; return 1; fi
+  echo "demo: stopped; host settings: $(sysctl -n vm.overcommit_memory kernel.panic kernel.panic_on_oops | paste -sd' ')"
 }
 
 if [ "${1:-}" = "down" ]; then down; exit 0; fi
