@@ -664,18 +664,25 @@ static json_t *router_pod_spec(const json_t *rc, const struct cfg *c, const char
 	return built(ps, err);
 }
 
-/* spec.strategy: the RouterConfig's rollout bounds; unset ones keep the
- * API's defaults. */
-static json_t *rollout_strategy(const json_t *ro)
+/* spec.strategy: the RouterConfig's rollout bounds.  Unset ones keep the
+ * API's defaults, except under host networking: a surge pod cannot run on a
+ * node that already has a router (they share ports), so the default there
+ * replaces one pod at a time instead of adding one first. */
+static json_t *rollout_strategy(const json_t *rc)
 {
-	json_t *ru = json_object(), *st = json_object();
+	const json_t *ro = json_object_get(json_object_get(rc, "spec"), "rollout");
 	const json_t *mu = json_object_get(ro, "maxUnavailable"), *ms = json_object_get(ro, "maxSurge");
+	json_t *ru = json_object(), *st = json_object();
 	int err = 0;
 
 	if (mu)
 		err = put(ru, "maxUnavailable", json_deep_copy(mu));
+	else if (host_network(rc))
+		err = put(ru, "maxUnavailable", json_integer(1));
 	if (ms)
 		err = err ?: put(ru, "maxSurge", json_deep_copy(ms));
+	else if (host_network(rc))
+		err = err ?: put(ru, "maxSurge", json_integer(0));
 	err = err ?: put(st, "type", json_string("RollingUpdate"));
 	err = err ?: put(st, "rollingUpdate", json_incref(ru));
 	json_decref(ru);
@@ -707,7 +714,7 @@ json_t *rr_deployment(const json_t *rc, const struct cfg *c, const char *restart
 			     json_integer(json_is_integer(deadline) ? json_integer_value(deadline) : 600));
 	err = err ?: put(ds, "revisionHistoryLimit", json_integer(5));
 	err = err ?: put(ds, "selector", json_pack("{s:o}", "matchLabels", selector_labels(rc)));
-	err = err ?: put(ds, "strategy", rollout_strategy(ro));
+	err = err ?: put(ds, "strategy", rollout_strategy(rc));
 	err = err ?: put(ds, "template", pod_template(rc, c, restart_hash, image));
 	err = err ?: put(d, "apiVersion", json_string("apps/v1"));
 	err = err ?: put(d, "kind", json_string("Deployment"));
