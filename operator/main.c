@@ -23,7 +23,7 @@
 #include "switchboard/log.h"
 #include "switchboard/util.h"
 
-static const char *const kind_names[OP_NKINDS] = {"routerconfigs", "agents", "deployments"};
+static const char *const kind_names[OP_NKINDS] = {"routerconfigs", "agents", "statefulsets"};
 
 /* --- events -> queue ---------------------------------------------------- */
 
@@ -111,14 +111,14 @@ static void on_agent(int type, const json_t *old, const json_t *nw, void *ctx)
 		enqueue(op, "agent", md(nw, "namespace"), md(nw, "name"), 1, "Agent changed");
 }
 
-static void on_deploy(int type, const json_t *old, const json_t *nw, void *ctx)
+static void on_workload(int type, const json_t *old, const json_t *nw, void *ctx)
 {
 	struct op *op = ctx;
 	const json_t *labels = json_object_get(json_object_get(nw, "metadata"), "labels");
 
 	(void)type, (void)old;
 	enqueue(op, "rc", md(nw, "namespace"), json_string_value(json_object_get(labels, "app.kubernetes.io/instance")),
-		0, "Deployment changed");
+		0, "StatefulSet changed");
 }
 
 static void resync(struct op *op)
@@ -239,7 +239,7 @@ static int metrics_init(struct op *op)
 	struct met_registry *r = met_new();
 	struct op_metrics *m = &op->m;
 	static const char *const restart_labels[OP_NKINDS] = {"resource=\"routerconfigs\"", "resource=\"agents\"",
-							      "resource=\"deployments\""};
+							      "resource=\"statefulsets\""};
 
 	if (!r)
 		return -ENOMEM;
@@ -264,7 +264,7 @@ static int metrics_init(struct op *op)
 	m->hot_reloads = met_counter_add(r, "switchboard_operator_hot_reloads_total",
 					 "Configs pushed to every ready router in place.", NULL);
 	m->rolling_restarts = met_counter_add(r, "switchboard_operator_rolling_restarts_total",
-					      "Restart-class changes rolled out through the Deployment.", NULL);
+					      "Restart-class changes rolled out through the StatefulSet.", NULL);
 	m->rollbacks = met_counter_add(r, "switchboard_operator_rollbacks_total",
 				       "Configs restored after routers refused a new one or a rollout stalled.", NULL);
 	m->rejections = met_counter_add(r, "switchboard_operator_config_rejections_total",
@@ -285,7 +285,7 @@ static int start_informers(struct op *op)
 	static const char *const prefix[OP_NKINDS] = {OP_GROUP_PATH, OP_GROUP_PATH, "/apis/apps/v1"};
 	static const char *const selector[OP_NKINDS] = {NULL, NULL,
 							"app.kubernetes.io/managed-by=switchboard-operator"};
-	static kc_event_fn const fns[OP_NKINDS] = {on_rc, on_agent, on_deploy};
+	static kc_event_fn const fns[OP_NKINDS] = {on_rc, on_agent, on_workload};
 
 	op->ninf = op->nns ? op->nns : 1;
 	for (int k = 0; k < OP_NKINDS; k++) {

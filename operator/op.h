@@ -27,7 +27,7 @@
 #define OP_GZIP_OVER  (512u << 10) /* documents larger than this go gzip into binaryData */
 #define OP_CM_LIMIT   (1000u << 10)
 
-enum op_kind { OP_RC, OP_AGENT, OP_DEPLOY, OP_NKINDS };
+enum op_kind { OP_RC, OP_AGENT, OP_WORKLOAD, OP_NKINDS };
 
 struct op_metrics {
 	struct met_counter *rec_ok, *rec_error, *rec_requeue;

@@ -266,6 +266,115 @@ static const char *template_restart_hash(const json_t *dep)
 		"switchboard.dev/restart-hash"));
 }
 
+/* What the StatefulSet's status says about its rollout. */
+struct sts_state {
+	json_int_t want, ready, updated;
+	int rolling; /* pods still to update, or a status older than the spec */
+};
+
+static json_int_t int_at(const json_t *obj, const char *key)
+{
+	return json_integer_value(json_object_get(obj, key));
+}
+
+static void sts_observe(const json_t *sts, struct sts_state *s)
+{
+	const json_t *spec = json_object_get(sts, "spec"), *st = json_object_get(sts, "status");
+	const char *cur = json_string_value(json_object_get(st, "currentRevision"));
+	const char *upd = json_string_value(json_object_get(st, "updateRevision"));
+
+	s->want = json_is_integer(json_object_get(spec, "replicas")) ? int_at(spec, "replicas") : 1;
+	s->ready = int_at(st, "readyReplicas");
+	s->updated = int_at(st, "updatedReplicas");
+	s->rolling =
+		sts && (int_at(st, "observedGeneration") < int_at(json_object_get(sts, "metadata"), "generation") ||
+			s->updated < s->want || !cur || !upd || strcmp(cur, upd) != 0);
+}
+
+/* A restart this operator started (lastReload Restart/Progressing) that has
+ * not completed within the rollout's progressDeadlineSeconds. */
+static int rollout_stalled(const json_t *rc, const json_t *last_reload, const struct sts_state *s)
+{
+	const json_t *ro = json_object_get(json_object_get(rc, "spec"), "rollout");
+	json_int_t deadline = json_is_integer(json_object_get(ro, "progressDeadlineSeconds"))
+				      ? int_at(ro, "progressDeadlineSeconds")
+				      : 600;
+	const char *kind = json_string_value(json_object_get(last_reload, "kind"));
+	const char *result = json_string_value(json_object_get(last_reload, "result"));
+	int64_t started;
+
+	if (!s->rolling || !kind || strcmp(kind, "Restart") != 0 || !result || strcmp(result, "Progressing") != 0 ||
+	    util_parse_rfc3339(json_string_value(json_object_get(last_reload, "time")) ?: "", &started))
+		return 0;
+	return util_now_ms() - started > deadline * 1000;
+}
+
+/* Delete the router pods whose template carries `restart_hash`: after a
+ * rollback a StatefulSet waits forever for a pod of the bad revision to
+ * become Ready before it replaces it. */
+static int delete_pods_with(struct op *op, const json_t *rc, const char *restart_hash)
+{
+	struct rr_endpoint *eps = calloc(RR_MAX_ENDPOINTS, sizeof(*eps));
+	char path[700];
+	struct kc_status st;
+	size_t n = 0;
+	int ret;
+
+	if (!eps)
+		return -ENOMEM;
+	ret = rr_endpoints(op, md_str(rc, "namespace"), md_str(rc, "name"), eps, &n);
+	for (size_t i = 0; !ret && i < n; i++) {
+		if (strcmp(eps[i].restart_hash, restart_hash) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", md_str(rc, "namespace"), eps[i].pod);
+		ret = kc_delete(op->k, path, &st);
+		if (ret == -ENOENT)
+			ret = 0;
+	}
+	free(eps);
+	return ret;
+}
+
+/* Available and Progressing, from the StatefulSet's status. */
+static void workload_conditions(const struct sts_state *s, int stalled, struct cond *avail, struct cond *prog)
+{
+	if (s->want == 0)
+		cond_set(avail, "Available", "True", "ScaledToZero", "no router pods are wanted");
+	else if (s->ready >= s->want)
+		cond_set(avail, "Available", "True", "MinimumReplicasAvailable", "%lld of %lld router pods ready",
+			 (long long)s->ready, (long long)s->want);
+	else
+		cond_set(avail, "Available", "False", "ReplicasNotReady", "%lld of %lld router pods ready",
+			 (long long)s->ready, (long long)s->want);
+	if (stalled)
+		cond_set(prog, "Progressing", "False", "ProgressDeadlineExceeded",
+			 "%lld of %lld router pods updated within spec.rollout.progressDeadlineSeconds",
+			 (long long)s->updated, (long long)s->want);
+	else if (s->rolling)
+		cond_set(prog, "Progressing", "True", "RollingUpdate", "%lld of %lld router pods updated",
+			 (long long)s->updated, (long long)s->want);
+	else
+		cond_set(prog, "Progressing", "True", "RolloutComplete", "%lld router pods run the current template",
+			 (long long)s->want);
+}
+
+/* Routers ran as a Deployment before v1alpha1 moved them to a StatefulSet;
+ * remove that Deployment (owned by the RouterConfig) once the StatefulSet
+ * exists.  v1alpha1 was never released, so its emptyDir data is not
+ * migrated (docs/operator.md). */
+static int delete_legacy_deployment(struct op *op, const char *ns, const char *name)
+{
+	char path[700];
+	struct kc_status st;
+	int ret;
+
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", ns, name);
+	ret = kc_delete(op->k, path, &st);
+	if (ret == 0)
+		log_info("removed the router Deployment of an earlier version", "namespace", ns, "name", name);
+	return ret == -ENOENT ? 0 : ret;
+}
+
 /* Whether the agent `id` is defined alike in `cur` and `prev`: then routers
  * still running `prev` during a rolling restart serve it as configured. */
 static int same_in_previous(const struct cfg *cur, const struct cfg *prev, const char *id)
@@ -464,7 +573,7 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	struct kc_informer *inf = op_informer(op, OP_RC, ns);
 	json_t *rc = NULL, *cm = NULL, *prev_cm = NULL, *dep = NULL;
 	json_t *status = NULL, *last_reload = NULL;
-	const json_t *old_status, *spec, *c;
+	const json_t *old_status, *spec;
 	struct rr_render r;
 	struct pushres *p = NULL;
 	struct cond conds[4];
@@ -474,6 +583,8 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	size_t cur_len = 0, prev_len = 0;
 	json_int_t gen;
 	int ret = 0, restart_change = 0, changed = 0, auto_rollback, rolled_back = 0, applied = 0, have_prev = 0;
+	int stalled = 0;
+	struct sts_state ss;
 	struct cfg prev_cfg;
 
 	*requeue_ms = 0;
@@ -576,11 +687,16 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 		snprintf(path, sizeof(path), "/apis/policy/v1/namespaces/%s/poddisruptionbudgets/%s", ns, name);
 		if (!ret)
 			ret = apply_obj(op, path, rr_pdb(rc));
-		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", ns, name);
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s-peers", ns, name);
+		if (!ret)
+			ret = apply_obj(op, path, rr_peer_service(rc, &r.cfg));
+		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", ns, name);
 		if (!ret)
 			ret = get_opt(op, path, &dep);
 		if (!ret)
-			ret = apply_obj(op, path, rr_deployment(rc, &r.cfg, r.restart_hash, op->router_image));
+			ret = apply_obj(op, path, rr_statefulset(rc, &r.cfg, r.restart_hash, op->router_image));
+		if (!ret && !dep)
+			ret = delete_legacy_deployment(op, ns, name);
 		if (ret)
 			goto out;
 		if (changed && restart_change) {
@@ -589,7 +705,7 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 			last_reload =
 				json_pack("{s:s,s:s,s:s}", "kind", "Restart", "time", when, "result", "Progressing");
 			note(op, rc, "Normal", "RollingRestart",
-			     "restart-class fields changed: rolling the Deployment to config %.12s (restart hash "
+			     "restart-class fields changed: rolling the StatefulSet to config %.12s (restart hash "
 			     "%.12s)",
 			     r.hash, r.restart_hash);
 		}
@@ -649,15 +765,15 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 
 	/* a rolling restart that cannot finish: restore the previous config */
 	if (!dep) {
-		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", ns, name);
+		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", ns, name);
 		ret = get_opt(op, path, &dep);
 		if (ret)
 			goto out;
 	}
-	c = find_cond(dep, "Progressing");
-	if (!rolled_back && auto_rollback && c &&
-	    strcmp(json_string_value(json_object_get(c, "reason")) ?: "", "ProgressDeadlineExceeded") == 0 &&
-	    template_restart_hash(dep) && strcmp(template_restart_hash(dep), r.restart_hash) == 0) {
+	sts_observe(dep, &ss);
+	stalled = rollout_stalled(rc, last_reload, &ss);
+	if (!rolled_back && auto_rollback && stalled && template_restart_hash(dep) &&
+	    strcmp(template_restart_hash(dep), r.restart_hash) == 0) {
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", ns, name);
 		ret = prev_cm ? 0 : get_opt(op, path, &prev_cm);
 		if (!ret && prev_cm && (prev_doc || rr_configmap_doc(prev_cm, &prev_doc, &prev_len) == 0)) {
@@ -675,11 +791,14 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 					ret = apply_obj(op, path,
 							rr_configmap(rc, "config", prev_doc, prev_len, prev_hash,
 								     prev_restart));
-					snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", ns,
+					snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", ns,
 						 name);
 					if (!ret)
-						ret = apply_obj(op, path,
-								rr_deployment(rc, &pc, prev_restart, op->router_image));
+						ret = apply_obj(
+							op, path,
+							rr_statefulset(rc, &pc, prev_restart, op->router_image));
+					if (!ret)
+						ret = delete_pods_with(op, rc, r.restart_hash);
 					if (!ret) {
 						met_inc(op->m.rollbacks);
 						rolled_back = 1;
@@ -725,14 +844,7 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 		cond_set(&conds[1], "ConfigApplied", "False", "Propagating",
 			 "%zu of %zu ready routers run config %.12s%s%s", p->current, p->nready, target_hash,
 			 p->unreachable ? "; unreachable: " : "", p->unreachable ? p->why : "");
-	c = find_cond(dep, "Available");
-	cond_set(&conds[2], "Available", c ? json_string_value(json_object_get(c, "status")) ?: "Unknown" : "Unknown",
-		 c ? json_string_value(json_object_get(c, "reason")) ?: "Unknown" : "DeploymentPending", "%s",
-		 c ? json_string_value(json_object_get(c, "message")) ?: "" : "the Deployment has no status yet");
-	c = find_cond(dep, "Progressing");
-	cond_set(&conds[3], "Progressing", c ? json_string_value(json_object_get(c, "status")) ?: "Unknown" : "Unknown",
-		 c ? json_string_value(json_object_get(c, "reason")) ?: "Unknown" : "DeploymentPending", "%s",
-		 c ? json_string_value(json_object_get(c, "message")) ?: "" : "the Deployment has no status yet");
+	workload_conditions(&ss, stalled && !rolled_back, &conds[2], &conds[3]);
 	{
 		const json_t *ds = json_object_get(dep, "status");
 
@@ -744,8 +856,10 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 			json_integer_value(json_object_get(ds, "readyReplicas")), "updatedReplicas",
 			json_integer_value(json_object_get(ds, "updatedReplicas")), "routers", routers_json(p));
 	}
-	if (status && last_reload)
-		json_object_set(status, "lastReload", last_reload);
+	if (status && json_object_set_new(status, "volume", json_string(rr_ephemeral(rc) ? "Ephemeral" : "Persistent")))
+		json_decref(status), status = NULL;
+	if (status && last_reload && json_object_set(status, "lastReload", last_reload))
+		json_decref(status), status = NULL;
 	if (status && rolled_back)
 		json_object_set_new(status, "rejectedConfigHash", json_string(r.hash));
 	ret = write_status(op, "routerconfigs", "RouterConfig", rc, status);

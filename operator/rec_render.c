@@ -487,7 +487,7 @@ fail:
 }
 
 /*
- * The Deployment is assembled from small builders, one per part of the
+ * The StatefulSet is assembled from small builders, one per part of the
  * pod, so its shape reads top to bottom.  Every builder returns a new
  * reference or NULL when memory ran out; put() and push() take the value
  * even on failure, so a NULL anywhere makes the whole object NULL and an
@@ -612,15 +612,21 @@ static json_t *router_container(const json_t *rc, const struct cfg *c, const cha
 	return built(k, err);
 }
 
+/* The config, the admin token and, only when the RouterConfig asks for
+ * ephemeral storage, the data directory (otherwise a volumeClaimTemplate
+ * provides it). */
 static json_t *router_volumes(const json_t *rc)
 {
 	char cm_name[300], secret_name[300];
+	json_t *v;
 
 	snprintf(cm_name, sizeof(cm_name), "%s-config", md_str(rc, "name"));
 	snprintf(secret_name, sizeof(secret_name), "%s-admin", md_str(rc, "name"));
-	return json_pack("[{s:s,s:{s:s}},{s:s,s:{s:s,s:i}},{s:s,s:{}}]", "name", "config", "configMap", "name", cm_name,
-			 "name", "admin-token", "secret", "secretName", secret_name, "defaultMode", 0440, "name",
-			 "data", "emptyDir");
+	v = json_pack("[{s:s,s:{s:s}},{s:s,s:{s:s,s:i}}]", "name", "config", "configMap", "name", cm_name, "name",
+		      "admin-token", "secret", "secretName", secret_name, "defaultMode", 0440);
+	if (rr_ephemeral(rc) && push(v, json_pack("{s:s,s:{}}", "name", "data", "emptyDir")))
+		return built(v, -ENOMEM);
+	return v;
 }
 
 /* One router per node: required under host networking (the routers share
@@ -664,31 +670,6 @@ static json_t *router_pod_spec(const json_t *rc, const struct cfg *c, const char
 	return built(ps, err);
 }
 
-/* spec.strategy: the RouterConfig's rollout bounds.  Unset ones keep the
- * API's defaults, except under host networking: a surge pod cannot run on a
- * node that already has a router (they share ports), so the default there
- * replaces one pod at a time instead of adding one first. */
-static json_t *rollout_strategy(const json_t *rc)
-{
-	const json_t *ro = json_object_get(json_object_get(rc, "spec"), "rollout");
-	const json_t *mu = json_object_get(ro, "maxUnavailable"), *ms = json_object_get(ro, "maxSurge");
-	json_t *ru = json_object(), *st = json_object();
-	int err = 0;
-
-	if (mu)
-		err = put(ru, "maxUnavailable", json_deep_copy(mu));
-	else if (host_network(rc))
-		err = put(ru, "maxUnavailable", json_integer(1));
-	if (ms)
-		err = err ?: put(ru, "maxSurge", json_deep_copy(ms));
-	else if (host_network(rc))
-		err = err ?: put(ru, "maxSurge", json_integer(0));
-	err = err ?: put(st, "type", json_string("RollingUpdate"));
-	err = err ?: put(st, "rollingUpdate", json_incref(ru));
-	json_decref(ru);
-	return built(st, err);
-}
-
 static json_t *pod_template(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image)
 {
 	json_t *md = json_object(), *t = json_object();
@@ -701,36 +682,106 @@ static json_t *pod_template(const json_t *rc, const struct cfg *c, const char *r
 	return built(t, err);
 }
 
-json_t *rr_deployment(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image)
+int rr_ephemeral(const json_t *rc)
 {
-	const json_t *spec = json_object_get(rc, "spec"), *ro = json_object_get(spec, "rollout");
-	const json_t *replicas = json_object_get(spec, "replicas");
-	const json_t *deadline = json_object_get(ro, "progressDeadlineSeconds");
-	json_t *d = json_object(), *ds = json_object();
-	int err = put(ds, "replicas", json_integer(json_is_integer(replicas) ? json_integer_value(replicas) : 1));
+	return json_is_true(json_object_get(json_object_get(json_object_get(rc, "spec"), "volume"), "ephemeral"));
+}
 
-	err = err
-		      ?: put(ds, "progressDeadlineSeconds",
-			     json_integer(json_is_integer(deadline) ? json_integer_value(deadline) : 600));
-	err = err ?: put(ds, "revisionHistoryLimit", json_integer(5));
-	err = err ?: put(ds, "selector", json_pack("{s:o}", "matchLabels", selector_labels(rc)));
-	err = err ?: put(ds, "strategy", rollout_strategy(rc));
-	err = err ?: put(ds, "template", pod_template(rc, c, restart_hash, image));
+/* The claim each pod's database directory lives on: spec.volume's size,
+ * class and access mode (defaults 1Gi, the cluster's default class,
+ * ReadWriteOnce). */
+static json_t *data_claim(const json_t *rc)
+{
+	const json_t *vol = json_object_get(json_object_get(rc, "spec"), "volume");
+	const char *size = json_string_value(json_object_get(vol, "size"));
+	const char *cls = json_string_value(json_object_get(vol, "storageClassName"));
+	const char *mode = json_string_value(json_object_get(vol, "accessMode"));
+	json_t *spec = json_pack("{s:[s],s:{s:{s:s}}}", "accessModes", mode ? mode : "ReadWriteOnce", "resources",
+				 "requests", "storage", size ? size : RR_DEFAULT_VOLUME_SIZE);
+	json_t *claim = json_object();
+	int err = 0;
+
+	if (cls)
+		err = put(spec, "storageClassName", json_string(cls));
+	err = err ?: put(claim, "metadata", json_pack("{s:s,s:o}", "name", "data", "labels", labels(rc)));
+	err = err ?: put(claim, "spec", json_incref(spec));
+	json_decref(spec);
+	return built(claim, err);
+}
+
+/* Claims outlive their pods, a scale-down and the RouterConfig itself: they
+ * hold acknowledged messages (decision 35). */
+static json_t *claim_retention(void)
+{
+	return json_pack("{s:s,s:s}", "whenDeleted", "Retain", "whenScaled", "Retain");
+}
+
+static json_t *update_strategy(json_int_t partition)
+{
+	return json_pack("{s:s,s:{s:I}}", "type", "RollingUpdate", "rollingUpdate", "partition", partition);
+}
+
+json_t *rr_statefulset(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image)
+{
+	const json_t *replicas = json_object_get(json_object_get(rc, "spec"), "replicas");
+	json_t *d = json_object(), *ss = json_object();
+	char peers[300];
+	int err = put(ss, "replicas", json_integer(json_is_integer(replicas) ? json_integer_value(replicas) : 1));
+
+	snprintf(peers, sizeof(peers), "%s-peers", md_str(rc, "name"));
+	err = err ?: put(ss, "serviceName", json_string(peers));
+	err = err ?: put(ss, "podManagementPolicy", json_string("Parallel"));
+	err = err ?: put(ss, "revisionHistoryLimit", json_integer(5));
+	err = err ?: put(ss, "selector", json_pack("{s:o}", "matchLabels", selector_labels(rc)));
+	err = err ?: put(ss, "updateStrategy", update_strategy(0));
+	err = err ?: put(ss, "persistentVolumeClaimRetentionPolicy", claim_retention());
+	err = err ?: put(ss, "template", pod_template(rc, c, restart_hash, image));
+	if (!rr_ephemeral(rc))
+		err = err ?: put(ss, "volumeClaimTemplates", json_pack("[o]", data_claim(rc)));
 	err = err ?: put(d, "apiVersion", json_string("apps/v1"));
-	err = err ?: put(d, "kind", json_string("Deployment"));
+	err = err ?: put(d, "kind", json_string("StatefulSet"));
 	err = err ?: put(d, "metadata", meta(rc, md_str(rc, "name")));
-	err = err ?: put(d, "spec", json_incref(ds));
-	json_decref(ds);
+	err = err ?: put(d, "spec", json_incref(ss));
+	json_decref(ss);
 	return built(d, err);
+}
+
+static json_t *service_ports(const struct cfg *c)
+{
+	return json_pack("[{s:s,s:I,s:s,s:s},{s:s,s:I,s:s,s:s}]", "name", "data", "port", (json_int_t)c->net.data_port,
+			 "targetPort", "data", "protocol", "TCP", "name", "admin", "port",
+			 (json_int_t)c->net.admin_port, "targetPort", "admin", "protocol", "TCP");
+}
+
+static json_t *service(const json_t *rc, const struct cfg *c, const char *name, int headless)
+{
+	json_t *svc = json_object(), *spec = json_object();
+	int err = put(spec, "selector", selector_labels(rc));
+
+	err = err ?: put(spec, "ports", service_ports(c));
+	if (headless) {
+		err = err ?: put(spec, "clusterIP", json_string("None"));
+		err = err ?: put(spec, "publishNotReadyAddresses", json_true());
+	}
+	err = err ?: put(svc, "apiVersion", json_string("v1"));
+	err = err ?: put(svc, "kind", json_string("Service"));
+	err = err ?: put(svc, "metadata", meta(rc, name));
+	err = err ?: put(svc, "spec", json_incref(spec));
+	json_decref(spec);
+	return built(svc, err);
 }
 
 json_t *rr_service(const json_t *rc, const struct cfg *c)
 {
-	return json_pack("{s:s,s:s,s:o,s:{s:o,s:[{s:s,s:I,s:s,s:s},{s:s,s:I,s:s,s:s}]}}", "apiVersion", "v1", "kind",
-			 "Service", "metadata", meta(rc, md_str(rc, "name")), "spec", "selector", selector_labels(rc),
-			 "ports", "name", "data", "port", (json_int_t)c->net.data_port, "targetPort", "data",
-			 "protocol", "TCP", "name", "admin", "port", (json_int_t)c->net.admin_port, "targetPort",
-			 "admin", "protocol", "TCP");
+	return service(rc, c, md_str(rc, "name"), 0);
+}
+
+json_t *rr_peer_service(const json_t *rc, const struct cfg *c)
+{
+	char name[300];
+
+	snprintf(name, sizeof(name), "%s-peers", md_str(rc, "name"));
+	return service(rc, c, name, 1);
 }
 
 json_t *rr_pdb(const json_t *rc)

@@ -47,14 +47,28 @@ int rr_render(struct op *op, const json_t *rc, struct rr_render *out) SB_MUST_CH
 int rr_render_agents(struct op *op, const json_t *rc, const json_t *agents, struct rr_render *out) SB_MUST_CHECK;
 void rr_free(struct rr_render *r);
 
+#define RR_DEFAULT_VOLUME_SIZE "1Gi"
+
+/* 1 when the RouterConfig opted into ephemeral router storage
+ * (spec.volume.ephemeral: development only). */
+int rr_ephemeral(const json_t *rc);
+
 /* Owned objects for server-side apply (new references, NULL on ENOMEM).
  * Each carries the standard labels and an ownerReference to `rc`.  A
  * ConfigMap is annotated with its document's config hash and restart hash
  * (`restart_hash` may be NULL when unknown). */
 json_t *rr_configmap(const json_t *rc, const char *suffix, const char *doc, size_t len, const char *hash,
 		     const char *restart_hash);
-json_t *rr_deployment(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image);
+/* The router workload: a StatefulSet whose pods keep their database on a
+ * claim of their own (spec.volume; an emptyDir only with volume.ephemeral),
+ * named through the headless Service rr_peer_service(), updated one pod at a
+ * time from the highest ordinal. */
+json_t *rr_statefulset(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image);
+/* The client Service (a virtual IP over the ready routers). */
 json_t *rr_service(const json_t *rc, const struct cfg *c);
+/* The headless Service `<name>-peers` that gives each router pod a stable
+ * DNS name, ready or not. */
+json_t *rr_peer_service(const json_t *rc, const struct cfg *c);
 json_t *rr_pdb(const json_t *rc);
 json_t *rr_admin_secret(const json_t *rc, const char *token);
 

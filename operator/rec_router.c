@@ -66,6 +66,9 @@ static int pod_endpoint(const json_t *pod, struct rr_endpoint *ep)
 		return 0;
 	memset(ep, 0, sizeof(*ep));
 	snprintf(ep->pod, sizeof(ep->pod), "%s", name);
+	snprintf(ep->restart_hash, sizeof(ep->restart_hash), "%s",
+		 json_string_value(json_object_get(json_object_get(md, "annotations"), "switchboard.dev/restart-hash"))
+			 ?: "");
 	ep->ready = pod_ready(pod) && ip && *ip && port > 0 && port < 65536;
 	if (ep->ready)
 		snprintf(ep->url, sizeof(ep->url), strchr(ip, ':') ? "http://[%s]:%lld" : "http://%s:%lld", ip,

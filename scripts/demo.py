@@ -8,8 +8,9 @@
 3. applies config/samples/ (the development RouterConfig, scaled to two router pods, one per node, and
    both sample Agents; the push agent's endpoint points at a small local HTTP agent)
 4. sends messages between the two sample agents through a router pod
-5. makes a hot change (pushed into the running pods) and a restart-class change (a rolling update that
-   completes) and shows what happened: pods on their nodes, conditions, Events, metrics
+5. makes a hot change (pushed into the running pods) and a restart-class change (a rolling update of the
+   StatefulSet that completes; each pod comes back on its own volume) and shows what happened: pods on
+   their nodes, claims, conditions, Events, metrics
 Everything keeps running; `make demo-down` stops it.
 """
 import json
@@ -103,7 +104,7 @@ def apply_samples(c, agent_port):
     wait_for(lambda: converged(c), 180, what="the router pods Ready and running the rendered config")
     print(f"(router pods scheduled, started and running the config {time.monotonic() - t0:.1f} s after apply)")
     show(c, "get", "switchboard", "-n", NS)
-    show(c, "get", "pods", "-n", NS, "-o", "wide")
+    show(c, "get", "statefulset,pods,pvc", "-n", NS, "-o", "wide")
     return rc
 
 
@@ -141,7 +142,7 @@ def hot_change(c):
 
 
 def restart_change(c, rc):
-    say("restart-class change: storage.sync full -> normal (a rolling update of the router pods)")
+    say("restart-class change: storage.sync full -> normal (a rolling update of the router pods, one at a time)")
     before = kget(c, "rcfg", "dev", "-n", NS)["status"]["configHash"]
     rc["spec"]["router"]["storage"] = {"sync": "normal"}
     t0 = time.monotonic()
@@ -150,7 +151,7 @@ def restart_change(c, rc):
     print(f"rollout complete {time.monotonic() - t0:.1f} s after kubectl apply")
     show(c, "get", "switchboard", "-n", NS)
     show(c, "get", "pods", "-n", NS, "-o", "wide")
-    show(c, "get", "rs", "-n", NS, "-l", "app.kubernetes.io/instance=dev")
+    show(c, "get", "controllerrevisions,pvc", "-n", NS, "-l", "app.kubernetes.io/instance=dev")
     st = kget(c, "rcfg", "dev", "-n", NS)["status"]
     print("$ kubectl get rcfg dev -n demo -o jsonpath='{.status.conditions}'")
     for cond in st["conditions"]:

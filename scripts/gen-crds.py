@@ -143,6 +143,25 @@ def routerconfig():
                                "RouterConfig are spread one per node (required anti-affinity), so they share port "
                                "numbers without clashing: replicas beyond the number of nodes stay Pending. The "
                                "ports must be 1024 or above (the router runs without privileges)."},
+            "volume": {
+                "type": "object",
+                "description": "Where each router pod keeps its database: a PersistentVolumeClaim of its own (a "
+                               "volumeClaimTemplate of the StatefulSet), so a pod that is deleted, evicted or "
+                               "restarted by a rollout comes back with every message it had acknowledged. Claims "
+                               "are retained when the RouterConfig is deleted or scaled down (they hold messages): "
+                               "delete them by hand when the messages are no longer wanted.",
+                "properties": {
+                    "size": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$",
+                             "default": "1Gi", "description": "Requested capacity of each claim."},
+                    "storageClassName": {"type": "string", "minLength": 1, "maxLength": 253,
+                                         "description": "StorageClass of the claims; the cluster's default when absent."},
+                    "accessMode": {"type": "string", "enum": ["ReadWriteOnce", "ReadWriteOncePod"],
+                                   "default": "ReadWriteOnce"},
+                    "ephemeral": {"type": "boolean", "default": False,
+                                  "description": "Development only: an emptyDir instead of a claim. Every message a "
+                                                 "pod has acknowledged but not delivered is LOST when that pod is "
+                                                 "deleted, evicted, rescheduled or restarted by a rollout. "
+                                                 "status.volume and the VOLUME column show it."}}},
             "resources": {"type": "object", "description": "Compute resources of the router container.",
                           "properties": {"requests": quantity_map(), "limits": quantity_map()}},
             "agentSelector": {
@@ -162,8 +181,8 @@ def routerconfig():
             "rollout": {
                 "type": "object", "description": "How restart-class changes roll out.",
                 "properties": {
-                    "maxUnavailable": int_or_string("Pods that may be unavailable during a rolling restart (number or percentage)."),
-                    "maxSurge": int_or_string("Extra pods during a rolling restart (number or percentage)."),
+                    "maxUnavailable": int_or_string("Router pods that may be disrupted at once by voluntary disruptions such as node drains "
+                                                    "(the PodDisruptionBudget; number or percentage, default 1). Restarts replace one pod at a time."),
                     "autoRollback": {"type": "boolean", "default": True,
                                      "description": "Restore the last good config when routers reject a pushed config or a rollout misses its deadline."},
                     "progressDeadlineSeconds": {"type": "integer", "format": "int32", "minimum": 30,
@@ -171,6 +190,10 @@ def routerconfig():
             "router": router_schema(),
         },
         "x-kubernetes-validations": [{
+            "rule": "has(self.volume) == has(oldSelf.volume) && (!has(self.volume) || self.volume == oldSelf.volume)",
+            "message": "spec.volume is immutable (a StatefulSet's claims cannot change): delete and re-create the "
+                       "RouterConfig; its claims are retained",
+            "fieldPath": ".volume"}, {
             "rule": "!has(self.hostNetwork) || !self.hostNetwork || !has(self.router) || !has(self.router.network) || "
                     "((!has(self.router.network.dataPort) || self.router.network.dataPort >= 1024) && "
                     "(!has(self.router.network.adminPort) || self.router.network.adminPort >= 1024))",
@@ -190,6 +213,8 @@ def routerconfig():
             "replicas": {"type": "integer", "format": "int32", "minimum": 0},
             "readyReplicas": {"type": "integer", "format": "int32", "minimum": 0},
             "updatedReplicas": {"type": "integer", "format": "int32", "minimum": 0},
+            "volume": {"type": "string", "enum": ["Persistent", "Ephemeral"],
+                       "description": "Ephemeral: the routers' messages do not survive their pods."},
             "routers": {
                 "type": "array", "maxItems": 256, "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["pod"],
@@ -207,6 +232,8 @@ def routerconfig():
         {"name": "Agents", "type": "integer", "jsonPath": ".status.agents"},
         {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas",
          "description": "Ready router replicas"},
+        {"name": "Volume", "type": "string", "jsonPath": ".status.volume",
+         "description": "Persistent, or Ephemeral (messages are lost with their pod)"},
         {"name": "Config", "type": "string", "jsonPath": ".status.configHashShort",
          "description": "Short hash of the applied config"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -82,12 +82,13 @@ def events(cluster, ns, reason=None):
 
 
 def restart_hash(cluster, ns, name):
-    d = get(cluster, ns, "deployment", name)
+    d = get(cluster, ns, "statefulset", name)
     return d["spec"]["template"]["metadata"]["annotations"]["switchboard.dev/restart-hash"]
 
 
-def replicasets(cluster, ns, name):
-    rs = json.loads(cluster.kubectl("get", "replicasets", "-n", ns, "-l",
+def revisions(cluster, ns, name):
+    """The StatefulSet's ControllerRevisions: one per distinct pod template it has run."""
+    rs = json.loads(cluster.kubectl("get", "controllerrevisions", "-n", ns, "-l",
                                     f"app.kubernetes.io/instance={name}", "-o", "json").stdout)["items"]
     return sorted(r["metadata"]["name"] for r in rs)
 
@@ -128,7 +129,7 @@ def test_create_routes_and_owns_objects(cluster, ns, operator, work):
     routers = running(cluster, ns, work)
     try:
         rc = get(cluster, ns, "routerconfig", "r1")
-        for kind, name in (("configmap", "r1-config"), ("deployment", "r1"), ("service", "r1"),
+        for kind, name in (("configmap", "r1-config"), ("statefulset", "r1"), ("service", "r1"),
                            ("poddisruptionbudget", "r1"), ("secret", "r1-admin")):
             o = get(cluster, ns, kind, name)
             assert o, f"{kind}/{name} missing"
@@ -138,7 +139,7 @@ def test_create_routes_and_owns_objects(cluster, ns, operator, work):
             assert o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "switchboard-operator"
             managers = {m["manager"] for m in o["metadata"]["managedFields"]}
             assert "switchboard-operator" in managers
-        pod = get(cluster, ns, "deployment", "r1")["spec"]["template"]["spec"]
+        pod = get(cluster, ns, "statefulset", "r1")["spec"]["template"]["spec"]
         c = pod["containers"][0]
         assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -174,10 +175,10 @@ def test_create_routes_and_owns_objects(cluster, ns, operator, work):
 def test_agent_changes_hot_reload_before_the_file(cluster, ns, operator, work):
     routers = running(cluster, ns, work)
     try:
-        # kube-controller-manager creates the first ReplicaSet asynchronously
-        rsets = wait_for(lambda: replicasets(cluster, ns, "r1"), 30, what="the first ReplicaSet")
+        # kube-controller-manager creates the first ControllerRevision asynchronously
+        rsets = wait_for(lambda: revisions(cluster, ns, "r1"), 30, what="the first ControllerRevision")
         rhash = restart_hash(cluster, ns, "r1")
-        dgen = get(cluster, ns, "deployment", "r1")["metadata"]["generation"]
+        dgen = get(cluster, ns, "statefulset", "r1")["metadata"]["generation"]
         file_hash = routers.synced_hash
         gens = routers.generations()
         # add: both routers route to carol before any file copy
@@ -204,10 +205,10 @@ def test_agent_changes_hot_reload_before_the_file(cluster, ns, operator, work):
         assert routers.generations()[0] - before <= 2, (before, routers.generations(), [
             (l.get("ts"), l.get("config_hash")[:8], l.get("agents")) for l in operator.lines()
             if l.get("msg") == "reconciled" and l.get("kind") == "RouterConfig"][-8:])
-        # no restart: same annotation, same ReplicaSet, same Deployment generation
+        # no restart: same annotation, same revision, same StatefulSet generation
         assert restart_hash(cluster, ns, "r1") == rhash
-        assert replicasets(cluster, ns, "r1") == rsets
-        assert get(cluster, ns, "deployment", "r1")["metadata"]["generation"] == dgen
+        assert revisions(cluster, ns, "r1") == rsets
+        assert get(cluster, ns, "statefulset", "r1")["metadata"]["generation"] == dgen
         assert routers.generations()[0] > gens[0]
         # the late file copy changes nothing more
         g = routers.generations()
@@ -224,15 +225,15 @@ def test_agent_changes_hot_reload_before_the_file(cluster, ns, operator, work):
         routers.stop()
 
 
-def test_restart_class_change_rolls_the_deployment(cluster, ns, operator, work):
+def test_restart_class_change_rolls_the_statefulset(cluster, ns, operator, work):
     routers = running(cluster, ns, work, router={"profile": "development", "storage": {"sync": "full"}})
     try:
-        rsets = wait_for(lambda: replicasets(cluster, ns, "r1"), 30, what="the first ReplicaSet")
+        rsets = wait_for(lambda: revisions(cluster, ns, "r1"), 30, what="the first ControllerRevision")
         rhash = restart_hash(cluster, ns, "r1")
         pushed = operator.metric("switchboard_operator_router_pushes_total")
         apply(cluster, ns, routerconfig("r1", {"profile": "development", "storage": {"sync": "normal"}}))
         wait_for(lambda: restart_hash(cluster, ns, "r1") != rhash, 20, what="restart annotation changed")
-        wait_for(lambda: len(replicasets(cluster, ns, "r1")) == len(rsets) + 1, 30, what="a new ReplicaSet")
+        wait_for(lambda: len(revisions(cluster, ns, "r1")) == len(rsets) + 1, 30, what="a new ControllerRevision")
         o = wait_for(cond_is(cluster, ns, "routerconfig", "r1", "ConfigApplied", "False", "RolloutInProgress"), 20)
         assert o["status"]["restartHash"] == restart_hash(cluster, ns, "r1")
         assert o["status"]["lastReload"]["kind"] == "Restart"
@@ -302,9 +303,9 @@ def test_router_refusal_rolls_back(cluster, ns, operator, work):
 
 
 def test_stalled_rollout_rolls_back(cluster, ns, operator, work):
-    """No kubelet runs here, so a rolling restart can never become available: after
-    progressDeadlineSeconds the Deployment reports ProgressDeadlineExceeded and the operator restores
-    the previous config and restart hash."""
+    """No kubelet runs here, so the StatefulSet's updated pod can never become Ready: after
+    progressDeadlineSeconds the operator restores the previous config and restart hash, and deletes the
+    pod of the bad revision (a StatefulSet would wait for it forever)."""
     rollout = {"progressDeadlineSeconds": 30, "autoRollback": True}
     routers = running(cluster, ns, work, router={"profile": "development", "storage": {"sync": "full"}},
                       rollout=rollout)
@@ -329,9 +330,9 @@ def test_stalled_rollout_rolls_back(cluster, ns, operator, work):
 
 def test_delete_garbage_collects(cluster, ns, operator, work):
     apply(cluster, ns, routerconfig("gc"), agent("a1", "gc"))
-    wait_for(lambda: get(cluster, ns, "deployment", "gc") and get(cluster, ns, "secret", "gc-admin"), 30)
+    wait_for(lambda: get(cluster, ns, "statefulset", "gc") and get(cluster, ns, "secret", "gc-admin"), 30)
     cluster.kubectl("delete", "routerconfig", "gc", "-n", ns)
-    for kind, name in (("configmap", "gc-config"), ("deployment", "gc"), ("service", "gc"),
+    for kind, name in (("configmap", "gc-config"), ("statefulset", "gc"), ("service", "gc"),
                        ("poddisruptionbudget", "gc"), ("secret", "gc-admin")):
         wait_for(lambda: get(cluster, ns, kind, name) is None, 60, what=f"{kind}/{name} collected")
     wait_for(cond_is(cluster, ns, "agent", "a1", "Accepted", "False", "RouterNotFound"), 20)
@@ -435,7 +436,7 @@ def test_operator_restart_with_nothing_changed_does_nothing(cluster, ns, operato
         time.sleep(1)
         gens = routers.generations()
         cm_rv = get(cluster, ns, "configmap", "r1-config")["metadata"]["resourceVersion"]
-        dep = get(cluster, ns, "deployment", "r1")["metadata"]
+        dep = get(cluster, ns, "statefulset", "r1")["metadata"]
         operator.stop()
         fresh = Operator(cluster, [ns], work, name="operator-2").start()
         try:
@@ -443,7 +444,7 @@ def test_operator_restart_with_nothing_changed_does_nothing(cluster, ns, operato
             time.sleep(2)
             assert routers.generations() == gens
             assert get(cluster, ns, "configmap", "r1-config")["metadata"]["resourceVersion"] == cm_rv
-            d = get(cluster, ns, "deployment", "r1")["metadata"]
+            d = get(cluster, ns, "statefulset", "r1")["metadata"]
             assert (d["generation"], d["resourceVersion"]) == (dep["generation"], dep["resourceVersion"]) or \
                 d["generation"] == dep["generation"]
             assert fresh.metric("switchboard_operator_router_pushes_total") == 0
@@ -460,9 +461,10 @@ OPERATOR_RULES = [
     {"apiGroups": ["switchboard.dev"], "resources": ["routerconfigs", "agents"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["switchboard.dev"], "resources": ["routerconfigs/status", "agents/status"], "verbs": ["patch"]},
     {"apiGroups": [""], "resources": ["configmaps", "services", "secrets"], "verbs": ["get", "create", "patch"]},
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "create", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "list", "watch", "create", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["delete"]},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "patch"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
 ]

@@ -295,19 +295,26 @@ static void test_golden_router_objects(void **state)
 	       *hostnet = golden_rc(",\"hostNetwork\":true,\"imagePullPolicy\":\"Never\","
 				    "\"image\":\"example.org/router:1\","
 				    "\"resources\":{\"limits\":{\"cpu\":\"2\",\"memory\":\"1Gi\"}},"
-				    "\"rollout\":{\"maxUnavailable\":1,\"maxSurge\":0,\"progressDeadlineSeconds\":60}");
+				    "\"volume\":{\"size\":\"10Gi\",\"storageClassName\":\"fast\","
+				    "\"accessMode\":\"ReadWriteOncePod\"}"),
+	       *ephemeral = golden_rc(",\"volume\":{\"ephemeral\":true}");
 
 	(void)state;
 	golden_cfg(&c);
-	golden("deployment", rr_deployment(plain, &c, "restarthash", "ghcr.io/switchboard-dev/switchboard-router:1"));
-	golden("deployment-hostnetwork", rr_deployment(hostnet, &c, "restarthash", "unused:1"));
+	golden("statefulset", rr_statefulset(plain, &c, "restarthash", "ghcr.io/switchboard-dev/switchboard-router:1"));
+	golden("statefulset-hostnetwork", rr_statefulset(hostnet, &c, "restarthash", "unused:1"));
+	golden("statefulset-ephemeral", rr_statefulset(ephemeral, &c, "restarthash", "router:1"));
 	golden("service", rr_service(plain, &c));
+	golden("service-peers", rr_peer_service(plain, &c));
 	golden("pdb", rr_pdb(plain));
 	golden("admin-secret", rr_admin_secret(plain, "not-a-real-token"));
-	golden("configmap", rr_configmap(plain, "config", "{\"agents\":[]}", 13, "hash", "restarthash"));
+	golden("configmap",
+	       rr_configmap(plain, "config", "{\"agents\":[]}", 13,
+			    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "restarthash"));
 	cfg_free(&c);
 	json_decref(plain);
 	json_decref(hostnet);
+	json_decref(ephemeral);
 }
 
 int main(void)
