@@ -511,6 +511,7 @@ int kc_request(struct kc *k, const char *method, const char *path, const char *c
 		}
 		if (code >= 200 && code < 300) {
 			rc = 0;
+			st->code = (int)code; /* 201: the request created the object */
 			if (out && resp.len) {
 				json_error_t je;
 

@@ -32,7 +32,7 @@ struct kc_config {
 /* An API error, decoded from a Status reply (or made up for transport
  * failures: code 0). */
 struct kc_status {
-	int code;	 /* HTTP status, 0 for transport errors */
+	int code;	 /* HTTP status, also on success (201: created); 0 for transport errors */
 	char reason[64]; /* NotFound, Conflict, AlreadyExists, Forbidden, Expired, ... */
 	char message[512];
 };

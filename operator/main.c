@@ -19,11 +19,13 @@
 
 #include "op.h"
 #include "rec.h"
+#include "rec_render.h"
 #include "switchboard/http.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
 
-static const char *const kind_names[OP_NKINDS] = {"routerconfigs", "agents", "statefulsets"};
+static const char *const kind_names[OP_NKINDS] = {"routerconfigs", "agents",   "statefulsets",
+						  "configmaps",	   "services", "poddisruptionbudgets"};
 
 /* --- events -> queue ---------------------------------------------------- */
 
@@ -111,14 +113,41 @@ static void on_agent(int type, const json_t *old, const json_t *nw, void *ctx)
 		enqueue(op, "agent", md(nw, "namespace"), md(nw, "name"), 1, "Agent changed");
 }
 
-static void on_workload(int type, const json_t *old, const json_t *nw, void *ctx)
+static void on_owned(int type, const json_t *old, const json_t *nw, void *ctx)
 {
 	struct op *op = ctx;
 	const json_t *labels = json_object_get(json_object_get(nw, "metadata"), "labels");
 
 	(void)type, (void)old;
 	enqueue(op, "rc", md(nw, "namespace"), json_string_value(json_object_get(labels, "app.kubernetes.io/instance")),
-		0, "StatefulSet changed");
+		0, "owned object changed");
+}
+
+/* A ConfigMap whose document hashes to its own config-hash annotation is as
+ * this operator wrote it: its events (our own writes) need no reconcile,
+ * which would otherwise cut an Agent burst's debounce short.  Deletions and
+ * hand edits do. */
+static int configmap_as_written(const json_t *cm)
+{
+	const char *want = json_string_value(json_object_get(
+		json_object_get(json_object_get(cm, "metadata"), "annotations"), "switchboard.dev/config-hash"));
+	char *doc = NULL, have[65];
+	size_t len = 0;
+	int same = 0;
+
+	if (want && rr_configmap_doc(cm, &doc, &len) == 0) {
+		util_sha256_hex(doc, len, have);
+		same = strcmp(have, want) == 0;
+	}
+	free(doc);
+	return same;
+}
+
+static void on_configmap(int type, const json_t *old, const json_t *nw, void *ctx)
+{
+	if (type != KC_DELETED && configmap_as_written(nw))
+		return;
+	on_owned(type, old, nw, ctx);
 }
 
 static void resync(struct op *op)
@@ -238,8 +267,9 @@ static int metrics_init(struct op *op)
 	static const double secs[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 	struct met_registry *r = met_new();
 	struct op_metrics *m = &op->m;
-	static const char *const restart_labels[OP_NKINDS] = {"resource=\"routerconfigs\"", "resource=\"agents\"",
-							      "resource=\"statefulsets\""};
+	static const char *const restart_labels[OP_NKINDS] = {
+		"resource=\"routerconfigs\"", "resource=\"agents\"",   "resource=\"statefulsets\"",
+		"resource=\"configmaps\"",    "resource=\"services\"", "resource=\"poddisruptionbudgets\""};
 
 	if (!r)
 		return -ENOMEM;
@@ -280,12 +310,14 @@ static int metrics_init(struct op *op)
 	return met_collector_add(r, op_collect, op);
 }
 
+#define OWNED "app.kubernetes.io/managed-by=switchboard-operator"
+
 static int start_informers(struct op *op)
 {
-	static const char *const prefix[OP_NKINDS] = {OP_GROUP_PATH, OP_GROUP_PATH, "/apis/apps/v1"};
-	static const char *const selector[OP_NKINDS] = {NULL, NULL,
-							"app.kubernetes.io/managed-by=switchboard-operator"};
-	static kc_event_fn const fns[OP_NKINDS] = {on_rc, on_agent, on_workload};
+	static const char *const prefix[OP_NKINDS] = {OP_GROUP_PATH, OP_GROUP_PATH, "/apis/apps/v1",
+						      "/api/v1",     "/api/v1",	    "/apis/policy/v1"};
+	static const char *const selector[OP_NKINDS] = {NULL, NULL, OWNED, OWNED, OWNED, OWNED};
+	static kc_event_fn const fns[OP_NKINDS] = {on_rc, on_agent, on_owned, on_configmap, on_owned, on_owned};
 
 	op->ninf = op->nns ? op->nns : 1;
 	for (int k = 0; k < OP_NKINDS; k++) {

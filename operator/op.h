@@ -27,7 +27,10 @@
 #define OP_GZIP_OVER  (512u << 10) /* documents larger than this go gzip into binaryData */
 #define OP_CM_LIMIT   (1000u << 10)
 
-enum op_kind { OP_RC, OP_AGENT, OP_WORKLOAD, OP_NKINDS };
+/* What the operator watches: its two resources, and the objects it owns
+ * (label app.kubernetes.io/managed-by=switchboard-operator), so that a hand
+ * edit or deletion of one is repaired within seconds. */
+enum op_kind { OP_RC, OP_AGENT, OP_WORKLOAD, OP_CONFIGMAP, OP_SERVICE, OP_PDB, OP_NKINDS };
 
 struct op_metrics {
 	struct met_counter *rec_ok, *rec_error, *rec_requeue;

@@ -230,6 +230,63 @@ static int apply_obj(struct op *op, const char *path, json_t *obj)
 	return rc;
 }
 
+/* Apply an owned object that should already exist (the RouterConfig was
+ * reconciled before): when the apply had to create it, someone deleted it,
+ * and the Event says so.  Steals `obj`. */
+static int apply_owned(struct op *op, const json_t *rc, int existed_before, const char *path, const char *kind,
+		       json_t *obj)
+{
+	struct kc_status st;
+	char name[300];
+	int ret;
+
+	if (!obj)
+		return -ENOMEM;
+	snprintf(name, sizeof(name), "%s", md_str(obj, "name") ?: "");
+	ret = kc_apply(op->k, path, obj, NULL, &st);
+	json_decref(obj);
+	if (ret) {
+		log_warn("server-side apply failed", "path", path, "reason", st.reason, "detail", st.message);
+		return ret;
+	}
+	if (existed_before && st.code == 201)
+		note(op, rc, "Warning", "DriftRepaired", "%s %s was deleted outside the RouterConfig: recreated", kind,
+		     name);
+	return 0;
+}
+
+/* 1 if a field manager other than ours has set spec.<field> of `obj`. */
+static int spec_field_taken(const json_t *obj, const char *field)
+{
+	char key[64];
+	size_t i;
+	json_t *mf;
+
+	snprintf(key, sizeof(key), "f:%s", field);
+	json_array_foreach (json_object_get(json_object_get(obj, "metadata"), "managedFields"), i, mf) {
+		const char *m = json_string_value(json_object_get(mf, "manager"));
+
+		if (m && strcmp(m, KC_FIELD_MANAGER) != 0 &&
+		    json_object_get(json_object_get(json_object_get(mf, "fieldsV1"), "f:spec"), key))
+			return 1;
+	}
+	return 0;
+}
+
+/* Drift of the StatefulSet's replica count (kubectl scale by someone else
+ * than this operator): reported here, undone by the apply that follows. */
+static void note_scale_drift(struct op *op, const json_t *rc, const json_t *sts)
+{
+	const json_t *want = json_object_get(json_object_get(rc, "spec"), "replicas");
+	const json_t *have = json_object_get(json_object_get(sts, "spec"), "replicas");
+	json_int_t w = json_is_integer(want) ? json_integer_value(want) : 1;
+
+	if (sts && json_is_integer(have) && json_integer_value(have) != w && spec_field_taken(sts, "replicas"))
+		note(op, rc, "Warning", "DriftRepaired",
+		     "StatefulSet %s was scaled to %lld outside the RouterConfig: restored %lld replicas",
+		     md_str(sts, "name"), (long long)json_integer_value(have), (long long)w);
+}
+
 /* GET, mapping 404 to NULL. */
 static int get_opt(struct op *op, const char *path, json_t **out)
 {
@@ -583,7 +640,7 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	size_t cur_len = 0, prev_len = 0;
 	json_int_t gen;
 	int ret = 0, restart_change = 0, changed = 0, auto_rollback, rolled_back = 0, applied = 0, have_prev = 0;
-	int stalled = 0;
+	int stalled = 0, cm_drifted = 0;
 	struct sts_state ss;
 	struct cfg prev_cfg;
 
@@ -650,6 +707,14 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 		rolled_back = 1;
 	} else {
 		changed = !cur_hash || strcmp(cur_hash, r.hash) != 0;
+		if (!changed && cur_doc) {
+			char have[65];
+
+			/* the annotation is ours, the bytes may not be: a hand edit of the
+			 * document is restored, not treated as a new config */
+			util_sha256_hex(cur_doc, cur_len, have);
+			cm_drifted = strcmp(have, r.hash) != 0;
+		}
 		if (changed && cur_doc) {
 			struct cfg old;
 			struct cfg_report rep;
@@ -676,25 +741,36 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 			if (ret)
 				goto out;
 		}
-		if (changed) {
+		if (changed || cm_drifted) {
 			snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", ns, name);
 			ret = apply_obj(op, path, rr_configmap(rc, "config", r.doc, r.len, r.hash, r.restart_hash));
 			if (ret)
 				goto out;
 		}
+		if (cm_drifted)
+			note(op, rc, "Warning", "DriftRepaired",
+			     "ConfigMap %s-config was edited outside the RouterConfig: restored config %.12s", name,
+			     r.hash);
+		else if (!cm && json_string_value(json_object_get(old_status, "configHash")))
+			note(op, rc, "Warning", "DriftRepaired",
+			     "ConfigMap %s-config was deleted outside the RouterConfig: recreated with config %.12s",
+			     name, r.hash);
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", ns, name);
-		ret = apply_obj(op, path, rr_service(rc, &r.cfg));
+		ret = apply_owned(op, rc, cm != NULL, path, "Service", rr_service(rc, &r.cfg));
 		snprintf(path, sizeof(path), "/apis/policy/v1/namespaces/%s/poddisruptionbudgets/%s", ns, name);
 		if (!ret)
-			ret = apply_obj(op, path, rr_pdb(rc));
+			ret = apply_owned(op, rc, cm != NULL, path, "PodDisruptionBudget", rr_pdb(rc));
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s-peers", ns, name);
 		if (!ret)
-			ret = apply_obj(op, path, rr_peer_service(rc, &r.cfg));
+			ret = apply_owned(op, rc, cm != NULL, path, "Service", rr_peer_service(rc, &r.cfg));
 		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", ns, name);
 		if (!ret)
 			ret = get_opt(op, path, &dep);
 		if (!ret)
-			ret = apply_obj(op, path, rr_statefulset(rc, &r.cfg, r.restart_hash, op->router_image));
+			note_scale_drift(op, rc, dep);
+		if (!ret)
+			ret = apply_owned(op, rc, cm != NULL, path, "StatefulSet",
+					  rr_statefulset(rc, &r.cfg, r.restart_hash, op->router_image));
 		if (!ret && !dep)
 			ret = delete_legacy_deployment(op, ns, name);
 		if (ret)

@@ -149,6 +149,7 @@ def test_create_routes_and_owns_objects(cluster, ns, operator, work):
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
         assert c["resources"]["limits"]["memory"]
+        assert not events(cluster, ns, "DriftRepaired"), "creating the objects is not drift"
         vols = {v["name"]: v for v in pod["volumes"]}
         assert vols["config"]["configMap"]["name"] == "r1-config"
         assert vols["admin-token"]["secret"]["secretName"] == "r1-admin"
@@ -298,6 +299,49 @@ def test_router_refusal_rolls_back(cluster, ns, operator, work):
         pushes = operator.metric("switchboard_operator_router_pushes_total")
         time.sleep(3)
         assert operator.metric("switchboard_operator_router_pushes_total") == pushes
+    finally:
+        routers.stop()
+
+
+def test_drift_in_owned_objects_is_repaired(cluster, ns, operator, work):
+    """Hand edits of what the operator owns are undone within seconds, each with a Warning Event that
+    names the object: the ConfigMap's document edited (its hash annotation untouched), the StatefulSet
+    scaled, a Service deleted. A change of spec.replicas through the RouterConfig is not drift."""
+    routers = running(cluster, ns, work)
+    try:
+        cm = get(cluster, ns, "configmap", "r1-config")
+        doc = cm["data"]["router.json"]
+        edited = json.loads(doc)
+        edited["agents"].append({"id": "mallory", "mode": "pull", "state": "Running"})
+        t0 = time.time()
+        cluster.kubectl("patch", "configmap", "r1-config", "-n", ns, "--type=merge", "-p",
+                        json.dumps({"data": {"router.json": json.dumps(edited)}}))
+        wait_for(lambda: get(cluster, ns, "configmap", "r1-config")["data"]["router.json"] == doc, 10,
+                 interval=0.1, what="ConfigMap restored")
+        print(f"ConfigMap edit undone in {time.time() - t0:.2f} s")
+        assert any("ConfigMap r1-config was edited" in e["message"] for e in events(cluster, ns, "DriftRepaired"))
+
+        cluster.kubectl("scale", "statefulset", "r1", "-n", ns, "--replicas=5")
+        wait_for(lambda: get(cluster, ns, "statefulset", "r1")["spec"]["replicas"] == 2, 10, interval=0.1,
+                 what="StatefulSet scale restored")
+        wait_for(lambda: any("StatefulSet r1 was scaled to 5" in e["message"]
+                             for e in events(cluster, ns, "DriftRepaired")), 10)
+
+        uid = get(cluster, ns, "service", "r1")["metadata"]["uid"]
+        cluster.kubectl("delete", "service", "r1", "-n", ns)
+        wait_for(lambda: (get(cluster, ns, "service", "r1") or {}).get("metadata", {}).get("uid") not in (None, uid),
+                 10, interval=0.1, what="Service recreated")
+        wait_for(lambda: any("Service r1 was deleted" in e["message"] for e in events(cluster, ns, "DriftRepaired")),
+                 10)
+
+        # the RouterConfig's own scale is not drift
+        before = len(events(cluster, ns, "DriftRepaired"))
+        apply(cluster, ns, routerconfig("r1", replicas=3))
+        wait_for(lambda: get(cluster, ns, "statefulset", "r1")["spec"]["replicas"] == 3, 10)
+        time.sleep(1)
+        assert len(events(cluster, ns, "DriftRepaired")) == before
+        wait_for(cond_is(cluster, ns, "routerconfig", "r1", "ConfigApplied", "True"), 20)
+        assert routers.hashes() == [cm_hash(cluster, ns, "r1")] * 2
     finally:
         routers.stop()
 
@@ -460,10 +504,12 @@ def test_operator_restart_with_nothing_changed_does_nothing(cluster, ns, operato
 OPERATOR_RULES = [
     {"apiGroups": ["switchboard.dev"], "resources": ["routerconfigs", "agents"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["switchboard.dev"], "resources": ["routerconfigs/status", "agents/status"], "verbs": ["patch"]},
-    {"apiGroups": [""], "resources": ["configmaps", "services", "secrets"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["get", "list", "watch", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "list", "watch", "create", "patch"]},
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["delete"]},
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "patch"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"],
+     "verbs": ["get", "list", "watch", "create", "patch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
