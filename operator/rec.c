@@ -392,8 +392,16 @@ static int delete_pods_with(struct op *op, const json_t *rc, const char *restart
 	return ret;
 }
 
+static json_int_t rollout_int(const json_t *rc, const char *key, json_int_t dflt)
+{
+	const json_t *v = json_object_get(json_object_get(json_object_get(rc, "spec"), "rollout"), key);
+
+	return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
 /* Available and Progressing, from the StatefulSet's status. */
-static void workload_conditions(const struct sts_state *s, int stalled, struct cond *avail, struct cond *prog)
+static void workload_conditions(const struct sts_state *s, int stalled, enum rr_stage stage, const json_t *rc,
+				struct cond *avail, struct cond *prog)
 {
 	if (s->want == 0)
 		cond_set(avail, "Available", "True", "ScaledToZero", "no router pods are wanted");
@@ -407,6 +415,10 @@ static void workload_conditions(const struct sts_state *s, int stalled, struct c
 		cond_set(prog, "Progressing", "False", "ProgressDeadlineExceeded",
 			 "%lld of %lld router pods updated within spec.rollout.progressDeadlineSeconds",
 			 (long long)s->updated, (long long)s->want);
+	else if (s->rolling && stage == RR_STAGE_CANARY)
+		cond_set(prog, "Progressing", "True", "CanaryInProgress",
+			 "canary pod %s-%lld is updated first; the other pods wait until it has been healthy for %llds",
+			 md_str(rc, "name"), (long long)s->want - 1, (long long)rollout_int(rc, "canarySeconds", 30));
 	else if (s->rolling)
 		cond_set(prog, "Progressing", "True", "RollingUpdate", "%lld of %lld router pods updated",
 			 (long long)s->updated, (long long)s->want);
@@ -564,6 +576,66 @@ static int converge(struct op *op, const json_t *rc, const char *token, const ch
 	return 0;
 }
 
+/* The canary plan's input from what was observed: the StatefulSet (NULL
+ * before it exists) and, once known, the router pods (`p`, NULL before the
+ * routers were asked).  The canary is the highest ordinal; it is healthy
+ * when it is Ready, runs the new template and reports `hash` without
+ * needing a restart. */
+static void canary_observe(const json_t *rc, const json_t *sts, const char *restart_hash, const struct pushres *p,
+			   const char *hash, struct rr_canary_in *in)
+{
+	const json_t *ru =
+		json_object_get(json_object_get(json_object_get(sts, "spec"), "updateStrategy"), "rollingUpdate");
+	const char *tmpl = template_restart_hash(sts);
+	char canary[300];
+
+	memset(in, 0, sizeof(*in));
+	in->replicas = json_is_integer(json_object_get(json_object_get(rc, "spec"), "replicas"))
+			       ? json_integer_value(json_object_get(json_object_get(rc, "spec"), "replicas"))
+			       : 1;
+	in->new_rollout = sts && tmpl && strcmp(tmpl, restart_hash) != 0;
+	in->partition = int_at(ru, "partition");
+	in->canary_seconds = rollout_int(rc, "canarySeconds", 30);
+	in->canary_healthy_ms = -1;
+	snprintf(canary, sizeof(canary), "%s-%lld", md_str(rc, "name"), (long long)in->replicas - 1);
+	for (size_t i = 0; p && i < p->n; i++) {
+		const struct rr_endpoint *ep = &p->eps[i];
+
+		if (strcmp(ep->pod, canary) == 0 && ep->ready && ep->reachable && !ep->restart_required &&
+		    strcmp(ep->restart_hash, restart_hash) == 0 && strcmp(ep->doc_hash, hash) == 0)
+			in->canary_healthy_ms = ep->ready_since_ms ? util_now_ms() - ep->ready_since_ms : 0;
+	}
+}
+
+/* The second half of a canary rollout: once the canary (the highest
+ * ordinal, updated under `partition`) has been healthy for canarySeconds,
+ * apply partition 0 so the StatefulSet updates the rest.  A canary that never
+ * becomes healthy is rolled back by the progress deadline instead, and the
+ * pods below the partition are never restarted.  *stage says where the
+ * rollout is. */
+static int promote_canary(struct op *op, const json_t *rc, const struct rr_render *r, const struct pushres *p,
+			  json_int_t partition, enum rr_stage *stage)
+{
+	struct rr_canary_in in;
+	char path[700];
+	int ret;
+
+	if (partition <= 0)
+		return 0;
+	canary_observe(rc, NULL, r->restart_hash, p, r->hash, &in);
+	in.partition = partition;
+	if (rr_plan_partition(&in, stage) != 0 || *stage != RR_STAGE_PROMOTED)
+		return 0;
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", md_str(rc, "namespace"),
+		 md_str(rc, "name"));
+	ret = apply_obj(op, path, rr_statefulset(rc, &r->cfg, r->restart_hash, op->router_image, 0));
+	if (ret == 0)
+		note(op, rc, "Normal", "CanaryPromoted",
+		     "canary pod %s-%lld has run config %.12s for %llds: updating the other router pods",
+		     md_str(rc, "name"), (long long)in.replicas - 1, r->hash, (long long)in.canary_healthy_ms / 1000);
+	return ret;
+}
+
 /* Which pod runs which config, for status.routers (new reference, NULL on
  * ENOMEM).  A pod that is not ready, or did not answer, has no hash. */
 static json_t *routers_json(const struct pushres *p)
@@ -641,6 +713,9 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 	json_int_t gen;
 	int ret = 0, restart_change = 0, changed = 0, auto_rollback, rolled_back = 0, applied = 0, have_prev = 0;
 	int stalled = 0, cm_drifted = 0;
+	struct rr_canary_in cin;
+	enum rr_stage stage = RR_STAGE_NONE;
+	json_int_t partition = 0;
 	struct sts_state ss;
 	struct cfg prev_cfg;
 
@@ -768,9 +843,11 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 			ret = get_opt(op, path, &dep);
 		if (!ret)
 			note_scale_drift(op, rc, dep);
+		canary_observe(rc, dep, r.restart_hash, NULL, r.hash, &cin);
+		partition = rr_plan_partition(&cin, &stage);
 		if (!ret)
 			ret = apply_owned(op, rc, cm != NULL, path, "StatefulSet",
-					  rr_statefulset(rc, &r.cfg, r.restart_hash, op->router_image));
+					  rr_statefulset(rc, &r.cfg, r.restart_hash, op->router_image, partition));
 		if (!ret && !dep)
 			ret = delete_legacy_deployment(op, ns, name);
 		if (ret)
@@ -872,7 +949,7 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 					if (!ret)
 						ret = apply_obj(
 							op, path,
-							rr_statefulset(rc, &pc, prev_restart, op->router_image));
+							rr_statefulset(rc, &pc, prev_restart, op->router_image, 0));
 					if (!ret)
 						ret = delete_pods_with(op, rc, r.restart_hash);
 					if (!ret) {
@@ -894,6 +971,11 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 			}
 			cfg_report_free(&rep);
 		}
+		if (ret)
+			goto out;
+	}
+	if (!rolled_back && !stalled) {
+		ret = promote_canary(op, rc, &r, p, partition, &stage);
 		if (ret)
 			goto out;
 	}
@@ -920,7 +1002,8 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 		cond_set(&conds[1], "ConfigApplied", "False", "Propagating",
 			 "%zu of %zu ready routers run config %.12s%s%s", p->current, p->nready, target_hash,
 			 p->unreachable ? "; unreachable: " : "", p->unreachable ? p->why : "");
-	workload_conditions(&ss, stalled && !rolled_back, &conds[2], &conds[3]);
+	workload_conditions(&ss, stalled && !rolled_back, rolled_back ? RR_STAGE_NONE : stage, rc, &conds[2],
+			    &conds[3]);
 	{
 		const json_t *ds = json_object_get(dep, "status");
 

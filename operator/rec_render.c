@@ -721,7 +721,27 @@ static json_t *update_strategy(json_int_t partition)
 	return json_pack("{s:s,s:{s:I}}", "type", "RollingUpdate", "rollingUpdate", "partition", partition);
 }
 
-json_t *rr_statefulset(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image)
+json_int_t rr_plan_partition(const struct rr_canary_in *in, enum rr_stage *stage)
+{
+	*stage = RR_STAGE_NONE;
+	if (in->replicas <= 1)
+		return 0; /* one pod is its own canary; the progress deadline guards it */
+	if (in->new_rollout) {
+		*stage = RR_STAGE_CANARY;
+		return in->replicas - 1;
+	}
+	if (in->partition <= 0)
+		return 0;
+	if (in->canary_healthy_ms >= 0 && in->canary_healthy_ms >= in->canary_seconds * 1000) {
+		*stage = RR_STAGE_PROMOTED;
+		return 0;
+	}
+	*stage = RR_STAGE_CANARY;
+	return in->partition;
+}
+
+json_t *rr_statefulset(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image,
+		       json_int_t partition)
 {
 	const json_t *replicas = json_object_get(json_object_get(rc, "spec"), "replicas");
 	json_t *d = json_object(), *ss = json_object();
@@ -733,7 +753,7 @@ json_t *rr_statefulset(const json_t *rc, const struct cfg *c, const char *restar
 	err = err ?: put(ss, "podManagementPolicy", json_string("Parallel"));
 	err = err ?: put(ss, "revisionHistoryLimit", json_integer(5));
 	err = err ?: put(ss, "selector", json_pack("{s:o}", "matchLabels", selector_labels(rc)));
-	err = err ?: put(ss, "updateStrategy", update_strategy(0));
+	err = err ?: put(ss, "updateStrategy", update_strategy(partition));
 	err = err ?: put(ss, "persistentVolumeClaimRetentionPolicy", claim_retention());
 	err = err ?: put(ss, "template", pod_template(rc, c, restart_hash, image));
 	if (!rr_ephemeral(rc))

@@ -62,8 +62,30 @@ json_t *rr_configmap(const json_t *rc, const char *suffix, const char *doc, size
 /* The router workload: a StatefulSet whose pods keep their database on a
  * claim of their own (spec.volume; an emptyDir only with volume.ephemeral),
  * named through the headless Service rr_peer_service(), updated one pod at a
- * time from the highest ordinal. */
-json_t *rr_statefulset(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image);
+ * time from the highest ordinal, and only the ordinals >= `partition` (a
+ * canary holds the rest back). */
+json_t *rr_statefulset(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image,
+		       json_int_t partition);
+
+/* The canary of a restart-class rollout: the highest ordinal is updated
+ * first and the rest wait until it has been healthy for canarySeconds. */
+enum rr_stage {
+	RR_STAGE_NONE,	   /* no rollout held back */
+	RR_STAGE_CANARY,   /* only the canary is (being) updated */
+	RR_STAGE_PROMOTED, /* the canary was healthy long enough: update the rest */
+};
+
+struct rr_canary_in {
+	json_int_t replicas;
+	int new_rollout;	   /* this reconcile starts a restart-class rollout */
+	json_int_t partition;	   /* the StatefulSet's current partition */
+	int64_t canary_healthy_ms; /* how long the canary has been healthy; -1: not healthy */
+	int64_t canary_seconds;	   /* spec.rollout.canarySeconds */
+};
+
+/* The partition to apply, and the stage it puts the rollout in.  Pure: no
+ * I/O, no clock; table-tested.  Thread-safe. */
+json_int_t rr_plan_partition(const struct rr_canary_in *in, enum rr_stage *stage);
 /* The client Service (a virtual IP over the ready routers). */
 json_t *rr_service(const json_t *rc, const struct cfg *c);
 /* The headless Service `<name>-peers` that gives each router pod a stable

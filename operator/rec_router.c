@@ -14,6 +14,7 @@
 
 #include "switchboard/buf.h"
 #include "switchboard/log.h"
+#include "switchboard/util.h"
 
 #define ROUTER_REPLY_LIMIT (1u << 20)
 
@@ -22,17 +23,23 @@ static int ep_cmp(const void *a, const void *b)
 	return strcmp(((const struct rr_endpoint *)a)->pod, ((const struct rr_endpoint *)b)->pod);
 }
 
-/* 1 if the pod's Ready condition is True. */
-static int pod_ready(const json_t *pod)
+/* 1 if the pod's Ready condition is True; *since gets its last transition
+ * (0 when unknown). */
+static int pod_ready(const json_t *pod, int64_t *since)
 {
 	size_t i;
 	json_t *c;
 
+	*since = 0;
 	json_array_foreach (json_object_get(json_object_get(pod, "status"), "conditions"), i, c) {
 		const char *t = json_string_value(json_object_get(c, "type"));
 
-		if (t && strcmp(t, "Ready") == 0)
+		if (t && strcmp(t, "Ready") == 0) {
+			if (util_parse_rfc3339(json_string_value(json_object_get(c, "lastTransitionTime")) ?: "",
+					       since))
+				*since = 0;
 			return strcmp(json_string_value(json_object_get(c, "status")) ?: "", "True") == 0;
+		}
 	}
 	return 0;
 }
@@ -69,7 +76,7 @@ static int pod_endpoint(const json_t *pod, struct rr_endpoint *ep)
 	snprintf(ep->restart_hash, sizeof(ep->restart_hash), "%s",
 		 json_string_value(json_object_get(json_object_get(md, "annotations"), "switchboard.dev/restart-hash"))
 			 ?: "");
-	ep->ready = pod_ready(pod) && ip && *ip && port > 0 && port < 65536;
+	ep->ready = pod_ready(pod, &ep->ready_since_ms) && ip && *ip && port > 0 && port < 65536;
 	if (ep->ready)
 		snprintf(ep->url, sizeof(ep->url), strchr(ip, ':') ? "http://[%s]:%lld" : "http://%s:%lld", ip,
 			 (long long)port);

@@ -11,18 +11,20 @@
 #define SWITCHBOARD_REC_ROUTER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "op.h"
 
 #define RR_MAX_ENDPOINTS 256
 
 struct rr_endpoint {
-	char pod[254];	       /* the pod's name */
-	char restart_hash[65]; /* its template's switchboard.dev/restart-hash */
-	int ready;	       /* Ready, with an address: url is set */
-	char url[128];	       /* http://podIP:adminPort */
-	char doc_hash[65];     /* what it reported; "" if unknown */
-	int reachable;	       /* answered /v1/status */
+	char pod[254];		/* the pod's name */
+	char restart_hash[65];	/* its template's switchboard.dev/restart-hash */
+	int ready;		/* Ready, with an address: url is set */
+	int64_t ready_since_ms; /* when it last became Ready (0: unknown) */
+	char url[128];		/* http://podIP:adminPort */
+	char doc_hash[65];	/* what it reported; "" if unknown */
+	int reachable;		/* answered /v1/status */
 	int restart_required;
 	char result[24]; /* of our push: applied, unchanged, rejected, restart_required, error */
 	char detail[256];

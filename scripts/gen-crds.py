@@ -186,7 +186,15 @@ def routerconfig():
                     "autoRollback": {"type": "boolean", "default": True,
                                      "description": "Restore the last good config when routers reject a pushed config or a rollout misses its deadline."},
                     "progressDeadlineSeconds": {"type": "integer", "format": "int32", "minimum": 30,
-                                                "maximum": 3600, "default": 600}}},
+                                                "maximum": 3600, "default": 600,
+                                                "description": "A restart-class rollout that has not completed this long after it started is rolled back (autoRollback)."},
+                    "canarySeconds": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 3600,
+                                      "default": 30,
+                                      "description": "A restart-class rollout updates the highest ordinal first and updates the other pods only once that canary has been Ready, on the new template and the new config, for this long. A canary that fails is rolled back at the progress deadline; the other pods are never restarted."}},
+                "x-kubernetes-validations": [{
+                    "rule": "!has(self.canarySeconds) || !has(self.progressDeadlineSeconds) || self.canarySeconds < self.progressDeadlineSeconds",
+                    "message": "rollout.canarySeconds must be shorter than rollout.progressDeadlineSeconds",
+                    "fieldPath": ".canarySeconds"}]},
             "router": router_schema(),
         },
         "x-kubernetes-validations": [{

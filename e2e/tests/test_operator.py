@@ -350,7 +350,7 @@ def test_stalled_rollout_rolls_back(cluster, ns, operator, work):
     """No kubelet runs here, so the StatefulSet's updated pod can never become Ready: after
     progressDeadlineSeconds the operator restores the previous config and restart hash, and deletes the
     pod of the bad revision (a StatefulSet would wait for it forever)."""
-    rollout = {"progressDeadlineSeconds": 30, "autoRollback": True}
+    rollout = {"progressDeadlineSeconds": 30, "canarySeconds": 5, "autoRollback": True}
     routers = running(cluster, ns, work, router={"profile": "development", "storage": {"sync": "full"}},
                       rollout=rollout)
     try:

@@ -6,6 +6,7 @@ contains, probes, the kubelet's ConfigMap volume refresh, a rolling update that 
 that cannot start, a pod that drains on SIGTERM, and the chart's operator running as a pod.
 The operator under test is the ASan build run beside the cluster, as in test_operator.py.
 """
+import calendar
 import glob
 import json
 import os
@@ -152,16 +153,30 @@ def test_router_pods_run_on_their_nodes_and_take_hot_changes(node_cluster, node_
 
 
 def test_restart_class_change_rolls_pods_to_completion(node_cluster, node_ns, pod_operator):
-    """storage.sync is restart-class: the Deployment rolls, every pod is replaced by one running the new
-    config, and the RouterConfig ends Available and ConfigApplied=True with both routers on the new hash."""
+    """storage.sync is restart-class: the StatefulSet rolls with a canary. The highest ordinal is replaced
+    first (partition), and the other pod only once the canary has been healthy for canarySeconds; then
+    every pod runs the new config and the RouterConfig ends Available and ConfigApplied=True."""
     c, ns = node_cluster, node_ns
-    rc = pod_rc(c, "r1")
+    canary_s = 6
+    rc = pod_rc(c, "r1", rollout={"canarySeconds": canary_s})
     apply(c, ns, rc, agent("alice", "r1"))
     old = wait_for(converged(c, ns, "r1", 2), 90, what="RouterConfig converged")
     old_pods = {p["metadata"]["uid"] for p in pods(c, ns, "r1")}
+    first = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(c, ns, "r1")}
     rc["spec"]["router"]["storage"] = {"sync": "normal"}
     t0 = time.time()
     apply(c, ns, rc)
+    # the canary stage: only r1-1 is replaced; r1-0 waits, and the status says why
+    wait_for(lambda: get(c, ns, "statefulset", "r1")["spec"]["updateStrategy"]["rollingUpdate"]["partition"] == 1,
+             20, interval=0.1, what="partition 1: the canary only")
+    stage = wait_for(cond_is(c, ns, "routerconfig", "r1", "Progressing", "True", "CanaryInProgress"), 30,
+                     interval=0.2)
+    assert "r1-1" in cond(stage, "Progressing")["message"]
+    canary = wait_for(lambda: [p for p in pods(c, ns, "r1") if p["metadata"]["name"] == "r1-1" and
+                               p["metadata"]["uid"] != first["r1-1"] and ready(p)], 90, interval=0.2,
+                      what="the canary Ready")[0]
+    canary_ready = time.time()
+    assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(c, ns, "r1")}["r1-0"] == first["r1-0"]
     new = wait_for(lambda: (lambda o: o if o and o["status"]["configHash"] != old["status"]["configHash"] else None)(
         converged(c, ns, "r1", 2)()), 120, what="rollout complete")
     took = time.time() - t0
@@ -170,7 +185,13 @@ def test_restart_class_change_rolls_pods_to_completion(node_cluster, node_ns, po
     assert new["status"]["restartHash"] != old["status"]["restartHash"]
     assert cond(new, "ConfigApplied")["reason"] == "AllRoutersCurrent"
     assert [e for e in events(c, ns, "RollingRestart")]
-    print(f"restart-class rollout of 2 pods completed in {took:.1f} s")
+    promoted = events(c, ns, "CanaryPromoted")
+    assert promoted and "r1-1" in promoted[0]["message"], promoted
+    r0 = [p for p in now if p["metadata"]["name"] == "r1-0"][0]
+    r0_created = calendar.timegm(time.strptime(r0["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ"))
+    assert r0_created >= canary_ready + canary_s - 3, (r0_created - canary_ready, canary["metadata"]["name"])
+    assert get(c, ns, "statefulset", "r1")["spec"]["updateStrategy"]["rollingUpdate"]["partition"] == 0
+    print(f"restart-class rollout of 2 pods with a {canary_s} s canary completed in {took:.1f} s")
 
 
 def test_router_that_cannot_start_is_rolled_back(node_cluster, node_ns, pod_operator):
@@ -179,7 +200,7 @@ def test_router_that_cannot_start_is_rolled_back(node_cluster, node_ns, pod_oper
     template and config and replaces the broken pod. The pod not yet updated keeps running untouched;
     the condition and a Warning Event say why."""
     c, ns = node_cluster, node_ns
-    rc = pod_rc(c, "r1", rollout={"progressDeadlineSeconds": 30})
+    rc = pod_rc(c, "r1", rollout={"progressDeadlineSeconds": 30, "canarySeconds": 5})
     apply(c, ns, rc, agent("alice", "r1"))
     old = wait_for(converged(c, ns, "r1", 2), 90, what="RouterConfig converged")
     before = {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])

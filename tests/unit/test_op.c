@@ -301,9 +301,10 @@ static void test_golden_router_objects(void **state)
 
 	(void)state;
 	golden_cfg(&c);
-	golden("statefulset", rr_statefulset(plain, &c, "restarthash", "ghcr.io/switchboard-dev/switchboard-router:1"));
-	golden("statefulset-hostnetwork", rr_statefulset(hostnet, &c, "restarthash", "unused:1"));
-	golden("statefulset-ephemeral", rr_statefulset(ephemeral, &c, "restarthash", "router:1"));
+	golden("statefulset",
+	       rr_statefulset(plain, &c, "restarthash", "ghcr.io/switchboard-dev/switchboard-router:1", 0));
+	golden("statefulset-hostnetwork", rr_statefulset(hostnet, &c, "restarthash", "unused:1", 2));
+	golden("statefulset-ephemeral", rr_statefulset(ephemeral, &c, "restarthash", "router:1", 0));
 	golden("service", rr_service(plain, &c));
 	golden("service-peers", rr_peer_service(plain, &c));
 	golden("pdb", rr_pdb(plain));
@@ -317,6 +318,39 @@ static void test_golden_router_objects(void **state)
 	json_decref(ephemeral);
 }
 
+/* Every outcome of the canary plan. */
+static void test_plan_partition_table(void **state)
+{
+	static const struct {
+		const char *what;
+		struct rr_canary_in in;
+		json_int_t partition;
+		enum rr_stage stage;
+	} cases[] = {
+		{"one replica: no canary", {1, 1, 0, -1, 30}, 0, RR_STAGE_NONE},
+		{"no replicas", {0, 1, 0, -1, 30}, 0, RR_STAGE_NONE},
+		{"a rollout starts: only the highest ordinal", {3, 1, 0, -1, 30}, 2, RR_STAGE_CANARY},
+		{"a rollout starts again during a canary", {3, 1, 2, 5000, 30}, 2, RR_STAGE_CANARY},
+		{"canary not healthy yet", {3, 0, 2, -1, 30}, 2, RR_STAGE_CANARY},
+		{"canary healthy, not long enough", {3, 0, 2, 29999, 30}, 2, RR_STAGE_CANARY},
+		{"canary healthy long enough: promote", {3, 0, 2, 30000, 30}, 0, RR_STAGE_PROMOTED},
+		{"canarySeconds 0: promote once healthy", {2, 0, 1, 0, 0}, 0, RR_STAGE_PROMOTED},
+		{"canarySeconds 0 but not healthy", {2, 0, 1, -1, 0}, 1, RR_STAGE_CANARY},
+		{"steady state", {3, 0, 0, -1, 30}, 0, RR_STAGE_NONE},
+		{"steady state, healthy", {3, 0, 0, 99999, 30}, 0, RR_STAGE_NONE},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum rr_stage stage;
+		json_int_t p = rr_plan_partition(&cases[i].in, &stage);
+
+		if (p != cases[i].partition || stage != cases[i].stage)
+			fail_msg("%s: partition %lld stage %d, want %lld stage %d", cases[i].what, (long long)p,
+				 (int)stage, (long long)cases[i].partition, (int)cases[i].stage);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -326,6 +360,7 @@ int main(void)
 		cmocka_unit_test(test_kubeconfig_inline_and_files),
 		cmocka_unit_test(test_configmap_round_trip_plain_and_gzip),
 		cmocka_unit_test(test_golden_router_objects),
+		cmocka_unit_test(test_plan_partition_table),
 	};
 
 	if (util_init())
