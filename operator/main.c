@@ -24,8 +24,8 @@
 #include "switchboard/log.h"
 #include "switchboard/util.h"
 
-static const char *const kind_names[OP_NKINDS] = {"routerconfigs", "agents",   "statefulsets",
-						  "configmaps",	   "services", "poddisruptionbudgets"};
+static const char *const kind_names[OP_NKINDS] = {
+	"routerconfigs", "agents", "statefulsets", "configmaps", "services", "poddisruptionbudgets", "secrets"};
 
 /* --- events -> queue ---------------------------------------------------- */
 
@@ -150,6 +150,25 @@ static void on_configmap(int type, const json_t *old, const json_t *nw, void *ct
 	on_owned(type, old, nw, ctx);
 }
 
+/* A token Secret changed or went away: every RouterConfig of its namespace
+ * renders again (debounced like Agents), so a rotated or revoked token is in
+ * effect on the routers within a second or two. */
+static void on_secret(int type, const json_t *old, const json_t *nw, void *ctx)
+{
+	struct op *op = ctx;
+	const char *ns = md(nw, "namespace");
+	struct kc_informer *inf = ns ? op_informer(op, OP_RC, ns) : NULL;
+	json_t *all = inf ? kc_informer_list(inf) : NULL, *o;
+	size_t i;
+
+	(void)type, (void)old;
+	json_array_foreach (all, i, o) {
+		if (md(o, "namespace") && strcmp(md(o, "namespace"), ns) == 0)
+			enqueue(op, "rc", ns, md(o, "name"), 1, "token Secret changed");
+	}
+	json_decref(all);
+}
+
 static void resync(struct op *op)
 {
 	for (size_t i = 0; i < op->ninf; i++) {
@@ -269,7 +288,8 @@ static int metrics_init(struct op *op)
 	struct op_metrics *m = &op->m;
 	static const char *const restart_labels[OP_NKINDS] = {
 		"resource=\"routerconfigs\"", "resource=\"agents\"",   "resource=\"statefulsets\"",
-		"resource=\"configmaps\"",    "resource=\"services\"", "resource=\"poddisruptionbudgets\""};
+		"resource=\"configmaps\"",    "resource=\"services\"", "resource=\"poddisruptionbudgets\"",
+		"resource=\"secrets\""};
 
 	if (!r)
 		return -ENOMEM;
@@ -314,10 +334,11 @@ static int metrics_init(struct op *op)
 
 static int start_informers(struct op *op)
 {
-	static const char *const prefix[OP_NKINDS] = {OP_GROUP_PATH, OP_GROUP_PATH, "/apis/apps/v1",
-						      "/api/v1",     "/api/v1",	    "/apis/policy/v1"};
-	static const char *const selector[OP_NKINDS] = {NULL, NULL, OWNED, OWNED, OWNED, OWNED};
-	static kc_event_fn const fns[OP_NKINDS] = {on_rc, on_agent, on_owned, on_configmap, on_owned, on_owned};
+	static const char *const prefix[OP_NKINDS] = {OP_GROUP_PATH, OP_GROUP_PATH,	"/apis/apps/v1", "/api/v1",
+						      "/api/v1",     "/apis/policy/v1", "/api/v1"};
+	static const char *const selector[OP_NKINDS] = {NULL, NULL, OWNED, OWNED, OWNED, OWNED, OP_TOKEN_LABEL "=true"};
+	static kc_event_fn const fns[OP_NKINDS] = {on_rc,    on_agent, on_owned, on_configmap,
+						   on_owned, on_owned, on_secret};
 
 	op->ninf = op->nns ? op->nns : 1;
 	for (int k = 0; k < OP_NKINDS; k++) {

@@ -30,7 +30,11 @@
 /* What the operator watches: its two resources, and the objects it owns
  * (label app.kubernetes.io/managed-by=switchboard-operator), so that a hand
  * edit or deletion of one is repaired within seconds. */
-enum op_kind { OP_RC, OP_AGENT, OP_WORKLOAD, OP_CONFIGMAP, OP_SERVICE, OP_PDB, OP_NKINDS };
+enum op_kind { OP_RC, OP_AGENT, OP_WORKLOAD, OP_CONFIGMAP, OP_SERVICE, OP_PDB, OP_SECRET, OP_NKINDS };
+
+/* The label the operator puts on the token Secrets Agents reference; only
+ * Secrets with it are watched (decision 38). */
+#define OP_TOKEN_LABEL "switchboard.dev/agent-token"
 
 struct op_metrics {
 	struct met_counter *rec_ok, *rec_error, *rec_requeue;

@@ -72,6 +72,36 @@ static int agent_cmp(const void *a, const void *b)
 	return strcmp(((const struct rr_agent *)a)->id, ((const struct rr_agent *)b)->id);
 }
 
+/* A referenced token Secret: from the watch cache when it carries the token
+ * label, else read once and labelled, so that from then on its rotation or
+ * deletion reaches the routers through the watch instead of a resync.  The
+ * label is applied with the resourceVersion just read, so a Secret deleted
+ * in between is not recreated.  Only Secrets an Agent references are read. */
+static int secret_get(struct op *op, const char *ns, const char *name, const char *path, json_t **sec,
+		      struct kc_status *st)
+{
+	struct kc_informer *inf = op_informer(op, OP_SECRET, ns);
+	json_t *label = NULL;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	*sec = inf && name ? kc_informer_get(inf, ns, name) : NULL;
+	if (*sec)
+		return 0;
+	rc = kc_get(op->k, path, sec, st);
+	if (rc)
+		return rc;
+	label = json_pack("{s:s,s:s,s:{s:s,s:s,s:O?,s:{s:s}}}", "apiVersion", "v1", "kind", "Secret", "metadata",
+			  "name", name, "namespace", ns, "resourceVersion",
+			  json_object_get(json_object_get(*sec, "metadata"), "resourceVersion"), "labels",
+			  OP_TOKEN_LABEL, "true");
+	if (!label || kc_apply(op->k, path, label, NULL, st))
+		log_warn("cannot label a token Secret for watching; it is read at each reconcile", "namespace", ns,
+			 "secret", name, "detail", label ? st->message : "out of memory");
+	json_decref(label);
+	return 0;
+}
+
 /* SHA-256 of the token in the Agent's Secret.  Returns 0, -ENOENT (no
  * Secret or key) or another API error; `why` says which. */
 static int token_digest(struct op *op, const char *ns, const json_t *ref, char out[65], char *why, size_t whylen)
@@ -88,7 +118,7 @@ static int token_digest(struct op *op, const char *ns, const json_t *ref, char o
 	if (!key)
 		key = "token";
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", ns, name ? name : "");
-	rc = kc_get(op->k, path, &sec, &st);
+	rc = secret_get(op, ns, name, path, &sec, &st);
 	if (rc) {
 		snprintf(why, whylen, "Secret %.100s: %.180s", name ? name : "",
 			 rc == -ENOENT ? "not found" : st.message);

@@ -211,6 +211,9 @@ int rt_reconfigure(struct rt *rt, const struct cfg *nc, char *why, size_t whylen
 		if (!a->configured || cfg_find_agent(nc, a->id))
 			continue;
 		a->configured = 0;
+		/* a removed agent keeps its mailbox, not its credentials: its token
+		 * authenticates nothing from now on */
+		sodium_memzero(a->token_sha256, sizeof(a->token_sha256));
 		if (a->mode == CFG_MODE_PUSH)
 			rt->npush--;
 		a->state = a->depth ? CFG_AGENT_DRAINING : CFG_AGENT_STOPPED;

@@ -346,6 +346,49 @@ def test_drift_in_owned_objects_is_repaired(cluster, ns, operator, work):
         routers.stop()
 
 
+def test_rotated_and_deleted_token_secrets_take_effect_within_2s(cluster, ns, operator, work):
+    """With token auth, an Agent's token lives in a Secret. Rotating it makes the old token be refused and
+    the new one accepted on every router within 2 s; deleting it revokes the Agent within 2 s. A Secret
+    no Agent references is never read, and the referenced one is labelled so that it is watched."""
+    apply(cluster, ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "carol-token"},
+                        "stringData": {"token": "old-token"}},
+          {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sink-token"}, "stringData": {"token": "s"}},
+          {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "unrelated"}, "stringData": {"token": "x"}})
+    routers = running(cluster, ns, work, router={"profile": "development", "security": {"auth": "token"}},
+                      agents=())
+    try:
+        apply(cluster, ns, agent("carol", "r1", tokenSecretRef={"name": "carol-token"}),
+              agent("sink", "r1", tokenSecretRef={"name": "sink-token"}))
+
+        def accepted(tok, i):
+            """The router took the token as carol's: 202, or 429 from the rate limit checked after it.
+            A token that is not carol's is refused (403: it belongs to no agent sending as carol; 401
+            when the router cannot tell whose it is)."""
+            s = routers.data(i, "POST", "/v1/messages", {"performative": "inform", "sender": "carol",
+                                                       "receiver": "sink", "content": "x"}, token=tok)[0]
+            assert s in (202, 429, 401, 403), s
+            return s in (202, 429)
+        wait_for(lambda: all(accepted("old-token", i) for i in range(2)), 20, what="carol's token works")
+        assert get(cluster, ns, "secret", "carol-token")["metadata"]["labels"]["switchboard.dev/agent-token"] == "true"
+        assert "labels" not in get(cluster, ns, "secret", "unrelated")["metadata"]
+
+        t0 = time.time()
+        apply(cluster, ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "carol-token"},
+                            "stringData": {"token": "new-token"}})
+        wait_for(lambda: all(accepted("new-token", i) and not accepted("old-token", i) for i in range(2)), 2,
+                 interval=0.1, what="the rotated token in effect on every router")
+        rotated = time.time() - t0
+
+        t0 = time.time()
+        cluster.kubectl("delete", "secret", "carol-token", "-n", ns)
+        wait_for(lambda: not any(accepted("new-token", i) for i in range(2)), 2, interval=0.1,
+                 what="the deleted token revoked on every router")
+        print(f"token rotated in {rotated:.2f} s, revoked in {time.time() - t0:.2f} s")
+        assert "new-token" not in operator.log() and "old-token" not in operator.log()
+    finally:
+        routers.stop()
+
+
 def test_stalled_rollout_rolls_back(cluster, ns, operator, work):
     """No kubelet runs here, so the StatefulSet's updated pod can never become Ready: after
     progressDeadlineSeconds the operator restores the previous config and restart hash, and deletes the
@@ -505,7 +548,7 @@ OPERATOR_RULES = [
     {"apiGroups": ["switchboard.dev"], "resources": ["routerconfigs", "agents"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["switchboard.dev"], "resources": ["routerconfigs/status", "agents/status"], "verbs": ["patch"]},
     {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["get", "list", "watch", "create", "patch"]},
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create", "patch"]},
     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "list", "watch", "create", "patch"]},
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["delete"]},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"],

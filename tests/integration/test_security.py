@@ -120,3 +120,29 @@ def test_dead_letter_endpoints_need_the_admin_token(tmpdir_path):
         assert r.data("POST", "/v1/deadletters/replay", {"agent": "bob"}, ok)[0] == 200
     finally:
         r.stop()
+
+
+def test_an_agent_removed_from_the_config_cannot_send_with_its_token(tmpdir_path):
+    """Revocation: once a reload drops carol, her token authenticates nothing, even while the router
+    keeps her mailbox (messages stored for her are drained, not lost)."""
+    import signal
+    import time
+    r = token_router(tmpdir_path)
+    try:
+        assert r.data("POST", "/v1/messages", msg(sender="carol", receiver="bob"), auth("carol"))[0] == 202
+        assert r.data("POST", "/v1/messages", msg(sender="alice", receiver="carol"), auth("alice"))[0] == 202
+        with open(r.config) as f:
+            text = f.read()
+        with open(r.config, "w") as f:
+            f.write(text[:text.index("  - id: carol")])
+        r.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            status = r.data("POST", "/v1/messages", msg(sender="carol", receiver="bob"), auth("carol"))[0]
+            if status != 202:
+                break
+            time.sleep(0.1)
+        assert status == 403, status
+        assert r.data("POST", "/v1/messages", msg(sender="alice", receiver="bob"), auth("alice"))[0] == 202
+    finally:
+        r.stop()
