@@ -157,11 +157,15 @@ static void on_secret(int type, const json_t *old, const json_t *nw, void *ctx)
 {
 	struct op *op = ctx;
 	const char *ns = md(nw, "namespace");
-	struct kc_informer *inf = ns ? op_informer(op, OP_RC, ns) : NULL;
-	json_t *all = inf ? kc_informer_list(inf) : NULL, *o;
+	struct kc_informer *inf;
+	json_t *all, *o;
 	size_t i;
 
 	(void)type, (void)old;
+	if (!ns)
+		return;
+	inf = op_informer(op, OP_RC, ns);
+	all = inf ? kc_informer_list(inf) : NULL;
 	json_array_foreach (all, i, o) {
 		if (md(o, "namespace") && strcmp(md(o, "namespace"), ns) == 0)
 			enqueue(op, "rc", ns, md(o, "name"), 1, "token Secret changed");
@@ -331,12 +335,14 @@ static int metrics_init(struct op *op)
 }
 
 #define OWNED "app.kubernetes.io/managed-by=switchboard-operator"
+/* token Secrets: only the ones the operator labelled (decision 38) */
+static const char token_selector[] = OP_TOKEN_LABEL "=true";
 
 static int start_informers(struct op *op)
 {
 	static const char *const prefix[OP_NKINDS] = {OP_GROUP_PATH, OP_GROUP_PATH,	"/apis/apps/v1", "/api/v1",
 						      "/api/v1",     "/apis/policy/v1", "/api/v1"};
-	static const char *const selector[OP_NKINDS] = {NULL, NULL, OWNED, OWNED, OWNED, OWNED, OP_TOKEN_LABEL "=true"};
+	static const char *const selector[OP_NKINDS] = {NULL, NULL, OWNED, OWNED, OWNED, OWNED, token_selector};
 	static kc_event_fn const fns[OP_NKINDS] = {on_rc,    on_agent, on_owned, on_configmap,
 						   on_owned, on_owned, on_secret};
 
