@@ -11,6 +11,7 @@ PKGS=("$@"
   liburcu-dev libxxhash-dev
   valgrind clang-format clang-tidy cppcheck
   prometheus python3 python3-pytest python3-yaml openssl buildah
+  containerd runc containernetworking-plugins procps util-linux
 )
 
 missing=()
@@ -25,9 +26,9 @@ echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian's prometheus, redis-server and nats-server packages start servers; tests and benchmarks run
-# their own on free ports.
-for svc in prometheus redis-server nats-server; do
+# Debian's prometheus, redis-server, nats-server and containerd packages start servers; tests and
+# benchmarks run their own on free ports.
+for svc in prometheus redis-server nats-server containerd; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl stop "$svc" || true
   fi
