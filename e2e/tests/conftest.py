@@ -15,6 +15,7 @@
 import json
 import os
 import subprocess
+import tempfile
 import time
 import uuid
 
@@ -150,6 +151,14 @@ def ns(cluster):
 @pytest.fixture
 def node_ns(node_cluster):
     yield from _namespace(node_cluster)
+
+
+@pytest.fixture
+def work():
+    """A scratch directory for a test's operator and router processes. Its prefix is what `make e2e`
+    looks for in the command lines of processes left behind, so every test that starts one uses it."""
+    with tempfile.TemporaryDirectory(prefix="sb-e2e-op-") as d:
+        yield d
 
 
 @pytest.hookimpl(hookwrapper=True)

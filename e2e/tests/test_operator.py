@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
 import time
 import urllib.request
 
@@ -21,12 +20,6 @@ import pytest
 from operator_env import LocalRouters, Operator, http, wait_for
 
 CLUSTER_SCRIPT = os.path.join(os.path.dirname(__file__), "..", "cluster")
-
-
-@pytest.fixture
-def work():
-    with tempfile.TemporaryDirectory(prefix="sb-e2e-op-") as d:
-        yield d
 
 
 @pytest.fixture

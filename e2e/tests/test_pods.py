@@ -10,7 +10,6 @@ import calendar
 import glob
 import json
 import os
-import tempfile
 import time
 
 import pytest
@@ -20,12 +19,6 @@ from operator_env import Operator, free_port_on, http, wait_for
 from test_operator import agent, apply, cm_hash, cond, cond_is, events, get, routerconfig
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-
-
-@pytest.fixture
-def work():
-    with tempfile.TemporaryDirectory(prefix="sb-e2e-pods-") as d:
-        yield d
 
 
 @pytest.fixture
