@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "kc.h"
+#include "rec_plan.h"
 #include "rec_render.h"
 #include "switchboard/util.h"
 #include "wq.h"
@@ -351,6 +352,291 @@ static void test_plan_partition_table(void **state)
 	}
 }
 
+/*
+ * The reconcile plan (rec_plan.c): one row per outcome.  Each row is what
+ * was observed before the push (`o`) and after it (`a`; `fin` are the push
+ * counts after a hot rollback's own converge, when set), and the plan,
+ * outcome and report fields it must give.  Hashes are short stand-ins:
+ * N the rendered config, O the ConfigMap's, P config-previous's; RN, RO,
+ * RP their restart hashes.
+ */
+#define CANARY(reps, newr, part)                                                                                       \
+	{                                                                                                              \
+		.replicas = (reps), .new_rollout = (newr), .partition = (part), .canary_healthy_ms = -1,               \
+		.canary_seconds = 30                                                                                   \
+	}
+#define OBS_BASE                                                                                                       \
+	.valid = 1, .auto_rollback = 1, .hash = "N", .restart_hash = "RN", .had_config = 1, .cm_exists = 1,            \
+	.cm_has_doc = 1, .cm_hash = "O", .cm_doc_hash = "O", .cm_restart = "RN", .canary = CANARY(3, 0, 0)
+#define PUSH(ready, cur)                                                                                               \
+	{                                                                                                              \
+		.nready = (ready), .current = (cur)                                                                    \
+	}
+
+struct plan_want {
+	enum rp_action action;
+	int changed, restart_change, save_previous, write_config;
+	enum rp_drift drift;
+	int rolling_restart;
+	json_int_t partition;
+	enum rr_stage plan_stage;
+	int push_current, push;
+	const char *restart_from;
+	enum rp_hot hot;
+	enum rp_step step;
+	enum rp_reason reason;
+	int applied, rolled_back;
+	enum rp_target target, restart;
+	int from_template, stalled;
+	enum rr_stage stage;
+	int agents_current, agents_previous;
+	int64_t requeue_ms;
+};
+
+struct plan_row {
+	const char *what;
+	struct rp_obs o;
+	struct rp_after a;
+	int has_fin;
+	struct rp_push fin;
+	struct plan_want w;
+};
+
+/* clang-format off */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Woverride-init"
+static const struct plan_row plan_rows[] = {
+	{"invalid spec: hold, keep the last good config",
+	 {OBS_BASE, .valid = 0}, {.push = PUSH(3, 3)}, 0, {0},
+	 {.action = RP_HOLD}},
+	{"hot change, every router takes it",
+	 {OBS_BASE}, {.push = PUSH(3, 3)}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .hot = RP_HOT_RELOADED,
+	  .reason = RP_REASON_ALL_CURRENT, .applied = 1, .agents_current = 1}},
+	{"hot change, one router unreachable: propagating",
+	 {OBS_BASE}, {.push = {.nready = 3, .current = 2, .unreachable = 1}}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .reason = RP_REASON_PROPAGATING,
+	  .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"hot change, a router already needs a restart: rollout in progress",
+	 {OBS_BASE}, {.push = {.nready = 3, .current = 2, .pending = 1}}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .reason = RP_REASON_ROLLOUT,
+	  .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"no ready routers",
+	 {OBS_BASE}, {.push = PUSH(0, 0)}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .reason = RP_REASON_NO_READY,
+	  .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"first config: no ConfigMap, no status yet",
+	 {OBS_BASE, .had_config = 0, .cm_exists = 0, .cm_has_doc = 0, .cm_hash = NULL, .cm_doc_hash = "",
+	  .cm_restart = ""}, {.push = PUSH(0, 0)}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .reason = RP_REASON_NO_READY,
+	  .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"restart-class change: save previous, roll a canary",
+	 {OBS_BASE, .cm_restart_class = 1, .cm_restart = "RO", .canary = CANARY(3, 1, 0)},
+	 {.push = {.nready = 3, .current = 0, .pending = 3, .previous = 3}}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .restart_change = 1, .save_previous = 1, .write_config = 1,
+	  .rolling_restart = 1, .partition = 2, .plan_stage = RR_STAGE_CANARY, .restart_from = "O",
+	  .stage = RR_STAGE_CANARY, .reason = RP_REASON_ROLLOUT, .agents_previous = 1,
+	  .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"restart-class change, one replica: no canary",
+	 {OBS_BASE, .cm_restart_class = 1, .cm_restart = "RO", .canary = CANARY(1, 1, 0)},
+	 {.push = {.nready = 1, .pending = 1, .previous = 1}}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .restart_change = 1, .save_previous = 1, .write_config = 1,
+	  .rolling_restart = 1, .restart_from = "O", .reason = RP_REASON_ROLLOUT, .agents_previous = 1,
+	  .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"restart-class change from an unreadable document",
+	 {OBS_BASE, .cm_restart_class = 1, .cm_restart = ""},
+	 {.push = {.nready = 3, .current = 1, .pending = 2}}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .restart_change = 1, .save_previous = 1, .write_config = 1,
+	  .rolling_restart = 1, .restart_from = "O", .reason = RP_REASON_ROLLOUT,
+	  .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"restart-class change, every ready router already current",
+	 {OBS_BASE, .cm_restart_class = 1, .cm_restart = "RO"}, {.push = PUSH(3, 3)}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .restart_change = 1, .save_previous = 1, .write_config = 1,
+	  .rolling_restart = 1, .restart_from = "O", .reason = RP_REASON_ALL_CURRENT, .applied = 1,
+	  .agents_current = 1}},
+	{"hot change during a rollout: routers on the previous document wait",
+	 {OBS_BASE, .prev_hash = "P", .prev_restart = "RP", .canary = CANARY(3, 0, 2)},
+	 {.push = {.nready = 3, .current = 1, .pending = 2, .previous = 2}}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .restart_from = "P", .partition = 2,
+	  .plan_stage = RR_STAGE_CANARY, .stage = RR_STAGE_CANARY, .reason = RP_REASON_ROLLOUT,
+	  .agents_previous = 1, .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"config-previous of the same restart hash: nobody waits",
+	 {OBS_BASE, .prev_hash = "P", .prev_restart = "RN"}, {.push = PUSH(3, 3)}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .hot = RP_HOT_RELOADED,
+	  .reason = RP_REASON_ALL_CURRENT, .applied = 1, .agents_current = 1}},
+	{"canary not healthy long enough: hold the partition",
+	 {OBS_BASE, .cm_hash = "N", .cm_doc_hash = "N", .canary = CANARY(3, 0, 2)},
+	 {.push = {.nready = 3, .current = 1, .pending = 2}, .canary_healthy_ms = 29999}, 0, {0},
+	 {.action = RP_APPLY, .push = 1, .partition = 2, .plan_stage = RR_STAGE_CANARY, .stage = RR_STAGE_CANARY,
+	  .reason = RP_REASON_ROLLOUT, .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"canary healthy for canarySeconds: promote",
+	 {OBS_BASE, .cm_hash = "N", .cm_doc_hash = "N", .canary = CANARY(3, 0, 2)},
+	 {.push = {.nready = 3, .current = 1, .pending = 2}, .canary_healthy_ms = 30000}, 0, {0},
+	 {.action = RP_APPLY, .push = 1, .partition = 2, .plan_stage = RR_STAGE_CANARY, .step = RP_STEP_PROMOTE,
+	  .stage = RR_STAGE_PROMOTED, .reason = RP_REASON_ROLLOUT, .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"routers refuse a hot change: roll back",
+	 {OBS_BASE}, {.push = {.nready = 3, .current = 1, .rejected = 2}}, 1, PUSH(3, 3),
+	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .hot = RP_HOT_ROLLBACK,
+	  .rolled_back = 1, .target = RP_TARGET_CURRENT, .reason = RP_REASON_ROLLED_BACK, .applied = 1}},
+	{"a router needs a restart for a hot change: roll back, even when stalled",
+	 {OBS_BASE}, {.push = {.nready = 3, .current = 2, .restart = 1}, .stalled = 1, .has_template = 1,
+	  .template_is_rendered = 1, .previous_restorable = 1}, 1, PUSH(3, 2),
+	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .hot = RP_HOT_ROLLBACK,
+	  .rolled_back = 1, .target = RP_TARGET_CURRENT, .reason = RP_REASON_ROLLED_BACK,
+	  .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"routers refuse, autoRollback off",
+	 {OBS_BASE, .auto_rollback = 0}, {.push = {.nready = 3, .current = 1, .rejected = 2}}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .hot = RP_HOT_REFUSED,
+	  .reason = RP_REASON_PROPAGATING, .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"routers refuse the first config: nothing to roll back to",
+	 {OBS_BASE, .cm_exists = 0, .cm_has_doc = 0, .cm_hash = NULL, .cm_doc_hash = "", .had_config = 0},
+	 {.push = {.nready = 3, .rejected = 3}}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .hot = RP_HOT_REFUSED,
+	  .reason = RP_REASON_PROPAGATING, .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"a refused config stays rolled back",
+	 {OBS_BASE, .rejected_hash = "N"}, {.push = PUSH(3, 3), .has_template = 1}, 0, {0},
+	 {.action = RP_KEEP_ROLLED_BACK, .push_current = 1, .push = 1, .rolled_back = 1,
+	  .target = RP_TARGET_CURRENT, .from_template = 1, .reason = RP_REASON_ROLLED_BACK, .applied = 1}},
+	{"rolled back, even a stalled rollout is not rolled back twice",
+	 {OBS_BASE, .rejected_hash = "N"}, {.push = PUSH(3, 2), .stalled = 1, .template_is_rendered = 1,
+	  .has_template = 1, .previous_restorable = 1}, 0, {0},
+	 {.action = RP_KEEP_ROLLED_BACK, .push_current = 1, .push = 1, .rolled_back = 1,
+	  .target = RP_TARGET_CURRENT, .from_template = 1, .reason = RP_REASON_ROLLED_BACK,
+	  .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"rejected hash, but the ConfigMap holds no document: apply",
+	 {OBS_BASE, .rejected_hash = "N", .cm_has_doc = 0, .cm_doc_hash = ""}, {.push = PUSH(3, 3)}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .hot = RP_HOT_RELOADED,
+	  .reason = RP_REASON_ALL_CURRENT, .applied = 1, .agents_current = 1}},
+	{"stalled restart-class rollout: restore config-previous",
+	 {OBS_BASE, .cm_hash = "N", .cm_doc_hash = "N", .prev_hash = "P", .prev_restart = "RP"},
+	 {.push = {.nready = 2, .current = 1, .pending = 1, .previous = 1}, .stalled = 1,
+	  .template_is_rendered = 1, .has_template = 1, .previous_restorable = 1}, 0, {0},
+	 {.action = RP_APPLY, .push = 1, .restart_from = "P", .step = RP_STEP_ROLLBACK, .rolled_back = 1,
+	  .target = RP_TARGET_PREVIOUS, .restart = RP_TARGET_PREVIOUS, .from_template = 1,
+	  .reason = RP_REASON_ROLLED_BACK, .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"stalled, autoRollback off: report the deadline",
+	 {OBS_BASE, .auto_rollback = 0, .cm_hash = "N", .cm_doc_hash = "N", .canary = CANARY(3, 0, 2)},
+	 {.push = {.nready = 2, .current = 1, .pending = 1}, .stalled = 1, .template_is_rendered = 1,
+	  .has_template = 1, .previous_restorable = 1, .canary_healthy_ms = 99999}, 0, {0},
+	 {.action = RP_APPLY, .push = 1, .partition = 2, .plan_stage = RR_STAGE_CANARY, .stalled = 1,
+	  .stage = RR_STAGE_CANARY, .reason = RP_REASON_ROLLOUT, .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"stalled, config-previous not restorable",
+	 {OBS_BASE, .cm_hash = "N", .cm_doc_hash = "N"},
+	 {.push = {.nready = 2, .current = 1, .pending = 1}, .stalled = 1, .template_is_rendered = 1,
+	  .has_template = 1}, 0, {0},
+	 {.action = RP_APPLY, .push = 1, .stalled = 1, .reason = RP_REASON_ROLLOUT,
+	  .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"stalled, the template is not the rendered one",
+	 {OBS_BASE, .cm_hash = "N", .cm_doc_hash = "N"},
+	 {.push = {.nready = 2, .current = 1, .pending = 1}, .stalled = 1, .has_template = 1,
+	  .previous_restorable = 1}, 0, {0},
+	 {.action = RP_APPLY, .push = 1, .stalled = 1, .reason = RP_REASON_ROLLOUT,
+	  .requeue_ms = RP_CONVERGE_POLL_MS}},
+	{"a hot reload ends a stalled restart's deadline",
+	 {OBS_BASE}, {.push = PUSH(3, 3), .stalled = 1, .template_is_rendered = 1, .has_template = 1,
+	  .previous_restorable = 1}, 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .hot = RP_HOT_RELOADED,
+	  .reason = RP_REASON_ALL_CURRENT, .applied = 1, .agents_current = 1}},
+	{"ConfigMap edited by hand: restore it",
+	 {OBS_BASE, .cm_hash = "N", .cm_doc_hash = "X"}, {.push = PUSH(3, 3)}, 0, {0},
+	 {.action = RP_APPLY, .write_config = 1, .drift = RP_DRIFT_EDITED, .push = 1,
+	  .reason = RP_REASON_ALL_CURRENT, .applied = 1, .agents_current = 1}},
+	{"ConfigMap deleted: recreate it",
+	 {OBS_BASE, .cm_exists = 0, .cm_has_doc = 0, .cm_hash = NULL, .cm_doc_hash = ""}, {.push = PUSH(3, 3)},
+	 0, {0},
+	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .drift = RP_DRIFT_DELETED, .push = 1,
+	  .hot = RP_HOT_RELOADED, .reason = RP_REASON_ALL_CURRENT, .applied = 1, .agents_current = 1}},
+	{"nothing changed, all current",
+	 {OBS_BASE, .cm_hash = "N", .cm_doc_hash = "N"}, {.push = PUSH(3, 3)}, 0, {0},
+	 {.action = RP_APPLY, .push = 1, .reason = RP_REASON_ALL_CURRENT, .applied = 1, .agents_current = 1}},
+	{"all current, an Agent's token Secret missing: look again",
+	 {OBS_BASE, .cm_hash = "N", .cm_doc_hash = "N", .token_secret_invalid = 1}, {.push = PUSH(3, 3)}, 0,
+	 {0},
+	 {.action = RP_APPLY, .push = 1, .reason = RP_REASON_ALL_CURRENT, .applied = 1, .agents_current = 1,
+	  .requeue_ms = RP_SECRET_POLL_MS}},
+};
+#pragma GCC diagnostic pop
+/* clang-format on */
+
+static int same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+#define CHECK_FIELD(got, want)                                                                                         \
+	do {                                                                                                           \
+		if ((long long)(got) != (long long)(want)) {                                                           \
+			print_error("%s: %s is %lld, want %lld\n", row->what, #got, (long long)(got),                  \
+				    (long long)(want));                                                                \
+			bad++;                                                                                         \
+		}                                                                                                      \
+	} while (0)
+
+static int check_plan_row(const struct plan_row *row)
+{
+	const struct plan_want *w = &row->w;
+	struct rp_plan p;
+	struct rp_outcome out;
+	struct rp_report rep;
+	int bad = 0;
+
+	rp_plan(&row->o, &p);
+	CHECK_FIELD(p.action, w->action);
+	if (p.action == RP_HOLD)
+		return bad;
+	CHECK_FIELD(p.changed, w->changed);
+	CHECK_FIELD(p.restart_change, w->restart_change);
+	CHECK_FIELD(p.save_previous, w->save_previous);
+	CHECK_FIELD(p.write_config, w->write_config);
+	CHECK_FIELD(p.drift, w->drift);
+	CHECK_FIELD(p.apply_objects, w->action == RP_APPLY);
+	CHECK_FIELD(p.rolling_restart, w->rolling_restart);
+	CHECK_FIELD(p.partition, w->partition);
+	CHECK_FIELD(p.stage, w->plan_stage);
+	CHECK_FIELD(p.push_current, w->push_current);
+	CHECK_FIELD(p.push, w->push);
+	if (!same_str(p.restart_from, w->restart_from)) {
+		print_error("%s: restart_from %s, want %s\n", row->what, p.restart_from ?: "NULL",
+			    w->restart_from ?: "NULL");
+		bad++;
+	}
+	rp_plan_outcome(&row->o, &p, &row->a, &out);
+	CHECK_FIELD(out.hot, w->hot);
+	CHECK_FIELD(out.step, w->step);
+	CHECK_FIELD(out.rolled_back, w->rolled_back);
+	rp_report(&row->o, &p, &out, &row->a, row->has_fin ? &row->fin : &row->a.push, &rep);
+	CHECK_FIELD(rep.reason, w->reason);
+	CHECK_FIELD(rep.applied, w->applied);
+	CHECK_FIELD(rep.rolled_back, w->rolled_back);
+	CHECK_FIELD(rep.target, w->target);
+	CHECK_FIELD(rep.restart, w->restart);
+	CHECK_FIELD(rep.restart_from_template, w->from_template);
+	CHECK_FIELD(rep.stalled, w->stalled);
+	CHECK_FIELD(rep.stage, w->stage);
+	CHECK_FIELD(rep.agents_current, w->agents_current);
+	CHECK_FIELD(rep.agents_previous, w->agents_previous);
+	CHECK_FIELD(rep.requeue_ms, w->requeue_ms);
+	return bad;
+}
+
+/* Every outcome of the reconcile plan, and the ConfigApplied reasons. */
+static void test_reconcile_plan_table(void **state)
+{
+	int bad = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(plan_rows) / sizeof(plan_rows[0]); i++)
+		bad += check_plan_row(&plan_rows[i]);
+	assert_string_equal(rp_reason_name(RP_REASON_ROLLED_BACK), "RolledBack");
+	assert_string_equal(rp_reason_name(RP_REASON_NO_READY), "NoReadyRouters");
+	assert_string_equal(rp_reason_name(RP_REASON_ALL_CURRENT), "AllRoutersCurrent");
+	assert_string_equal(rp_reason_name(RP_REASON_ROLLOUT), "RolloutInProgress");
+	assert_string_equal(rp_reason_name(RP_REASON_PROPAGATING), "Propagating");
+	assert_string_equal(rp_reason_status(RP_REASON_ALL_CURRENT), "True");
+	assert_string_equal(rp_reason_status(RP_REASON_PROPAGATING), "False");
+	assert_int_equal(bad, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -361,6 +647,7 @@ int main(void)
 		cmocka_unit_test(test_configmap_round_trip_plain_and_gzip),
 		cmocka_unit_test(test_golden_router_objects),
 		cmocka_unit_test(test_plan_partition_table),
+		cmocka_unit_test(test_reconcile_plan_table),
 	};
 
 	if (util_init())
