@@ -11,13 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rec_plan.h"
 #include "rec_render.h"
 #include "rec_router.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
-
-#define CONVERGE_POLL_MS 2000
-#define SECRET_POLL_MS	 5000
 
 struct cond {
 	const char *type;
@@ -515,125 +513,109 @@ static void report_message(const struct cfg_report *r, char *out, size_t outlen)
 
 struct pushres {
 	struct rr_endpoint eps[RR_MAX_ENDPOINTS];
-	size_t n;      /* router pods, ready or not */
-	size_t nready; /* of them, ready: the ones asked and pushed to */
-	size_t current, rejected, restart, unreachable, pending;
-	size_t previous; /* of the pending: routers on the document before a restart */
+	size_t n;	  /* router pods, ready or not */
+	struct rp_push c; /* the ready ones: asked and pushed to */
 	char why[300];
 };
 
 /* Bring every ready router to `doc`: ask each, push to the stale ones when
  * `push` is set, except routers that run `restart_from` (a document whose
  * restart-class fields differ from `doc`) or already know they need a
- * restart: those wait for the rolling restart.  Counts the outcome in `p`. */
+ * restart: those wait for the rolling restart.  Counts the outcome in `p`.
+ * Borrows everything; `token` is a secret, never logged.  Returns 0 or the
+ * API error of listing the pods.  Thread-safe. */
 static int converge(struct op *op, const json_t *rc, const char *token, const char *doc, size_t len, const char *hash,
 		    int push, const char *restart_from, struct pushres *p)
 {
+	struct rp_push *c = &p->c;
 	int r = rr_endpoints(op, md_str(rc, "namespace"), md_str(rc, "name"), p->eps, &p->n);
 
 	if (r)
 		return r;
-	p->nready = p->current = p->rejected = p->restart = p->unreachable = p->pending = p->previous = 0;
+	memset(c, 0, sizeof(*c));
 	for (size_t i = 0; i < p->n; i++) {
 		struct rr_endpoint *ep = &p->eps[i];
 
 		if (!ep->ready)
 			continue;
-		p->nready++;
+		c->nready++;
 		if (rr_status(ep, token)) {
-			p->unreachable++;
+			c->unreachable++;
 			snprintf(p->why, sizeof(p->why), "%.100s: %.190s", ep->url, ep->detail);
 			continue;
 		}
 		if (strcmp(ep->doc_hash, hash) == 0) {
-			p->current++;
+			c->current++;
 			continue;
 		}
 		if (restart_from && strcmp(ep->doc_hash, restart_from) == 0) {
-			p->pending++;
-			p->previous++;
+			c->pending++;
+			c->previous++;
 			continue;
 		}
 		if (!push || ep->restart_required) {
-			p->pending++;
+			c->pending++;
 			continue;
 		}
 		r = rr_push(ep, token, doc, len);
 		if (r == 0) {
 			met_inc(op->m.pushes_ok);
-			p->current++;
+			c->current++;
 		} else {
 			met_inc(op->m.pushes_failed);
 			if (r == -EINVAL)
-				p->rejected++;
+				c->rejected++;
 			else if (r == -EAGAIN)
-				p->restart++;
+				c->restart++;
 			else
-				p->unreachable++;
+				c->unreachable++;
 			snprintf(p->why, sizeof(p->why), "%.100s: %.190s", ep->url, ep->detail);
 		}
 	}
 	return 0;
 }
 
-/* The canary plan's input from what was observed: the StatefulSet (NULL
- * before it exists) and, once known, the router pods (`p`, NULL before the
- * routers were asked).  The canary is the highest ordinal; it is healthy
- * when it is Ready, runs the new template and reports `hash` without
- * needing a restart. */
-static void canary_observe(const json_t *rc, const json_t *sts, const char *restart_hash, const struct pushres *p,
-			   const char *hash, struct rr_canary_in *in)
+static json_int_t spec_replicas(const json_t *rc)
+{
+	const json_t *v = json_object_get(json_object_get(rc, "spec"), "replicas");
+
+	return json_is_integer(v) ? json_integer_value(v) : 1;
+}
+
+/* The canary plan's input from the StatefulSet as read (`sts`, NULL before
+ * it exists); canary_healthy_ms is -1 (the routers were not asked yet).
+ * Borrows everything.  Thread-safe. */
+static void canary_observe(const json_t *rc, const json_t *sts, const char *restart_hash, struct rr_canary_in *in)
 {
 	const json_t *ru =
 		json_object_get(json_object_get(json_object_get(sts, "spec"), "updateStrategy"), "rollingUpdate");
 	const char *tmpl = template_restart_hash(sts);
-	char canary[300];
 
 	memset(in, 0, sizeof(*in));
-	in->replicas = json_is_integer(json_object_get(json_object_get(rc, "spec"), "replicas"))
-			       ? json_integer_value(json_object_get(json_object_get(rc, "spec"), "replicas"))
-			       : 1;
+	in->replicas = spec_replicas(rc);
 	in->new_rollout = sts && tmpl && strcmp(tmpl, restart_hash) != 0;
 	in->partition = int_at(ru, "partition");
 	in->canary_seconds = rollout_int(rc, "canarySeconds", 30);
 	in->canary_healthy_ms = -1;
-	snprintf(canary, sizeof(canary), "%s-%lld", md_str(rc, "name"), (long long)in->replicas - 1);
-	for (size_t i = 0; p && i < p->n; i++) {
+}
+
+/* How long the canary (the highest ordinal) has been healthy: Ready, on the
+ * new template, reporting `hash` without needing a restart; -1 when it is
+ * not.  Reads the clock.  Thread-safe. */
+static int64_t canary_health(const json_t *rc, const struct pushres *p, const char *restart_hash, const char *hash)
+{
+	char canary[300];
+	int64_t ms = -1;
+
+	snprintf(canary, sizeof(canary), "%s-%lld", md_str(rc, "name"), (long long)spec_replicas(rc) - 1);
+	for (size_t i = 0; i < p->n; i++) {
 		const struct rr_endpoint *ep = &p->eps[i];
 
 		if (strcmp(ep->pod, canary) == 0 && ep->ready && ep->reachable && !ep->restart_required &&
 		    strcmp(ep->restart_hash, restart_hash) == 0 && strcmp(ep->doc_hash, hash) == 0)
-			in->canary_healthy_ms = ep->ready_since_ms ? util_now_ms() - ep->ready_since_ms : 0;
+			ms = ep->ready_since_ms ? util_now_ms() - ep->ready_since_ms : 0;
 	}
-}
-
-/* The second half of a canary rollout: once the canary (the highest
- * ordinal, updated under `partition`) has been healthy for canarySeconds,
- * apply partition 0 so the StatefulSet updates the rest.  A canary that never
- * becomes healthy is rolled back by the progress deadline instead, and the
- * pods below the partition are never restarted.  *stage says where the
- * rollout is. */
-static int promote_canary(struct op *op, const json_t *rc, const struct rr_render *r, const struct pushres *p,
-			  json_int_t partition, enum rr_stage *stage)
-{
-	struct rr_canary_in in;
-	char path[700];
-	int ret;
-
-	if (partition <= 0)
-		return 0;
-	canary_observe(rc, NULL, r->restart_hash, p, r->hash, &in);
-	in.partition = partition;
-	if (rr_plan_partition(&in, stage) != 0 || *stage != RR_STAGE_PROMOTED)
-		return 0;
-	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", md_str(rc, "namespace"),
-		 md_str(rc, "name"));
-	ret = apply_obj(op, path, rr_statefulset(rc, &r->cfg, r->restart_hash, op->router_image, 0));
-	if (ret == 0)
-		note(op, rc, "Normal", "CanaryPromoted",
-		     "canary pod %s-%lld has run config %.12s for %llds: updating the other router pods",
-		     md_str(rc, "name"), (long long)in.replicas - 1, r->hash, (long long)in.canary_healthy_ms / 1000);
-	return ret;
+	return ms;
 }
 
 /* Which pod runs which config, for status.routers (new reference, NULL on
@@ -658,14 +640,16 @@ static json_t *routers_json(const struct pushres *p)
 
 /* A spec that fails validation: only the Valid condition changes (the
  * other conditions still describe the last good config, which keeps
- * running); the Warning Event is sent once per distinct problem. */
+ * running); the Warning Event is sent once per distinct problem.  Borrows
+ * everything.  Returns 0 or -errno. */
 static int invalid_status(struct op *op, const json_t *rc, const struct rr_render *r, json_int_t gen)
 {
 	const json_t *old_status = json_object_get(rc, "status"), *ov = find_cond(rc, "Valid");
-	json_t *status, *conds, *valid, *oc;
+	json_t *status = NULL, *conds = NULL, *valid = NULL, *oc;
 	char msg[1024];
 	struct cond c;
 	size_t i;
+	int ret = -ENOMEM;
 
 	report_message(&r->report, msg, sizeof(msg));
 	cond_set(&c, "Valid", "False", "InvalidConfig", "%s", msg);
@@ -678,389 +662,655 @@ static int invalid_status(struct op *op, const json_t *rc, const struct rr_rende
 	valid = conditions_json(old_status, &c, 1, gen);
 	status = old_status ? json_deep_copy(old_status) : json_object();
 	conds = json_array();
-	if (!valid || !status || !conds) {
-		json_decref(valid);
-		json_decref(status);
-		json_decref(conds);
-		return -ENOMEM;
-	}
-	json_array_append(conds, json_array_get(valid, 0));
+	if (!valid || !status || !conds || json_array_append(conds, json_array_get(valid, 0)))
+		goto out;
 	json_array_foreach (json_object_get(old_status, "conditions"), i, oc) {
 		const char *t = json_string_value(json_object_get(oc, "type"));
 
-		if (!t || strcmp(t, "Valid") != 0)
-			json_array_append(conds, oc);
+		if ((!t || strcmp(t, "Valid") != 0) && json_array_append(conds, oc))
+			goto out;
 	}
+	if (json_object_set(status, "conditions", conds) ||
+	    json_object_set_new(status, "observedGeneration", json_integer(gen)))
+		goto out;
+	ret = write_status(op, "routerconfigs", "RouterConfig", rc, status);
+	status = NULL; /* stolen */
+out:
 	json_decref(valid);
-	json_object_set_new(status, "conditions", conds);
-	json_object_set_new(status, "observedGeneration", json_integer(gen));
-	return write_status(op, "routerconfigs", "RouterConfig", rc, status);
+	json_decref(status);
+	json_decref(conds);
+	return ret;
+}
+
+/*
+ * One RouterConfig reconcile: observe -> plan -> act -> report.  The
+ * decisions are rp_plan(), rp_plan_outcome() and rp_report() (rec_plan.c,
+ * pure); the functions below read (observe_*), write (act_*) and report
+ * (report_*) what they decide.  Each takes the reconcile's `struct obs`
+ * (owned by rec_routerconfig(), which frees it), borrows the plan structs,
+ * and is called by the one reconcile worker: thread-safe across
+ * reconciles, never for one `obs` from two threads.
+ */
+
+/* Everything one reconcile reads and owns until obs_free(), and the facts
+ * rp_plan() takes (`f`, borrowing strings from here).  Owned by the one
+ * reconcile that fills it: not shared between threads. */
+struct obs {
+	const char *ns, *name;
+	json_t *rc, *cm, *prev_cm, *sts;
+	json_int_t gen;
+	struct rr_render r;
+	char *cur_doc; /* the document <name>-config holds, NULL when none */
+	size_t cur_len;
+	char cur_doc_hash[65], cur_restart[65];
+	char token[65];	     /* the admin token: a secret, wiped by obs_free() */
+	json_t *last_reload; /* status.lastReload, as this reconcile rewrites it */
+	char when[32];
+	struct pushres *p;
+	struct sts_state ss;
+	/* config-previous as it is after this reconcile's writes, loaded by
+	 * load_previous() */
+	int prev_err; /* 1: not loaded yet; else what load_previous() returns */
+	char *prev_owned;
+	const char *prev_doc;
+	size_t prev_len;
+	char prev_hash[65], prev_restart[65];
+	int prev_restart_ok;
+	struct cfg prev_cfg;
+	struct rp_obs f;
+};
+
+static void obs_free(struct obs *o)
+{
+	sodium_memzero(o->token, sizeof(o->token));
+	json_decref(o->last_reload);
+	json_decref(o->rc);
+	json_decref(o->cm);
+	json_decref(o->prev_cm);
+	json_decref(o->sts);
+	free(o->cur_doc);
+	free(o->prev_owned);
+	free(o->p);
+	if (o->prev_err == 0)
+		cfg_free(&o->prev_cfg);
+	rr_free(&o->r);
+}
+
+/* Read the RouterConfig itself, not the cache: decisions below depend on
+ * the status this operator wrote a moment ago (rejectedConfigHash), which
+ * the watch may not have delivered yet.  o->rc stays NULL when it is gone
+ * or being deleted.  Returns 0 or the API error. */
+static int observe_routerconfig(struct op *op, struct obs *o) SB_MUST_CHECK;
+
+static int observe_routerconfig(struct op *op, struct obs *o)
+{
+	char path[700];
+	int ret;
+
+	snprintf(path, sizeof(path), OP_GROUP_PATH "/namespaces/%s/routerconfigs/%s", o->ns, o->name);
+	ret = op_informer(op, OP_RC, o->ns) ? get_opt(op, path, &o->rc) : 0;
+	if (ret) {
+		log_warn("cannot read the RouterConfig", "namespace", o->ns, "name", o->name, "error", strerror(-ret));
+		return ret;
+	}
+	if (o->rc && md_str(o->rc, "deletionTimestamp")) {
+		json_decref(o->rc);
+		o->rc = NULL;
+	}
+	return 0;
+}
+
+/* The facts about the change from the ConfigMap's document to the rendered
+ * one: its hash, and (when the annotation differs) whether the change is
+ * restart-class and the document's restart hash.  An unreadable document
+ * takes a restart, the safe path. */
+static void observe_cm_change(struct obs *o)
+{
+	struct cfg old;
+	struct cfg_report rep;
+	struct cfg_diff d = {0};
+
+	util_sha256_hex(o->cur_doc, o->cur_len, o->cur_doc_hash);
+	o->f.cm_doc_hash = o->cur_doc_hash;
+	o->f.cm_restart = o->cur_restart;
+	if (o->f.cm_hash && strcmp(o->f.cm_hash, o->r.hash) == 0)
+		return;
+	cfg_report_init(&rep);
+	if (cfg_parse_doc(&old, o->cur_doc, o->cur_len, NULL, NULL, &rep) == 0) {
+		if (cfg_diff(&old, &o->r.cfg, &d) == 0)
+			o->f.cm_restart_class = d.restart;
+		if (cfg_restart_hash(&old, o->cur_restart))
+			o->cur_restart[0] = '\0';
+		cfg_diff_free(&d);
+		cfg_free(&old);
+	} else {
+		o->f.cm_restart_class = 1;
+	}
+	cfg_report_free(&rep);
+}
+
+/* Render the spec and read <name>-config (what runs now).  Returns 0 or
+ * -errno. */
+static int observe_spec(struct op *op, struct obs *o) SB_MUST_CHECK;
+
+static int observe_spec(struct op *op, struct obs *o)
+{
+	const json_t *old_status = json_object_get(o->rc, "status"), *spec = json_object_get(o->rc, "spec");
+	char path[700];
+	int ret;
+
+	o->gen = json_integer_value(json_object_get(json_object_get(o->rc, "metadata"), "generation"));
+	o->last_reload = json_incref(json_object_get(old_status, "lastReload"));
+	now_rfc3339(o->when);
+	ret = rr_render(op, o->rc, &o->r);
+	if (ret)
+		return ret;
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
+	ret = get_opt(op, path, &o->cm);
+	if (!ret && o->cm)
+		ret = rr_configmap_doc(o->cm, &o->cur_doc, &o->cur_len);
+	if (ret && ret != -ENOENT)
+		return ret;
+	o->f.valid = o->r.valid;
+	o->f.auto_rollback = !json_is_false(json_object_get(json_object_get(spec, "rollout"), "autoRollback"));
+	for (size_t i = 0; i < o->r.nagents; i++)
+		if (strcmp(o->r.agents[i].reason, "TokenSecretInvalid") == 0)
+			o->f.token_secret_invalid = 1;
+	o->f.hash = o->r.hash;
+	o->f.restart_hash = o->r.restart_hash;
+	o->f.rejected_hash = json_string_value(json_object_get(old_status, "rejectedConfigHash"));
+	o->f.had_config = json_string_value(json_object_get(old_status, "configHash")) != NULL;
+	o->f.cm_exists = o->cm != NULL;
+	o->f.cm_has_doc = o->cur_doc != NULL;
+	o->f.cm_hash = json_string_value(json_object_get(
+		json_object_get(json_object_get(o->cm, "metadata"), "annotations"), "switchboard.dev/config-hash"));
+	o->f.cm_doc_hash = "";
+	o->f.cm_restart = "";
+	if (o->cur_doc && o->r.valid) /* o->r.cfg exists only then */
+		observe_cm_change(o);
+	return 0;
+}
+
+/* The rest of the world, once the spec is valid: the admin token, the
+ * annotations of <name>-config-previous, the StatefulSet and its canary.
+ * Returns 0 or -errno. */
+static int observe_world(struct op *op, struct obs *o) SB_MUST_CHECK;
+
+static int observe_world(struct op *op, struct obs *o)
+{
+	const json_t *ann;
+	char path[700];
+	int ret = admin_token(op, o->rc, o->token);
+
+	if (ret)
+		return ret;
+	o->p = calloc(1, sizeof(*o->p));
+	if (!o->p)
+		return -ENOMEM;
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", o->ns, o->name);
+	ret = get_opt(op, path, &o->prev_cm);
+	if (ret)
+		return ret;
+	ann = json_object_get(json_object_get(o->prev_cm, "metadata"), "annotations");
+	o->f.prev_hash = json_string_value(json_object_get(ann, "switchboard.dev/config-hash"));
+	o->f.prev_restart = json_string_value(json_object_get(ann, "switchboard.dev/restart-hash"));
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
+	ret = get_opt(op, path, &o->sts);
+	if (ret)
+		return ret;
+	canary_observe(o->rc, o->sts, o->r.restart_hash, &o->f.canary);
+	return 0;
+}
+
+/* The document config-previous holds once this reconcile's writes are done
+ * (the ConfigMap's document when the plan saves it), parsed once into
+ * o->prev_cfg with its hash and restart hash.  Returns 0, -ENOENT when
+ * there is none, -EBADMSG when it does not parse. */
+static int load_previous(struct obs *o, const struct rp_plan *plan) SB_MUST_CHECK;
+
+static int load_previous(struct obs *o, const struct rp_plan *plan)
+{
+	struct cfg_report rep;
+
+	if (o->prev_err <= 0)
+		return o->prev_err;
+	o->prev_err = -ENOENT;
+	if (plan->save_previous) {
+		o->prev_doc = o->cur_doc;
+		o->prev_len = o->cur_len;
+	} else if (o->prev_cm && rr_configmap_doc(o->prev_cm, &o->prev_owned, &o->prev_len) == 0) {
+		o->prev_doc = o->prev_owned;
+	}
+	if (!o->prev_doc)
+		return o->prev_err;
+	util_sha256_hex(o->prev_doc, o->prev_len, o->prev_hash);
+	cfg_report_init(&rep);
+	o->prev_err = cfg_parse_doc(&o->prev_cfg, o->prev_doc, o->prev_len, NULL, NULL, &rep) ? -EBADMSG : 0;
+	if (!o->prev_err)
+		o->prev_restart_ok = cfg_restart_hash(&o->prev_cfg, o->prev_restart) == 0;
+	cfg_report_free(&rep);
+	return o->prev_err;
+}
+
+/* The new lastReload (kind Hot/Restart, result), at this reconcile's
+ * time.  Returns 0 or -ENOMEM. */
+static int set_last_reload(struct obs *o, const char *kind, const char *result) SB_MUST_CHECK;
+
+static int set_last_reload(struct obs *o, const char *kind, const char *result)
+{
+	json_t *lr = json_pack("{s:s,s:s,s:s}", "kind", kind, "time", o->when, "result", result);
+
+	if (!lr)
+		return -ENOMEM;
+	json_decref(o->last_reload);
+	o->last_reload = lr;
+	return 0;
+}
+
+/* The ConfigMaps the plan writes, and the Event of a ConfigMap repaired.
+ * Returns 0 or -errno. */
+static int act_configmaps(struct op *op, struct obs *o, const struct rp_plan *plan) SB_MUST_CHECK;
+
+static int act_configmaps(struct op *op, struct obs *o, const struct rp_plan *plan)
+{
+	char path[700];
+	int ret;
+
+	if (plan->save_previous) {
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", o->ns, o->name);
+		ret = apply_obj(
+			op, path,
+			rr_configmap(o->rc, "config-previous", o->cur_doc, o->cur_len, o->f.cm_hash, o->cur_restart));
+		if (ret)
+			return ret;
+	}
+	if (plan->write_config) {
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
+		ret = apply_obj(op, path,
+				rr_configmap(o->rc, "config", o->r.doc, o->r.len, o->r.hash, o->r.restart_hash));
+		if (ret)
+			return ret;
+	}
+	if (plan->drift == RP_DRIFT_EDITED)
+		note(op, o->rc, "Warning", "DriftRepaired",
+		     "ConfigMap %s-config was edited outside the RouterConfig: restored config %.12s", o->name,
+		     o->r.hash);
+	else if (plan->drift == RP_DRIFT_DELETED)
+		note(op, o->rc, "Warning", "DriftRepaired",
+		     "ConfigMap %s-config was deleted outside the RouterConfig: recreated with config %.12s", o->name,
+		     o->r.hash);
+	return 0;
+}
+
+/* The Services, the PodDisruptionBudget and the StatefulSet (at the
+ * plan's partition); the Deployment of an earlier version goes.  Returns 0
+ * or -errno. */
+static int act_workload(struct op *op, struct obs *o, const struct rp_plan *plan) SB_MUST_CHECK;
+
+static int act_workload(struct op *op, struct obs *o, const struct rp_plan *plan)
+{
+	int had = o->cm != NULL;
+	char path[700];
+	int ret;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", o->ns, o->name);
+	ret = apply_owned(op, o->rc, had, path, "Service", rr_service(o->rc, &o->r.cfg));
+	snprintf(path, sizeof(path), "/apis/policy/v1/namespaces/%s/poddisruptionbudgets/%s", o->ns, o->name);
+	if (!ret)
+		ret = apply_owned(op, o->rc, had, path, "PodDisruptionBudget", rr_pdb(o->rc));
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s-peers", o->ns, o->name);
+	if (!ret)
+		ret = apply_owned(op, o->rc, had, path, "Service", rr_peer_service(o->rc, &o->r.cfg));
+	if (ret)
+		return ret;
+	note_scale_drift(op, o->rc, o->sts);
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
+	ret = apply_owned(op, o->rc, had, path, "StatefulSet",
+			  rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, plan->partition));
+	if (!ret && !o->sts)
+		ret = delete_legacy_deployment(op, o->ns, o->name);
+	return ret;
+}
+
+/* Everything rp_plan() decided before the push.  Returns 0 or -errno. */
+static int act_plan(struct op *op, struct obs *o, const struct rp_plan *plan) SB_MUST_CHECK;
+
+static int act_plan(struct op *op, struct obs *o, const struct rp_plan *plan)
+{
+	int ret;
+
+	if (!plan->apply_objects)
+		return 0;
+	ret = act_configmaps(op, o, plan);
+	if (!ret)
+		ret = act_workload(op, o, plan);
+	if (ret || !plan->rolling_restart)
+		return ret;
+	met_inc(op->m.rolling_restarts);
+	ret = set_last_reload(o, "Restart", "Progressing");
+	if (ret)
+		return ret;
+	note(op, o->rc, "Normal", "RollingRestart",
+	     "restart-class fields changed: rolling the StatefulSet to config %.12s (restart hash %.12s)", o->r.hash,
+	     o->r.restart_hash);
+	return 0;
+}
+
+/* Ask every router and push the plan's document.  Returns 0 or -errno. */
+static int act_push(struct op *op, struct obs *o, const struct rp_plan *plan) SB_MUST_CHECK;
+
+static int act_push(struct op *op, struct obs *o, const struct rp_plan *plan)
+{
+	if (plan->push_current)
+		return converge(op, o->rc, o->token, o->cur_doc, o->cur_len, o->f.cm_hash ?: "", plan->push,
+				plan->restart_from, o->p);
+	return converge(op, o->rc, o->token, o->r.doc, o->r.len, o->r.hash, plan->push, plan->restart_from, o->p);
+}
+
+/* What rp_plan_outcome() takes, after the push: the StatefulSet (read
+ * again when this reconcile created it), whether its rollout is stalled
+ * (reads the clock), the canary's health and config-previous.  Returns 0
+ * or -errno. */
+static int observe_after(struct op *op, struct obs *o, const struct rp_plan *plan, struct rp_after *a) SB_MUST_CHECK;
+
+static int observe_after(struct op *op, struct obs *o, const struct rp_plan *plan, struct rp_after *a)
+{
+	const char *tmpl;
+	char path[700];
+	int ret;
+
+	memset(a, 0, sizeof(*a));
+	a->push = o->p->c;
+	if (plan->apply_objects && !o->sts) {
+		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
+		ret = get_opt(op, path, &o->sts);
+		if (ret)
+			return ret;
+	}
+	sts_observe(o->sts, &o->ss);
+	a->stalled = rollout_stalled(o->rc, o->last_reload, &o->ss);
+	tmpl = template_restart_hash(o->sts);
+	a->has_template = tmpl != NULL;
+	a->template_is_rendered = tmpl && strcmp(tmpl, o->r.restart_hash) == 0;
+	a->canary_healthy_ms = canary_health(o->rc, o->p, o->r.restart_hash, o->r.hash);
+	if (a->stalled && load_previous(o, plan) == 0)
+		a->previous_restorable = o->prev_restart_ok && strcmp(o->prev_restart, o->r.restart_hash) != 0;
+	return 0;
+}
+
+/* A hot change the routers refused: ConfigRejected, and with a rollback the
+ * ConfigMap's document goes back to the ConfigMap and every router.
+ * Returns 0 or -errno. */
+static int act_refused(struct op *op, struct obs *o, const struct rp_outcome *out) SB_MUST_CHECK;
+
+static int act_refused(struct op *op, struct obs *o, const struct rp_outcome *out)
+{
+	struct pushres *p = o->p;
+	char path[700];
+	int ret;
+
+	met_inc(op->m.rejections);
+	note(op, o->rc, "Warning", "ConfigRejected", "%zu of %zu routers refused config %.12s: %s",
+	     p->c.rejected + p->c.restart, p->c.nready, o->r.hash, p->why);
+	if (out->hot != RP_HOT_ROLLBACK)
+		return 0;
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
+	ret = apply_obj(op, path,
+			rr_configmap(o->rc, "config", o->cur_doc, o->cur_len, o->f.cm_hash, o->r.restart_hash));
+	if (!ret)
+		ret = converge(op, o->rc, o->token, o->cur_doc, o->cur_len, o->f.cm_hash, 1, NULL, p);
+	if (ret)
+		return ret;
+	met_inc(op->m.rollbacks);
+	ret = set_last_reload(o, "Hot", "RolledBack");
+	if (ret)
+		return ret;
+	note(op, o->rc, "Warning", "RolledBack", "restored the last good config %.12s", o->f.cm_hash);
+	return 0;
+}
+
+/* What the push says about a hot change.  Returns 0 or -errno. */
+static int act_hot(struct op *op, struct obs *o, const struct rp_outcome *out) SB_MUST_CHECK;
+
+static int act_hot(struct op *op, struct obs *o, const struct rp_outcome *out)
+{
+	int ret;
+
+	switch (out->hot) {
+	case RP_HOT_NONE:
+		return 0;
+	case RP_HOT_REFUSED:
+	case RP_HOT_ROLLBACK:
+		return act_refused(op, o, out);
+	case RP_HOT_RELOADED:
+		met_inc(op->m.hot_reloads);
+		ret = set_last_reload(o, "Hot", "Succeeded");
+		if (ret)
+			return ret;
+		note(op, o->rc, "Normal", "HotReload", "config %.12s applied in place to %zu routers", o->r.hash,
+		     o->p->c.nready);
+		return 0;
+	}
+	return 0;
+}
+
+/* A rolling restart that cannot finish: config-previous goes back to the
+ * ConfigMap and the StatefulSet, and the pods of the bad revision are
+ * deleted (a StatefulSet waits forever for a broken pod to become Ready
+ * before it replaces it).  Returns 0 or -errno. */
+static int act_restart_rollback(struct op *op, struct obs *o) SB_MUST_CHECK;
+
+static int act_restart_rollback(struct op *op, struct obs *o)
+{
+	char path[700];
+	int ret;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
+	ret = apply_obj(op, path,
+			rr_configmap(o->rc, "config", o->prev_doc, o->prev_len, o->prev_hash, o->prev_restart));
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
+	if (!ret)
+		ret = apply_obj(op, path, rr_statefulset(o->rc, &o->prev_cfg, o->prev_restart, op->router_image, 0));
+	if (!ret)
+		ret = delete_pods_with(op, o->rc, o->r.restart_hash);
+	if (ret)
+		return ret;
+	met_inc(op->m.rollbacks);
+	ret = set_last_reload(o, "Restart", "RolledBack");
+	if (ret)
+		return ret;
+	note(op, o->rc, "Warning", "RolledBack",
+	     "the rollout did not become available within its deadline; restored config %.12s (restart hash %.12s)",
+	     o->prev_hash, o->prev_restart);
+	return 0;
+}
+
+/* The second half of a canary rollout: the canary has been healthy for
+ * canarySeconds, so partition 0 lets the StatefulSet update the rest.
+ * Returns 0 or -errno. */
+static int act_promote(struct op *op, struct obs *o, const struct rp_after *a) SB_MUST_CHECK;
+
+static int act_promote(struct op *op, struct obs *o, const struct rp_after *a)
+{
+	char path[700];
+	int ret;
+
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
+	ret = apply_obj(op, path, rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, 0));
+	if (ret == 0)
+		note(op, o->rc, "Normal", "CanaryPromoted",
+		     "canary pod %s-%lld has run config %.12s for %llds: updating the other router pods", o->name,
+		     (long long)o->f.canary.replicas - 1, o->r.hash, (long long)a->canary_healthy_ms / 1000);
+	return ret;
+}
+
+/* Everything rp_plan_outcome() decided.  Returns 0 or -errno. */
+static int act_outcome(struct op *op, struct obs *o, const struct rp_outcome *out,
+		       const struct rp_after *a) SB_MUST_CHECK;
+
+static int act_outcome(struct op *op, struct obs *o, const struct rp_outcome *out, const struct rp_after *a)
+{
+	int ret = act_hot(op, o, out);
+
+	if (ret)
+		return ret;
+	if (out->step == RP_STEP_ROLLBACK)
+		return act_restart_rollback(op, o);
+	if (out->step == RP_STEP_PROMOTE)
+		return act_promote(op, o, a);
+	return 0;
+}
+
+/* The hash rp_report() names as `t`. */
+static const char *target_hash(const struct obs *o, enum rp_target t)
+{
+	if (t == RP_TARGET_PREVIOUS)
+		return o->prev_hash;
+	if (t == RP_TARGET_CURRENT)
+		return o->f.cm_hash ?: "";
+	return o->r.hash;
+}
+
+/* The four conditions: Valid, ConfigApplied, Available, Progressing. */
+static void report_conditions(const struct obs *o, const struct rp_report *rep, struct cond c[4])
+{
+	const struct rp_push *n = &o->p->c;
+	const char *t = target_hash(o, rep->target), *st = rp_reason_status(rep->reason),
+		   *why = rp_reason_name(rep->reason);
+
+	cond_set(&c[0], "Valid", "True", "Valid", "the spec passed validation (%zu agents)", o->r.naccepted);
+	if (rep->reason == RP_REASON_ROLLED_BACK)
+		cond_set(&c[1], "ConfigApplied", st, why,
+			 "config %.12s was refused or did not roll out; the routers run the last good config %.12s",
+			 o->r.hash, t);
+	else if (rep->reason == RP_REASON_NO_READY)
+		cond_set(&c[1], "ConfigApplied", st, why, "no ready router pods yet");
+	else if (rep->reason == RP_REASON_ALL_CURRENT)
+		cond_set(&c[1], "ConfigApplied", st, why, "%zu of %zu ready routers run config %.12s", n->current,
+			 n->nready, t);
+	else if (rep->reason == RP_REASON_ROLLOUT)
+		cond_set(&c[1], "ConfigApplied", st, why,
+			 "%zu of %zu ready routers run config %.12s; the rest apply it when restarted", n->current,
+			 n->nready, t);
+	else
+		cond_set(&c[1], "ConfigApplied", st, why, "%zu of %zu ready routers run config %.12s%s%s", n->current,
+			 n->nready, t, n->unreachable ? "; unreachable: " : "", n->unreachable ? o->p->why : "");
+	workload_conditions(&o->ss, rep->stalled, rep->stage, o->rc, &c[2], &c[3]);
+}
+
+/* The RouterConfig's status (new reference, NULL on ENOMEM). */
+static json_t *report_status_json(const struct obs *o, const struct rp_report *rep, const struct cond c[4])
+{
+	const json_t *ds = json_object_get(o->sts, "status");
+	const char *t = target_hash(o, rep->target);
+	const char *restart = rep->restart == RP_TARGET_PREVIOUS ? o->prev_restart : o->r.restart_hash;
+	json_t *status;
+
+	if (rep->restart_from_template)
+		restart = template_restart_hash(o->sts);
+	status = json_pack("{s:I,s:o,s:s,s:s%,s:s,s:I,s:I,s:I,s:I,s:o}", "observedGeneration", o->gen, "conditions",
+			   conditions_json(json_object_get(o->rc, "status"), c, 4, o->gen), "configHash", t,
+			   "configHashShort", t, (size_t)12, "restartHash", restart, "agents",
+			   (json_int_t)o->r.naccepted, "replicas", json_integer_value(json_object_get(ds, "replicas")),
+			   "readyReplicas", json_integer_value(json_object_get(ds, "readyReplicas")), "updatedReplicas",
+			   json_integer_value(json_object_get(ds, "updatedReplicas")), "routers", routers_json(o->p));
+	if (!status)
+		return NULL;
+	if (json_object_set_new(status, "volume", json_string(rr_ephemeral(o->rc) ? "Ephemeral" : "Persistent")) ||
+	    (o->last_reload && json_object_set(status, "lastReload", o->last_reload)) ||
+	    (rep->rolled_back && json_object_set_new(status, "rejectedConfigHash", json_string(o->r.hash)))) {
+		json_decref(status);
+		return NULL;
+	}
+	return status;
+}
+
+/* Status, condition gauges, the Agents' statuses.  Returns 0 or the first
+ * error (the later steps are done anyway). */
+static int report_routerconfig(struct op *op, struct obs *o, const struct rp_plan *plan, const struct rp_report *rep,
+			       struct cond c[4])
+{
+	int ret;
+
+	report_conditions(o, rep, c);
+	ret = write_status(op, "routerconfigs", "RouterConfig", o->rc, report_status_json(o, rep, c));
+	for (size_t i = 0; i < 4; i++)
+		if (op_cond_set(op, o->ns, o->name, c[i].type, c[i].status))
+			ret = ret ? ret : -ENOMEM;
+	if (agent_statuses(op, o->rc, &o->r, rep->agents_current,
+			   rep->agents_previous && load_previous(o, plan) == 0 ? &o->prev_cfg : NULL) &&
+	    !ret)
+		ret = -EAGAIN;
+	return ret;
+}
+
+/* The reconcile after the spec was found valid: plan, act, push, plan
+ * the outcome, act, report.  Returns 0 or -errno. */
+static int reconcile_valid(struct op *op, struct obs *o, const struct rp_plan *plan, int64_t *requeue_ms) SB_MUST_CHECK;
+
+static int reconcile_valid(struct op *op, struct obs *o, const struct rp_plan *plan, int64_t *requeue_ms)
+{
+	struct rp_after after;
+	struct rp_outcome out;
+	struct rp_report rep;
+	struct cond c[4];
+	char n[32];
+	int ret = act_plan(op, o, plan);
+
+	ret = ret ?: act_push(op, o, plan);
+	ret = ret ?: observe_after(op, o, plan, &after);
+	if (ret)
+		return ret;
+	rp_plan_outcome(&o->f, plan, &after, &out);
+	ret = act_outcome(op, o, &out, &after);
+	if (ret)
+		return ret;
+	rp_report(&o->f, plan, &out, &after, &o->p->c, &rep);
+	ret = report_routerconfig(op, o, plan, &rep, c);
+	*requeue_ms = rep.requeue_ms;
+	snprintf(n, sizeof(n), "%zu", o->r.naccepted);
+	log_info("reconciled", "kind", "RouterConfig", "namespace", o->ns, "name", o->name, "config_hash",
+		 target_hash(o, rep.target), "config_applied", c[1].status, "n:agents", n);
+	return ret;
 }
 
 int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *requeue_ms)
 {
-	struct kc_informer *inf = op_informer(op, OP_RC, ns);
-	json_t *rc = NULL, *cm = NULL, *prev_cm = NULL, *dep = NULL;
-	json_t *status = NULL, *last_reload = NULL;
-	const json_t *old_status, *spec;
-	struct rr_render r;
-	struct pushres *p = NULL;
-	struct cond conds[4];
-	char path[700], token[65] = "", *cur_doc = NULL, *prev_doc = NULL, when[32], msg[1024], restored_hash[65],
-			restart_from[65] = "", cur_restart[65] = "";
-	const char *cur_hash = NULL, *rejected_hash, *target_hash;
-	size_t cur_len = 0, prev_len = 0;
-	json_int_t gen;
-	int ret = 0, restart_change = 0, changed = 0, auto_rollback, rolled_back = 0, applied = 0, have_prev = 0;
-	int stalled = 0, cm_drifted = 0;
-	struct rr_canary_in cin;
-	enum rr_stage stage = RR_STAGE_NONE;
-	json_int_t partition = 0;
-	struct sts_state ss;
-	struct cfg prev_cfg;
+	struct obs o;
+	struct rp_plan plan;
+	int ret;
 
 	*requeue_ms = 0;
-	memset(&r, 0, sizeof(r));
-	/* read the RouterConfig itself, not the cache: decisions below depend on
-	 * the status this operator wrote a moment ago (rejectedConfigHash), which
-	 * the watch may not have delivered yet */
-	snprintf(path, sizeof(path), OP_GROUP_PATH "/namespaces/%s/routerconfigs/%s", ns, name);
-	ret = inf ? get_opt(op, path, &rc) : 0;
-	if (ret) {
-		log_warn("cannot read the RouterConfig", "namespace", ns, "name", name, "error", strerror(-ret));
+	memset(&o, 0, sizeof(o));
+	o.ns = ns;
+	o.name = name;
+	o.prev_err = 1;
+	ret = observe_routerconfig(op, &o);
+	if (ret)
 		return ret;
-	}
-	if (!rc || md_str(rc, "deletionTimestamp")) {
+	if (!o.rc) {
 		/* gone: ownerReferences let the garbage collector remove the rest */
-		json_decref(rc);
 		op_cond_forget(op, ns, name);
 		return 0;
 	}
-	gen = json_integer_value(json_object_get(json_object_get(rc, "metadata"), "generation"));
-	old_status = json_object_get(rc, "status");
-	spec = json_object_get(rc, "spec");
-	auto_rollback = !json_is_false(json_object_get(json_object_get(spec, "rollout"), "autoRollback"));
-	rejected_hash = json_string_value(json_object_get(old_status, "rejectedConfigHash"));
-	last_reload = json_incref(json_object_get(old_status, "lastReload"));
-	now_rfc3339(when);
-
-	ret = rr_render(op, rc, &r);
+	ret = observe_spec(op, &o);
+	if (!ret && o.f.valid)
+		ret = observe_world(op, &o);
 	if (ret)
 		goto out;
-
-	/* what runs now */
-	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", ns, name);
-	ret = get_opt(op, path, &cm);
-	if (!ret && cm)
-		ret = rr_configmap_doc(cm, &cur_doc, &cur_len);
-	if (ret == -ENOENT)
-		ret = 0;
-	if (ret)
-		goto out;
-	cur_hash = json_string_value(json_object_get(json_object_get(json_object_get(cm, "metadata"), "annotations"),
-						     "switchboard.dev/config-hash"));
-
-	if (!r.valid) {
-		ret = invalid_status(op, rc, &r, gen);
+	rp_plan(&o.f, &plan);
+	if (plan.action == RP_HOLD) {
+		/* nothing else is touched: the last good config keeps running */
+		ret = invalid_status(op, o.rc, &o.r, o.gen);
 		if (op_cond_set(op, ns, name, "Valid", "False"))
 			log_debug("condition gauges not updated");
 		goto out;
 	}
-
-	ret = admin_token(op, rc, token);
-	if (ret)
-		goto out;
-	p = calloc(1, sizeof(*p));
-	if (!p) {
-		ret = -ENOMEM;
-		goto out;
-	}
-
-	if (rejected_hash && strcmp(rejected_hash, r.hash) == 0 && cur_doc) {
-		/* this exact config was refused and rolled back: keep the old one
-		 * until the spec or the Agents change */
-		rolled_back = 1;
-	} else {
-		changed = !cur_hash || strcmp(cur_hash, r.hash) != 0;
-		if (!changed && cur_doc) {
-			char have[65];
-
-			/* the annotation is ours, the bytes may not be: a hand edit of the
-			 * document is restored, not treated as a new config */
-			util_sha256_hex(cur_doc, cur_len, have);
-			cm_drifted = strcmp(have, r.hash) != 0;
-		}
-		if (changed && cur_doc) {
-			struct cfg old;
-			struct cfg_report rep;
-			struct cfg_diff d = {0};
-
-			cfg_report_init(&rep);
-			if (cfg_parse_doc(&old, cur_doc, cur_len, NULL, NULL, &rep) == 0) {
-				if (cfg_diff(&old, &r.cfg, &d) == 0)
-					restart_change = d.restart;
-				if (cfg_restart_hash(&old, cur_restart))
-					cur_restart[0] = '\0';
-				cfg_diff_free(&d);
-				cfg_free(&old);
-			} else {
-				restart_change = 1; /* unreadable: a restart is the safe path */
-			}
-			cfg_report_free(&rep);
-		}
-		if (changed && restart_change) {
-			/* remember the last good document for a rollback */
-			snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", ns, name);
-			ret = apply_obj(op, path,
-					rr_configmap(rc, "config-previous", cur_doc, cur_len, cur_hash, cur_restart));
-			if (ret)
-				goto out;
-		}
-		if (changed || cm_drifted) {
-			snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", ns, name);
-			ret = apply_obj(op, path, rr_configmap(rc, "config", r.doc, r.len, r.hash, r.restart_hash));
-			if (ret)
-				goto out;
-		}
-		if (cm_drifted)
-			note(op, rc, "Warning", "DriftRepaired",
-			     "ConfigMap %s-config was edited outside the RouterConfig: restored config %.12s", name,
-			     r.hash);
-		else if (!cm && json_string_value(json_object_get(old_status, "configHash")))
-			note(op, rc, "Warning", "DriftRepaired",
-			     "ConfigMap %s-config was deleted outside the RouterConfig: recreated with config %.12s",
-			     name, r.hash);
-		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", ns, name);
-		ret = apply_owned(op, rc, cm != NULL, path, "Service", rr_service(rc, &r.cfg));
-		snprintf(path, sizeof(path), "/apis/policy/v1/namespaces/%s/poddisruptionbudgets/%s", ns, name);
-		if (!ret)
-			ret = apply_owned(op, rc, cm != NULL, path, "PodDisruptionBudget", rr_pdb(rc));
-		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s-peers", ns, name);
-		if (!ret)
-			ret = apply_owned(op, rc, cm != NULL, path, "Service", rr_peer_service(rc, &r.cfg));
-		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", ns, name);
-		if (!ret)
-			ret = get_opt(op, path, &dep);
-		if (!ret)
-			note_scale_drift(op, rc, dep);
-		canary_observe(rc, dep, r.restart_hash, NULL, r.hash, &cin);
-		partition = rr_plan_partition(&cin, &stage);
-		if (!ret)
-			ret = apply_owned(op, rc, cm != NULL, path, "StatefulSet",
-					  rr_statefulset(rc, &r.cfg, r.restart_hash, op->router_image, partition));
-		if (!ret && !dep)
-			ret = delete_legacy_deployment(op, ns, name);
-		if (ret)
-			goto out;
-		if (changed && restart_change) {
-			met_inc(op->m.rolling_restarts);
-			json_decref(last_reload);
-			last_reload =
-				json_pack("{s:s,s:s,s:s}", "kind", "Restart", "time", when, "result", "Progressing");
-			note(op, rc, "Normal", "RollingRestart",
-			     "restart-class fields changed: rolling the StatefulSet to config %.12s (restart hash "
-			     "%.12s)",
-			     r.hash, r.restart_hash);
-		}
-	}
-
-	target_hash = rolled_back ? cur_hash : r.hash;
-	if (!target_hash)
-		target_hash = "";
-	if (!rolled_back) {
-		/* routers still on the document before a restart-class change wait
-		 * for the rollout instead of being pushed, also when a hot change
-		 * arrives during the rollout (the previous document is written only
-		 * by restart-class changes) */
-		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", ns, name);
-		ret = get_opt(op, path, &prev_cm);
-		if (ret)
-			goto out;
-		if (prev_cm) {
-			const json_t *ann = json_object_get(json_object_get(prev_cm, "metadata"), "annotations");
-			const char *ph = json_string_value(json_object_get(ann, "switchboard.dev/config-hash"));
-			const char *pr = json_string_value(json_object_get(ann, "switchboard.dev/restart-hash"));
-
-			if (ph && pr && strcmp(pr, r.restart_hash) != 0)
-				snprintf(restart_from, sizeof(restart_from), "%s", ph);
-		}
-	}
-	ret = converge(op, rc, token, rolled_back ? cur_doc : r.doc, rolled_back ? cur_len : r.len, target_hash,
-		       !restart_change, restart_from[0] ? restart_from : NULL, p);
-	if (ret)
-		goto out;
-	if (!rolled_back && (p->rejected || p->restart) && !restart_change) {
-		met_inc(op->m.rejections);
-		note(op, rc, "Warning", "ConfigRejected", "%zu of %zu routers refused config %.12s: %s",
-		     p->rejected + p->restart, p->nready, r.hash, p->why);
-		if (auto_rollback && cur_doc) {
-			snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", ns, name);
-			ret = apply_obj(op, path,
-					rr_configmap(rc, "config", cur_doc, cur_len, cur_hash, r.restart_hash));
-			if (ret)
-				goto out;
-			ret = converge(op, rc, token, cur_doc, cur_len, cur_hash, 1, NULL, p);
-			if (ret)
-				goto out;
-			met_inc(op->m.rollbacks);
-			rolled_back = 1;
-			target_hash = cur_hash;
-			json_decref(last_reload);
-			last_reload = json_pack("{s:s,s:s,s:s}", "kind", "Hot", "time", when, "result", "RolledBack");
-			note(op, rc, "Warning", "RolledBack", "restored the last good config %.12s", cur_hash);
-		}
-	} else if (!rolled_back && changed && !restart_change && p->current == p->nready && p->nready > 0) {
-		met_inc(op->m.hot_reloads);
-		json_decref(last_reload);
-		last_reload = json_pack("{s:s,s:s,s:s}", "kind", "Hot", "time", when, "result", "Succeeded");
-		note(op, rc, "Normal", "HotReload", "config %.12s applied in place to %zu routers", r.hash, p->nready);
-	}
-
-	/* a rolling restart that cannot finish: restore the previous config */
-	if (!dep) {
-		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", ns, name);
-		ret = get_opt(op, path, &dep);
-		if (ret)
-			goto out;
-	}
-	sts_observe(dep, &ss);
-	stalled = rollout_stalled(rc, last_reload, &ss);
-	if (!rolled_back && auto_rollback && stalled && template_restart_hash(dep) &&
-	    strcmp(template_restart_hash(dep), r.restart_hash) == 0) {
-		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", ns, name);
-		ret = prev_cm ? 0 : get_opt(op, path, &prev_cm);
-		if (!ret && prev_cm && (prev_doc || rr_configmap_doc(prev_cm, &prev_doc, &prev_len) == 0)) {
-			struct cfg pc;
-			struct cfg_report rep;
-			char prev_restart[65], prev_hash[65];
-
-			cfg_report_init(&rep);
-			util_sha256_hex(prev_doc, prev_len, prev_hash);
-			if (cfg_parse_doc(&pc, prev_doc, prev_len, NULL, NULL, &rep) == 0) {
-				if (cfg_restart_hash(&pc, prev_restart) == 0 &&
-				    strcmp(prev_restart, r.restart_hash) != 0) {
-					snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", ns,
-						 name);
-					ret = apply_obj(op, path,
-							rr_configmap(rc, "config", prev_doc, prev_len, prev_hash,
-								     prev_restart));
-					snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", ns,
-						 name);
-					if (!ret)
-						ret = apply_obj(
-							op, path,
-							rr_statefulset(rc, &pc, prev_restart, op->router_image, 0));
-					if (!ret)
-						ret = delete_pods_with(op, rc, r.restart_hash);
-					if (!ret) {
-						met_inc(op->m.rollbacks);
-						rolled_back = 1;
-						json_decref(last_reload);
-						last_reload = json_pack("{s:s,s:s,s:s}", "kind", "Restart", "time",
-									when, "result", "RolledBack");
-						note(op, rc, "Warning", "RolledBack",
-						     "the rollout did not become available within its deadline; "
-						     "restored config %.12s (restart hash %.12s)",
-						     prev_hash, prev_restart);
-						snprintf(r.restart_hash, sizeof(r.restart_hash), "%s", prev_restart);
-						snprintf(restored_hash, sizeof(restored_hash), "%s", prev_hash);
-						target_hash = restored_hash;
-					}
-				}
-				cfg_free(&pc);
-			}
-			cfg_report_free(&rep);
-		}
-		if (ret)
-			goto out;
-	}
-	if (!rolled_back && !stalled) {
-		ret = promote_canary(op, rc, &r, p, partition, &stage);
-		if (ret)
-			goto out;
-	}
-	if (rolled_back && !changed && template_restart_hash(dep))
-		snprintf(r.restart_hash, sizeof(r.restart_hash), "%s", template_restart_hash(dep));
-
-	/* status */
-	applied = p->nready > 0 && p->current == p->nready;
-	cond_set(&conds[0], "Valid", "True", "Valid", "the spec passed validation (%zu agents)", r.naccepted);
-	if (rolled_back)
-		cond_set(&conds[1], "ConfigApplied", "False", "RolledBack",
-			 "config %.12s was refused or did not roll out; the routers run the last good config %.12s",
-			 r.hash, target_hash ? target_hash : "");
-	else if (p->nready == 0)
-		cond_set(&conds[1], "ConfigApplied", "False", "NoReadyRouters", "no ready router pods yet");
-	else if (applied)
-		cond_set(&conds[1], "ConfigApplied", "True", "AllRoutersCurrent",
-			 "%zu of %zu ready routers run config %.12s", p->current, p->nready, target_hash);
-	else if (restart_change || p->restart || p->pending)
-		cond_set(&conds[1], "ConfigApplied", "False", "RolloutInProgress",
-			 "%zu of %zu ready routers run config %.12s; the rest apply it when restarted", p->current,
-			 p->nready, target_hash);
-	else
-		cond_set(&conds[1], "ConfigApplied", "False", "Propagating",
-			 "%zu of %zu ready routers run config %.12s%s%s", p->current, p->nready, target_hash,
-			 p->unreachable ? "; unreachable: " : "", p->unreachable ? p->why : "");
-	workload_conditions(&ss, stalled && !rolled_back, rolled_back ? RR_STAGE_NONE : stage, rc, &conds[2],
-			    &conds[3]);
-	{
-		const json_t *ds = json_object_get(dep, "status");
-
-		status = json_pack(
-			"{s:I,s:o,s:s,s:s%,s:s,s:I,s:I,s:I,s:I,s:o}", "observedGeneration", gen, "conditions",
-			conditions_json(old_status, conds, 4, gen), "configHash", target_hash, "configHashShort",
-			target_hash, (size_t)12, "restartHash", r.restart_hash, "agents", (json_int_t)r.naccepted,
-			"replicas", json_integer_value(json_object_get(ds, "replicas")), "readyReplicas",
-			json_integer_value(json_object_get(ds, "readyReplicas")), "updatedReplicas",
-			json_integer_value(json_object_get(ds, "updatedReplicas")), "routers", routers_json(p));
-	}
-	if (status && json_object_set_new(status, "volume", json_string(rr_ephemeral(rc) ? "Ephemeral" : "Persistent")))
-		json_decref(status), status = NULL;
-	if (status && last_reload && json_object_set(status, "lastReload", last_reload))
-		json_decref(status), status = NULL;
-	if (status && rolled_back)
-		json_object_set_new(status, "rejectedConfigHash", json_string(r.hash));
-	ret = write_status(op, "routerconfigs", "RouterConfig", rc, status);
-	status = NULL;
-	for (size_t i = 0; i < 4; i++)
-		if (op_cond_set(op, ns, name, conds[i].type, conds[i].status))
-			ret = ret ? ret : -ENOMEM;
-	if (!applied && !rolled_back && p->previous && p->current + p->previous == p->nready && prev_cm &&
-	    (prev_doc || rr_configmap_doc(prev_cm, &prev_doc, &prev_len) == 0)) {
-		struct cfg_report rep;
-
-		cfg_report_init(&rep);
-		if (cfg_parse_doc(&prev_cfg, prev_doc, prev_len, NULL, NULL, &rep) == 0)
-			have_prev = 1;
-		cfg_report_free(&rep);
-	}
-	if (agent_statuses(op, rc, &r, applied && !rolled_back, have_prev ? &prev_cfg : NULL) && !ret)
-		ret = -EAGAIN;
-	if (have_prev)
-		cfg_free(&prev_cfg);
-	if (!applied)
-		*requeue_ms = CONVERGE_POLL_MS;
-	for (size_t i = 0; i < r.nagents && !*requeue_ms; i++)
-		if (strcmp(r.agents[i].reason, "TokenSecretInvalid") == 0)
-			*requeue_ms = SECRET_POLL_MS; /* Secrets are not watched: look again for the missing one */
-	snprintf(msg, sizeof(msg), "%zu", r.naccepted);
-	log_info("reconciled", "kind", "RouterConfig", "namespace", ns, "name", name, "config_hash", target_hash,
-		 "config_applied", conds[1].status, "n:agents", msg);
+	ret = reconcile_valid(op, &o, &plan, requeue_ms);
 out:
 	if (ret && ret != -ENOMEM)
 		log_warn("reconcile failed", "namespace", ns, "name", name, "error", strerror(-ret));
-	sodium_memzero(token, sizeof(token));
-	json_decref(status);
-	json_decref(last_reload);
-	json_decref(rc);
-	json_decref(cm);
-	json_decref(prev_cm);
-	json_decref(dep);
-	free(cur_doc);
-	free(prev_doc);
-	free(p);
-	rr_free(&r);
+	obs_free(&o);
 	return ret;
 }
 
