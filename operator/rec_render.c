@@ -193,87 +193,188 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(x ? x : "", y ? y : "");
 }
 
-/* Agents are taken in name order, so which of two Agents claiming one agent
- * id wins (the first by name) does not depend on cache order or replica. */
-static int collect_agents(struct op *op, const json_t *rc, const json_t *all, struct rr_render *out, json_t *docs)
+/* The Agents of `all` (borrowed) in name order, so which of two Agents
+ * claiming one agent id wins (the first by name) does not depend on cache
+ * order or replica.  *sorted is a new array of borrowed pointers (free()
+ * it).  Returns 0 or -ENOMEM. */
+static int sort_agents(const json_t *all, json_t ***sorted, size_t *n) SB_MUST_CHECK;
+
+static int sort_agents(const json_t *all, json_t ***sorted, size_t *n)
 {
-	size_t n = json_array_size(all);
-	json_t **sorted = calloc(n + 1, sizeof(json_t *));
+	*n = json_array_size(all);
+	*sorted = all ? calloc(*n + 1, sizeof(json_t *)) : NULL;
+	if (!*sorted)
+		return -ENOMEM;
+	for (size_t i = 0; i < *n; i++)
+		(*sorted)[i] = json_array_get(all, i);
+	qsort(*sorted, *n, sizeof(json_t *), name_cmp); /* NOLINT(bugprone-sizeof-expression): array of pointers */
+	return 0;
+}
+
+enum agent_verdict {
+	AV_SKIP,   /* not this router's, or being deleted: not listed */
+	AV_REJECT, /* listed, not accepted (a->reason says why) */
+	AV_TOKEN,  /* accepted if its token Secret is valid */
+	AV_ACCEPT, /* accepted */
+};
+
+/* Which way one Agent goes, as far as it is known without its token:
+ * fills `a` unless AV_SKIP.  `byid` maps the agent ids accepted so far to
+ * Agent names.  Pure; borrows everything.  Thread-safe. */
+static enum agent_verdict agent_verdict(const json_t *rc, const json_t *agent, const json_t *byid, struct rr_agent *a)
+{
 	const char *ns = md_str(rc, "namespace"), *name = md_str(rc, "name");
-	const json_t *sel = json_object_get(json_object_get(rc, "spec"), "agentSelector");
-	json_t *byid = json_object();
-	size_t i;
-	int rc_ = 0;
+	const json_t *spec = json_object_get(agent, "spec");
+	const char *ans = md_str(agent, "namespace"), *aname = md_str(agent, "name");
+	const char *ref = json_string_value(json_object_get(json_object_get(spec, "routerRef"), "name"));
+	const char *id = json_string_value(json_object_get(spec, "agentId"));
 
-	if (!all || !byid) {
-		rc_ = -ENOMEM;
-		goto out;
+	if (!ans || strcmp(ans, ns) != 0 || !ref || strcmp(ref, name) != 0 || !aname)
+		return AV_SKIP;
+	if (md_str(agent, "deletionTimestamp"))
+		return AV_SKIP; /* being deleted: drop it from the config now */
+	memset(a, 0, sizeof(*a));
+	snprintf(a->name, sizeof(a->name), "%s", aname);
+	snprintf(a->id, sizeof(a->id), "%s", id ? id : aname);
+	a->generation = json_integer_value(json_object_get(json_object_get(agent, "metadata"), "generation"));
+	if (!selector_matches(json_object_get(json_object_get(rc, "spec"), "agentSelector"),
+			      json_object_get(json_object_get(agent, "metadata"), "labels"))) {
+		snprintf(a->reason, sizeof(a->reason), "NotSelected");
+		snprintf(a->message, sizeof(a->message),
+			 "RouterConfig %s's agentSelector does not match this Agent's labels", name);
+		return AV_REJECT;
 	}
-	out->agents = calloc(n + 1, sizeof(*out->agents));
-	if (!sorted || !out->agents) {
-		rc_ = -ENOMEM;
-		goto out;
+	if (json_object_get(byid, a->id)) {
+		snprintf(a->reason, sizeof(a->reason), "DuplicateAgentId");
+		snprintf(a->message, sizeof(a->message), "agent id %s is already used by Agent %s", a->id,
+			 json_string_value(json_object_get(byid, a->id)));
+		return AV_REJECT;
 	}
-	for (i = 0; i < n; i++)
-		sorted[i] = json_array_get(all, i);
-	qsort(sorted, n, sizeof(json_t *), name_cmp); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
-	for (size_t k = 0; k < n; k++) {
-		const json_t *agent = sorted[k];
-		const json_t *spec = json_object_get(agent, "spec");
-		const char *ans = md_str(agent, "namespace"), *aname = md_str(agent, "name");
-		const char *ref = json_string_value(json_object_get(json_object_get(spec, "routerRef"), "name"));
-		const char *id = json_string_value(json_object_get(spec, "agentId"));
-		const json_t *tref = json_object_get(spec, "tokenSecretRef");
-		struct rr_agent *a;
-		char digest[65];
+	return json_is_object(json_object_get(spec, "tokenSecretRef")) ? AV_TOKEN : AV_ACCEPT;
+}
 
-		if (!ans || strcmp(ans, ns) != 0 || !ref || strcmp(ref, name) != 0 || !aname)
-			continue;
-		if (md_str(agent, "deletionTimestamp"))
-			continue; /* being deleted: drop it from the config now */
-		a = &out->agents[out->nagents++];
-		snprintf(a->name, sizeof(a->name), "%s", aname);
-		snprintf(a->id, sizeof(a->id), "%s", id ? id : aname);
-		a->generation = json_integer_value(json_object_get(json_object_get(agent, "metadata"), "generation"));
-		if (!selector_matches(sel, json_object_get(json_object_get(agent, "metadata"), "labels"))) {
-			snprintf(a->reason, sizeof(a->reason), "NotSelected");
-			snprintf(a->message, sizeof(a->message),
-				 "RouterConfig %s's agentSelector does not match this Agent's labels", name);
-			continue;
-		}
-		if (json_object_get(byid, a->id)) {
-			snprintf(a->reason, sizeof(a->reason), "DuplicateAgentId");
-			snprintf(a->message, sizeof(a->message), "agent id %s is already used by Agent %s", a->id,
-				 json_string_value(json_object_get(byid, a->id)));
-			continue;
-		}
-		if (json_is_object(tref)) {
-			int r = token_digest(op, ns, tref, digest, a->message, sizeof(a->message));
+void rr_tokens_free(struct rr_tokens *t)
+{
+	if (t->v)
+		sodium_memzero(t->v, t->n * sizeof(*t->v));
+	free(t->v);
+	memset(t, 0, sizeof(*t));
+}
 
-			if (r == -ENOMEM) {
-				rc_ = r;
-				goto out;
-			}
-			if (r) {
-				snprintf(a->reason, sizeof(a->reason), "TokenSecretInvalid");
+/* Look up one Agent's token into the next entry of `out`.  Returns the
+ * lookup's result (0 or -errno; -ENOMEM is fatal, the rest make the Agent
+ * TokenSecretInvalid). */
+static int lookup_token(struct op *op, const json_t *rc, const json_t *agent, const struct rr_agent *a,
+			struct rr_tokens *out)
+{
+	const json_t *tref = json_object_get(json_object_get(agent, "spec"), "tokenSecretRef");
+	struct rr_token *t = &out->v[out->n++];
+
+	snprintf(t->agent, sizeof(t->agent), "%s", a->name);
+	t->err = token_digest(op, md_str(rc, "namespace"), tref, t->digest, t->why, sizeof(t->why));
+	return t->err;
+}
+
+int rr_lookup_tokens(struct op *op, const json_t *rc, const json_t *all, struct rr_tokens *out)
+{
+	json_t **sorted = NULL, *byid = json_object();
+	struct rr_agent a;
+	size_t n = 0;
+	int ret = -ENOMEM;
+
+	memset(out, 0, sizeof(*out));
+	if (!byid || sort_agents(all, &sorted, &n))
+		goto out;
+	out->v = calloc(n + 1, sizeof(*out->v));
+	if (!out->v)
+		goto out;
+	ret = 0;
+	for (size_t k = 0; k < n && !ret; k++) {
+		enum agent_verdict v = agent_verdict(rc, sorted[k], byid, &a);
+
+		if (v == AV_SKIP || v == AV_REJECT)
+			continue;
+		if (v == AV_TOKEN) {
+			int r = lookup_token(op, rc, sorted[k], &a, out);
+
+			if (r == -ENOMEM)
+				ret = r;
+			if (r)
 				continue;
-			}
 		}
-		if (json_object_set_new(byid, a->id, json_string(a->name)) ||
-		    json_array_append_new(docs, agent_doc(agent, a->id, json_is_object(tref) ? digest : NULL))) {
-			rc_ = -ENOMEM;
-			goto out;
-		}
-		a->accepted = 1;
-		snprintf(a->reason, sizeof(a->reason), "Accepted");
-		snprintf(a->message, sizeof(a->message), "rendered into RouterConfig %s", name);
-		out->naccepted++;
+		if (json_object_set_new(byid, a.id, json_string(a.name)))
+			ret = -ENOMEM;
 	}
-	qsort(out->agents, out->nagents, sizeof(*out->agents), agent_cmp);
 out:
 	free(sorted);
 	json_decref(byid);
-	return rc_;
+	if (ret)
+		rr_tokens_free(out);
+	return ret;
+}
+
+static int token_cmp(const void *key, const void *t)
+{
+	return strcmp(key, ((const struct rr_token *)t)->agent);
+}
+
+/* Accept one Agent: its id is taken, its view goes into `docs`.  Returns
+ * 0 or -ENOMEM. */
+static int accept_agent(const json_t *rc, const json_t *agent, const char *digest, json_t *byid, json_t *docs,
+			struct rr_agent *a)
+{
+	if (json_object_set_new(byid, a->id, json_string(a->name)) ||
+	    json_array_append_new(docs, agent_doc(agent, a->id, digest)))
+		return -ENOMEM;
+	a->accepted = 1;
+	snprintf(a->reason, sizeof(a->reason), "Accepted");
+	snprintf(a->message, sizeof(a->message), "rendered into RouterConfig %s", md_str(rc, "name"));
+	return 0;
+}
+
+/* Every Agent that names this router into out->agents, and the accepted
+ * ones' views into `docs`, with the token digests looked up before (`tok`,
+ * in name order).  No I/O.  Returns 0 or -ENOMEM. */
+static int collect_agents(const json_t *rc, const json_t *all, const struct rr_tokens *tok, struct rr_render *out,
+			  json_t *docs)
+{
+	json_t **sorted = NULL, *byid = json_object();
+	size_t n = 0;
+	int ret = -ENOMEM;
+
+	if (!byid || sort_agents(all, &sorted, &n))
+		goto out;
+	out->agents = calloc(n + 1, sizeof(*out->agents));
+	if (!out->agents)
+		goto out;
+	ret = 0;
+	for (size_t k = 0; k < n && !ret; k++) {
+		struct rr_agent *a = &out->agents[out->nagents];
+		enum agent_verdict v = agent_verdict(rc, sorted[k], byid, a);
+		const struct rr_token *t = NULL;
+
+		if (v == AV_SKIP)
+			continue;
+		out->nagents++;
+		if (v == AV_REJECT)
+			continue;
+		if (v == AV_TOKEN) {
+			t = bsearch(a->name, tok->v, tok->n, sizeof(*tok->v), token_cmp);
+			if (!t || t->err) {
+				snprintf(a->reason, sizeof(a->reason), "TokenSecretInvalid");
+				snprintf(a->message, sizeof(a->message), "%s", t ? t->why : "token Secret not read");
+				continue;
+			}
+		}
+		ret = accept_agent(rc, sorted[k], t ? t->digest : NULL, byid, docs, a);
+		out->naccepted += ret == 0;
+	}
+	if (!ret)
+		qsort(out->agents, out->nagents, sizeof(*out->agents), agent_cmp);
+out:
+	free(sorted);
+	json_decref(byid);
+	return ret;
 }
 
 static int doc_agent_cmp(const void *a, const void *b)
@@ -366,53 +467,86 @@ int rr_render(struct op *op, const json_t *rc, struct rr_render *out)
 
 int rr_render_agents(struct op *op, const json_t *rc, const json_t *all, struct rr_render *out)
 {
-	const json_t *router = json_object_get(json_object_get(rc, "spec"), "router");
-	json_t *root = json_is_object(router) ? json_deep_copy(router) : json_object(), *docs = json_array();
-	int rc_ = -ENOMEM;
+	struct rr_tokens tok;
+	int ret = rr_lookup_tokens(op, rc, all, &tok);
 
-	memset(out, 0, sizeof(*out));
-	cfg_report_init(&out->report);
-	if (!root || !docs)
-		goto out;
-	rc_ = collect_agents(op, rc, all, out, docs);
-	if (rc_)
-		goto out;
-	rc_ = sort_docs(docs);
-	if (rc_)
-		goto out;
-	/* instance settings every router pod shares; local test routers
-	 * override them with --set */
-	rc_ = set_path(root, "storage", "path", json_string(OP_DATA_DIR "/router.db"));
-	if (!rc_)
-		rc_ = set_path(root, "network", "bindAddress", json_string("0.0.0.0"));
-	if (!rc_)
-		rc_ = set_path(root, "security", "adminTokenFile", json_string(OP_ADMIN_DIR "/token"));
-	if (!rc_ && json_object_set(root, "agents", docs))
-		rc_ = -ENOMEM;
-	if (rc_)
-		goto out;
-	out->doc = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
-	if (!out->doc) {
-		rc_ = -ENOMEM;
-		goto out;
+	if (ret) {
+		memset(out, 0, sizeof(*out));
+		cfg_report_init(&out->report);
+		return ret;
 	}
-	out->len = strlen(out->doc);
-	util_sha256_hex(out->doc, out->len, out->hash);
-	/* validate the tree the document was printed from: the same content as
-	 * parsing `doc` again, without a second tree of it in memory */
+	ret = rr_render_from(rc, all, &tok, out);
+	rr_tokens_free(&tok);
+	return ret;
+}
+
+/* The document's tree: spec.router, the accepted Agents sorted by id, and
+ * the instance settings every router pod shares (local test routers
+ * override them with --set).  *root is a new reference.  Returns 0 or
+ * -ENOMEM. */
+static int build_root(const json_t *rc, const json_t *all, const struct rr_tokens *tok, struct rr_render *out,
+		      json_t **root)
+{
+	const json_t *router = json_object_get(json_object_get(rc, "spec"), "router");
+	json_t *docs = json_array();
+	int ret = -ENOMEM;
+
+	*root = json_is_object(router) ? json_deep_copy(router) : json_object();
+	if (!*root || !docs)
+		goto out;
+	ret = collect_agents(rc, all, tok, out, docs);
+	ret = ret ?: sort_docs(docs);
+	ret = ret ?: set_path(*root, "storage", "path", json_string(OP_DATA_DIR "/router.db"));
+	ret = ret ?: set_path(*root, "network", "bindAddress", json_string("0.0.0.0"));
+	ret = ret ?: set_path(*root, "security", "adminTokenFile", json_string(OP_ADMIN_DIR "/token"));
+	if (!ret && json_object_set(*root, "agents", docs))
+		ret = -ENOMEM;
+out:
+	json_decref(docs);
+	return ret;
+}
+
+/* Validate the tree the document was printed from (the same content as
+ * parsing out->doc again, without a second tree of it in memory) with the
+ * router's own code: fills out->cfg, valid, restart_hash and report.
+ * Returns 0 (check out->valid) or -errno. */
+static int validate_root(const json_t *rc, const json_t *root, struct rr_render *out)
+{
+	int ret = 0;
+
 	if (cfg_from_json(&out->cfg, root, &out->report) == 0) {
 		if (cfg_validate(&out->cfg, pod_cores(rc), &out->report) == 0) {
 			out->valid = 1;
-			rc_ = cfg_restart_hash(&out->cfg, out->restart_hash);
+			ret = cfg_restart_hash(&out->cfg, out->restart_hash);
 		} else {
 			cfg_free(&out->cfg);
 		}
 	}
 	prefix_report(&out->report);
+	return ret;
+}
+
+int rr_render_from(const json_t *rc, const json_t *all, const struct rr_tokens *tok, struct rr_render *out)
+{
+	json_t *root = NULL;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	cfg_report_init(&out->report);
+	ret = build_root(rc, all, tok, out, &root);
+	if (ret)
+		goto out;
+	out->doc = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!out->doc) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	out->len = strlen(out->doc);
+	util_sha256_hex(out->doc, out->len, out->hash);
+	ret = validate_root(rc, root, out);
 out:
 	json_decref(root);
-	json_decref(docs);
-	return rc_;
+	return ret;
 }
 
 void rr_free(struct rr_render *r)

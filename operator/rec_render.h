@@ -3,8 +3,9 @@
  * router's config document and the objects that run it.  The document is
  * canonical JSON (sorted keys, agents sorted by id) so the same inputs
  * always give the same bytes and the same hash, whichever replica of the
- * operator renders them.  Agent tokens are read from their Secrets and only
- * their SHA-256 is rendered.
+ * operator renders them.  Agent tokens are read from their Secrets first
+ * (rr_lookup_tokens(), the only step that does I/O) and only their SHA-256
+ * is rendered (rr_render_from(), pure), then validated.
  */
 #ifndef SWITCHBOARD_REC_RENDER_H
 #define SWITCHBOARD_REC_RENDER_H
@@ -36,15 +37,45 @@ struct rr_render {
 	size_t nagents, naccepted;
 };
 
-/* Render `rc` (borrowed).  Returns 0 with `out` filled (check out->valid),
- * or -errno when the API or memory failed.  Free with rr_free() either
- * way.  Thread-safe. */
+/* The SHA-256 of one Agent's token, looked up before the render. */
+struct rr_token {
+	char agent[254]; /* the Agent's name */
+	int err;	 /* 0: `digest` is set; else -errno and `why` says what is wrong */
+	char digest[65];
+	char why[300];
+};
+
+/* The token lookups of one render, in Agent name order. */
+struct rr_tokens {
+	struct rr_token *v;
+	size_t n;
+};
+
+/* Render `rc` (borrowed): look up the tokens, render, validate.  Returns 0
+ * with `out` filled (check out->valid), or -errno when the API or memory
+ * failed.  Free with rr_free() either way.  Thread-safe. */
 int rr_render(struct op *op, const json_t *rc, struct rr_render *out) SB_MUST_CHECK;
 
 /* rr_render() with the Agents given (borrowed array of Agent objects, e.g.
  * for benchmarks) instead of taken from the informer.  `op` is used only
  * for reading token Secrets. */
 int rr_render_agents(struct op *op, const json_t *rc, const json_t *agents, struct rr_render *out) SB_MUST_CHECK;
+
+/* The lookup step: the token digest of every Agent of `agents` (borrowed)
+ * the render will need, read from its Secret (labelled for the watch on
+ * first read; see docs/operator.md), exactly the Agents the render reaches
+ * the token of.  Returns 0 with `out` filled (free with rr_tokens_free()),
+ * or -ENOMEM.  A Secret that cannot be read is not an error: its entry
+ * says why.  Thread-safe. */
+int rr_lookup_tokens(struct op *op, const json_t *rc, const json_t *agents, struct rr_tokens *out) SB_MUST_CHECK;
+void rr_tokens_free(struct rr_tokens *t);
+
+/* The pure render: the document from `rc`, `agents` and the token digests
+ * `tok` (all borrowed), then its validation.  No I/O.  Returns 0 with
+ * `out` filled (check out->valid) or -ENOMEM; free with rr_free() either
+ * way.  Thread-safe. */
+int rr_render_from(const json_t *rc, const json_t *agents, const struct rr_tokens *tok,
+		   struct rr_render *out) SB_MUST_CHECK;
 void rr_free(struct rr_render *r);
 
 #define RR_DEFAULT_VOLUME_SIZE "1Gi"

@@ -319,6 +319,72 @@ static void test_golden_router_objects(void **state)
 	json_decref(ephemeral);
 }
 
+static const struct rr_agent *agent_named(const struct rr_render *r, const char *name)
+{
+	for (size_t i = 0; i < r->nagents; i++)
+		if (strcmp(r->agents[i].name, name) == 0)
+			return &r->agents[i];
+	fail_msg("no agent %s in the render", name);
+	return NULL;
+}
+
+/* The pure render takes the token digests looked up before it: a valid one
+ * is rendered, a failed lookup makes the Agent TokenSecretInvalid with the
+ * lookup's reason (and frees its agent id for the next Agent by name). */
+static void test_render_from_tokens(void **state)
+{
+	static const char digest[] = "abababababababababababababababababababababababababababababababab";
+	json_t *rc = golden_rc(",\"router\":{\"profile\":\"development\"}");
+	json_t *agents = json_loads(
+		"["
+		"{\"metadata\":{\"name\":\"f-six\",\"namespace\":\"ns\"},\"spec\":{\"routerRef\":{\"name\":\"r1\"},"
+		"\"tokenSecretRef\":{\"name\":\"s6\"}}},"
+		"{\"metadata\":{\"name\":\"a-one\",\"namespace\":\"ns\"},\"spec\":{\"routerRef\":{\"name\":\"r1\"},"
+		"\"agentId\":\"alpha\",\"tokenSecretRef\":{\"name\":\"s1\"}}},"
+		"{\"metadata\":{\"name\":\"b-two\",\"namespace\":\"ns\"},\"spec\":{\"routerRef\":{\"name\":\"r1\"},"
+		"\"agentId\":\"alpha\"}},"
+		"{\"metadata\":{\"name\":\"c-three\",\"namespace\":\"ns\"},\"spec\":{\"routerRef\":{\"name\":\"r1\"},"
+		"\"agentId\":\"gamma\",\"tokenSecretRef\":{\"name\":\"s3\"}}},"
+		"{\"metadata\":{\"name\":\"d-four\",\"namespace\":\"ns\"},\"spec\":{\"routerRef\":{\"name\":\"r1\"},"
+		"\"agentId\":\"gamma\"}},"
+		"{\"metadata\":{\"name\":\"e-five\",\"namespace\":\"other\"},\"spec\":{\"routerRef\":{\"name\":\"r1\"}}"
+		"}"
+		"]",
+		0, NULL);
+	struct rr_token tv[2] = {{.agent = "a-one"}, {.agent = "c-three", .err = -ENOENT}};
+	struct rr_tokens tok = {tv, 2}, none;
+	struct rr_render r;
+
+	(void)state;
+	assert_non_null(agents);
+	snprintf(tv[0].digest, sizeof(tv[0].digest), "%s", digest);
+	snprintf(tv[1].why, sizeof(tv[1].why), "Secret s3: not found");
+	assert_int_equal(rr_render_from(rc, agents, &tok, &r), 0);
+	assert_true(r.valid);
+	assert_int_equal(r.nagents, 5);
+	assert_int_equal(r.naccepted, 2);
+	assert_string_equal(agent_named(&r, "a-one")->reason, "Accepted");
+	assert_string_equal(agent_named(&r, "b-two")->reason, "DuplicateAgentId");
+	assert_string_equal(agent_named(&r, "c-three")->reason, "TokenSecretInvalid");
+	assert_string_equal(agent_named(&r, "c-three")->message, "Secret s3: not found");
+	assert_string_equal(agent_named(&r, "d-four")->reason, "Accepted");
+	assert_string_equal(agent_named(&r, "f-six")->reason, "TokenSecretInvalid");
+	assert_non_null(strstr(r.doc, digest));
+	rr_free(&r);
+	/* no Agent with a token Secret: nothing is looked up, no API needed */
+	assert_int_equal(json_array_remove(agents, 0), 0);
+	assert_int_equal(json_array_remove(agents, 0), 0);
+	assert_int_equal(json_array_remove(agents, 1), 0);
+	assert_int_equal(rr_lookup_tokens(NULL, rc, agents, &none), 0);
+	assert_int_equal(none.n, 0);
+	assert_int_equal(rr_render_from(rc, agents, &none, &r), 0);
+	assert_int_equal(r.naccepted, 2);
+	rr_free(&r);
+	rr_tokens_free(&none);
+	json_decref(agents);
+	json_decref(rc);
+}
+
 /* Every outcome of the canary plan. */
 static void test_plan_partition_table(void **state)
 {
@@ -646,6 +712,7 @@ int main(void)
 		cmocka_unit_test(test_kubeconfig_inline_and_files),
 		cmocka_unit_test(test_configmap_round_trip_plain_and_gzip),
 		cmocka_unit_test(test_golden_router_objects),
+		cmocka_unit_test(test_render_from_tokens),
 		cmocka_unit_test(test_plan_partition_table),
 		cmocka_unit_test(test_reconcile_plan_table),
 	};
