@@ -86,6 +86,9 @@ static json_t *conditions_json(const json_t *old, const struct cond *c, size_t n
 
 /* Server-side apply `status` to the object's status subresource, unless it
  * equals the current one.  Steals `status`. */
+static int write_status(struct op *op, const char *resource, const char *kind, const json_t *obj,
+			json_t *status) SB_MUST_CHECK;
+
 static int write_status(struct op *op, const char *resource, const char *kind, const json_t *obj, json_t *status)
 {
 	const json_t *old = json_object_get(obj, "status");
@@ -177,6 +180,8 @@ static void note(struct op *op, const json_t *obj, const char *type, const char 
 
 /* The admin token: read from the Secret, or created once. The token is a
  * secret: wiped before it is freed, never logged. */
+static int admin_token(struct op *op, const json_t *rc, char token[65]) SB_MUST_CHECK;
+
 static int admin_token(struct op *op, const json_t *rc, char token[65])
 {
 	char path[600];
@@ -214,6 +219,8 @@ static int admin_token(struct op *op, const json_t *rc, char token[65])
 	return r;
 }
 
+static int apply_obj(struct op *op, const char *path, json_t *obj) SB_MUST_CHECK;
+
 static int apply_obj(struct op *op, const char *path, json_t *obj)
 {
 	struct kc_status st;
@@ -231,6 +238,9 @@ static int apply_obj(struct op *op, const char *path, json_t *obj)
 /* Apply an owned object that should already exist (the RouterConfig was
  * reconciled before): when the apply had to create it, someone deleted it,
  * and the Event says so.  Steals `obj`. */
+static int apply_owned(struct op *op, const json_t *rc, int existed_before, const char *path, const char *kind,
+		       json_t *obj) SB_MUST_CHECK;
+
 static int apply_owned(struct op *op, const json_t *rc, int existed_before, const char *path, const char *kind,
 		       json_t *obj)
 {
@@ -286,6 +296,8 @@ static void note_scale_drift(struct op *op, const json_t *rc, const json_t *sts)
 }
 
 /* GET, mapping 404 to NULL. */
+static int get_opt(struct op *op, const char *path, json_t **out) SB_MUST_CHECK;
+
 static int get_opt(struct op *op, const char *path, json_t **out)
 {
 	struct kc_status st;
@@ -367,6 +379,8 @@ static int rollout_stalled(const json_t *rc, const json_t *last_reload, const st
 /* Delete the router pods whose template carries `restart_hash`: after a
  * rollback a StatefulSet waits forever for a pod of the bad revision to
  * become Ready before it replaces it. */
+static int delete_pods_with(struct op *op, const json_t *rc, const char *restart_hash) SB_MUST_CHECK;
+
 static int delete_pods_with(struct op *op, const json_t *rc, const char *restart_hash)
 {
 	struct rr_endpoint *eps = calloc(RR_MAX_ENDPOINTS, sizeof(*eps));
@@ -429,6 +443,8 @@ static void workload_conditions(const struct sts_state *s, int stalled, enum rr_
  * remove that Deployment (owned by the RouterConfig) once the StatefulSet
  * exists.  v1alpha1 was never released, so its emptyDir data is not
  * migrated (docs/operator.md). */
+static int delete_legacy_deployment(struct op *op, const char *ns, const char *name) SB_MUST_CHECK;
+
 static int delete_legacy_deployment(struct op *op, const char *ns, const char *name)
 {
 	char path[700];
@@ -455,6 +471,9 @@ static int same_in_previous(const struct cfg *cur, const struct cfg *prev, const
  * every ready router runs a config with the agent as it is now defined:
  * the current config (`applied`), or, during a rolling restart, the
  * previous one (`prev`, NULL unless every router runs one of the two). */
+static int agent_statuses(struct op *op, const json_t *rc, const struct rr_render *r, int applied,
+			  const struct cfg *prev) SB_MUST_CHECK;
+
 static int agent_statuses(struct op *op, const json_t *rc, const struct rr_render *r, int applied,
 			  const struct cfg *prev)
 {
@@ -525,6 +544,9 @@ struct pushres {
  * Borrows everything; `token` is a secret, never logged.  Returns 0 or the
  * API error of listing the pods.  Thread-safe. */
 static int converge(struct op *op, const json_t *rc, const char *token, const char *doc, size_t len, const char *hash,
+		    int push, const char *restart_from, struct pushres *p) SB_MUST_CHECK;
+
+static int converge(struct op *op, const json_t *rc, const char *token, const char *doc, size_t len, const char *hash,
 		    int push, const char *restart_from, struct pushres *p)
 {
 	struct rp_push *c = &p->c;
@@ -575,6 +597,7 @@ static int converge(struct op *op, const json_t *rc, const char *token, const ch
 	return 0;
 }
 
+/* spec.replicas, 1 when unset. */
 static json_int_t spec_replicas(const json_t *rc)
 {
 	const json_t *v = json_object_get(json_object_get(rc, "spec"), "replicas");
@@ -642,6 +665,8 @@ static json_t *routers_json(const struct pushres *p)
  * other conditions still describe the last good config, which keeps
  * running); the Warning Event is sent once per distinct problem.  Borrows
  * everything.  Returns 0 or -errno. */
+static int invalid_status(struct op *op, const json_t *rc, const struct rr_render *r, json_int_t gen) SB_MUST_CHECK;
+
 static int invalid_status(struct op *op, const json_t *rc, const struct rr_render *r, json_int_t gen)
 {
 	const json_t *old_status = json_object_get(rc, "status"), *ov = find_cond(rc, "Valid");
@@ -720,6 +745,8 @@ struct obs {
 	struct rp_obs f;
 };
 
+/* Release everything `o` owns (the admin token is wiped); `o` may be
+ * partly filled. */
 static void obs_free(struct obs *o)
 {
 	sodium_memzero(o->token, sizeof(o->token));
@@ -1227,6 +1254,9 @@ static json_t *report_status_json(const struct obs *o, const struct rp_report *r
 
 /* Status, condition gauges, the Agents' statuses.  Returns 0 or the first
  * error (the later steps are done anyway). */
+static int report_routerconfig(struct op *op, struct obs *o, const struct rp_plan *plan, const struct rp_report *rep,
+			       struct cond c[4]) SB_MUST_CHECK;
+
 static int report_routerconfig(struct op *op, struct obs *o, const struct rp_plan *plan, const struct rp_report *rep,
 			       struct cond c[4])
 {

@@ -78,6 +78,9 @@ static int agent_cmp(const void *a, const void *b)
  * label is applied with the resourceVersion just read, so a Secret deleted
  * in between is not recreated.  Only Secrets an Agent references are read. */
 static int secret_get(struct op *op, const char *ns, const char *name, const char *path, json_t **sec,
+		      struct kc_status *st) SB_MUST_CHECK;
+
+static int secret_get(struct op *op, const char *ns, const char *name, const char *path, json_t **sec,
 		      struct kc_status *st)
 {
 	struct kc_informer *inf = op_informer(op, OP_SECRET, ns);
@@ -104,6 +107,9 @@ static int secret_get(struct op *op, const char *ns, const char *name, const cha
 
 /* SHA-256 of the token in the Agent's Secret.  Returns 0, -ENOENT (no
  * Secret or key) or another API error; `why` says which. */
+static int token_digest(struct op *op, const char *ns, const json_t *ref, char out[65], char *why,
+			size_t whylen) SB_MUST_CHECK;
+
 static int token_digest(struct op *op, const char *ns, const json_t *ref, char out[65], char *why, size_t whylen)
 {
 	const char *name = json_string_value(json_object_get(ref, "name"));
@@ -158,7 +164,8 @@ out:
 	return rc;
 }
 
-/* The router's view of one Agent (new reference). */
+/* The router's view of one Agent (new reference, NULL on ENOMEM).  Borrows
+ * everything.  Thread-safe. */
 static json_t *agent_doc(const json_t *agent, const char *id, const char *digest)
 {
 	const json_t *spec = json_object_get(agent, "spec");
@@ -168,21 +175,24 @@ static json_t *agent_doc(const json_t *agent, const char *id, const char *digest
 	json_t *a =
 		json_pack("{s:s,s:s,s:s}", "id", id, "mode", mode ? mode : "pull", "state", state ? state : "Running");
 	json_t *v;
+	int err = !a;
 
-	if (!a)
+	if (!err && (v = json_object_get(del, "endpoint")))
+		err = json_object_set(a, "endpoint", v);
+	if (!err && (v = json_object_get(del, "timeoutMs")))
+		err = json_object_set(a, "timeoutMs", v);
+	if (!err && (v = json_object_get(del, "maxInFlight")))
+		err = json_object_set(a, "maxInFlight", v);
+	if (!err && json_is_object(rl) && json_object_size(rl))
+		err = json_object_set(a, "rateLimit", (json_t *)rl);
+	if (!err && (v = json_object_get(spec, "capabilities")) && json_array_size(v))
+		err = json_object_set(a, "capabilities", v);
+	if (!err && digest)
+		err = json_object_set_new(a, "tokenSha256", json_string(digest));
+	if (err) {
+		json_decref(a);
 		return NULL;
-	if ((v = json_object_get(del, "endpoint")))
-		json_object_set(a, "endpoint", v);
-	if ((v = json_object_get(del, "timeoutMs")))
-		json_object_set(a, "timeoutMs", v);
-	if ((v = json_object_get(del, "maxInFlight")))
-		json_object_set(a, "maxInFlight", v);
-	if (json_is_object(rl) && json_object_size(rl))
-		json_object_set(a, "rateLimit", (json_t *)rl);
-	if ((v = json_object_get(spec, "capabilities")) && json_array_size(v))
-		json_object_set(a, "capabilities", v);
-	if (digest)
-		json_object_set_new(a, "tokenSha256", json_string(digest));
+	}
 	return a;
 }
 
@@ -265,6 +275,9 @@ void rr_tokens_free(struct rr_tokens *t)
  * lookup's result (0 or -errno; -ENOMEM is fatal, the rest make the Agent
  * TokenSecretInvalid). */
 static int lookup_token(struct op *op, const json_t *rc, const json_t *agent, const struct rr_agent *a,
+			struct rr_tokens *out) SB_MUST_CHECK;
+
+static int lookup_token(struct op *op, const json_t *rc, const json_t *agent, const struct rr_agent *a,
 			struct rr_tokens *out)
 {
 	const json_t *tref = json_object_get(json_object_get(agent, "spec"), "tokenSecretRef");
@@ -321,6 +334,9 @@ static int token_cmp(const void *key, const void *t)
 /* Accept one Agent: its id is taken, its view goes into `docs`.  Returns
  * 0 or -ENOMEM. */
 static int accept_agent(const json_t *rc, const json_t *agent, const char *digest, json_t *byid, json_t *docs,
+			struct rr_agent *a) SB_MUST_CHECK;
+
+static int accept_agent(const json_t *rc, const json_t *agent, const char *digest, json_t *byid, json_t *docs,
 			struct rr_agent *a)
 {
 	if (json_object_set_new(byid, a->id, json_string(a->name)) ||
@@ -335,6 +351,9 @@ static int accept_agent(const json_t *rc, const json_t *agent, const char *diges
 /* Every Agent that names this router into out->agents, and the accepted
  * ones' views into `docs`, with the token digests looked up before (`tok`,
  * in name order).  No I/O.  Returns 0 or -ENOMEM. */
+static int collect_agents(const json_t *rc, const json_t *all, const struct rr_tokens *tok, struct rr_render *out,
+			  json_t *docs) SB_MUST_CHECK;
+
 static int collect_agents(const json_t *rc, const json_t *all, const struct rr_tokens *tok, struct rr_render *out,
 			  json_t *docs)
 {
@@ -384,6 +403,8 @@ static int doc_agent_cmp(const void *a, const void *b)
 }
 
 /* Sort a JSON array of agents by id, in place. */
+static int sort_docs(json_t *docs) SB_MUST_CHECK;
+
 static int sort_docs(json_t *docs)
 {
 	size_t n = json_array_size(docs);
@@ -400,6 +421,8 @@ static int sort_docs(json_t *docs)
 	free(v);
 	return 0;
 }
+
+static int set_path(json_t *root, const char *a, const char *b, json_t *v) SB_MUST_CHECK;
 
 static int set_path(json_t *root, const char *a, const char *b, json_t *v)
 {
@@ -485,6 +508,9 @@ int rr_render_agents(struct op *op, const json_t *rc, const json_t *all, struct 
  * override them with --set).  *root is a new reference.  Returns 0 or
  * -ENOMEM. */
 static int build_root(const json_t *rc, const json_t *all, const struct rr_tokens *tok, struct rr_render *out,
+		      json_t **root) SB_MUST_CHECK;
+
+static int build_root(const json_t *rc, const json_t *all, const struct rr_tokens *tok, struct rr_render *out,
 		      json_t **root)
 {
 	const json_t *router = json_object_get(json_object_get(rc, "spec"), "router");
@@ -510,6 +536,8 @@ out:
  * parsing out->doc again, without a second tree of it in memory) with the
  * router's own code: fills out->cfg, valid, restart_hash and report.
  * Returns 0 (check out->valid) or -errno. */
+static int validate_root(const json_t *rc, const json_t *root, struct rr_render *out) SB_MUST_CHECK;
+
 static int validate_root(const json_t *rc, const json_t *root, struct rr_render *out)
 {
 	int ret = 0;
