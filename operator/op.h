@@ -23,6 +23,7 @@
 #define OP_CONFIG_KEY "router.json"
 #define OP_CONFIG_DIR "/etc/switchboard/config"
 #define OP_ADMIN_DIR  "/etc/switchboard/admin"
+#define OP_TLS_DIR    "/etc/switchboard/tls" /* spec.tls.secretName, mounted */
 #define OP_DATA_DIR   "/var/lib/switchboard"
 #define OP_GZIP_OVER  (512u << 10) /* documents larger than this go gzip into binaryData */
 #define OP_CM_LIMIT   (1000u << 10)

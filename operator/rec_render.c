@@ -348,6 +348,46 @@ static void prefix_report(struct cfg_report *r)
 	}
 }
 
+/* spec.tls.secretName: the TLS Secret (type kubernetes.io/tls) the routers
+ * serve their data port with; NULL without TLS from a Secret. */
+static const char *tls_secret(const json_t *rc)
+{
+	return json_string_value(json_object_get(json_object_get(json_object_get(rc, "spec"), "tls"), "secretName"));
+}
+
+/* The TLS settings of the document.  spec.tls.secretName turns TLS on with
+ * the files the Secret is mounted as.  With TLS on, either way, the admin
+ * port stays plain HTTP: the operator, the kubelet's probes and Prometheus
+ * reach it on the pod network, and the operator could not verify a
+ * certificate per pod; a spec that asks for admin-port TLS is refused.
+ * `root` is the document being built (its "security" object exists). */
+static int render_tls(const json_t *rc, json_t *root, struct cfg_report *report)
+{
+	const json_t *want = json_object_get(
+		json_object_get(json_object_get(json_object_get(rc, "spec"), "router"), "security"), "tls");
+	json_t *sec = json_object_get(root, "security"), *tls = json_object_get(sec, "tls");
+	int err = 0;
+
+	if (json_is_true(json_object_get(want, "admin")))
+		cfg_report_add(report, CFG_ERROR, "security.tls.admin",
+			       "must be false under the operator: it reaches the admin port over plain HTTP on the "
+			       "pod network (TLS covers the data port)");
+	if (!tls_secret(rc) && !json_is_true(json_object_get(want, "enabled")))
+		return 0;
+	if (!json_is_object(tls)) {
+		tls = json_object();
+		if (!tls || json_object_set_new(sec, "tls", tls))
+			return -ENOMEM;
+	}
+	if (tls_secret(rc)) {
+		err = json_object_set_new(tls, "enabled", json_true());
+		err = err ?: json_object_set_new(tls, "certFile", json_string(OP_TLS_DIR "/tls.crt"));
+		err = err ?: json_object_set_new(tls, "keyFile", json_string(OP_TLS_DIR "/tls.key"));
+	}
+	err = err ?: json_object_set_new(tls, "admin", json_false());
+	return err ? -ENOMEM : 0;
+}
+
 int rr_render(struct op *op, const json_t *rc, struct rr_render *out)
 {
 	struct kc_informer *inf = op_informer(op, OP_AGENT, md_str(rc, "namespace"));
@@ -387,6 +427,8 @@ int rr_render_agents(struct op *op, const json_t *rc, const json_t *all, struct 
 		rc_ = set_path(root, "network", "bindAddress", json_string("0.0.0.0"));
 	if (!rc_)
 		rc_ = set_path(root, "security", "adminTokenFile", json_string(OP_ADMIN_DIR "/token"));
+	if (!rc_)
+		rc_ = render_tls(rc, root, &out->report);
 	if (!rc_ && json_object_set(root, "agents", docs))
 		rc_ = -ENOMEM;
 	if (rc_)
@@ -401,7 +443,7 @@ int rr_render_agents(struct op *op, const json_t *rc, const json_t *all, struct 
 	/* validate the tree the document was printed from: the same content as
 	 * parsing `doc` again, without a second tree of it in memory */
 	if (cfg_from_json(&out->cfg, root, &out->report) == 0) {
-		if (cfg_validate(&out->cfg, pod_cores(rc), &out->report) == 0) {
+		if (cfg_validate(&out->cfg, pod_cores(rc), &out->report) == 0 && out->report.errors == 0) {
 			out->valid = 1;
 			rc_ = cfg_restart_hash(&out->cfg, out->restart_hash);
 		} else {
@@ -593,11 +635,25 @@ static json_t *router_env(void)
 	return built(env, err);
 }
 
-static json_t *router_mounts(void)
+static json_t *mount(const char *name, const char *path, int read_only)
 {
-	return json_pack("[{s:s,s:s,s:b},{s:s,s:s,s:b},{s:s,s:s}]", "name", "config", "mountPath", OP_CONFIG_DIR,
-			 "readOnly", 1, "name", "admin-token", "mountPath", OP_ADMIN_DIR, "readOnly", 1, "name", "data",
-			 "mountPath", OP_DATA_DIR);
+	json_t *m = json_pack("{s:s,s:s}", "name", name, "mountPath", path);
+
+	if (m && read_only && json_object_set_new(m, "readOnly", json_true()))
+		return built(m, -ENOMEM);
+	return m;
+}
+
+static json_t *router_mounts(const json_t *rc)
+{
+	json_t *m = json_array();
+	int err = push(m, mount("config", OP_CONFIG_DIR, 1));
+
+	err = err ?: push(m, mount("admin-token", OP_ADMIN_DIR, 1));
+	err = err ?: push(m, mount("data", OP_DATA_DIR, 0));
+	if (tls_secret(rc))
+		err = err ?: push(m, mount("tls", OP_TLS_DIR, 1));
+	return built(m, err);
 }
 
 static json_t *container_security(void)
@@ -637,14 +693,14 @@ static json_t *router_container(const json_t *rc, const struct cfg *c, const cha
 	err = err ?: put(k, "startupProbe", probe("/healthz", 2, 60));
 	err = err ?: put(k, "resources", router_resources(spec));
 	err = err ?: put(k, "securityContext", container_security());
-	err = err ?: put(k, "volumeMounts", router_mounts());
+	err = err ?: put(k, "volumeMounts", router_mounts(rc));
 	json_decref(ports);
 	return built(k, err);
 }
 
-/* The config, the admin token and, only when the RouterConfig asks for
- * ephemeral storage, the data directory (otherwise a volumeClaimTemplate
- * provides it). */
+/* The config, the admin token, the TLS Secret when spec.tls names one and,
+ * only when the RouterConfig asks for ephemeral storage, the data directory
+ * (otherwise a volumeClaimTemplate provides it). */
 static json_t *router_volumes(const json_t *rc)
 {
 	char cm_name[300], secret_name[300];
@@ -655,6 +711,11 @@ static json_t *router_volumes(const json_t *rc)
 	v = json_pack("[{s:s,s:{s:s}},{s:s,s:{s:s,s:i}}]", "name", "config", "configMap", "name", cm_name, "name",
 		      "admin-token", "secret", "secretName", secret_name, "defaultMode", 0440);
 	if (rr_ephemeral(rc) && push(v, json_pack("{s:s,s:{}}", "name", "data", "emptyDir")))
+		return built(v, -ENOMEM);
+	/* the kubelet refreshes the files when the Secret is renewed; the
+	 * router picks them up without a restart */
+	if (tls_secret(rc) && push(v, json_pack("{s:s,s:{s:s,s:i}}", "name", "tls", "secret", "secretName",
+						 tls_secret(rc), "defaultMode", 0440)))
 		return built(v, -ENOMEM);
 	return v;
 }
