@@ -149,10 +149,10 @@ int rt_token_known(const struct rt *rt, const char *digest)
 
 void rt_tokens_free(struct rt *rt)
 {
-	struct rt_token *t, *tmp;
+	struct rt_token *t;
 
-	HASH_ITER (hh, rt->tokens, t, tmp) {
-		HASH_DEL(rt->tokens, t);
+	while ((t = rt->tokens) != NULL) {
+		HASH_DEL(rt->tokens, t); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
 		free(t);
 	}
 }
