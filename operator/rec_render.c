@@ -94,7 +94,7 @@ static int secret_get(struct op *op, const char *ns, const char *name, const cha
 	label = json_pack("{s:s,s:s,s:{s:s,s:s,s:O?,s:{s:s}}}", "apiVersion", "v1", "kind", "Secret", "metadata",
 			  "name", name, "namespace", ns, "resourceVersion",
 			  json_object_get(json_object_get(*sec, "metadata"), "resourceVersion"), "labels",
-			  OP_TOKEN_LABEL, "true");
+			  OP_SECRET_LABEL, OP_SECRET_AGENT_TOKEN);
 	if (!label || kc_apply(op->k, path, label, NULL, st))
 		log_warn("cannot label a token Secret for watching; it is read at each reconcile", "namespace", ns,
 			 "secret", name, "detail", label ? st->message : "out of memory");
@@ -715,7 +715,7 @@ static json_t *router_volumes(const json_t *rc)
 	/* the kubelet refreshes the files when the Secret is renewed; the
 	 * router picks them up without a restart */
 	if (tls_secret(rc) && push(v, json_pack("{s:s,s:{s:s,s:i}}", "name", "tls", "secret", "secretName",
-						 tls_secret(rc), "defaultMode", 0440)))
+						tls_secret(rc), "defaultMode", 0440)))
 		return built(v, -ENOMEM);
 	return v;
 }
@@ -908,8 +908,15 @@ json_t *rr_pdb(const json_t *rc)
 json_t *rr_admin_secret(const json_t *rc, const char *token)
 {
 	char name[300];
+	json_t *md, *labels_;
 
 	snprintf(name, sizeof(name), "%s-admin", md_str(rc, "name"));
-	return json_pack("{s:s,s:s,s:o,s:s,s:{s:s}}", "apiVersion", "v1", "kind", "Secret", "metadata", meta(rc, name),
-			 "type", "Opaque", "stringData", "token", token);
+	md = meta(rc, name);
+	labels_ = json_object_get(md, "labels");
+	if (!labels_ || json_object_set_new(labels_, OP_SECRET_LABEL, json_string(OP_SECRET_ADMIN_TOKEN))) {
+		json_decref(md);
+		return NULL;
+	}
+	return json_pack("{s:s,s:s,s:o,s:s,s:{s:s}}", "apiVersion", "v1", "kind", "Secret", "metadata", md, "type",
+			 "Opaque", "stringData", "token", token);
 }

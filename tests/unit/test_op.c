@@ -346,8 +346,7 @@ static void test_render_tls(void **state)
 	assert_string_equal(r.cfg.sec.tls_key_file, OP_TLS_DIR "/tls.key");
 	doc = json_loads(r.doc, 0, NULL);
 	assert_non_null(doc);
-	assert_true(json_is_false(json_object_get(
-		json_object_get(json_object_get(doc, "security"), "tls"), "admin")));
+	assert_true(json_is_false(json_object_get(json_object_get(json_object_get(doc, "security"), "tls"), "admin")));
 	json_decref(doc);
 	rr_free(&r);
 
