@@ -7,7 +7,7 @@
 
 SHELL := /bin/bash
 CC ?= cc
-PKGS := libcurl zlib jansson yaml-0.1 libmicrohttpd sqlite3 libsodium libxxhash yajl liburcu-bp
+PKGS := libcurl zlib jansson yaml-0.1 libmicrohttpd gnutls sqlite3 libsodium libxxhash yajl liburcu-bp
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -88,8 +88,9 @@ const struct cfg_field cfg_fields[] = {
 	{"security.maxRequestBytes", OFF(sec.max_request_bytes), 4096, 4294967296.0, NULL, F_BYTES, H},
 	{"security.adminTokenFile", OFF(sec.admin_token_file), 0, 4096, NULL, F_STR, H},
 	{"security.tls.enabled", OFF(sec.tls_enabled), 0, 1, NULL, F_BOOL, R},
-	{"security.tls.certFile", OFF(sec.tls_cert_file), 0, 4096, NULL, F_STR, R},
-	{"security.tls.keyFile", OFF(sec.tls_key_file), 0, 4096, NULL, F_STR, R},
+	{"security.tls.admin", OFF(sec.tls_admin), 0, 1, NULL, F_BOOL, R},
+	{"security.tls.certFile", OFF(sec.tls_cert_file), 0, 4096, NULL, F_STR, H},
+	{"security.tls.keyFile", OFF(sec.tls_key_file), 0, 4096, NULL, F_STR, H},
 };
 const size_t cfg_nfields = SB_ARRAY_SIZE(cfg_fields);
 
@@ -305,6 +306,7 @@ int cfg_defaults(struct cfg *c, int profile)
 	c->net.max_connections = prod ? 1024 : 256;
 	c->shutdown.timeout_ms = prod ? 30000 : 10000;
 	c->sec.auth = prod ? CFG_AUTH_TOKEN : CFG_AUTH_NONE;
+	c->sec.tls_admin = 1;
 	c->sec.max_message_bytes = (int64_t)10 << 20;
 	c->sec.max_request_bytes = (int64_t)64 << 20;
 	rc = set_str(&c->storage.path, prod ? "/var/lib/switchboard/router.db" : "./switchboard.db");

@@ -229,22 +229,25 @@ int http_start(const struct http_opts *o, struct http_server **out)
 	flags |= o->thread_per_connection ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD
 					  : MHD_USE_INTERNAL_POLLING_THREAD;
 	flags |= MHD_USE_POLL | MHD_USE_ITC;
-	if (o->tls_cert_pem && o->tls_key_pem)
+	if (o->tls)
 		flags |= MHD_USE_TLS;
 	MHD_set_panic_func(on_panic, NULL);
-	if (o->tls_cert_pem && o->tls_key_pem)
-		s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &ss,
-					MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
-					o->max_connections ? o->max_connections : 256, MHD_OPTION_CONNECTION_TIMEOUT,
-					120u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_THREAD_STACK_SIZE,
-					(size_t)256 * 1024, MHD_OPTION_HTTPS_MEM_CERT, o->tls_cert_pem,
-					MHD_OPTION_HTTPS_MEM_KEY, o->tls_key_pem, MHD_OPTION_END);
-	else
-		s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &ss,
-					MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
-					o->max_connections ? o->max_connections : 256, MHD_OPTION_CONNECTION_TIMEOUT,
-					120u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_THREAD_STACK_SIZE,
-					(size_t)256 * 1024, MHD_OPTION_END);
+	{
+		struct MHD_OptionItem opts[] = {
+			{MHD_OPTION_SOCK_ADDR, 0, &ss},
+			{MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+			{MHD_OPTION_CONNECTION_LIMIT, o->max_connections ? (intptr_t)o->max_connections : 256, NULL},
+			{MHD_OPTION_CONNECTION_TIMEOUT, 120, NULL},
+			{MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
+			{MHD_OPTION_THREAD_STACK_SIZE, (intptr_t)256 * 1024, NULL},
+			/* the certificate comes from tlscred on every handshake, so a
+			 * renewed one is served without a restart */
+			{o->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, 0, tlscred_mhd_callback()},
+			{MHD_OPTION_END, 0, NULL},
+		};
+
+		s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+	}
 	if (!s->d) {
 		rc = errno ? -errno : -EADDRINUSE;
 		free(s);

@@ -152,7 +152,8 @@ static void on_configmap(int type, const json_t *old, const json_t *nw, void *ct
 
 /* A token Secret changed or went away: every RouterConfig of its namespace
  * renders again (debounced like Agents), so a rotated or revoked token is in
- * effect on the routers within a second or two. */
+ * effect on the routers within a second or two.  An admin-token Secret
+ * changed by hand or deleted: its RouterConfig reconciles at once. */
 static void on_secret(int type, const json_t *old, const json_t *nw, void *ctx)
 {
 	struct op *op = ctx;
@@ -161,9 +162,15 @@ static void on_secret(int type, const json_t *old, const json_t *nw, void *ctx)
 	json_t *all, *o;
 	size_t i;
 
-	(void)type, (void)old;
 	if (!ns)
 		return;
+	if (strcmp(json_string_value(
+			   json_object_get(json_object_get(json_object_get(nw, "metadata"), "labels"), OP_SECRET_LABEL))
+			   ?: "",
+		   OP_SECRET_ADMIN_TOKEN) == 0) {
+		on_owned(type, old, nw, ctx); /* an admin-token Secret: its RouterConfig repairs it */
+		return;
+	}
 	inf = op_informer(op, OP_RC, ns);
 	all = inf ? kc_informer_list(inf) : NULL;
 	json_array_foreach (all, i, o) {
@@ -335,8 +342,8 @@ static int metrics_init(struct op *op)
 }
 
 #define OWNED "app.kubernetes.io/managed-by=switchboard-operator"
-/* token Secrets: only the ones the operator labelled (decision 38) */
-static const char token_selector[] = OP_TOKEN_LABEL "=true";
+/* Secrets: only the ones the operator labelled (decision 38) */
+static const char token_selector[] = OP_SECRET_SELECTOR;
 
 static int start_informers(struct op *op)
 {

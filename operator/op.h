@@ -23,6 +23,7 @@
 #define OP_CONFIG_KEY "router.json"
 #define OP_CONFIG_DIR "/etc/switchboard/config"
 #define OP_ADMIN_DIR  "/etc/switchboard/admin"
+#define OP_TLS_DIR    "/etc/switchboard/tls" /* spec.tls.secretName, mounted */
 #define OP_DATA_DIR   "/var/lib/switchboard"
 #define OP_GZIP_OVER  (512u << 10) /* documents larger than this go gzip into binaryData */
 #define OP_CM_LIMIT   (1000u << 10)
@@ -32,9 +33,13 @@
  * edit or deletion of one is repaired within seconds. */
 enum op_kind { OP_RC, OP_AGENT, OP_WORKLOAD, OP_CONFIGMAP, OP_SERVICE, OP_PDB, OP_SECRET, OP_NKINDS };
 
-/* The label the operator puts on the token Secrets Agents reference; only
- * Secrets with it are watched (decision 38). */
-#define OP_TOKEN_LABEL "switchboard.dev/agent-token"
+/* The label the operator puts on the Secrets it reads: the token Secrets
+ * Agents reference and the admin-token Secret it writes.  Only Secrets with
+ * it are watched (decision 38). */
+#define OP_SECRET_LABEL	      "switchboard.dev/secret"
+#define OP_SECRET_AGENT_TOKEN "agent-token"
+#define OP_SECRET_ADMIN_TOKEN "admin-token"
+#define OP_SECRET_SELECTOR    OP_SECRET_LABEL " in (" OP_SECRET_AGENT_TOKEN "," OP_SECRET_ADMIN_TOKEN ")"
 
 struct op_metrics {
 	struct met_counter *rec_ok, *rec_error, *rec_requeue;

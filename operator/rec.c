@@ -178,44 +178,95 @@ static void note(struct op *op, const json_t *obj, const char *type, const char 
 	va_end(ap);
 }
 
-/* The admin token: read from the Secret, or created once. The token is a
- * secret: wiped before it is freed, never logged. */
-static int admin_token(struct op *op, const json_t *rc, char token[65]) SB_MUST_CHECK;
-
-static int admin_token(struct op *op, const json_t *rc, char token[65])
+/* 1 when the admin-token Secret `sec` still carries what the operator
+ * renders around the token: every label and the ownerReference to `rc`. */
+static int admin_secret_intact(const json_t *sec, const json_t *rc, const char *token)
 {
-	char path[600];
+	json_t *want = rr_admin_secret(rc, token);
+	const json_t *have_md = json_object_get(sec, "metadata"), *wl, *v, *ref;
+	const char *k, *uid = md_str(rc, "uid");
+	int ok = want != NULL, owned = 0;
+	size_t i;
+
+	wl = json_object_get(json_object_get(want, "metadata"), "labels");
+	json_object_foreach ((json_t *)wl, k, v) {
+		if (!json_equal(v, json_object_get(json_object_get(have_md, "labels"), k)))
+			ok = 0;
+	}
+	json_array_foreach (json_object_get(have_md, "ownerReferences"), i, ref) {
+		if (uid && strcmp(json_string_value(json_object_get(ref, "uid")) ?: "", uid) == 0)
+			owned = 1;
+	}
+	json_decref(want);
+	return ok && owned;
+}
+
+static int apply_admin_secret(struct op *op, const json_t *rc, const char *path, const char *token) SB_MUST_CHECK;
+
+static int apply_admin_secret(struct op *op, const json_t *rc, const char *path, const char *token)
+{
 	struct kc_status st;
-	json_t *sec = NULL, *obj = NULL;
-	const char *b64;
+	json_t *obj = rr_admin_secret(rc, token);
 	int r;
 
-	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s-admin", md_str(rc, "namespace"),
-		 md_str(rc, "name"));
-	r = kc_get(op->k, path, &sec, &st);
-	if (r == 0 && (b64 = json_string_value(json_object_get(json_object_get(sec, "data"), "token")))) {
-		size_t len = 0;
-
-		if (sodium_base642bin((unsigned char *)token, 64, b64, strlen(b64), NULL, &len, NULL,
-				      sodium_base64_VARIANT_ORIGINAL) == 0 &&
-		    len > 0) {
-			token[len] = '\0';
-			json_decref(sec);
-			return 0;
-		}
-	}
-	json_decref(sec);
-	if (r && r != -ENOENT)
-		return r;
-	util_random_id(token);
-	util_random_id(token + 32);
-	obj = rr_admin_secret(rc, token);
 	if (!obj)
 		return -ENOMEM;
 	r = kc_apply(op->k, path, obj, NULL, &st);
 	json_decref(obj);
 	if (r)
 		log_warn("cannot write the admin-token Secret", "name", md_str(rc, "name"), "detail", st.message);
+	return r;
+}
+
+/* The token the routers accept on their admin port, from the RouterConfig's
+ * admin-token Secret `<name>-admin` (mounted in every router pod, read by
+ * the router on each admin request).  A missing Secret is created with a
+ * new random token (an Event when it was deleted by hand: the routers
+ * accept the new token once the kubelet updates their files); labels or the
+ * ownerReference edited away are restored.  A token changed by hand is a
+ * rotation, and used from now on.  Returns 0 or -errno.  `token` is a
+ * secret, never logged. */
+static int admin_token(struct op *op, const json_t *rc, char token[65]) SB_MUST_CHECK;
+
+static int admin_token(struct op *op, const json_t *rc, char token[65])
+{
+	char path[600];
+	struct kc_status st;
+	json_t *sec = NULL;
+	const char *b64;
+	size_t len = 0;
+	int r;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s-admin", md_str(rc, "namespace"),
+		 md_str(rc, "name"));
+	r = kc_get(op->k, path, &sec, &st);
+	b64 = json_string_value(json_object_get(json_object_get(sec, "data"), "token"));
+	if (r == 0 && b64 &&
+	    sodium_base642bin((unsigned char *)token, 64, b64, strlen(b64), NULL, &len, NULL,
+			      sodium_base64_VARIANT_ORIGINAL) == 0 &&
+	    len > 0) {
+		token[len] = '\0';
+		if (!admin_secret_intact(sec, rc, token)) {
+			r = apply_admin_secret(op, rc, path, token);
+			if (!r)
+				note(op, rc, "Warning", "DriftRepaired",
+				     "Secret %s-admin lost labels or its owner outside the RouterConfig: restored",
+				     md_str(rc, "name"));
+		}
+		json_decref(sec);
+		return r;
+	}
+	json_decref(sec);
+	if (r && r != -ENOENT)
+		return r;
+	util_random_id(token);
+	util_random_id(token + 32);
+	r = apply_admin_secret(op, rc, path, token);
+	if (!r && json_string_value(json_object_get(json_object_get(rc, "status"), "configHash")))
+		note(op, rc, "Warning", "DriftRepaired",
+		     "Secret %s-admin was deleted or emptied outside the RouterConfig: recreated with a new "
+		     "admin token",
+		     md_str(rc, "name"));
 	return r;
 }
 

@@ -97,7 +97,7 @@ static int secret_get(struct op *op, const char *ns, const char *name, const cha
 	label = json_pack("{s:s,s:s,s:{s:s,s:s,s:O?,s:{s:s}}}", "apiVersion", "v1", "kind", "Secret", "metadata",
 			  "name", name, "namespace", ns, "resourceVersion",
 			  json_object_get(json_object_get(*sec, "metadata"), "resourceVersion"), "labels",
-			  OP_TOKEN_LABEL, "true");
+			  OP_SECRET_LABEL, OP_SECRET_AGENT_TOKEN);
 	if (!label || kc_apply(op->k, path, label, NULL, st))
 		log_warn("cannot label a token Secret for watching; it is read at each reconcile", "namespace", ns,
 			 "secret", name, "detail", label ? st->message : "out of memory");
@@ -472,6 +472,48 @@ static void prefix_report(struct cfg_report *r)
 	}
 }
 
+/* spec.tls.secretName: the TLS Secret (type kubernetes.io/tls) the routers
+ * serve their data port with; NULL without TLS from a Secret. */
+static const char *tls_secret(const json_t *rc)
+{
+	return json_string_value(json_object_get(json_object_get(json_object_get(rc, "spec"), "tls"), "secretName"));
+}
+
+/* spec.router.security.tls, as the user wrote it. */
+static const json_t *tls_spec(const json_t *rc)
+{
+	return json_object_get(json_object_get(json_object_get(json_object_get(rc, "spec"), "router"), "security"),
+			       "tls");
+}
+
+/* The TLS settings of the document.  spec.tls.secretName turns TLS on with
+ * the files the Secret is mounted as.  With TLS on, either way, the admin
+ * port stays plain HTTP: the operator, the kubelet's probes and Prometheus
+ * reach it on the pod network, and the operator could not verify a
+ * certificate per pod (validate_root() refuses a spec asking for admin-port
+ * TLS).  `root` is the document being built (its "security" object
+ * exists).  Returns 0 or -ENOMEM. */
+static int render_tls(const json_t *rc, json_t *root)
+{
+	json_t *sec = json_object_get(root, "security"), *tls = json_object_get(sec, "tls");
+	int err = 0;
+
+	if (!tls_secret(rc) && !json_is_true(json_object_get(tls_spec(rc), "enabled")))
+		return 0;
+	if (!json_is_object(tls)) {
+		tls = json_object();
+		if (!tls || json_object_set_new(sec, "tls", tls))
+			return -ENOMEM;
+	}
+	if (tls_secret(rc)) {
+		err = json_object_set_new(tls, "enabled", json_true());
+		err = err ?: json_object_set_new(tls, "certFile", json_string(OP_TLS_DIR "/tls.crt"));
+		err = err ?: json_object_set_new(tls, "keyFile", json_string(OP_TLS_DIR "/tls.key"));
+	}
+	err = err ?: json_object_set_new(tls, "admin", json_false());
+	return err ? -ENOMEM : 0;
+}
+
 int rr_render(struct op *op, const json_t *rc, struct rr_render *out)
 {
 	struct kc_informer *inf = op_informer(op, OP_AGENT, md_str(rc, "namespace"));
@@ -525,6 +567,7 @@ static int build_root(const json_t *rc, const json_t *all, const struct rr_token
 	ret = ret ?: set_path(*root, "storage", "path", json_string(OP_DATA_DIR "/router.db"));
 	ret = ret ?: set_path(*root, "network", "bindAddress", json_string("0.0.0.0"));
 	ret = ret ?: set_path(*root, "security", "adminTokenFile", json_string(OP_ADMIN_DIR "/token"));
+	ret = ret ?: render_tls(rc, *root);
 	if (!ret && json_object_set(*root, "agents", docs))
 		ret = -ENOMEM;
 out:
@@ -542,8 +585,12 @@ static int validate_root(const json_t *rc, const json_t *root, struct rr_render 
 {
 	int ret = 0;
 
+	if (json_is_true(json_object_get(tls_spec(rc), "admin")))
+		cfg_report_add(&out->report, CFG_ERROR, "security.tls.admin",
+			       "must be false under the operator: it reaches the admin port over plain HTTP on the "
+			       "pod network (TLS covers the data port)");
 	if (cfg_from_json(&out->cfg, root, &out->report) == 0) {
-		if (cfg_validate(&out->cfg, pod_cores(rc), &out->report) == 0) {
+		if (cfg_validate(&out->cfg, pod_cores(rc), &out->report) == 0 && out->report.errors == 0) {
 			out->valid = 1;
 			ret = cfg_restart_hash(&out->cfg, out->restart_hash);
 		} else {
@@ -755,11 +802,25 @@ static json_t *router_env(void)
 	return built(env, err);
 }
 
-static json_t *router_mounts(void)
+static json_t *mount(const char *name, const char *path, int read_only)
 {
-	return json_pack("[{s:s,s:s,s:b},{s:s,s:s,s:b},{s:s,s:s}]", "name", "config", "mountPath", OP_CONFIG_DIR,
-			 "readOnly", 1, "name", "admin-token", "mountPath", OP_ADMIN_DIR, "readOnly", 1, "name", "data",
-			 "mountPath", OP_DATA_DIR);
+	json_t *m = json_pack("{s:s,s:s}", "name", name, "mountPath", path);
+
+	if (m && read_only && json_object_set_new(m, "readOnly", json_true()))
+		return built(m, -ENOMEM);
+	return m;
+}
+
+static json_t *router_mounts(const json_t *rc)
+{
+	json_t *m = json_array();
+	int err = push(m, mount("config", OP_CONFIG_DIR, 1));
+
+	err = err ?: push(m, mount("admin-token", OP_ADMIN_DIR, 1));
+	err = err ?: push(m, mount("data", OP_DATA_DIR, 0));
+	if (tls_secret(rc))
+		err = err ?: push(m, mount("tls", OP_TLS_DIR, 1));
+	return built(m, err);
 }
 
 static json_t *container_security(void)
@@ -799,14 +860,14 @@ static json_t *router_container(const json_t *rc, const struct cfg *c, const cha
 	err = err ?: put(k, "startupProbe", probe("/healthz", 2, 60));
 	err = err ?: put(k, "resources", router_resources(spec));
 	err = err ?: put(k, "securityContext", container_security());
-	err = err ?: put(k, "volumeMounts", router_mounts());
+	err = err ?: put(k, "volumeMounts", router_mounts(rc));
 	json_decref(ports);
 	return built(k, err);
 }
 
-/* The config, the admin token and, only when the RouterConfig asks for
- * ephemeral storage, the data directory (otherwise a volumeClaimTemplate
- * provides it). */
+/* The config, the admin token, the TLS Secret when spec.tls names one and,
+ * only when the RouterConfig asks for ephemeral storage, the data directory
+ * (otherwise a volumeClaimTemplate provides it). */
 static json_t *router_volumes(const json_t *rc)
 {
 	char cm_name[300], secret_name[300];
@@ -817,6 +878,11 @@ static json_t *router_volumes(const json_t *rc)
 	v = json_pack("[{s:s,s:{s:s}},{s:s,s:{s:s,s:i}}]", "name", "config", "configMap", "name", cm_name, "name",
 		      "admin-token", "secret", "secretName", secret_name, "defaultMode", 0440);
 	if (rr_ephemeral(rc) && push(v, json_pack("{s:s,s:{}}", "name", "data", "emptyDir")))
+		return built(v, -ENOMEM);
+	/* the kubelet refreshes the files when the Secret is renewed; the
+	 * router picks them up without a restart */
+	if (tls_secret(rc) && push(v, json_pack("{s:s,s:{s:s,s:i}}", "name", "tls", "secret", "secretName",
+						tls_secret(rc), "defaultMode", 0440)))
 		return built(v, -ENOMEM);
 	return v;
 }
@@ -1009,8 +1075,15 @@ json_t *rr_pdb(const json_t *rc)
 json_t *rr_admin_secret(const json_t *rc, const char *token)
 {
 	char name[300];
+	json_t *md, *labels_;
 
 	snprintf(name, sizeof(name), "%s-admin", md_str(rc, "name"));
-	return json_pack("{s:s,s:s,s:o,s:s,s:{s:s}}", "apiVersion", "v1", "kind", "Secret", "metadata", meta(rc, name),
-			 "type", "Opaque", "stringData", "token", token);
+	md = meta(rc, name);
+	labels_ = json_object_get(md, "labels");
+	if (!labels_ || json_object_set_new(labels_, OP_SECRET_LABEL, json_string(OP_SECRET_ADMIN_TOKEN))) {
+		json_decref(md);
+		return NULL;
+	}
+	return json_pack("{s:s,s:s,s:o,s:s,s:{s:s}}", "apiVersion", "v1", "kind", "Secret", "metadata", md, "type",
+			 "Opaque", "stringData", "token", token);
 }

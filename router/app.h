@@ -15,6 +15,7 @@
 #include "store.h"
 #include "switchboard/cfg.h"
 #include "switchboard/http.h"
+#include "switchboard/tlscred.h"
 
 struct snap;
 
@@ -49,7 +50,8 @@ struct app {
 	struct rt *rt;
 	struct http_server *data;
 	struct http_server *admin;
-	atomic_int ready; /* storage open, config loaded, not draining */
+	struct tlscred *tls; /* the certificate both ports present, NULL without TLS */
+	atomic_int ready;    /* storage open, config loaded, not draining */
 };
 
 /* Route tables (api.c, admin.c). */

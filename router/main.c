@@ -6,7 +6,6 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
-#include <sodium.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -117,24 +116,61 @@ static void *watchdog_main(void *arg)
 	return NULL;
 }
 
-static int start_servers(struct app *app, char **cert, char **key)
+/* The TLS certificate's state for /metrics: its expiry (alert before it
+ * passes) and how many replaced files were loaded or refused. */
+static int collect_tls_metrics(struct buf *out, void *arg)
+{
+	struct tlscred_stats st;
+	int rc;
+
+	tlscred_stats(arg, &st);
+	rc = met_write_header(out, "switchboard_router_tls_certificate_expiry_timestamp_seconds",
+			      "When the certificate the router presents expires.", "gauge");
+	if (!rc)
+		rc = buf_printf(out, "switchboard_router_tls_certificate_expiry_timestamp_seconds %lld\n",
+				(long long)st.not_after);
+	if (!rc)
+		rc = met_write_header(out, "switchboard_router_tls_certificate_loads_total",
+				      "Certificate and key pairs loaded (applied) or refused (rejected), the first "
+				      "one included.",
+				      "counter");
+	if (!rc)
+		rc = buf_printf(out,
+				"switchboard_router_tls_certificate_loads_total{result=\"applied\"} %llu\n"
+				"switchboard_router_tls_certificate_loads_total{result=\"rejected\"} %llu\n",
+				(unsigned long long)st.loaded, (unsigned long long)st.rejected);
+	return rc;
+}
+
+/* Load the certificate and key when TLS is on, make them the ones every
+ * handshake presents, and watch the files for a renewal (a kubelet updating
+ * a Secret volume, cert-manager) so new connections get it within a second. */
+static int start_tls(struct app *app)
+{
+	char err[512] = "";
+	int rc;
+
+	if (!app->cfg.sec.tls_enabled)
+		return 0;
+	rc = tlscred_new(app->cfg.sec.tls_cert_file, app->cfg.sec.tls_key_file, err, sizeof(err), &app->tls);
+	if (rc) {
+		log_error("cannot load the TLS certificate and key", "error", *err ? err : strerror(-rc));
+		return rc;
+	}
+	tlscred_activate(app->tls);
+	rc = tlscred_watch(app->tls, 1000);
+	if (!rc)
+		rc = met_collector_add(app->met.reg, collect_tls_metrics, app->tls);
+	return rc;
+}
+
+static int start_servers(struct app *app)
 {
 	struct http_opts o = {0};
 	char port[16];
 	int rc;
 
-	if (app->cfg.sec.tls_enabled) {
-		rc = util_read_file(app->cfg.sec.tls_cert_file, 1 << 20, cert, NULL);
-		if (!rc)
-			rc = util_read_file(app->cfg.sec.tls_key_file, 1 << 20, key, NULL);
-		if (rc) {
-			log_error("cannot read the TLS certificate or key", "certFile", app->cfg.sec.tls_cert_file,
-				  "keyFile", app->cfg.sec.tls_key_file, "error", strerror(-rc));
-			return rc;
-		}
-		o.tls_cert_pem = *cert;
-		o.tls_key_pem = *key;
-	}
+	o.tls = app->cfg.sec.tls_admin ? app->tls : NULL;
 	o.bind_address = app->cfg.net.bind_address;
 	o.max_connections = 64;
 	o.max_body = CFG_DOC_LIMIT; /* /admin/reload carries a whole config; the port needs the admin token */
@@ -154,6 +190,7 @@ static int start_servers(struct app *app, char **cert, char **key)
 	o.max_body = (size_t)app->cfg.sec.max_request_bytes;
 	o.routes = api_routes;
 	o.name = "data";
+	o.tls = app->tls;
 	rc = http_start(&o, &app->data);
 	if (rc) {
 		log_error("cannot listen on the data port", "address", app->cfg.net.bind_address, "error",
@@ -175,7 +212,6 @@ static int run(const char *path, const char *level_override)
 	int sig, rc, exit_code = 1;
 	enum log_level lvl;
 	pthread_t wd;
-	char *tls_cert = NULL, *tls_key = NULL;
 	struct push *push = NULL;
 	char doc_hash[65] = "";
 
@@ -212,13 +248,15 @@ static int run(const char *path, const char *level_override)
 	if (store_open(app.cfg.storage.path, app.cfg.storage.sync == CFG_SYNC_FULL, app.cfg.storage.busy_timeout_ms,
 		       &app.st))
 		goto out;
+	if (start_tls(&app))
+		goto out;
 	if (rt_new(&app.cfg, app.st, &app.met, &app.rt) || rt_start(app.rt))
 		goto out;
 	if (met_collector_add(app.met.reg, rl_collect_metrics, &app) || rl_watch_start(&app))
 		goto out;
 	if (push_start(app.rt, &push) || met_collector_add(app.met.reg, push_collect_metrics, push))
 		goto out;
-	if (start_servers(&app, &tls_cert, &tls_key))
+	if (start_servers(&app))
 		goto out;
 	atomic_store(&app.ready, 1);
 	log_info("router ready", "config_hash", app.snap->hash, "profile", cfg_profile_name(app.cfg.profile), "storage",
@@ -265,16 +303,14 @@ out:
 	rt_stop(app.rt);
 	store_close(app.st); /* commits what is queued, checkpoints, closes */
 	rt_free(app.rt);
+	tlscred_activate(NULL); /* both servers are stopped: no handshake can ask */
+	tlscred_free(app.tls);
 	rmet_free(&app.met);
 	if (exit_code == 0)
 		log_info("stopped cleanly");
 	else
 		log_error("router failed to start; see the messages above");
 	cfg_free(&app.cfg);
-	if (tls_key)
-		sodium_memzero(tls_key, strlen(tls_key));
-	free(tls_key);
-	free(tls_cert);
 	return exit_code;
 }
 

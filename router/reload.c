@@ -126,6 +126,35 @@ static void record(struct app *app, int result, const char *source, const char *
 		 (const char *)0);
 }
 
+/* Answer 422 with every problem in `r`, and record the rejection.  rl.lock held. */
+static int reply_rejected(struct app *app, const struct cfg_report *r, const char *source, const struct snap *cur,
+			  struct buf *reply, int *status)
+{
+	char why[256];
+	int rc;
+
+	*status = 422;
+	rc = buf_printf(reply, "{\"result\":\"rejected\",\"generation\":%llu,\"config_hash\":\"%s\",\"errors\":",
+			(unsigned long long)cur->generation, cur->hash);
+	if (!rc)
+		rc = reply_report(reply, r);
+	if (!rc)
+		rc = buf_puts(reply, "}\n");
+	snprintf(why, sizeof(why), "%zu errors, first: %.60s: %.150s", r->errors, r->n ? r->items[0].path : "",
+		 r->n ? r->items[0].msg : "");
+	record(app, RL_REJECTED, source, why, cur);
+	return rc;
+}
+
+/* 1 when a hot change moves the TLS certificate or key to other files (the
+ * new pair is loaded before the config is applied). */
+static int tls_paths_changed(const struct app *app, const struct cfg *cur, const struct cfg *next)
+{
+	return app->tls && next->sec.tls_enabled &&
+	       (strcmp(cur->sec.tls_cert_file, next->sec.tls_cert_file) != 0 ||
+		strcmp(cur->sec.tls_key_file, next->sec.tls_key_file) != 0);
+}
+
 static int do_reload(struct app *app, const char *text, size_t len, const char *source, struct buf *reply, int *status)
 {
 	struct cfg nc;
@@ -140,17 +169,7 @@ static int do_reload(struct app *app, const char *text, size_t len, const char *
 	if (parsed && cfg_validate(&nc, 0, &r))
 		cfg_free(&nc), parsed = 0;
 	if (!parsed) {
-		*status = 422;
-		rc = buf_printf(reply,
-				"{\"result\":\"rejected\",\"generation\":%llu,\"config_hash\":\"%s\",\"errors\":",
-				(unsigned long long)cur->generation, cur->hash);
-		if (!rc)
-			rc = reply_report(reply, &r);
-		if (!rc)
-			rc = buf_puts(reply, "}\n");
-		snprintf(why, sizeof(why), "%zu errors, first: %.60s: %.150s", r.errors, r.n ? r.items[0].path : "",
-			 r.n ? r.items[0].msg : "");
-		record(app, RL_REJECTED, source, why, cur);
+		rc = reply_rejected(app, &r, source, cur, reply, status);
 		cfg_report_free(&r);
 		return rc;
 	}
@@ -179,6 +198,12 @@ static int do_reload(struct app *app, const char *text, size_t len, const char *
 				off += (size_t)snprintf(app->rl.restart_fields + off,
 							sizeof(app->rl.restart_fields) - off, "%s%s", off ? "," : "",
 							d.items[i].path);
+	} else if (tls_paths_changed(app, &cur->cfg, &nc) &&
+		   tlscred_set_paths(app->tls, nc.sec.tls_cert_file, nc.sec.tls_key_file, why, sizeof(why))) {
+		/* the new files do not load: the config is refused whole */
+		cfg_report_add(&r, CFG_ERROR, "security.tls.certFile", "%s", why);
+		rc = reply_rejected(app, &r, source, cur, reply, status);
+		goto out;
 	} else {
 		rc = rt_reconfigure(app->rt, &nc, why, sizeof(why));
 		if (rc == -EAGAIN) {

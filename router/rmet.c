@@ -10,9 +10,9 @@
 #include <string.h>
 
 static const char *const reasons[RM_REASON_COUNT] = {
-	"invalid_message",    "message_too_large", "agent_not_found", "agent_not_accepting",
-	"resource_exhausted", "storage_error",	   "shutting_down",   "agent_not_responding",
-	"network_error",      "rate_limited",	   "forbidden",	      "timeout",
+	"invalid_message", "message_too_large", "agent_not_found",	"agent_not_accepting", "resource_exhausted",
+	"storage_error",   "shutting_down",	"agent_not_responding", "network_error",       "rate_limited",
+	"forbidden",	   "timeout",		"unauthorized",
 };
 
 const char *rmet_reason_name(int r)

@@ -329,8 +329,12 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 		int wait;
 
 		if (it->auth_digest && !rt_agent_token_ok(s, it->auth_digest)) {
-			rt_item_fail(it, 403, "Forbidden", RM_FORBIDDEN, "sender",
-				     "the bearer token does not belong to sender \"%s\"", it->m.sender);
+			if (!rt_token_known(rt, it->auth_digest))
+				rt_item_fail(it, 401, "Unauthorized", RM_UNAUTHORIZED, "sender",
+					     "the bearer token belongs to no agent%s", "");
+			else
+				rt_item_fail(it, 403, "Forbidden", RM_FORBIDDEN, "sender",
+					     "the bearer token does not belong to sender \"%s\"", it->m.sender);
 			return 0;
 		}
 		if (s && (wait = rt_agent_rate_take(s, util_mono_ns())) > 0) {
@@ -835,6 +839,7 @@ void rt_free(struct rt *rt)
 		HASH_DEL(rt->convs, c); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
 		rt_conv_free(c);
 	}
+	rt_tokens_free(rt);
 	while (rt->dedup_oldest)
 		dedup_pop_oldest(rt);
 	heap_free(&rt->conv_heap);

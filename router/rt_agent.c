@@ -99,12 +99,84 @@ void rt_agent_free(struct rt_agent *a)
 	free(a);
 }
 
+/* The token index: one entry per distinct configured token digest, counted
+ * by the agents that have it, so a caller's token can be told apart as
+ * "another agent's" (403) or "nobody's" (401) in one lookup. */
+struct rt_token {
+	char digest[65];
+	unsigned refs;
+	UT_hash_handle hh;
+};
+
+static int token_ref(struct rt *rt, const char *digest)
+{
+	struct rt_token *t;
+
+	if (!*digest)
+		return 0;
+	HASH_FIND_STR(rt->tokens, digest, t);
+	if (!t) {
+		t = calloc(1, sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		snprintf(t->digest, sizeof(t->digest), "%s", digest);
+		HASH_ADD_STR(rt->tokens, digest, t);
+	}
+	t->refs++;
+	return 0;
+}
+
+static void token_unref(struct rt *rt, const char *digest)
+{
+	struct rt_token *t;
+
+	if (!*digest)
+		return;
+	HASH_FIND_STR(rt->tokens, digest, t);
+	if (t && --t->refs == 0) {
+		HASH_DEL(rt->tokens, t);
+		free(t);
+	}
+}
+
+int rt_token_known(const struct rt *rt, const char *digest)
+{
+	struct rt_token *t;
+
+	HASH_FIND_STR(rt->tokens, digest, t);
+	return t != NULL;
+}
+
+void rt_tokens_free(struct rt *rt)
+{
+	struct rt_token *t;
+
+	while ((t = rt->tokens) != NULL) {
+		HASH_DEL(rt->tokens, t); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
+		free(t);
+	}
+}
+
+/* Give `a` the token digest `digest` ("" for none), keeping the index. */
+static int set_token(struct rt *rt, struct rt_agent *a, const char *digest)
+{
+	if (strcmp(a->token_sha256, digest) == 0)
+		return 0;
+	if (token_ref(rt, digest))
+		return -ENOMEM;
+	token_unref(rt, a->token_sha256);
+	snprintf(a->token_sha256, sizeof(a->token_sha256), "%s", digest);
+	return 0;
+}
+
 int rt_agent_apply_cfg(struct rt *rt, struct rt_agent *a, const struct cfg_agent *ca)
 {
 	char *caps = caps_to_json(ca);
 
-	if (!caps)
+	if (!caps || set_token(rt, a, ca->token_sha256 ? ca->token_sha256 : "")) {
+		free(caps);
 		return -ENOMEM;
+	}
 	free(a->caps_json);
 	a->caps_json = caps;
 	a->state = ca->state;
@@ -114,7 +186,6 @@ int rt_agent_apply_cfg(struct rt *rt, struct rt_agent *a, const struct cfg_agent
 	a->capacity = (size_t)(ca->queue_size ? ca->queue_size : rt->cfg.perf.agent_queue_size);
 	a->configured = 1;
 	a->notify = ca->notify_on_failure;
-	snprintf(a->token_sha256, sizeof(a->token_sha256), "%s", ca->token_sha256 ? ca->token_sha256 : "");
 	if (a->rate != ca->rate_per_sec || a->burst != (double)ca->rate_burst) {
 		a->rate = ca->rate_per_sec;
 		a->burst = (double)ca->rate_burst;
@@ -213,6 +284,7 @@ int rt_reconfigure(struct rt *rt, const struct cfg *nc, char *why, size_t whylen
 		a->configured = 0;
 		/* a removed agent keeps its mailbox, not its credentials: its token
 		 * authenticates nothing from now on */
+		token_unref(rt, a->token_sha256);
 		sodium_memzero(a->token_sha256, sizeof(a->token_sha256));
 		if (a->mode == CFG_MODE_PUSH)
 			rt->npush--;

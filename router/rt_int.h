@@ -123,6 +123,7 @@ struct rt {
 	struct store *st;
 	struct rmet *met;
 	struct rt_agent *agents;
+	struct rt_token *tokens; /* every configured token digest: 401 or 403 */
 	struct rt_conv *convs;
 	struct heap conv_heap;
 	struct heap lease_heap;		    /* leases by expiry; owns them */
@@ -215,8 +216,18 @@ int rt_agent_token_ok(const struct rt_agent *a, const char *digest);
 /* Take one message from `a`'s send budget; 0, or the seconds to wait. */
 int rt_agent_rate_take(struct rt_agent *a, uint64_t now_ns);
 
-/* Fill `err` with 403 Forbidden for `agent`; returns -EINVAL. */
-int rt_err_forbidden(struct rt_err *err, const char *agent);
+/* Fill `err` for a caller whose token is not `agent`'s: 401 Unauthorized
+ * when the token belongs to no agent at all (the caller is not
+ * authenticated), 403 Forbidden when it is another agent's.  rt->lock
+ * held.  Returns -EINVAL. */
+int rt_err_auth(const struct rt *rt, struct rt_err *err, const char *agent, const char *digest);
+
+/* 1 when some configured agent has the token with hex SHA-256 `digest`.
+ * rt->lock held. */
+int rt_token_known(const struct rt *rt, const char *digest);
+
+/* Free the token index (rt_free). */
+void rt_tokens_free(struct rt *rt);
 
 /* Fill `err` with 404 AgentNotFound for `agent`; returns -EINVAL. */
 int rt_err_no_agent(struct rt_err *err, const char *agent);

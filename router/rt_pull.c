@@ -145,7 +145,7 @@ int rt_pull(struct rt *rt, const char *agent, const char *auth_digest, size_t ma
 	}
 	if (!rt_agent_token_ok(a, auth_digest)) {
 		pthread_mutex_unlock(&rt->lock);
-		return rt_err_forbidden(err, agent);
+		return rt_err_auth(rt, err, agent, auth_digest);
 	}
 	if (max > (size_t)rt->cfg.delivery.max_pull_batch)
 		max = (size_t)rt->cfg.delivery.max_pull_batch;
@@ -219,7 +219,7 @@ int rt_settle(struct rt *rt, const char *agent, const char *auth_digest, const j
 	a = rt_find_agent(rt, agent);
 	if (!a || !rt_agent_token_ok(a, auth_digest)) {
 		pthread_mutex_unlock(&rt->lock);
-		rc = a ? rt_err_forbidden(err, agent) : rt_err_no_agent(err, agent);
+		rc = a ? rt_err_auth(rt, err, agent, auth_digest) : rt_err_no_agent(err, agent);
 		goto out;
 	}
 	json_array_foreach (ids, i, v) {

@@ -11,8 +11,14 @@
 #include "rt_int.h"
 #include "switchboard/util.h"
 
-int rt_err_forbidden(struct rt_err *err, const char *agent)
+int rt_err_auth(const struct rt *rt, struct rt_err *err, const char *agent, const char *digest)
 {
+	if (!digest || !rt_token_known(rt, digest)) {
+		err->status = 401;
+		err->code = "Unauthorized";
+		snprintf(err->message, sizeof(err->message), "the bearer token belongs to no agent");
+		return -EINVAL;
+	}
 	err->status = 403;
 	err->code = "Forbidden";
 	snprintf(err->message, sizeof(err->message), "the bearer token does not belong to agent \"%.150s\"", agent);

@@ -6,7 +6,7 @@ set -euo pipefail
 # Extra packages may be named on the command line (make peer-deps does).
 PKGS=("$@"
   build-essential pkg-config git curl ca-certificates
-  zlib1g-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libmicrohttpd-dev
+  zlib1g-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libmicrohttpd-dev libgnutls28-dev
   libsqlite3-dev sqlite3 libsodium-dev libcmocka-dev uthash-dev libyajl-dev
   liburcu-dev libxxhash-dev
   valgrind clang-format clang-tidy cppcheck

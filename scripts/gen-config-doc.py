@@ -110,9 +110,12 @@ HELP = {
     "security.maxMessageBytes": "Largest message content (decoded); larger gets 413.",
     "security.maxRequestBytes": "Largest request body; must be at least maxMessageBytes.",
     "security.adminTokenFile": "File holding the admin token for reload and dead-letter replay.",
-    "security.tls.enabled": "Serve both ports over TLS.",
-    "security.tls.certFile": "PEM certificate (required with TLS).",
-    "security.tls.keyFile": "PEM private key (required with TLS).",
+    "security.tls.enabled": "Serve the data port over TLS (and the admin port, see admin).",
+    "security.tls.admin": "With TLS, serve the admin port over TLS too. The operator sets it to false: it reaches "
+                          "the admin port over plain HTTP on the pod network.",
+    "security.tls.certFile": "PEM certificate chain (required with TLS). A replaced file is picked up within "
+                             "a second, without a restart.",
+    "security.tls.keyFile": "PEM private key matching certFile (required with TLS); reloaded with it.",
     "agents[].id": "Agent id: letters, digits, '.', '_' and '-', at most 253.",
     "agents[].mode": "pull (the agent long-polls its mailbox) or push (the router POSTs to endpoint).",
     "agents[].state": "Unloaded, Loaded, Running, Draining or Stopped. Only Loaded and Running accept new messages.",

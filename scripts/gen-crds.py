@@ -162,6 +162,20 @@ def routerconfig():
                                                  "pod has acknowledged but not delivered is LOST when that pod is "
                                                  "deleted, evicted, rescheduled or restarted by a rollout. "
                                                  "status.volume and the VOLUME column show it."}}},
+            "tls": {
+                "type": "object",
+                "description": "TLS on the data port from a Secret of type kubernetes.io/tls (tls.crt, tls.key), "
+                               "for example one cert-manager renews. The operator mounts it in every router pod "
+                               "and sets router.security.tls; when the Secret is renewed the routers present the "
+                               "new certificate to new connections within seconds of the kubelet updating the "
+                               "files, without a restart. The admin port stays plain HTTP on the pod network. "
+                               "Turning TLS on or off, or naming another Secret, restarts the pods.",
+                "properties": {
+                    "secretName": {"type": "string", "minLength": 1, "maxLength": 253,
+                                   "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+                                   "description": "The TLS Secret, in the RouterConfig's namespace. The operator "
+                                                  "never reads it; the kubelet mounts it."}},
+                "required": ["secretName"]},
             "resources": {"type": "object", "description": "Compute resources of the router container.",
                           "properties": {"requests": quantity_map(), "limits": quantity_map()}},
             "agentSelector": {

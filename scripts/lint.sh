@@ -12,7 +12,7 @@ echo "lint: clang-format"
 clang-format --dry-run --Werror $SRC $HDR $TESTS
 
 echo "lint: every header compiles on its own"
-PKG_CFLAGS=$(pkg-config --cflags libcurl zlib jansson yaml-0.1 libmicrohttpd sqlite3 libsodium libxxhash yajl liburcu-bp)
+PKG_CFLAGS=$(pkg-config --cflags libcurl zlib jansson yaml-0.1 libmicrohttpd gnutls sqlite3 libsodium libxxhash yajl liburcu-bp)
 for h in $HDR; do
   echo "#include \"$(basename "$h")\"" | cc -std=c11 -D_GNU_SOURCE -Iinclude -Iinclude/switchboard -Ilib -Irouter \
     -Ioperator $PKG_CFLAGS -Wall -Wextra -Werror -fsyntax-only -x c - -I"$(dirname "$h")"

@@ -124,7 +124,8 @@ REQUIRED_ALERTS = {
     "SwitchboardRouterDown", "SwitchboardRoutingLatencyHigh", "SwitchboardRoutingErrorsHigh",
     "SwitchboardQueueDepthHigh", "SwitchboardRouterMemoryNearLimit", "SwitchboardConfigReloadFailed",
     "SwitchboardRestartRequiredNotProgressing", "SwitchboardDeadLetterQueueGrowing",
-    "SwitchboardCircuitBreakerOpen", "SwitchboardOperatorDown", "SwitchboardOperatorReconcileErrors",
+    "SwitchboardCircuitBreakerOpen", "SwitchboardRouterCertificateExpiring", "SwitchboardOperatorDown",
+    "SwitchboardOperatorReconcileErrors",
     "SwitchboardRouterConfigNotApplied", "SwitchboardRouterConfigInvalid",
 }
 

@@ -6,10 +6,14 @@ contains, probes, the kubelet's ConfigMap volume refresh, a rolling update that 
 that cannot start, a pod that drains on SIGTERM, and the chart's operator running as a pod.
 The operator under test is the ASan build run beside the cluster, as in test_operator.py.
 """
+import base64
 import calendar
 import glob
+from http.client import HTTPException, HTTPSConnection
 import json
 import os
+import ssl
+import subprocess
 import time
 
 import pytest
@@ -227,6 +231,70 @@ def test_router_that_cannot_start_is_rolled_back(node_cluster, node_ns, pod_oper
     assert after["r1-1"][0] != before["r1-1"][0], "the broken pod was replaced by one of the good revision"
     msg = events(c, ns, "RolledBack")[0]["message"]
     assert "deadline" in msg, msg
+
+
+def make_cert(directory, name, addrs):
+    """A self-signed certificate valid for the nodes' addresses (hostNetwork pods bind them), and its key."""
+    key, crt = os.path.join(directory, f"{name}.key"), os.path.join(directory, f"{name}.crt")
+    san = ",".join(f"IP:{a}" for a in addrs)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "1", "-subj", f"/CN=router-{name}", "-addext", f"subjectAltName={san}",
+                    "-keyout", key, "-out", crt], check=True, capture_output=True)
+    return crt, key
+
+
+def tls_secret(name, crt, key):
+    def b64(path):
+        with open(path, "rb") as f:
+            return base64.b64encode(f.read()).decode()
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "kubernetes.io/tls",
+            "data": {"tls.crt": b64(crt), "tls.key": b64(key)}}
+
+
+def https_status(host, port, cafile):
+    """GET /v1/agents over TLS from a client that trusts only `cafile`; None when the handshake or the
+    certificate check fails."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    conn = HTTPSConnection(host, port, context=ctx, timeout=3)
+    try:
+        conn.request("GET", "/v1/agents")
+        return conn.getresponse().status
+    except (OSError, ssl.SSLError, HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def test_renewed_tls_secret_is_served_without_a_restart(node_cluster, node_ns, pod_operator, work):
+    """spec.tls.secretName: the operator mounts the TLS Secret and the routers serve their data port with
+    it. When the Secret is renewed (as cert-manager does), a client that trusts only the new certificate
+    connects to every pod within 10 s, the old certificate is no longer presented, and no pod restarts."""
+    c, ns = node_cluster, node_ns
+    old_crt, old_key = make_cert(work, "old", c.node_addrs())
+    new_crt, new_key = make_cert(work, "new", c.node_addrs())
+    apply(c, ns, tls_secret("r1-tls", old_crt, old_key))
+    rc = pod_rc(c, "r1", tls={"secretName": "r1-tls"})
+    dport = rc["spec"]["router"]["network"]["dataPort"]
+    apply(c, ns, rc, agent("alice", "r1"))
+    wait_for(converged(c, ns, "r1", 2), 90, what="RouterConfig converged with TLS")
+    ps = pods(c, ns, "r1")
+    hosts = [p["status"]["podIP"] for p in ps]
+    assert all(https_status(h, dport, old_crt) == 200 for h in hosts)
+    assert all(https_status(h, dport, new_crt) is None for h in hosts)
+    with pytest.raises((OSError, HTTPException)):
+        http("GET", f"http://{hosts[0]}:{dport}/v1/agents", timeout=3)  # no plain HTTP on the data port
+    before = [(p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"]) for p in ps]
+
+    t0 = time.time()
+    apply(c, ns, tls_secret("r1-tls", new_crt, new_key))
+    wait_for(lambda: all(https_status(h, dport, new_crt) == 200 for h in hosts), 10, interval=0.1,
+             what="every pod presents the renewed certificate")
+    took = time.time() - t0
+    print(f"renewed TLS Secret served by {len(hosts)} pods {took:.1f} s after the update")
+    assert all(https_status(h, dport, old_crt) is None for h in hosts)
+    after = [(p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"]) for p in pods(c, ns, "r1")]
+    assert after == before, "no pod restarted"
+    assert cond(get(c, ns, "routerconfig", "r1"), "ConfigApplied")["status"] == "True"
 
 
 def test_a_draining_router_drops_readiness(node_cluster, node_ns, pod_operator):

@@ -126,6 +126,7 @@ struct cfg {
 		int64_t max_request_bytes;
 		char *admin_token_file;
 		int tls_enabled;
+		int tls_admin; /* the admin port serves TLS too */
 		char *tls_cert_file;
 		char *tls_key_file;
 	} sec;

@@ -14,6 +14,7 @@
 
 #include "switchboard/buf.h"
 #include "switchboard/common.h"
+#include "switchboard/tlscred.h"
 
 #define HTTP_MAX_PARAMS 4
 #define HTTP_PARAM_MAX	256
@@ -53,8 +54,7 @@ struct http_opts {
 	int thread_per_connection;
 	unsigned max_connections;
 	size_t max_body;
-	const char *tls_cert_pem; /* both or neither; borrowed for the server's life */
-	const char *tls_key_pem;
+	struct tlscred *tls;		 /* serve TLS with the active credential (tlscred_activate); NULL: plain */
 	const struct http_route *routes; /* borrowed; ends with a NULL method */
 	void *ctx;			 /* passed to handlers */
 	const char *name;		 /* for logs */

@@ -6,6 +6,7 @@ import json
 import os
 import ssl
 import subprocess
+import time
 
 from conftest import Router, msg
 
@@ -38,7 +39,10 @@ def test_tokens_identify_senders_and_mailbox_owners(tmpdir_path):
     r = token_router(tmpdir_path)
     try:
         assert r.data("POST", "/v1/messages", msg())[0] == 401
-        assert r.data("POST", "/v1/messages", msg(), {"Authorization": "Bearer nope"})[0] == 403
+        # a token that belongs to no agent does not authenticate: 401, not 403
+        status, _, body = r.data("POST", "/v1/messages", msg(), {"Authorization": "Bearer nope"})
+        assert status == 401 and json.loads(body)["error"]["code"] == "Unauthorized", body
+        assert r.data("GET", "/v1/agents/bob/messages", headers={"Authorization": "Bearer nope"})[0] == 401
         status, _, body = r.data("POST", "/v1/messages", msg(message_id="ok-1"), auth("alice"))
         assert status == 202, body
         # alice's token cannot send as bob
@@ -52,7 +56,9 @@ def test_tokens_identify_senders_and_mailbox_owners(tmpdir_path):
         assert status == 200 and [m["message_id"] for m in json.loads(body)["messages"]] == ["ok-1"]
         assert r.data("POST", "/v1/agents/bob/ack", {"message_ids": ["ok-1"]}, auth("alice"))[0] == 403
         assert r.data("POST", "/v1/agents/bob/ack", {"message_ids": ["ok-1"]}, auth("bob"))[0] == 200
-        assert 'switchboard_router_messages_failed_total{reason="forbidden"} 2' in r.metrics()
+        m = r.metrics()
+        assert 'switchboard_router_messages_failed_total{reason="forbidden"} 1' in m
+        assert 'switchboard_router_messages_failed_total{reason="unauthorized"} 1' in m
     finally:
         r.stop()
     log = r.log()
@@ -142,7 +148,112 @@ def test_an_agent_removed_from_the_config_cannot_send_with_its_token(tmpdir_path
             if status != 202:
                 break
             time.sleep(0.1)
-        assert status == 403, status
+        assert status == 401, status  # a removed agent's token authenticates nobody
         assert r.data("POST", "/v1/messages", msg(sender="alice", receiver="bob"), auth("alice"))[0] == 202
+    finally:
+        r.stop()
+
+
+def make_cert(directory, name, cn="localhost"):
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files."""
+    key, crt = os.path.join(directory, f"{name}.key"), os.path.join(directory, f"{name}.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "1", "-subj", f"/CN={cn}", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", key, "-out", crt], check=True, capture_output=True)
+    return crt, key
+
+
+def publish(volume, version, crt, key):
+    """Update a directory the way a kubelet updates a Secret volume: the
+    files go into a new timestamped directory and the `..data` symlink is
+    swapped atomically; tls.crt and tls.key are symlinks through it."""
+    target = os.path.join(volume, f"..{version}")
+    os.mkdir(target)
+    for src, dst in ((crt, "tls.crt"), (key, "tls.key")):
+        with open(src, "rb") as f, open(os.path.join(target, dst), "wb") as g:
+            g.write(f.read())
+    tmp = os.path.join(volume, "..data_tmp")
+    os.symlink(f"..{version}", tmp)
+    os.rename(tmp, os.path.join(volume, "..data"))
+    for name in ("tls.crt", "tls.key"):
+        if not os.path.islink(os.path.join(volume, name)):
+            os.symlink(os.path.join("..data", name), os.path.join(volume, name))
+
+
+def tls_status(port, cafile):
+    """The data port's answer to GET /v1/agents for a client that trusts only
+    `cafile`; None when the handshake or the verification fails."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+    try:
+        c.request("GET", "/v1/agents")
+        return c.getresponse().status
+    except (OSError, ssl.SSLError, http.client.HTTPException):
+        return None
+    finally:
+        c.close()
+
+
+def wait_for(pred, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_tls_certificate_renewed_without_restart(tmpdir_path):
+    """A renewed certificate (the kubelet's symlink swap) is presented to new
+    connections within seconds, by the same process; a broken renewal (key of
+    another certificate) never replaces the good one; the admin port can stay
+    plain HTTP (security.tls.admin: false, what the operator renders); and a
+    hot reload may move the files."""
+    vol = os.path.join(tmpdir_path, "tls")
+    os.mkdir(vol)
+    a_crt, a_key = make_cert(tmpdir_path, "a")
+    b_crt, b_key = make_cert(tmpdir_path, "b")
+    c_crt, c_key = make_cert(tmpdir_path, "c")
+    publish(vol, "v1", a_crt, a_key)
+    extra = (f"security:\n  tls:\n    enabled: true\n    admin: false\n"
+             f"    certFile: {vol}/tls.crt\n    keyFile: {vol}/tls.key\n")
+    r = Router(tmpdir_path, extra).start()
+    try:
+        pid = r.proc.pid
+        assert tls_status(r.data_port, a_crt) == 200
+        assert tls_status(r.data_port, b_crt) is None  # a client that trusts only B refuses A
+        m = r.metrics()  # plain HTTP on the admin port
+        assert 'switchboard_router_tls_certificate_loads_total{result="applied"} 1' in m
+
+        t0 = time.time()
+        publish(vol, "v2", b_crt, b_key)
+        assert wait_for(lambda: tls_status(r.data_port, b_crt) == 200, 10), r.log()
+        took = time.time() - t0
+        print(f"renewed certificate served after {took:.2f} s")
+        assert tls_status(r.data_port, a_crt) is None
+        assert 'switchboard_router_tls_certificate_loads_total{result="applied"} 2' in r.metrics()
+
+        # a renewal whose key belongs to another certificate is refused: B stays
+        publish(vol, "v3", c_crt, b_key)
+        assert wait_for(lambda: 'loads_total{result="rejected"} 1' in r.metrics(), 10), r.log()
+        assert tls_status(r.data_port, b_crt) == 200
+        assert "TLS files changed but do not load" in r.log()
+
+        # a hot reload that points at other files takes effect at once
+        with open(r.config) as f:
+            text = f.read()
+        with open(r.config, "w") as f:
+            f.write(text.replace(f"{vol}/tls.crt", c_crt).replace(f"{vol}/tls.key", c_key))
+        status, _, body = r._req(r.admin_port, "POST", "/admin/reload", timeout=10)
+        assert status == 200 and json.loads(body)["result"] == "applied", body
+        assert tls_status(r.data_port, c_crt) == 200
+        # ...and one that points at a key of another certificate is refused whole
+        with open(r.config, "w") as f:
+            f.write(text.replace(f"{vol}/tls.crt", a_crt).replace(f"{vol}/tls.key", c_key))
+        status, _, body = r._req(r.admin_port, "POST", "/admin/reload", timeout=10)
+        res = json.loads(body)
+        assert status == 422 and res["errors"][0]["field"] == "security.tls.certFile", body
+        assert tls_status(r.data_port, c_crt) == 200
+        assert r.proc.pid == pid and r.proc.poll() is None
     finally:
         r.stop()

@@ -298,7 +298,8 @@ static void test_golden_router_objects(void **state)
 				    "\"resources\":{\"limits\":{\"cpu\":\"2\",\"memory\":\"1Gi\"}},"
 				    "\"volume\":{\"size\":\"10Gi\",\"storageClassName\":\"fast\","
 				    "\"accessMode\":\"ReadWriteOncePod\"}"),
-	       *ephemeral = golden_rc(",\"volume\":{\"ephemeral\":true}");
+	       *ephemeral = golden_rc(",\"volume\":{\"ephemeral\":true}"),
+	       *tls = golden_rc(",\"tls\":{\"secretName\":\"r1-tls\"}");
 
 	(void)state;
 	golden_cfg(&c);
@@ -306,6 +307,7 @@ static void test_golden_router_objects(void **state)
 	       rr_statefulset(plain, &c, "restarthash", "ghcr.io/switchboard-dev/switchboard-router:1", 0));
 	golden("statefulset-hostnetwork", rr_statefulset(hostnet, &c, "restarthash", "unused:1", 2));
 	golden("statefulset-ephemeral", rr_statefulset(ephemeral, &c, "restarthash", "router:1", 0));
+	golden("statefulset-tls", rr_statefulset(tls, &c, "restarthash", "router:1", 0));
 	golden("service", rr_service(plain, &c));
 	golden("service-peers", rr_peer_service(plain, &c));
 	golden("pdb", rr_pdb(plain));
@@ -317,6 +319,46 @@ static void test_golden_router_objects(void **state)
 	json_decref(plain);
 	json_decref(hostnet);
 	json_decref(ephemeral);
+	json_decref(tls);
+}
+
+/* spec.tls.secretName turns TLS on with the mounted files and keeps the
+ * admin port plain; a spec asking for admin-port TLS is refused by name. */
+static void test_render_tls(void **state)
+{
+	json_t *agents = json_array(), *doc;
+	json_t *with = golden_rc(",\"tls\":{\"secretName\":\"r1-tls\"}");
+	json_t *admin = json_loads("{\"apiVersion\":\"switchboard.dev/v1alpha1\",\"kind\":\"RouterConfig\","
+				   "\"metadata\":{\"name\":\"r1\",\"namespace\":\"ns\",\"uid\":\"u\"},"
+				   "\"spec\":{\"router\":{\"security\":{\"tls\":{\"enabled\":true,\"admin\":true,"
+				   "\"certFile\":\"/c\",\"keyFile\":\"/k\"}}}}}",
+				   0, NULL);
+	struct rr_render r;
+
+	(void)state;
+	assert_non_null(agents);
+	assert_non_null(with);
+	assert_non_null(admin);
+	assert_int_equal(rr_render_agents(NULL, with, agents, &r), 0);
+	assert_true(r.valid);
+	assert_true(r.cfg.sec.tls_enabled);
+	assert_false(r.cfg.sec.tls_admin);
+	assert_string_equal(r.cfg.sec.tls_cert_file, OP_TLS_DIR "/tls.crt");
+	assert_string_equal(r.cfg.sec.tls_key_file, OP_TLS_DIR "/tls.key");
+	doc = json_loads(r.doc, 0, NULL);
+	assert_non_null(doc);
+	assert_true(json_is_false(json_object_get(json_object_get(json_object_get(doc, "security"), "tls"), "admin")));
+	json_decref(doc);
+	rr_free(&r);
+
+	assert_int_equal(rr_render_agents(NULL, admin, agents, &r), 0);
+	assert_false(r.valid);
+	assert_int_equal(r.report.errors, 1);
+	assert_string_equal(r.report.items[0].path, "spec.router.security.tls.admin");
+	rr_free(&r);
+	json_decref(with);
+	json_decref(admin);
+	json_decref(agents);
 }
 
 static const struct rr_agent *agent_named(const struct rr_render *r, const char *name)
@@ -713,6 +755,7 @@ int main(void)
 		cmocka_unit_test(test_configmap_round_trip_plain_and_gzip),
 		cmocka_unit_test(test_golden_router_objects),
 		cmocka_unit_test(test_render_from_tokens),
+		cmocka_unit_test(test_render_tls),
 		cmocka_unit_test(test_plan_partition_table),
 		cmocka_unit_test(test_reconcile_plan_table),
 	};
