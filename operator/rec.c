@@ -848,8 +848,6 @@ static void observe_cm_change(struct obs *o)
 	struct cfg_report rep;
 	struct cfg_diff d = {0};
 
-	util_sha256_hex(o->cur_doc, o->cur_len, o->cur_doc_hash);
-	o->f.cm_doc_hash = o->cur_doc_hash;
 	o->f.cm_restart = o->cur_restart;
 	if (o->f.cm_hash && strcmp(o->f.cm_hash, o->r.hash) == 0)
 		return;
@@ -904,6 +902,16 @@ static int observe_spec(struct op *op, struct obs *o)
 		json_object_get(json_object_get(o->cm, "metadata"), "annotations"), "switchboard.dev/config-hash"));
 	o->f.cm_doc_hash = "";
 	o->f.cm_restart = "";
+	if (o->cur_doc) {
+		util_sha256_hex(o->cur_doc, o->cur_len, o->cur_doc_hash);
+		o->f.cm_doc_hash = o->cur_doc_hash;
+	}
+	if (o->cur_doc && !o->f.cm_hash) {
+		/* the annotation was removed by hand: what this operator last wrote
+		 * is in the status (the document itself may have been edited too) */
+		o->f.cm_unannotated = 1;
+		o->f.cm_hash = json_string_value(json_object_get(old_status, "configHash")) ?: o->cur_doc_hash;
+	}
 	if (o->cur_doc && o->r.valid) /* o->r.cfg exists only then */
 		observe_cm_change(o);
 	return 0;

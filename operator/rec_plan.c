@@ -47,7 +47,7 @@ void rp_plan(const struct rp_obs *o, struct rp_plan *p)
 	p->changed = !rp_same(o->cm_hash, o->hash);
 	/* the annotation is ours, the bytes may not be: a hand edit of the
 	 * document is restored, not treated as a new config */
-	drifted = !p->changed && o->cm_has_doc && !rp_same(o->cm_doc_hash, o->hash);
+	drifted = !p->changed && o->cm_has_doc && (!rp_same(o->cm_doc_hash, o->hash) || o->cm_unannotated);
 	p->restart_change = p->changed && o->cm_has_doc && o->cm_restart_class;
 	p->save_previous = p->restart_change; /* the last good document, for a rollback */
 	p->write_config = p->changed || drifted;

@@ -39,6 +39,8 @@ struct rp_obs {
 	int cm_has_doc;		 /* it holds a document */
 	const char *cm_hash;	 /* its switchboard.dev/config-hash annotation */
 	const char *cm_doc_hash; /* SHA-256 of its document ("" without one) */
+	int cm_unannotated;	 /* it has a document but its config-hash annotation was removed by
+				    hand (cm_hash is then status.configHash, or the document's hash) */
 	int cm_restart_class;	 /* going from its document to the rendered one needs a restart (an
 				    unreadable document does); only known when cm_hash != hash */
 	const char *cm_restart;	 /* restart hash of its document ("" when unknown or unreadable) */

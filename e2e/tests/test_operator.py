@@ -314,6 +314,14 @@ def test_drift_in_owned_objects_is_repaired(cluster, ns, operator, work):
                  interval=0.1, what="ConfigMap restored")
         print(f"ConfigMap edit undone in {time.time() - t0:.2f} s")
         assert any("ConfigMap r1-config was edited" in e["message"] for e in events(cluster, ns, "DriftRepaired"))
+        # the hash annotation removed by hand (the operator once crashed on this with an edited document)
+        cluster.kubectl("annotate", "configmap", "r1-config", "-n", ns, "switchboard.dev/config-hash-")
+        cluster.kubectl("patch", "configmap", "r1-config", "-n", ns, "--type=merge", "-p",
+                        json.dumps({"data": {"router.json": json.dumps(edited)}}))
+        wait_for(lambda: (lambda m: m["data"]["router.json"] == doc and
+                          m["metadata"].get("annotations", {}).get("switchboard.dev/config-hash"))(
+                              get(cluster, ns, "configmap", "r1-config")), 10, interval=0.1,
+                 what="ConfigMap and its annotation restored")
 
         cluster.kubectl("scale", "statefulset", "r1", "-n", ns, "--replicas=5")
         wait_for(lambda: get(cluster, ns, "statefulset", "r1")["spec"]["replicas"] == 2, 10, interval=0.1,
