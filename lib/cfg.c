@@ -15,6 +15,7 @@
 
 #include "cfg_table.h"
 #include "switchboard/log.h"
+#include "switchboard/own.h"
 #include "switchboard/util.h"
 #include "switchboard/gz.h"
 #include "switchboard/yjson.h"
@@ -83,6 +84,8 @@ const struct cfg_field cfg_fields[] = {
 	{"network.adminPort", OFF(net.admin_port), 0, 65535, NULL, F_INT, R},
 	{"network.maxConnections", OFF(net.max_connections), 4, 100000, NULL, F_INT, R},
 	{"shutdown.timeoutMs", OFF(shutdown.timeout_ms), 100, 3600000, NULL, F_INT, H},
+	{"cluster.replicas", OFF(cluster.replicas), 1, OWN_MAX_REPLICAS, NULL, F_INT, H},
+	{"cluster.ordinal", OFF(cluster.ordinal), 0, OWN_MAX_REPLICAS - 1, NULL, F_INT, R},
 	{"security.auth", OFF(sec.auth), 0, 0, auth_names, F_ENUM, R},
 	{"security.maxMessageBytes", OFF(sec.max_message_bytes), 1024, 1073741824, NULL, F_BYTES, H},
 	{"security.maxRequestBytes", OFF(sec.max_request_bytes), 4096, 4294967296.0, NULL, F_BYTES, H},
@@ -305,6 +308,7 @@ int cfg_defaults(struct cfg *c, int profile)
 	c->net.admin_port = 8081;
 	c->net.max_connections = prod ? 1024 : 256;
 	c->shutdown.timeout_ms = prod ? 30000 : 10000;
+	c->cluster.replicas = 1;
 	c->sec.auth = prod ? CFG_AUTH_TOKEN : CFG_AUTH_NONE;
 	c->sec.tls_admin = 1;
 	c->sec.max_message_bytes = (int64_t)10 << 20;

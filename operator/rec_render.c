@@ -13,6 +13,7 @@
 
 #include "switchboard/gz.h"
 #include "switchboard/log.h"
+#include "switchboard/own.h"
 #include "switchboard/util.h"
 
 static const char *md_str(const json_t *obj, const char *key)
@@ -567,6 +568,7 @@ static int build_root(const json_t *rc, const json_t *all, const struct rr_token
 	ret = ret ?: set_path(*root, "storage", "path", json_string(OP_DATA_DIR "/router.db"));
 	ret = ret ?: set_path(*root, "network", "bindAddress", json_string("0.0.0.0"));
 	ret = ret ?: set_path(*root, "security", "adminTokenFile", json_string(OP_ADMIN_DIR "/token"));
+	ret = ret ?: set_path(*root, "cluster", "replicas", json_integer(rr_assignment_replicas(rc)));
 	ret = ret ?: render_tls(rc, *root);
 	if (!ret && json_object_set(*root, "agents", docs))
 		ret = -ENOMEM;
@@ -784,12 +786,13 @@ static json_t *env_field(const char *name, const char *field)
 
 /* The router binds its pod's IP (the rendered document says 0.0.0.0): with
  * host networking several routers share a machine's port numbers, each on
- * its node's address.  POD_NAME is the pod's name, which $HOSTNAME is not
- * under host networking. */
+ * its node's address.  Its ordinal among the replicas is its StatefulSet
+ * pod index (the label apps.kubernetes.io/pod-index).  POD_NAME is the
+ * pod's name, which $HOSTNAME is not under host networking. */
 static json_t *router_args(void)
 {
-	return json_pack("[s,s,s,s]", "--config", OP_CONFIG_DIR "/" OP_CONFIG_KEY, "--set",
-			 "network.bindAddress=$(POD_IP)");
+	return json_pack("[s,s,s,s,s,s]", "--config", OP_CONFIG_DIR "/" OP_CONFIG_KEY, "--set",
+			 "network.bindAddress=$(POD_IP)", "--set", "cluster.ordinal=$(POD_INDEX)");
 }
 
 static json_t *router_env(void)
@@ -799,6 +802,7 @@ static json_t *router_env(void)
 
 	err = err ?: push(env, env_field("POD_NAME", "metadata.name"));
 	err = err ?: push(env, env_field("POD_NAMESPACE", "metadata.namespace"));
+	err = err ?: push(env, env_field("POD_INDEX", "metadata.labels['apps.kubernetes.io/pod-index']"));
 	return built(env, err);
 }
 
@@ -938,6 +942,14 @@ static json_t *pod_template(const json_t *rc, const struct cfg *c, const char *r
 	err = err ?: put(t, "spec", router_pod_spec(rc, c, image));
 	json_decref(md);
 	return built(t, err);
+}
+
+json_int_t rr_assignment_replicas(const json_t *rc)
+{
+	const json_t *n = json_object_get(json_object_get(rc, "spec"), "replicas");
+	json_int_t v = json_is_integer(n) ? json_integer_value(n) : 1;
+
+	return v < 1 ? 1 : v > OWN_MAX_REPLICAS ? OWN_MAX_REPLICAS : v;
 }
 
 int rr_ephemeral(const json_t *rc)

@@ -80,6 +80,10 @@ void rr_free(struct rr_render *r);
 
 #define RR_DEFAULT_VOLUME_SIZE "1Gi"
 
+/* The replica count the agents are assigned over (cluster.replicas in the
+ * document): spec.replicas, at least 1.  Pure. */
+json_int_t rr_assignment_replicas(const json_t *rc);
+
 /* 1 when the RouterConfig opted into ephemeral router storage
  * (spec.volume.ephemeral: development only). */
 int rr_ephemeral(const json_t *rc);

@@ -12,6 +12,7 @@
 #include "reload.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
+#include "switchboard/own.h"
 
 static int h_healthz(struct http_req *req, struct http_resp *resp, void *ctx)
 {
@@ -61,6 +62,13 @@ static int h_status(struct http_req *req, struct http_resp *resp, void *ctx)
 			cfg_profile_name(snap->cfg.profile), (double)(now - app->started_ms) / 1000.0,
 			atomic_load(&app->ready) ? "true" : "false", rt_is_draining(app->rt) ? "true" : "false",
 			s.agents, s.queued, s.leased, s.conversations);
+	if (!rc) {
+		char epoch[17];
+
+		own_epoch((uint32_t)snap->cfg.cluster.replicas, NULL, epoch);
+		rc = buf_printf(&resp->body, ",\"cluster\":{\"ordinal\":%lld,\"replicas\":%lld,\"epoch\":\"%s\"}",
+				(long long)app->cfg.cluster.ordinal, (long long)snap->cfg.cluster.replicas, epoch);
+	}
 	rcu_read_unlock();
 	if (!rc)
 		rc = rl_status_json(app, &resp->body);

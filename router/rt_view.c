@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "rt_int.h"
+#include "switchboard/own.h"
 #include "switchboard/util.h"
 
 int rt_err_auth(const struct rt *rt, struct rt_err *err, const char *agent, const char *digest)
@@ -33,7 +34,9 @@ int rt_err_no_agent(struct rt_err *err, const char *agent)
 	return -EINVAL;
 }
 
-static int agent_obj(const struct rt_agent *a, struct buf *out)
+/* One agent as JSON, with the ordinal that owns it under `replicas`.
+ * rt->lock held. */
+static int agent_obj(const struct rt_agent *a, int64_t replicas, struct buf *out)
 {
 	int rc = buf_puts(out, "{\"id\":");
 
@@ -42,9 +45,10 @@ static int agent_obj(const struct rt_agent *a, struct buf *out)
 	if (!rc)
 		rc = buf_printf(out,
 				",\"state\":\"%s\",\"mode\":\"%s\",\"queue_depth\":%zu,\"in_flight\":%zu,"
-				"\"queue_capacity\":%zu,\"configured\":%s,\"capabilities\":%s}",
+				"\"queue_capacity\":%zu,\"configured\":%s,\"owner\":%u,\"capabilities\":%s}",
 				cfg_agent_state_name(a->state), cfg_mode_name(a->mode), a->depth - a->leased, a->leased,
-				a->capacity, a->configured ? "true" : "false", a->caps_json ? a->caps_json : "[]");
+				a->capacity, a->configured ? "true" : "false", own_owner(a->id, (uint32_t)replicas),
+				a->caps_json ? a->caps_json : "[]");
 	return rc;
 }
 
@@ -62,7 +66,7 @@ int rt_agents_json(struct rt *rt, struct buf *out)
 			rc = buf_puts(out, ",");
 		first = 0;
 		if (!rc)
-			rc = agent_obj(a, out);
+			rc = agent_obj(a, rt->cfg.cluster.replicas, out);
 	}
 	if (!rc)
 		rc = buf_puts(out, "]}\n");
@@ -81,7 +85,7 @@ int rt_agent_json(struct rt *rt, const char *id, struct buf *out, struct rt_err 
 		pthread_mutex_unlock(&rt->lock);
 		return rt_err_no_agent(err, id);
 	}
-	rc = agent_obj(a, out);
+	rc = agent_obj(a, rt->cfg.cluster.replicas, out);
 	if (!rc)
 		rc = buf_puts(out, "\n");
 	pthread_mutex_unlock(&rt->lock);

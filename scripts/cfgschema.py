@@ -6,9 +6,19 @@ import re
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
+def _defines():
+    """Numeric #defines of the public headers a bound may name (OWN_MAX_REPLICAS)."""
+    out = {"GiB": 1024.0 ** 3}
+    inc = os.path.join(ROOT, "include", "switchboard")
+    for name in sorted(os.listdir(inc)):
+        for k, v in re.findall(r"^#define ([A-Z_]+)\s+([0-9]+)\s*$", open(os.path.join(inc, name)).read(), re.M):
+            out[k] = int(v)
+    return out
+
+
 def _num(expr):
-    """Evaluate a table bound such as `16 * 1048576.0` or `1024 * GiB`."""
-    return eval(expr.strip(), {"__builtins__": {}}, {"GiB": 1024.0 ** 3})  # noqa: S307 (our own source)
+    """Evaluate a table bound such as `16 * 1048576.0`, `1024 * GiB` or `OWN_MAX_REPLICAS - 1`."""
+    return eval(expr.strip(), {"__builtins__": {}}, _defines())  # noqa: S307 (our own source)
 
 
 def table():

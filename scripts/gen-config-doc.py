@@ -110,6 +110,9 @@ HELP = {
     "security.maxMessageBytes": "Largest message content (decoded); larger gets 413.",
     "security.maxRequestBytes": "Largest request body; must be at least maxMessageBytes.",
     "security.adminTokenFile": "File holding the admin token for reload and dead-letter replay.",
+    "cluster.replicas": "Router replicas that act as one router: each agent is owned by one ordinal "
+                        "(rendezvous hashing of its id). Rendered by the operator; see docs/cluster.md.",
+    "cluster.ordinal": "This router's ordinal (its StatefulSet pod index, set by the operator with --set).",
     "security.tls.enabled": "Serve the data port over TLS (and the admin port, see admin).",
     "security.tls.admin": "With TLS, serve the admin port over TLS too. The operator sets it to false: it reaches "
                           "the admin port over plain HTTP on the pod network.",

@@ -54,8 +54,8 @@ def router_schema():
             "description": "The router configuration: the same schema as switchboard-router's config file "
                            "(see docs/config.md), without the agents, which come from Agent resources."}
     for path, lo, hi, enum, ftype, _ in cfgschema.table():
-        if path.startswith("agents[]"):
-            continue
+        if path.startswith("agents[]") or path.startswith("cluster."):
+            continue  # agents come from Agent resources; cluster.* is the operator's to render
         node = root
         parts = path.split(".")
         for p in parts[:-1]:

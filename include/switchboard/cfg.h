@@ -121,6 +121,10 @@ struct cfg {
 		int64_t timeout_ms;
 	} shutdown;
 	struct {
+		int64_t replicas; /* the assignment: agents are owned by ordinals 0 … replicas-1 */
+		int64_t ordinal;  /* this router's (its StatefulSet pod index) */
+	} cluster;
+	struct {
 		int auth; /* enum cfg_auth */
 		int64_t max_message_bytes;
 		int64_t max_request_bytes;

@@ -14,6 +14,7 @@
 #include "switchboard/buf.h"
 #include "switchboard/heap.h"
 #include "switchboard/met.h"
+#include "switchboard/own.h"
 #include "switchboard/util.h"
 #include "switchboard/yjson.h"
 
@@ -185,6 +186,75 @@ static void test_buf_numbers_and_json_strings(void **state)
 	buf_free(&b);
 }
 
+/* --- own: rendezvous ownership ------------------------------------------ */
+
+/* Pinned: the operator and every router must compute the same owner, in
+ * every version.  XXH64's published vectors first, then owners. */
+static void test_own_vectors(void **state)
+{
+	static const struct {
+		const char *id;
+		uint32_t owner[5]; /* for 1 … 5 replicas */
+	} rows[] = {
+		{"alice", {0, 1, 2, 2, 2}},	      {"bob", {0, 0, 2, 2, 4}},
+		{"carol", {0, 0, 0, 0, 0}},	      {"dave", {0, 0, 2, 2, 2}},
+		{"agent-0001", {0, 0, 0, 0, 4}},      {"agent-0002", {0, 1, 1, 3, 3}},
+		{"planner.eu-west", {0, 0, 2, 2, 4}}, {"x", {0, 0, 2, 2, 4}},
+	};
+	char e1[17], e2[17], e3[17];
+
+	(void)state;
+	assert_true(own_weight("", 0, 0) == 0xef46db3751d8e999ULL);
+	assert_true(own_weight("a", 1, 0) == 0xd24ec4f1a98c6e5bULL);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		for (uint32_t n = 1; n <= 5; n++)
+			if (own_owner(rows[i].id, n) != rows[i].owner[n - 1])
+				fail_msg("%s with %u replicas: owner %u, want %u", rows[i].id, n,
+					 own_owner(rows[i].id, n), rows[i].owner[n - 1]);
+	assert_int_equal(own_owner("alice", 0), 0);
+	own_epoch(3, NULL, e1);
+	assert_string_equal(e1, "006403b06861ff04");
+	own_epoch(4, NULL, e2);
+	own_epoch(3, "r1-0,r1-1,r1-2", e3);
+	assert_string_not_equal(e1, e2);
+	assert_string_not_equal(e1, e3);
+}
+
+/* Growing from n to n+1 replicas moves only agents to the new ordinal, about
+ * 1/(n+1) of them; every ordinal gets a fair share. */
+static void test_own_moves_little_and_balances(void **state)
+{
+	enum { N = 10000, MAXR = 8 };
+	static uint32_t owner[N];
+	char id[32];
+
+	(void)state;
+	for (size_t i = 0; i < N; i++)
+		owner[i] = 0;
+	for (uint32_t n = 1; n < MAXR; n++) {
+		size_t moved = 0, count[MAXR] = {0};
+
+		for (size_t i = 0; i < N; i++) {
+			uint32_t o;
+
+			snprintf(id, sizeof(id), "agent-%zu", i);
+			o = own_owner(id, n + 1);
+			if (o != owner[i]) {
+				if (o != n)
+					fail_msg("%s moved from %u to %u growing to %u replicas", id, owner[i], o,
+						 n + 1);
+				moved++;
+			}
+			owner[i] = o;
+			count[o]++;
+		}
+		/* expected N/(n+1); allow +-15 % */
+		assert_in_range(moved, N / (n + 1) * 85 / 100, N / (n + 1) * 115 / 100);
+		for (uint32_t k = 0; k <= n; k++)
+			assert_in_range(count[k], N / (n + 1) * 85 / 100, N / (n + 1) * 115 / 100);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -195,6 +265,8 @@ int main(void)
 		cmocka_unit_test(test_rfc3339),
 		cmocka_unit_test(test_json_span),
 		cmocka_unit_test(test_buf_numbers_and_json_strings),
+		cmocka_unit_test(test_own_vectors),
+		cmocka_unit_test(test_own_moves_little_and_balances),
 	};
 
 	if (util_init())
