@@ -46,7 +46,7 @@ static int buf_reserve(struct buf *b, size_t extra)
 	ncap = b->cap ? b->cap : 64;
 	while (ncap < need)
 		ncap = ncap > ((size_t)-1) / 2 ? need : ncap * 2;
-	if (ncap > b->limit + 1)
+	if (b->limit < (size_t)-1 && ncap > b->limit + 1) /* limit + 1 would wrap for an unbounded buf */
 		ncap = b->limit + 1;
 	p = realloc(b->data, ncap);
 	if (!p)

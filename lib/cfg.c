@@ -83,9 +83,14 @@ const struct cfg_field cfg_fields[] = {
 	{"network.dataPort", OFF(net.data_port), 0, 65535, NULL, F_INT, R},
 	{"network.adminPort", OFF(net.admin_port), 0, 65535, NULL, F_INT, R},
 	{"network.maxConnections", OFF(net.max_connections), 4, 100000, NULL, F_INT, R},
+	{"network.peerPort", OFF(net.peer_port), 0, 65535, NULL, F_INT, R},
 	{"shutdown.timeoutMs", OFF(shutdown.timeout_ms), 100, 3600000, NULL, F_INT, H},
 	{"cluster.replicas", OFF(cluster.replicas), 1, OWN_MAX_REPLICAS, NULL, F_INT, H},
 	{"cluster.ordinal", OFF(cluster.ordinal), 0, OWN_MAX_REPLICAS - 1, NULL, F_INT, R},
+	{"cluster.peerHost", OFF(cluster.peer_host), 0, 253, NULL, F_STR, R},
+	{"cluster.resolve", OFF(cluster.resolve), 0, 65536, NULL, F_STR, H},
+	{"cluster.forwardTimeoutMs", OFF(cluster.forward_timeout_ms), 100, 120000, NULL, F_INT, H},
+	{"cluster.peerConnections", OFF(cluster.peer_connections), 1, 1024, NULL, F_INT, H},
 	{"security.auth", OFF(sec.auth), 0, 0, auth_names, F_ENUM, R},
 	{"security.maxMessageBytes", OFF(sec.max_message_bytes), 1024, 1073741824, NULL, F_BYTES, H},
 	{"security.maxRequestBytes", OFF(sec.max_request_bytes), 4096, 4294967296.0, NULL, F_BYTES, H},
@@ -309,6 +314,9 @@ int cfg_defaults(struct cfg *c, int profile)
 	c->net.max_connections = prod ? 1024 : 256;
 	c->shutdown.timeout_ms = prod ? 30000 : 10000;
 	c->cluster.replicas = 1;
+	c->cluster.forward_timeout_ms = 5000;
+	c->cluster.peer_connections = 32;
+	c->net.peer_port = 8082;
 	c->sec.auth = prod ? CFG_AUTH_TOKEN : CFG_AUTH_NONE;
 	c->sec.tls_admin = 1;
 	c->sec.max_message_bytes = (int64_t)10 << 20;
@@ -318,6 +326,10 @@ int cfg_defaults(struct cfg *c, int profile)
 		rc = set_str(&c->net.bind_address, prod ? "0.0.0.0" : "127.0.0.1");
 	if (!rc)
 		rc = set_str(&c->sec.admin_token_file, prod ? "/etc/switchboard/admin/token" : "");
+	if (!rc)
+		rc = set_str(&c->cluster.peer_host, "");
+	if (!rc)
+		rc = set_str(&c->cluster.resolve, "");
 	if (!rc)
 		rc = set_str(&c->sec.tls_cert_file, "");
 	if (!rc)

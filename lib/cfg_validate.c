@@ -233,6 +233,11 @@ size_t cfg_validate(const struct cfg *c, long cores, struct cfg_report *r)
 		cfg_report_add(r, CFG_ERROR, "security.maxRequestBytes",
 			       "must be at least security.maxMessageBytes (%lld < %lld)",
 			       (long long)c->sec.max_request_bytes, (long long)c->sec.max_message_bytes);
+	if (c->cluster.replicas > 1 && !strstr(c->cluster.peer_host, "{ordinal}"))
+		cfg_report_add(r, CFG_ERROR, "cluster.peerHost",
+			       "must name the peers with {ordinal} when cluster.replicas is above 1");
+	if (c->net.peer_port != 0 && (c->net.peer_port == c->net.data_port || c->net.peer_port == c->net.admin_port))
+		cfg_report_add(r, CFG_ERROR, "network.peerPort", "must differ from network.dataPort and adminPort");
 	if (c->net.data_port == c->net.admin_port && c->net.data_port != 0)
 		cfg_report_add(r, CFG_ERROR, "network.adminPort", "must differ from network.dataPort (%lld)",
 			       (long long)c->net.data_port);

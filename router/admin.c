@@ -9,10 +9,10 @@
 #include <urcu-bp.h>
 
 #include "app.h"
+#include "peer.h"
 #include "reload.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
-#include "switchboard/own.h"
 
 static int h_healthz(struct http_req *req, struct http_resp *resp, void *ctx)
 {
@@ -65,7 +65,7 @@ static int h_status(struct http_req *req, struct http_resp *resp, void *ctx)
 	if (!rc) {
 		char epoch[17];
 
-		own_epoch((uint32_t)snap->cfg.cluster.replicas, NULL, epoch);
+		peer_epoch(&snap->cfg, epoch);
 		rc = buf_printf(&resp->body, ",\"cluster\":{\"ordinal\":%lld,\"replicas\":%lld,\"epoch\":\"%s\"}",
 				(long long)app->cfg.cluster.ordinal, (long long)snap->cfg.cluster.replicas, epoch);
 	}

@@ -12,6 +12,7 @@
 #include <urcu-bp.h>
 
 #include "app.h"
+#include "fwd.h"
 #include "reload.h"
 #include "switchboard/yjson.h"
 #include "switchboard/util.h"
@@ -267,48 +268,15 @@ static int write_accepted(struct buf *b, const struct rt_item *it, int with_stat
 	return rc;
 }
 
-static int h_post_messages(struct http_req *req, struct http_resp *resp, void *ctx)
+/* The batch answer: 202 when every item was accepted, 207 otherwise, with
+ * a result per item in order. */
+static int write_batch(struct http_resp *resp, const struct rt_item *items, size_t n)
 {
-	struct app *app = ctx;
-	struct rt_item *items = NULL;
-	size_t n = 0, accepted = 0, busy = 0;
-	int batch = 0, rc, retry = 1;
-	char dbuf[65];
-	const char *digest;
+	size_t accepted = 0;
+	int rc;
 
-	rc = caller_digest(app, req, resp, dbuf, &digest);
-	if (rc)
-		return rc < 0 ? rc : 0;
-	rc = parse_items(app, req, resp, &items, &n, &batch);
-	if (rc)
-		return rc < 0 ? rc : 0;
 	for (size_t i = 0; i < n; i++)
-		items[i].auth_digest = digest;
-	rc = rt_submit(app->rt, items, n);
-	if (rc)
-		goto out;
-	for (size_t i = 0; i < n; i++) {
 		accepted += items[i].status == 202;
-		busy += items[i].status == 429 || items[i].status == 503;
-		if (items[i].retry_after_s > retry)
-			retry = items[i].retry_after_s;
-	}
-	if (busy)
-		snprintf(resp->retry_after, sizeof(resp->retry_after), "%d", retry);
-	if (!batch) {
-		if (items[0].status != 202) {
-			rc = http_error(resp, items[0].status, items[0].code, items[0].message,
-					items[0].field[0] ? items[0].field : NULL);
-			goto out;
-		}
-		resp->status = 202;
-		rc = buf_puts(&resp->body, "{");
-		if (!rc)
-			rc = write_accepted(&resp->body, &items[0], 1);
-		if (!rc)
-			rc = buf_puts(&resp->body, "}\n");
-		goto out;
-	}
 	resp->status = accepted == n ? 202 : 207;
 	rc = buf_printf(&resp->body, "{\"accepted\":%zu,\"rejected\":%zu,\"results\":[", accepted, n - accepted);
 	for (size_t i = 0; !rc && i < n; i++) {
@@ -330,8 +298,51 @@ static int h_post_messages(struct http_req *req, struct http_resp *resp, void *c
 		if (!rc)
 			rc = buf_puts(&resp->body, "}");
 	}
-	if (!rc)
-		rc = buf_puts(&resp->body, "]}\n");
+	return rc ? rc : buf_puts(&resp->body, "]}\n");
+}
+
+static int h_post_messages(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	struct app *app = ctx;
+	struct rt_item *items = NULL;
+	size_t n = 0, busy = 0;
+	int batch = 0, rc, retry = 1;
+	char dbuf[65];
+	const char *digest;
+
+	rc = caller_digest(app, req, resp, dbuf, &digest);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	rc = parse_items(app, req, resp, &items, &n, &batch);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	for (size_t i = 0; i < n; i++)
+		items[i].auth_digest = digest;
+	rc = fwd_submit(app, items, n);
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		busy += items[i].status == 429 || items[i].status == 503;
+		if (items[i].retry_after_s > retry)
+			retry = items[i].retry_after_s;
+	}
+	if (busy)
+		snprintf(resp->retry_after, sizeof(resp->retry_after), "%d", retry);
+	if (!batch) {
+		if (items[0].status != 202) {
+			rc = http_error(resp, items[0].status, items[0].code, items[0].message,
+					items[0].field[0] ? items[0].field : NULL);
+			goto out;
+		}
+		resp->status = 202;
+		rc = buf_puts(&resp->body, "{");
+		if (!rc)
+			rc = write_accepted(&resp->body, &items[0], 1);
+		if (!rc)
+			rc = buf_puts(&resp->body, "}\n");
+		goto out;
+	}
+	rc = write_batch(resp, items, n);
 out:
 	for (size_t i = 0; i < n; i++)
 		msg_free(&items[i].m);
@@ -357,72 +368,134 @@ static int parse_uint_param(struct http_req *req, const char *key, long long def
 	return 0;
 }
 
-static int h_pull(struct http_req *req, struct http_resp *resp, void *ctx)
+/* ?max and ?wait_ms of a pull, checked against the current limits.
+ * Returns 0, 1 after answering 400, or -ENOMEM. */
+static int pull_params(struct app *app, struct http_req *req, struct http_resp *resp, long long *max, long long *wait)
 {
-	struct app *app = ctx;
-	struct rt_err e = {0};
-	long long max, wait, max_pull, max_wait;
-	char msg[160], dbuf[65];
-	const char *digest;
-	int rc;
+	long long max_pull, max_wait;
+	char msg[160];
 
-	rc = caller_digest(app, req, resp, dbuf, &digest);
-	if (rc)
-		return rc < 0 ? rc : 0;
 	rcu_read_lock();
 	max_pull = rcu_dereference(app->snap)->cfg.delivery.max_pull_batch;
 	max_wait = rcu_dereference(app->snap)->cfg.delivery.max_wait_ms;
 	rcu_read_unlock();
-	if (parse_uint_param(req, "max", 10, 1, max_pull, &max)) {
+	if (parse_uint_param(req, "max", 10, 1, max_pull, max)) {
 		snprintf(msg, sizeof(msg), "max must be an integer from 1 to %lld (delivery.maxPullBatch)", max_pull);
-		return http_error(resp, 400, "InvalidRequest", msg, "max");
+		return http_error(resp, 400, "InvalidRequest", msg, "max") ? -ENOMEM : 1;
 	}
-	if (parse_uint_param(req, "wait_ms", 0, 0, max_wait, &wait)) {
+	if (parse_uint_param(req, "wait_ms", 0, 0, max_wait, wait)) {
 		snprintf(msg, sizeof(msg), "wait_ms must be an integer from 0 to %lld (delivery.maxWaitMs)", max_wait);
-		return http_error(resp, 400, "InvalidRequest", msg, "wait_ms");
+		return http_error(resp, 400, "InvalidRequest", msg, "wait_ms") ? -ENOMEM : 1;
 	}
-	rc = rt_pull(app->rt, req->params[0], digest, (size_t)max, wait, &resp->body, &e);
-	if (rc == -EINVAL)
+	return 0;
+}
+
+/* The caller may act as `agent`, which another replica (`owner`) owns:
+ * send the request there.  `tail` is what follows /agents/<id>. */
+static int to_owner(struct app *app, struct http_req *req, struct http_resp *resp, const char *digest, uint32_t owner,
+		    const char *tail, int64_t extra_ms)
+{
+	struct rt_err e = {0};
+	char path[512];
+
+	if (rt_check_caller(app->rt, req->params[0], digest, &e))
 		return err_from_rt(resp, &e);
-	return rc;
+	snprintf(path, sizeof(path), "/peer/v1/agents/%s%s", req->params[0], tail);
+	return fwd_proxy(app, owner, req->method, path, strcmp(req->method, "GET") ? &req->body : NULL, extra_ms, resp);
+}
+
+static int pull_here(struct app *app, struct http_req *req, struct http_resp *resp, const char *digest, long long max,
+		     long long wait)
+{
+	struct rt_err e = {0};
+	int rc = rt_pull(app->rt, req->params[0], digest, (size_t)max, wait, &resp->body, &e);
+
+	return rc == -EINVAL ? err_from_rt(resp, &e) : rc;
+}
+
+static int h_pull(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	struct app *app = ctx;
+	long long max, wait;
+	char dbuf[65], tail[80];
+	const char *digest;
+	uint32_t owner;
+	int rc;
+
+	rc = caller_digest(app, req, resp, dbuf, &digest);
+	if (!rc)
+		rc = pull_params(app, req, resp, &max, &wait);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	if (fwd_elsewhere(app, req->params[0], &owner)) {
+		snprintf(tail, sizeof(tail), "/messages?max=%lld&wait_ms=%lld", max, wait);
+		return to_owner(app, req, resp, digest, owner, tail, wait);
+	}
+	return pull_here(app, req, resp, digest, max, wait);
+}
+
+/* The body of an ack or nack: {"message_ids":[...]}, 1 to API_MAX_BATCH
+ * strings.  Returns 0 with *root (new reference), 1 after answering 400,
+ * or -ENOMEM. */
+static int settle_body(struct http_req *req, struct http_resp *resp, json_t **root)
+{
+	json_t *ids, *v;
+	size_t i;
+
+	*root = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, NULL);
+	ids = json_object_get(*root, "message_ids");
+	if (!json_is_object(*root) || !json_is_array(ids) || json_array_size(ids) == 0 ||
+	    json_array_size(ids) > API_MAX_BATCH) {
+		json_decref(*root);
+		*root = NULL;
+		return http_error(resp, 400, "InvalidRequest",
+				  "the body must be {\"message_ids\":[...]} with 1 to "
+				  "10000 message ids",
+				  "message_ids")
+			       ? -ENOMEM
+			       : 1;
+	}
+	json_array_foreach (ids, i, v) {
+		if (!json_is_string(v)) {
+			json_decref(*root);
+			*root = NULL;
+			return http_error(resp, 400, "InvalidRequest", "every message id must be a string",
+					  "message_ids")
+				       ? -ENOMEM
+				       : 1;
+		}
+	}
+	return 0;
+}
+
+static int settle_here(struct app *app, struct http_req *req, struct http_resp *resp, const char *digest,
+		       const json_t *root, int ack)
+{
+	struct rt_err e = {0};
+	int rc = rt_settle(app->rt, req->params[0], digest, json_object_get(root, "message_ids"), ack, &resp->body, &e);
+
+	return rc == -EINVAL ? err_from_rt(resp, &e) : rc;
 }
 
 static int settle(struct http_req *req, struct http_resp *resp, void *ctx, int ack)
 {
 	struct app *app = ctx;
-	struct rt_err e = {0};
-	json_error_t jerr;
-	json_t *root, *ids;
-	size_t i;
-	json_t *v;
+	json_t *root = NULL;
 	char dbuf[65];
 	const char *digest;
+	uint32_t owner;
 	int rc;
 
 	rc = caller_digest(app, req, resp, dbuf, &digest);
+	if (!rc)
+		rc = settle_body(req, resp, &root);
 	if (rc)
 		return rc < 0 ? rc : 0;
-	root = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
-	if (!root)
-		return http_error(resp, 400, "InvalidRequest", "the body must be {\"message_ids\":[...]}", "(body)");
-	ids = json_object_get(root, "message_ids");
-	if (!json_is_object(root) || !json_is_array(ids) || json_array_size(ids) == 0 ||
-	    json_array_size(ids) > API_MAX_BATCH) {
-		json_decref(root);
-		return http_error(resp, 400, "InvalidRequest", "message_ids must be an array of 1 to 10000 message ids",
-				  "message_ids");
-	}
-	json_array_foreach (ids, i, v) {
-		if (!json_is_string(v)) {
-			json_decref(root);
-			return http_error(resp, 400, "InvalidRequest", "every message id must be a string",
-					  "message_ids");
-		}
-	}
-	rc = rt_settle(app->rt, req->params[0], digest, ids, ack, &resp->body, &e);
+	if (fwd_elsewhere(app, req->params[0], &owner))
+		rc = to_owner(app, req, resp, digest, owner, ack ? "/ack" : "/nack", 0);
+	else
+		rc = settle_here(app, req, resp, digest, root, ack);
 	json_decref(root);
-	if (rc == -EINVAL)
-		return err_from_rt(resp, &e);
 	return rc;
 }
 
@@ -527,6 +600,96 @@ static int h_replay(struct http_req *req, struct http_resp *resp, void *ctx)
 	json_decref(root);
 	return rc;
 }
+
+/* --- the peer port: requests other replicas forwarded --------------------- */
+
+/* 503 NotOwner: this router does not own `agent` in its epoch (the fence). */
+static int not_owner(struct http_resp *resp, const char *agent)
+{
+	char why[300];
+
+	snprintf(why, sizeof(why), "this router does not own agent \"%.200s\" in its epoch", agent);
+	snprintf(resp->retry_after, sizeof(resp->retry_after), "1");
+	return http_error(resp, 503, "NotOwner", why, NULL);
+}
+
+/* Items another replica checked (sender and token) and forwarded: commit
+ * the ones this router owns, refuse the rest, answer per item. */
+static int p_post_messages(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	struct app *app = ctx;
+	struct rt_item *items = NULL;
+	size_t n = 0;
+	int batch, rc = fwd_peer_admit(app, req, resp);
+
+	if (!rc)
+		rc = parse_items(app, req, resp, &items, &n, &batch);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!items[i].status && !fwd_owned_here(app, items[i].m.receiver)) {
+			item_reject(&items[i], 503, "NotOwner", "receiver",
+				    "this router does not own the receiver in its epoch");
+			items[i].retry_after_s = 1;
+		}
+	}
+	rc = rt_submit(app->rt, items, n);
+	if (!rc)
+		rc = write_batch(resp, items, n);
+	for (size_t i = 0; i < n; i++)
+		msg_free(&items[i].m);
+	free(items);
+	return rc;
+}
+
+static int p_pull(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	struct app *app = ctx;
+	long long max, wait;
+	int rc = fwd_peer_admit(app, req, resp);
+
+	if (!rc)
+		rc = pull_params(app, req, resp, &max, &wait);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	if (!fwd_owned_here(app, req->params[0]))
+		return not_owner(resp, req->params[0]);
+	return pull_here(app, req, resp, NULL, max, wait);
+}
+
+static int p_settle(struct http_req *req, struct http_resp *resp, void *ctx, int ack)
+{
+	struct app *app = ctx;
+	json_t *root = NULL;
+	int rc = fwd_peer_admit(app, req, resp);
+
+	if (!rc)
+		rc = settle_body(req, resp, &root);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	rc = fwd_owned_here(app, req->params[0]) ? settle_here(app, req, resp, NULL, root, ack)
+						 : not_owner(resp, req->params[0]);
+	json_decref(root);
+	return rc;
+}
+
+static int p_ack(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	return p_settle(req, resp, ctx, 1);
+}
+
+static int p_nack(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	return p_settle(req, resp, ctx, 0);
+}
+
+const struct http_route api_peer_routes[] = {
+	{"POST", "/peer/v1/messages", p_post_messages},
+	{"GET", "/peer/v1/agents/{}/messages", p_pull},
+	{"POST", "/peer/v1/agents/{}/ack", p_ack},
+	{"POST", "/peer/v1/agents/{}/nack", p_nack},
+	{NULL, NULL, NULL},
+};
 
 const struct http_route api_routes[] = {
 	{"POST", "/v1/messages", h_post_messages},

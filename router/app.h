@@ -18,6 +18,7 @@
 #include "switchboard/tlscred.h"
 
 struct snap;
+struct peer;
 
 /* Reload bookkeeping (reload.c); `lock` serialises reloads. */
 struct rl_state {
@@ -50,13 +51,16 @@ struct app {
 	struct rt *rt;
 	struct http_server *data;
 	struct http_server *admin;
-	struct tlscred *tls; /* the certificate both ports present, NULL without TLS */
-	atomic_int ready;    /* storage open, config loaded, not draining */
+	struct tlscred *tls;	   /* the certificate both ports present, NULL without TLS */
+	struct http_server *peers; /* the peer port, when cluster.peerHost is set */
+	struct peer *peer;	   /* the client for the other replicas, likewise */
+	atomic_int ready;	   /* storage open, config loaded, not draining */
 };
 
 /* Route tables (api.c, admin.c). */
 extern const struct http_route api_routes[];
 extern const struct http_route admin_routes[];
+extern const struct http_route api_peer_routes[]; /* the peer port (api.c) */
 
 /* 1 when `req` carries the admin token (or security.auth is none).
  * Thread-safe; the token is never logged. */

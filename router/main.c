@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "peer.h"
 #include "push.h"
 #include "reload.h"
 #include "switchboard/log.h"
@@ -164,6 +165,34 @@ static int start_tls(struct app *app)
 	return rc;
 }
 
+/* With cluster.peerHost set this router is one of several replicas: serve
+ * the peer port (what the others forward here) and create the client that
+ * forwards to them.  `o` holds the data port's options. */
+static int start_peer_port(struct app *app, struct http_opts *o)
+{
+	char port[16];
+	int rc;
+
+	if (!app->cfg.cluster.peer_host[0])
+		return 0;
+	rc = peer_new(&app->peer);
+	if (rc)
+		return rc;
+	o->port = (uint16_t)app->cfg.net.peer_port;
+	o->routes = api_peer_routes;
+	o->name = "peer";
+	o->tls = NULL; /* the pod network, like the admin port (docs/cluster.md) */
+	rc = http_start(o, &app->peers);
+	if (rc) {
+		log_error("cannot listen on the peer port", "address", app->cfg.net.bind_address, "error",
+			  strerror(-rc));
+		return rc;
+	}
+	snprintf(port, sizeof(port), "%u", http_port(app->peers));
+	log_info("listening", "server", "peer", "address", app->cfg.net.bind_address, "n:port", port);
+	return 0;
+}
+
 static int start_servers(struct app *app)
 {
 	struct http_opts o = {0};
@@ -197,6 +226,9 @@ static int start_servers(struct app *app)
 			  strerror(-rc));
 		return rc;
 	}
+	rc = start_peer_port(app, &o);
+	if (rc)
+		return rc;
 	snprintf(port, sizeof(port), "%u", http_port(app->data));
 	log_info("listening", "server", "data", "address", app->cfg.net.bind_address, "n:port", port);
 	snprintf(port, sizeof(port), "%u", http_port(app->admin));
@@ -291,11 +323,16 @@ static int run(const char *path, const char *level_override)
 		nanosleep(&g, NULL);
 	}
 	http_quiesce(app.data);
+	http_quiesce(app.peers);
 	http_stop(app.data); /* waits for handlers, so in-flight commits finish */
 	app.data = NULL;
+	http_stop(app.peers);
+	app.peers = NULL;
 	exit_code = 0;
 out:
 	http_stop(app.data);
+	http_stop(app.peers);
+	peer_free(app.peer); /* no handler runs now */
 	http_stop(app.admin);
 	app.admin = NULL;
 	rl_stop(&app);	 /* after the admin port: no reload can start now */

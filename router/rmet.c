@@ -20,6 +20,33 @@ const char *rmet_reason_name(int r)
 	return r >= 0 && r < RM_REASON_COUNT ? reasons[r] : "unknown";
 }
 
+/* The metrics of several replicas acting as one: forwards and fencing. */
+static int rmet_cluster(struct rmet *m)
+{
+	static const double lat[] = {0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01,
+				     0.025,  0.05,    0.1,    0.25,  0.5,   1,	   2.5};
+	static const char *const results[RMET_FWD_COUNT] = {"ok", "unavailable", "refused"};
+
+	for (int i = 0; i < RMET_FWD_COUNT; i++) {
+		char l[48];
+
+		snprintf(l, sizeof(l), "result=\"%s\"", results[i]);
+		m->forwards[i] =
+			met_counter_add(m->reg, "switchboard_router_forwarded_requests_total",
+					"Requests forwarded to the replica that owns their agent, by result.", l);
+		if (!m->forwards[i])
+			return -ENOMEM;
+	}
+	m->forward_latency =
+		met_histogram_add(m->reg, "switchboard_router_forward_duration_seconds",
+				  "Time a forwarded submission, ack or nack took at its owner, the network included.",
+				  NULL, lat, sizeof(lat) / sizeof(lat[0]));
+	m->epoch_mismatches =
+		met_counter_add(m->reg, "switchboard_router_epoch_mismatches_total",
+				"Peer requests refused because the sender ran another assignment (epoch).", NULL);
+	return m->forward_latency && m->epoch_mismatches ? 0 : -ENOMEM;
+}
+
 int rmet_init(struct rmet *m)
 {
 	static const double lat[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
@@ -115,6 +142,8 @@ int rmet_init(struct rmet *m)
 		met_gauge_add(r, "switchboard_router_config_restart_required",
 			      "1 while the desired configuration differs in fields that need a restart.", NULL);
 	if (!m->reload_ok || !m->reload_ok_time || !m->restart_required)
+		goto nomem;
+	if (rmet_cluster(m))
 		goto nomem;
 	met_gauge_set(m->reload_ok, 1);
 	if (!m->received || !m->routed || !m->delivered || !m->leased || !m->redelivered || !m->nacked ||

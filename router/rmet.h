@@ -26,6 +26,14 @@ enum rmet_reason {
 	RM_REASON_COUNT
 };
 
+/* How a request forwarded to another replica ended (docs/cluster.md). */
+enum rmet_fwd {
+	RMET_FWD_OK,	      /* the owner answered */
+	RMET_FWD_UNAVAILABLE, /* it could not be reached in time: the client got 503 */
+	RMET_FWD_REFUSED,     /* it refused the request whole (another epoch, the peer secret) */
+	RMET_FWD_COUNT
+};
+
 struct rmet {
 	struct met_registry *reg;
 	struct met_counter *received;
@@ -48,6 +56,9 @@ struct rmet {
 	struct met_gauge *restart_required;
 	struct met_counter *dead_letters[5]; /* by enum rt_death (index 0 unused) */
 	struct met_counter *retries;
+	struct met_counter *forwards[RMET_FWD_COUNT]; /* by enum rmet_fwd */
+	struct met_histogram *forward_latency;
+	struct met_counter *epoch_mismatches;
 };
 
 /* Create the registry and register every metric.  Returns 0 or -ENOMEM. */

@@ -315,6 +315,46 @@ struct submit_ctx {
 	size_t nowned;
 };
 
+/* Fail `it` when its caller's token is not its sender's: 401 when the token
+ * belongs to no agent, 403 when it is another agent's.  Returns 1 when it
+ * failed.  rt->lock held. */
+static int refuse_sender(struct rt *rt, struct rt_item *it)
+{
+	if (!it->auth_digest || rt_agent_token_ok(rt_find_agent(rt, it->m.sender), it->auth_digest))
+		return 0;
+	if (!rt_token_known(rt, it->auth_digest))
+		rt_item_fail(it, 401, "Unauthorized", RM_UNAUTHORIZED, "sender",
+			     "the bearer token belongs to no agent%s", "");
+	else
+		rt_item_fail(it, 403, "Forbidden", RM_FORBIDDEN, "sender",
+			     "the bearer token does not belong to sender \"%.150s\"", it->m.sender);
+	return 1;
+}
+
+void rt_check_senders(struct rt *rt, struct rt_item *items, size_t n)
+{
+	pthread_mutex_lock(&rt->lock);
+	for (size_t i = 0; i < n; i++)
+		if (!items[i].status && items[i].forwarded)
+			refuse_sender(rt, &items[i]);
+	pthread_mutex_unlock(&rt->lock);
+}
+
+int rt_check_caller(struct rt *rt, const char *agent, const char *auth_digest, struct rt_err *err)
+{
+	struct rt_agent *a;
+	int rc = 0;
+
+	pthread_mutex_lock(&rt->lock);
+	a = rt_find_agent(rt, agent);
+	if (!a)
+		rc = rt_err_no_agent(err, agent);
+	else if (!rt_agent_token_ok(a, auth_digest))
+		rc = rt_err_auth(rt, err, agent, auth_digest);
+	pthread_mutex_unlock(&rt->lock);
+	return rc;
+}
+
 static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, struct rt_conv **conv)
 {
 	struct rt_agent *a;
@@ -328,15 +368,8 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 		struct rt_agent *s = rt_find_agent(rt, it->m.sender);
 		int wait;
 
-		if (it->auth_digest && !rt_agent_token_ok(s, it->auth_digest)) {
-			if (!rt_token_known(rt, it->auth_digest))
-				rt_item_fail(it, 401, "Unauthorized", RM_UNAUTHORIZED, "sender",
-					     "the bearer token belongs to no agent%s", "");
-			else
-				rt_item_fail(it, 403, "Forbidden", RM_FORBIDDEN, "sender",
-					     "the bearer token does not belong to sender \"%s\"", it->m.sender);
+		if (refuse_sender(rt, it))
 			return 0;
-		}
 		if (s && (wait = rt_agent_rate_take(s, util_mono_ns())) > 0) {
 			rt_item_fail(it, 429, "RateLimited", RM_RATE_LIMITED, "sender",
 				     "sender \"%s\" is over its rateLimit; retry later", it->m.sender);
@@ -520,6 +553,8 @@ int rt_submit(struct rt *rt, struct rt_item *items, size_t n)
 		struct rt_item *it = &items[i];
 		struct rt_conv *c = NULL;
 
+		if (it->forwarded)
+			continue; /* another replica's: forwarded there, and counted there */
 		met_inc(rt->met->received);
 		if (it->status)
 			continue;

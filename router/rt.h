@@ -41,6 +41,7 @@ struct rt_item {
 	int reason;		 /* out: enum rmet_reason for failures */
 	int retry_after_s;	 /* out: for 429, when to retry */
 	const char *auth_digest; /* in: SHA-256 hex of the caller's token, NULL when auth is off */
+	int forwarded;		 /* in: its receiver is owned by another replica: rt_submit skips it */
 	uint64_t started_ns;
 };
 
@@ -66,6 +67,16 @@ void rt_free(struct rt *rt);
  * tracking, then one group-committed write; returns after the commit with
  * each item's status set.  Returns 0 or -ENOMEM. */
 int rt_submit(struct rt *rt, struct rt_item *items, size_t n) SB_MUST_CHECK;
+
+/* Check the sender of every forwarded, not yet failed item against its
+ * auth_digest, as rt_submit() would (401 or 403 in the item), before it is
+ * forwarded to its owner: only this router saw the caller's token.
+ * Thread-safe. */
+void rt_check_senders(struct rt *rt, struct rt_item *items, size_t n);
+
+/* 0 when `auth_digest` (NULL: auth off) may act as `agent`; otherwise
+ * -EINVAL with `err` set (404 unknown agent, 401, 403).  Thread-safe. */
+int rt_check_caller(struct rt *rt, const char *agent, const char *auth_digest, struct rt_err *err) SB_MUST_CHECK;
 
 /* Long-poll pull: wait up to `wait_ms` for messages for `agent`, lease up
  * to `max` of them, and write the JSON reply into `out`.  With `auth_digest`

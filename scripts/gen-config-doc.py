@@ -112,6 +112,14 @@ HELP = {
     "security.adminTokenFile": "File holding the admin token for reload and dead-letter replay.",
     "cluster.replicas": "Router replicas that act as one router: each agent is owned by one ordinal "
                         "(rendezvous hashing of its id). Rendered by the operator; see docs/cluster.md.",
+    "cluster.peerHost": "A peer's host name with {ordinal} for its ordinal, e.g. r1-{ordinal}.r1-peers.ns.svc "
+                        "(rendered by the operator); required with more than one replica. The peer port is served only "
+                        "when it is set.",
+    "cluster.resolve": "host:port:address entries, comma-separated, that pin peer names to addresses "
+                       "(libcurl CURLOPT_RESOLVE) instead of the resolver; for clusters without DNS and tests.",
+    "cluster.forwardTimeoutMs": "How long a forwarded request may take before the client gets 503.",
+    "cluster.peerConnections": "Kept-alive connections to each peer, at most; more requests wait for one.",
+    "network.peerPort": "Where the other replicas forward requests; 0 picks a free port (tests).",
     "cluster.ordinal": "This router's ordinal (its StatefulSet pod index, set by the operator with --set).",
     "security.tls.enabled": "Serve the data port over TLS (and the admin port, see admin).",
     "security.tls.admin": "With TLS, serve the admin port over TLS too. The operator sets it to false: it reaches "

@@ -116,6 +116,7 @@ struct cfg {
 		int64_t data_port;
 		int64_t admin_port;
 		int64_t max_connections;
+		int64_t peer_port; /* where the other replicas forward to */
 	} net;
 	struct {
 		int64_t timeout_ms;
@@ -123,6 +124,10 @@ struct cfg {
 	struct {
 		int64_t replicas; /* the assignment: agents are owned by ordinals 0 … replicas-1 */
 		int64_t ordinal;  /* this router's (its StatefulSet pod index) */
+		char *peer_host;  /* a peer's host name, "{ordinal}" standing for its ordinal */
+		char *resolve;	  /* "host:port:address,..." pinned for peers (libcurl CURLOPT_RESOLVE) */
+		int64_t forward_timeout_ms;
+		int64_t peer_connections; /* kept-alive connections to each peer, at most */
 	} cluster;
 	struct {
 		int auth; /* enum cfg_auth */

@@ -28,11 +28,12 @@ def free_port():
 
 
 class Router:
-    def __init__(self, tmpdir, config_extra="", agents=None, binary=None, sync="full"):
+    def __init__(self, tmpdir, config_extra="", agents=None, binary=None, sync="full", host="127.0.0.1",
+                 ports=None):
         self.dir = tmpdir
+        self.host = host
         self.binary = binary or os.environ.get("SB_ROUTER", SAN_BIN)
-        self.data_port = free_port()
-        self.admin_port = free_port()
+        self.data_port, self.admin_port = ports or (free_port(), free_port())
         self.db = os.path.join(tmpdir, "router.db")
         self.config = os.path.join(tmpdir, "router.yaml")
         self.log_path = os.path.join(tmpdir, "router.log")
@@ -40,7 +41,7 @@ class Router:
         lines = [
             "profile: development",
             "network:",
-            "  bindAddress: 127.0.0.1",
+            f"  bindAddress: {host}",
             f"  dataPort: {self.data_port}",
             f"  adminPort: {self.admin_port}",
             "storage:",
@@ -85,7 +86,7 @@ class Router:
             return f.read().decode(errors="replace")
 
     def _req(self, port, method, path, body=None, headers=None, timeout=30):
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        c = http.client.HTTPConnection(self.host, port, timeout=timeout)
         try:
             if isinstance(body, (dict, list)):
                 body = json.dumps(body)
