@@ -558,8 +558,12 @@ static int build_root(const json_t *rc, const json_t *all, const struct rr_token
 {
 	const json_t *router = json_object_get(json_object_get(rc, "spec"), "router");
 	json_t *docs = json_array();
+	char peer_host[300];
 	int ret = -ENOMEM;
 
+	/* the peers' stable names through the headless Service */
+	snprintf(peer_host, sizeof(peer_host), "%s-{ordinal}.%s-peers.%s.svc", md_str(rc, "name"), md_str(rc, "name"),
+		 md_str(rc, "namespace"));
 	*root = json_is_object(router) ? json_deep_copy(router) : json_object();
 	if (!*root || !docs)
 		goto out;
@@ -569,6 +573,7 @@ static int build_root(const json_t *rc, const json_t *all, const struct rr_token
 	ret = ret ?: set_path(*root, "network", "bindAddress", json_string("0.0.0.0"));
 	ret = ret ?: set_path(*root, "security", "adminTokenFile", json_string(OP_ADMIN_DIR "/token"));
 	ret = ret ?: set_path(*root, "cluster", "replicas", json_integer(rr_assignment_replicas(rc)));
+	ret = ret ?: set_path(*root, "cluster", "peerHost", json_string(peer_host));
 	ret = ret ?: render_tls(rc, *root);
 	if (!ret && json_object_set(*root, "agents", docs))
 		ret = -ENOMEM;
@@ -852,6 +857,7 @@ static json_t *router_container(const json_t *rc, const struct cfg *c, const cha
 	int err = push(ports, port("data", c->net.data_port));
 
 	err = err ?: push(ports, port("admin", c->net.admin_port));
+	err = err ?: push(ports, port("peer", c->net.peer_port));
 	err = err ?: put(k, "name", json_string("router"));
 	err = err ?: put(k, "image", json_string(img ? img : image));
 	if (pull)
@@ -1036,11 +1042,22 @@ json_t *rr_statefulset(const json_t *rc, const struct cfg *c, const char *restar
 	return built(d, err);
 }
 
-static json_t *service_ports(const struct cfg *c)
+static json_t *service_port(const char *name, int64_t port)
 {
-	return json_pack("[{s:s,s:I,s:s,s:s},{s:s,s:I,s:s,s:s}]", "name", "data", "port", (json_int_t)c->net.data_port,
-			 "targetPort", "data", "protocol", "TCP", "name", "admin", "port",
-			 (json_int_t)c->net.admin_port, "targetPort", "admin", "protocol", "TCP");
+	return json_pack("{s:s,s:I,s:s,s:s}", "name", name, "port", (json_int_t)port, "targetPort", name, "protocol",
+			 "TCP");
+}
+
+/* data and admin; the headless peer Service names the peer port too. */
+static json_t *service_ports(const struct cfg *c, int with_peer)
+{
+	json_t *ports = json_array();
+	int err = push(ports, service_port("data", c->net.data_port));
+
+	err = err ?: push(ports, service_port("admin", c->net.admin_port));
+	if (with_peer)
+		err = err ?: push(ports, service_port("peer", c->net.peer_port));
+	return built(ports, err);
 }
 
 static json_t *service(const json_t *rc, const struct cfg *c, const char *name, int headless)
@@ -1048,7 +1065,7 @@ static json_t *service(const json_t *rc, const struct cfg *c, const char *name, 
 	json_t *svc = json_object(), *spec = json_object();
 	int err = put(spec, "selector", selector_labels(rc));
 
-	err = err ?: put(spec, "ports", service_ports(c));
+	err = err ?: put(spec, "ports", service_ports(c, headless));
 	if (headless) {
 		err = err ?: put(spec, "clusterIP", json_string("None"));
 		err = err ?: put(spec, "publishNotReadyAddresses", json_true());

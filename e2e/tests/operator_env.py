@@ -228,7 +228,10 @@ class LocalRouters:
                                   "--set", f"network.dataPort={dport}",
                                   "--set", f"network.adminPort={aport}",
                                   "--set", f"storage.path={self.workdir}/{self.name}-{i}.db",
-                                  "--set", f"security.adminTokenFile={tokfile}"],
+                                  "--set", f"security.adminTokenFile={tokfile}",
+                                  # stand-ins for the operator's tests, each a router of its own: the
+                                  # replicas acting as one are tested on real pods and in tests/integration
+                                  "--set", "cluster.replicas=1", "--set", "network.peerPort=0"],
                                  stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
             self.procs.append((p, logf))
         for i in range(self.n):
