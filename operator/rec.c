@@ -24,11 +24,6 @@ struct cond {
 	char message[1024];
 };
 
-static const char *md_str(const json_t *obj, const char *key)
-{
-	return json_string_value(json_object_get(json_object_get(obj, "metadata"), key));
-}
-
 static void cond_set(struct cond *c, const char *type, const char *status, const char *reason, const char *fmt, ...)
 	SB_PRINTF(5, 6);
 
@@ -103,17 +98,17 @@ static int write_status(struct op *op, const char *resource, const char *kind, c
 		json_decref(status);
 		return 0;
 	}
-	snprintf(path, sizeof(path), OP_GROUP_PATH "/namespaces/%s/%s/%s/status", md_str(obj, "namespace"), resource,
-		 md_str(obj, "name"));
+	snprintf(path, sizeof(path), OP_GROUP_PATH "/namespaces/%s/%s/%s/status", kc_meta_str(obj, "namespace"),
+		 resource, kc_meta_str(obj, "name"));
 	body = json_pack("{s:s,s:s,s:{s:s,s:s},s:o}", "apiVersion", "switchboard.dev/v1alpha1", "kind", kind,
-			 "metadata", "name", md_str(obj, "name"), "namespace", md_str(obj, "namespace"), "status",
-			 status);
+			 "metadata", "name", kc_meta_str(obj, "name"), "namespace", kc_meta_str(obj, "namespace"),
+			 "status", status);
 	if (!body)
 		return -ENOMEM;
 	rc = kc_apply(op->k, path, body, NULL, &st);
 	json_decref(body);
 	if (rc && rc != -ENOENT)
-		log_warn("cannot write status", "kind", kind, "name", md_str(obj, "name"), "detail", st.message);
+		log_warn("cannot write status", "kind", kind, "name", kc_meta_str(obj, "name"), "detail", st.message);
 	return rc == -ENOENT ? 0 : rc;
 }
 
@@ -130,24 +125,24 @@ static int vevent(struct op *op, const json_t *obj, const char *type, const char
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	util_random_id(id);
 	id[16] = '\0';
-	snprintf(name, sizeof(name), "%.230s.%s", md_str(obj, "name"), id);
+	snprintf(name, sizeof(name), "%.230s.%s", kc_meta_str(obj, "name"), id);
 	now_rfc3339(now);
 	ev = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:s,s:s,s:s,s:s,s:s},s:s,s:s,s:s,s:{s:s},s:s,s:s,s:s,s:i,s:s}",
 		       "apiVersion", "v1", "kind", "Event", "metadata", "name", name, "namespace",
-		       md_str(obj, "namespace"), "involvedObject", "apiVersion",
+		       kc_meta_str(obj, "namespace"), "involvedObject", "apiVersion",
 		       json_string_value(json_object_get(obj, "apiVersion")), "kind",
-		       json_string_value(json_object_get(obj, "kind")), "name", md_str(obj, "name"), "namespace",
-		       md_str(obj, "namespace"), "uid", md_str(obj, "uid") ? md_str(obj, "uid") : "", "type", type,
-		       "reason", reason, "message", msg, "source", "component", "switchboard-operator",
+		       json_string_value(json_object_get(obj, "kind")), "name", kc_meta_str(obj, "name"), "namespace",
+		       kc_meta_str(obj, "namespace"), "uid", kc_meta_str(obj, "uid") ? kc_meta_str(obj, "uid") : "",
+		       "type", type, "reason", reason, "message", msg, "source", "component", "switchboard-operator",
 		       "firstTimestamp", now, "lastTimestamp", now, "reportingComponent", "switchboard-operator",
 		       "count", 1, "reportingInstance", op->identity);
 	if (!ev)
 		return -ENOMEM;
-	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", md_str(obj, "namespace"));
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", kc_meta_str(obj, "namespace"));
 	rc = kc_create(op->k, path, ev, NULL, &st);
 	json_decref(ev);
-	log_emit(strcmp(type, "Warning") == 0 ? LOG_WARN : LOG_INFO, "event", "object", md_str(obj, "name"),
-		 "namespace", md_str(obj, "namespace"), "reason", reason, "message", msg, "error",
+	log_emit(strcmp(type, "Warning") == 0 ? LOG_WARN : LOG_INFO, "event", "object", kc_meta_str(obj, "name"),
+		 "namespace", kc_meta_str(obj, "namespace"), "reason", reason, "message", msg, "error",
 		 rc ? st.message : NULL, (const char *)0);
 	return rc;
 }
@@ -184,7 +179,7 @@ static int admin_secret_intact(const json_t *sec, const json_t *rc, const char *
 {
 	json_t *want = rr_admin_secret(rc, token);
 	const json_t *have_md = json_object_get(sec, "metadata"), *wl, *v, *ref;
-	const char *k, *uid = md_str(rc, "uid");
+	const char *k, *uid = kc_meta_str(rc, "uid");
 	int ok = want != NULL, owned = 0;
 	size_t i;
 
@@ -214,7 +209,7 @@ static int apply_admin_secret(struct op *op, const json_t *rc, const char *path,
 	r = kc_apply(op->k, path, obj, NULL, &st);
 	json_decref(obj);
 	if (r)
-		log_warn("cannot write the admin-token Secret", "name", md_str(rc, "name"), "detail", st.message);
+		log_warn("cannot write the admin-token Secret", "name", kc_meta_str(rc, "name"), "detail", st.message);
 	return r;
 }
 
@@ -237,8 +232,8 @@ static int admin_token(struct op *op, const json_t *rc, char token[65])
 	size_t len = 0;
 	int r;
 
-	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s-admin", md_str(rc, "namespace"),
-		 md_str(rc, "name"));
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s-admin", kc_meta_str(rc, "namespace"),
+		 kc_meta_str(rc, "name"));
 	r = kc_get(op->k, path, &sec, &st);
 	b64 = json_string_value(json_object_get(json_object_get(sec, "data"), "token"));
 	if (r == 0 && b64 &&
@@ -251,7 +246,7 @@ static int admin_token(struct op *op, const json_t *rc, char token[65])
 			if (!r)
 				note(op, rc, "Warning", "DriftRepaired",
 				     "Secret %s-admin lost labels or its owner outside the RouterConfig: restored",
-				     md_str(rc, "name"));
+				     kc_meta_str(rc, "name"));
 		}
 		json_decref(sec);
 		return r;
@@ -266,7 +261,7 @@ static int admin_token(struct op *op, const json_t *rc, char token[65])
 		note(op, rc, "Warning", "DriftRepaired",
 		     "Secret %s-admin was deleted or emptied outside the RouterConfig: recreated with a new "
 		     "admin token",
-		     md_str(rc, "name"));
+		     kc_meta_str(rc, "name"));
 	return r;
 }
 
@@ -301,7 +296,7 @@ static int apply_owned(struct op *op, const json_t *rc, int existed_before, cons
 
 	if (!obj)
 		return -ENOMEM;
-	snprintf(name, sizeof(name), "%s", md_str(obj, "name") ?: "");
+	snprintf(name, sizeof(name), "%s", kc_meta_str(obj, "name") ?: "");
 	ret = kc_apply(op->k, path, obj, NULL, &st);
 	json_decref(obj);
 	if (ret) {
@@ -343,7 +338,7 @@ static void note_scale_drift(struct op *op, const json_t *rc, const json_t *sts)
 	if (sts && json_is_integer(have) && json_integer_value(have) != w && spec_field_taken(sts, "replicas"))
 		note(op, rc, "Warning", "DriftRepaired",
 		     "StatefulSet %s was scaled to %lld outside the RouterConfig: restored %lld replicas",
-		     md_str(sts, "name"), (long long)json_integer_value(have), (long long)w);
+		     kc_meta_str(sts, "name"), (long long)json_integer_value(have), (long long)w);
 }
 
 /* GET, mapping 404 to NULL. */
@@ -442,11 +437,11 @@ static int delete_pods_with(struct op *op, const json_t *rc, const char *restart
 
 	if (!eps)
 		return -ENOMEM;
-	ret = rr_endpoints(op, md_str(rc, "namespace"), md_str(rc, "name"), eps, &n);
+	ret = rr_endpoints(op, kc_meta_str(rc, "namespace"), kc_meta_str(rc, "name"), eps, &n);
 	for (size_t i = 0; !ret && i < n; i++) {
 		if (strcmp(eps[i].restart_hash, restart_hash) != 0)
 			continue;
-		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", md_str(rc, "namespace"), eps[i].pod);
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", kc_meta_str(rc, "namespace"), eps[i].pod);
 		ret = kc_delete(op->k, path, &st);
 		if (ret == -ENOENT)
 			ret = 0;
@@ -481,7 +476,8 @@ static void workload_conditions(const struct sts_state *s, int stalled, enum rr_
 	else if (s->rolling && stage == RR_STAGE_CANARY)
 		cond_set(prog, "Progressing", "True", "CanaryInProgress",
 			 "canary pod %s-%lld is updated first; the other pods wait until it has been healthy for %llds",
-			 md_str(rc, "name"), (long long)s->want - 1, (long long)rollout_int(rc, "canarySeconds", 30));
+			 kc_meta_str(rc, "name"), (long long)s->want - 1,
+			 (long long)rollout_int(rc, "canarySeconds", 30));
 	else if (s->rolling)
 		cond_set(prog, "Progressing", "True", "RollingUpdate", "%lld of %lld router pods updated",
 			 (long long)s->updated, (long long)s->want);
@@ -528,7 +524,7 @@ static int agent_statuses(struct op *op, const json_t *rc, const struct rr_rende
 static int agent_statuses(struct op *op, const json_t *rc, const struct rr_render *r, int applied,
 			  const struct cfg *prev)
 {
-	const char *ns = md_str(rc, "namespace");
+	const char *ns = kc_meta_str(rc, "namespace");
 	struct kc_informer *inf = op_informer(op, OP_AGENT, ns);
 	int ret = 0;
 
@@ -556,7 +552,7 @@ static int agent_statuses(struct op *op, const json_t *rc, const struct rr_rende
 			cond_set(&c[1], "Ready", "False", "Pending", "waiting for the routers to apply the config");
 		st = json_pack("{s:I,s:o,s:s}", "observedGeneration", a->generation, "conditions",
 			       conditions_json(json_object_get(agent, "status"), c, 2, a->generation), "router",
-			       md_str(rc, "name"));
+			       kc_meta_str(rc, "name"));
 		if (write_status(op, "agents", "Agent", agent, st))
 			ret = -EAGAIN;
 		json_decref(agent);
@@ -601,7 +597,7 @@ static int converge(struct op *op, const json_t *rc, const char *token, const ch
 		    int push, const char *restart_from, struct pushres *p)
 {
 	struct rp_push *c = &p->c;
-	int r = rr_endpoints(op, md_str(rc, "namespace"), md_str(rc, "name"), p->eps, &p->n);
+	int r = rr_endpoints(op, kc_meta_str(rc, "namespace"), kc_meta_str(rc, "name"), p->eps, &p->n);
 
 	if (r)
 		return r;
@@ -681,7 +677,7 @@ static int64_t canary_health(const json_t *rc, const struct pushres *p, const ch
 	char canary[300];
 	int64_t ms = -1;
 
-	snprintf(canary, sizeof(canary), "%s-%lld", md_str(rc, "name"), (long long)spec_replicas(rc) - 1);
+	snprintf(canary, sizeof(canary), "%s-%lld", kc_meta_str(rc, "name"), (long long)spec_replicas(rc) - 1);
 	for (size_t i = 0; i < p->n; i++) {
 		const struct rr_endpoint *ep = &p->eps[i];
 
@@ -831,7 +827,7 @@ static int observe_routerconfig(struct op *op, struct obs *o)
 		log_warn("cannot read the RouterConfig", "namespace", o->ns, "name", o->name, "error", strerror(-ret));
 		return ret;
 	}
-	if (o->rc && md_str(o->rc, "deletionTimestamp")) {
+	if (o->rc && kc_meta_str(o->rc, "deletionTimestamp")) {
 		json_decref(o->rc);
 		o->rc = NULL;
 	}
