@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,164 +13,9 @@
 #include "rec_plan.h"
 #include "rec_render.h"
 #include "rec_router.h"
+#include "rec_status.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
-
-struct cond {
-	const char *type;
-	const char *status;
-	char reason[64];
-	char message[1024];
-};
-
-static void cond_set(struct cond *c, const char *type, const char *status, const char *reason, const char *fmt, ...)
-	SB_PRINTF(5, 6);
-
-static void cond_set(struct cond *c, const char *type, const char *status, const char *reason, const char *fmt, ...)
-{
-	va_list ap;
-
-	c->type = type;
-	c->status = status;
-	snprintf(c->reason, sizeof(c->reason), "%s", reason);
-	va_start(ap, fmt);
-	vsnprintf(c->message, sizeof(c->message), fmt, ap);
-	va_end(ap);
-}
-
-static void now_rfc3339(char out[32])
-{
-	int64_t ms = util_now_ms();
-
-	util_fmt_rfc3339(ms - ms % 1000, out);
-	/* metav1.Time has second precision: drop the milliseconds */
-	memmove(out + 19, out + 23, strlen(out + 23) + 1);
-}
-
-/* Conditions as a JSON array, keeping lastTransitionTime from `old` (the
- * current status) for conditions whose status did not change. */
-static json_t *conditions_json(const json_t *old, const struct cond *c, size_t n, json_int_t gen)
-{
-	json_t *arr = json_array();
-	char now[32];
-
-	now_rfc3339(now);
-	for (size_t i = 0; arr && i < n; i++) {
-		const char *ltt = now;
-		size_t j;
-		json_t *o;
-
-		json_array_foreach (json_object_get(old, "conditions"), j, o) {
-			const char *t = json_string_value(json_object_get(o, "type"));
-			const char *s = json_string_value(json_object_get(o, "status"));
-			const char *l = json_string_value(json_object_get(o, "lastTransitionTime"));
-
-			if (t && s && l && strcmp(t, c[i].type) == 0 && strcmp(s, c[i].status) == 0)
-				ltt = l;
-		}
-		if (json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:I,s:s}", "type", c[i].type, "status",
-							 c[i].status, "reason", c[i].reason, "message", c[i].message,
-							 "observedGeneration", gen, "lastTransitionTime", ltt))) {
-			json_decref(arr);
-			return NULL;
-		}
-	}
-	return arr;
-}
-
-/* Server-side apply `status` to the object's status subresource, unless it
- * equals the current one.  Steals `status`. */
-static int write_status(struct op *op, const char *resource, const char *kind, const json_t *obj,
-			json_t *status) SB_MUST_CHECK;
-
-static int write_status(struct op *op, const char *resource, const char *kind, const json_t *obj, json_t *status)
-{
-	const json_t *old = json_object_get(obj, "status");
-	char path[700];
-	struct kc_status st;
-	json_t *body;
-	int rc;
-
-	if (!status)
-		return -ENOMEM;
-	if (old && json_equal(old, status)) {
-		json_decref(status);
-		return 0;
-	}
-	snprintf(path, sizeof(path), OP_GROUP_PATH "/namespaces/%s/%s/%s/status", kc_meta_str(obj, "namespace"),
-		 resource, kc_meta_str(obj, "name"));
-	body = json_pack("{s:s,s:s,s:{s:s,s:s},s:o}", "apiVersion", "switchboard.dev/v1alpha1", "kind", kind,
-			 "metadata", "name", kc_meta_str(obj, "name"), "namespace", kc_meta_str(obj, "namespace"),
-			 "status", status);
-	if (!body)
-		return -ENOMEM;
-	rc = kc_apply(op->k, path, body, NULL, &st);
-	json_decref(body);
-	if (rc && rc != -ENOENT)
-		log_warn("cannot write status", "kind", kind, "name", kc_meta_str(obj, "name"), "detail", st.message);
-	return rc == -ENOENT ? 0 : rc;
-}
-
-static int vevent(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, va_list ap)
-	SB_PRINTF(5, 0);
-
-static int vevent(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, va_list ap)
-{
-	char msg[1024], name[400], id[33], now[32], path[400];
-	struct kc_status st;
-	json_t *ev;
-	int rc;
-
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	util_random_id(id);
-	id[16] = '\0';
-	snprintf(name, sizeof(name), "%.230s.%s", kc_meta_str(obj, "name"), id);
-	now_rfc3339(now);
-	ev = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:s,s:s,s:s,s:s,s:s},s:s,s:s,s:s,s:{s:s},s:s,s:s,s:s,s:i,s:s}",
-		       "apiVersion", "v1", "kind", "Event", "metadata", "name", name, "namespace",
-		       kc_meta_str(obj, "namespace"), "involvedObject", "apiVersion",
-		       json_string_value(json_object_get(obj, "apiVersion")), "kind",
-		       json_string_value(json_object_get(obj, "kind")), "name", kc_meta_str(obj, "name"), "namespace",
-		       kc_meta_str(obj, "namespace"), "uid", kc_meta_str(obj, "uid") ? kc_meta_str(obj, "uid") : "",
-		       "type", type, "reason", reason, "message", msg, "source", "component", "switchboard-operator",
-		       "firstTimestamp", now, "lastTimestamp", now, "reportingComponent", "switchboard-operator",
-		       "count", 1, "reportingInstance", op->identity);
-	if (!ev)
-		return -ENOMEM;
-	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", kc_meta_str(obj, "namespace"));
-	rc = kc_create(op->k, path, ev, NULL, &st);
-	json_decref(ev);
-	log_emit(strcmp(type, "Warning") == 0 ? LOG_WARN : LOG_INFO, "event", "object", kc_meta_str(obj, "name"),
-		 "namespace", kc_meta_str(obj, "namespace"), "reason", reason, "message", msg, "error",
-		 rc ? st.message : NULL, (const char *)0);
-	return rc;
-}
-
-int rec_event(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, ...)
-{
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = vevent(op, obj, type, reason, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
-/* An Event is best effort: a failure is logged (by vevent) and the
- * reconcile goes on. */
-static void note(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, ...)
-	SB_PRINTF(5, 6);
-
-static void note(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vevent(op, obj, type, reason, fmt, ap))
-		log_debug("event not recorded", "reason", reason);
-	va_end(ap);
-}
 
 /* 1 when the admin-token Secret `sec` still carries what the operator
  * renders around the token: every label and the ownerReference to `rc`. */
@@ -244,9 +88,9 @@ static int admin_token(struct op *op, const json_t *rc, char token[65])
 		if (!admin_secret_intact(sec, rc, token)) {
 			r = apply_admin_secret(op, rc, path, token);
 			if (!r)
-				note(op, rc, "Warning", "DriftRepaired",
-				     "Secret %s-admin lost labels or its owner outside the RouterConfig: restored",
-				     kc_meta_str(rc, "name"));
+				rs_note(op, rc, "Warning", "DriftRepaired",
+					"Secret %s-admin lost labels or its owner outside the RouterConfig: restored",
+					kc_meta_str(rc, "name"));
 		}
 		json_decref(sec);
 		return r;
@@ -258,10 +102,10 @@ static int admin_token(struct op *op, const json_t *rc, char token[65])
 	util_random_id(token + 32);
 	r = apply_admin_secret(op, rc, path, token);
 	if (!r && json_string_value(json_object_get(json_object_get(rc, "status"), "configHash")))
-		note(op, rc, "Warning", "DriftRepaired",
-		     "Secret %s-admin was deleted or emptied outside the RouterConfig: recreated with a new "
-		     "admin token",
-		     kc_meta_str(rc, "name"));
+		rs_note(op, rc, "Warning", "DriftRepaired",
+			"Secret %s-admin was deleted or emptied outside the RouterConfig: recreated with a new "
+			"admin token",
+			kc_meta_str(rc, "name"));
 	return r;
 }
 
@@ -304,8 +148,8 @@ static int apply_owned(struct op *op, const json_t *rc, int existed_before, cons
 		return ret;
 	}
 	if (existed_before && st.code == 201)
-		note(op, rc, "Warning", "DriftRepaired", "%s %s was deleted outside the RouterConfig: recreated", kind,
-		     name);
+		rs_note(op, rc, "Warning", "DriftRepaired", "%s %s was deleted outside the RouterConfig: recreated",
+			kind, name);
 	return 0;
 }
 
@@ -336,9 +180,9 @@ static void note_scale_drift(struct op *op, const json_t *rc, const json_t *sts)
 	json_int_t w = json_is_integer(want) ? json_integer_value(want) : 1;
 
 	if (sts && json_is_integer(have) && json_integer_value(have) != w && spec_field_taken(sts, "replicas"))
-		note(op, rc, "Warning", "DriftRepaired",
-		     "StatefulSet %s was scaled to %lld outside the RouterConfig: restored %lld replicas",
-		     kc_meta_str(sts, "name"), (long long)json_integer_value(have), (long long)w);
+		rs_note(op, rc, "Warning", "DriftRepaired",
+			"StatefulSet %s was scaled to %lld outside the RouterConfig: restored %lld replicas",
+			kc_meta_str(sts, "name"), (long long)json_integer_value(have), (long long)w);
 }
 
 /* GET, mapping 404 to NULL. */
@@ -354,21 +198,6 @@ static int get_opt(struct op *op, const char *path, json_t **out)
 		return 0;
 	}
 	return rc;
-}
-
-/* The condition of `type` in an object's status.conditions, or NULL. */
-static const json_t *find_cond(const json_t *obj, const char *type)
-{
-	size_t i;
-	json_t *c;
-
-	json_array_foreach (json_object_get(json_object_get(obj, "status"), "conditions"), i, c) {
-		const char *t = json_string_value(json_object_get(c, "type"));
-
-		if (t && strcmp(t, type) == 0)
-			return c;
-	}
-	return NULL;
 }
 
 static const char *template_restart_hash(const json_t *dep)
@@ -459,31 +288,32 @@ static json_int_t rollout_int(const json_t *rc, const char *key, json_int_t dflt
 
 /* Available and Progressing, from the StatefulSet's status. */
 static void workload_conditions(const struct sts_state *s, int stalled, enum rr_stage stage, const json_t *rc,
-				struct cond *avail, struct cond *prog)
+				struct rs_cond *avail, struct rs_cond *prog)
 {
 	if (s->want == 0)
-		cond_set(avail, "Available", "True", "ScaledToZero", "no router pods are wanted");
+		rs_cond_set(avail, "Available", "True", "ScaledToZero", "no router pods are wanted");
 	else if (s->ready >= s->want)
-		cond_set(avail, "Available", "True", "MinimumReplicasAvailable", "%lld of %lld router pods ready",
-			 (long long)s->ready, (long long)s->want);
+		rs_cond_set(avail, "Available", "True", "MinimumReplicasAvailable", "%lld of %lld router pods ready",
+			    (long long)s->ready, (long long)s->want);
 	else
-		cond_set(avail, "Available", "False", "ReplicasNotReady", "%lld of %lld router pods ready",
-			 (long long)s->ready, (long long)s->want);
+		rs_cond_set(avail, "Available", "False", "ReplicasNotReady", "%lld of %lld router pods ready",
+			    (long long)s->ready, (long long)s->want);
 	if (stalled)
-		cond_set(prog, "Progressing", "False", "ProgressDeadlineExceeded",
-			 "%lld of %lld router pods updated within spec.rollout.progressDeadlineSeconds",
-			 (long long)s->updated, (long long)s->want);
+		rs_cond_set(prog, "Progressing", "False", "ProgressDeadlineExceeded",
+			    "%lld of %lld router pods updated within spec.rollout.progressDeadlineSeconds",
+			    (long long)s->updated, (long long)s->want);
 	else if (s->rolling && stage == RR_STAGE_CANARY)
-		cond_set(prog, "Progressing", "True", "CanaryInProgress",
-			 "canary pod %s-%lld is updated first; the other pods wait until it has been healthy for %llds",
-			 kc_meta_str(rc, "name"), (long long)s->want - 1,
-			 (long long)rollout_int(rc, "canarySeconds", 30));
+		rs_cond_set(
+			prog, "Progressing", "True", "CanaryInProgress",
+			"canary pod %s-%lld is updated first; the other pods wait until it has been healthy for %llds",
+			kc_meta_str(rc, "name"), (long long)s->want - 1,
+			(long long)rollout_int(rc, "canarySeconds", 30));
 	else if (s->rolling)
-		cond_set(prog, "Progressing", "True", "RollingUpdate", "%lld of %lld router pods updated",
-			 (long long)s->updated, (long long)s->want);
+		rs_cond_set(prog, "Progressing", "True", "RollingUpdate", "%lld of %lld router pods updated",
+			    (long long)s->updated, (long long)s->want);
 	else
-		cond_set(prog, "Progressing", "True", "RolloutComplete", "%lld router pods run the current template",
-			 (long long)s->want);
+		rs_cond_set(prog, "Progressing", "True", "RolloutComplete", "%lld router pods run the current template",
+			    (long long)s->want);
 }
 
 /* Routers ran as a Deployment before v1alpha1 moved them to a StatefulSet;
@@ -534,47 +364,30 @@ static int agent_statuses(struct op *op, const json_t *rc, const struct rr_rende
 		if (op->stop)
 			return -ECANCELED; /* shutting down: the next leader writes the rest */
 		json_t *agent = kc_informer_get(inf, ns, a->name), *st;
-		struct cond c[2];
+		struct rs_cond c[2];
 
 		if (!agent)
 			continue;
-		cond_set(&c[0], "Accepted", a->accepted ? "True" : "False", a->reason, "%s", a->message);
+		rs_cond_set(&c[0], "Accepted", a->accepted ? "True" : "False", a->reason, "%s", a->message);
 		if (!a->accepted)
-			cond_set(&c[1], "Ready", "False", "NotAccepted", "the agent is not in the router's config");
+			rs_cond_set(&c[1], "Ready", "False", "NotAccepted", "the agent is not in the router's config");
 		else if (applied)
-			cond_set(&c[1], "Ready", "True", "ConfigApplied",
-				 "every ready router runs a config with agent %s", a->id);
+			rs_cond_set(&c[1], "Ready", "True", "ConfigApplied",
+				    "every ready router runs a config with agent %s", a->id);
 		else if (prev && same_in_previous(&r->cfg, prev, a->id))
-			cond_set(&c[1], "Ready", "True", "RolloutInProgress",
-				 "every ready router runs a config with agent %s; a rolling restart is in progress",
-				 a->id);
+			rs_cond_set(&c[1], "Ready", "True", "RolloutInProgress",
+				    "every ready router runs a config with agent %s; a rolling restart is in progress",
+				    a->id);
 		else
-			cond_set(&c[1], "Ready", "False", "Pending", "waiting for the routers to apply the config");
+			rs_cond_set(&c[1], "Ready", "False", "Pending", "waiting for the routers to apply the config");
 		st = json_pack("{s:I,s:o,s:s}", "observedGeneration", a->generation, "conditions",
-			       conditions_json(json_object_get(agent, "status"), c, 2, a->generation), "router",
+			       rs_conditions_json(json_object_get(agent, "status"), c, 2, a->generation), "router",
 			       kc_meta_str(rc, "name"));
-		if (write_status(op, "agents", "Agent", agent, st))
+		if (rs_write_status(op, "agents", "Agent", agent, st))
 			ret = -EAGAIN;
 		json_decref(agent);
 	}
 	return ret;
-}
-
-/* A short list of the report's errors for a condition message. */
-static void report_message(const struct cfg_report *r, char *out, size_t outlen)
-{
-	size_t off = 0, shown = 0;
-
-	out[0] = '\0';
-	for (size_t i = 0; i < r->n && off < outlen; i++) {
-		if (r->items[i].severity != CFG_ERROR)
-			continue;
-		off += (size_t)snprintf(out + off, outlen - off, "%s%s: %s", shown ? "; " : "", r->items[i].path,
-					r->items[i].msg);
-		shown++;
-	}
-	if (r->errors > shown && off < outlen)
-		snprintf(out + off, outlen - off, " (and %zu more)", r->errors - shown);
 }
 
 struct pushres {
@@ -716,22 +529,22 @@ static int invalid_status(struct op *op, const json_t *rc, const struct rr_rende
 
 static int invalid_status(struct op *op, const json_t *rc, const struct rr_render *r, json_int_t gen)
 {
-	const json_t *old_status = json_object_get(rc, "status"), *ov = find_cond(rc, "Valid");
+	const json_t *old_status = json_object_get(rc, "status"), *ov = rs_find_cond(rc, "Valid");
 	json_t *status = NULL, *conds = NULL, *valid = NULL, *oc;
 	char msg[1024];
-	struct cond c;
+	struct rs_cond c;
 	size_t i;
 	int ret = -ENOMEM;
 
-	report_message(&r->report, msg, sizeof(msg));
-	cond_set(&c, "Valid", "False", "InvalidConfig", "%s", msg);
+	rs_report_message(&r->report, msg, sizeof(msg));
+	rs_cond_set(&c, "Valid", "False", "InvalidConfig", "%s", msg);
 	if (!ov || strcmp(json_string_value(json_object_get(ov, "status")) ?: "", "False") != 0 ||
 	    strcmp(json_string_value(json_object_get(ov, "message")) ?: "", msg) != 0 ||
 	    json_integer_value(json_object_get(ov, "observedGeneration")) != gen) {
 		met_inc(op->m.rejections);
-		note(op, rc, "Warning", "InvalidConfig", "config rejected, %zu errors: %s", r->report.errors, msg);
+		rs_note(op, rc, "Warning", "InvalidConfig", "config rejected, %zu errors: %s", r->report.errors, msg);
 	}
-	valid = conditions_json(old_status, &c, 1, gen);
+	valid = rs_conditions_json(old_status, &c, 1, gen);
 	status = old_status ? json_deep_copy(old_status) : json_object();
 	conds = json_array();
 	if (!valid || !status || !conds || json_array_append(conds, json_array_get(valid, 0)))
@@ -745,7 +558,7 @@ static int invalid_status(struct op *op, const json_t *rc, const struct rr_rende
 	if (json_object_set(status, "conditions", conds) ||
 	    json_object_set_new(status, "observedGeneration", json_integer(gen)))
 		goto out;
-	ret = write_status(op, "routerconfigs", "RouterConfig", rc, status);
+	ret = rs_write_status(op, "routerconfigs", "RouterConfig", rc, status);
 	status = NULL; /* stolen */
 out:
 	json_decref(valid);
@@ -873,7 +686,7 @@ static int observe_spec(struct op *op, struct obs *o)
 
 	o->gen = json_integer_value(json_object_get(json_object_get(o->rc, "metadata"), "generation"));
 	o->last_reload = json_incref(json_object_get(old_status, "lastReload"));
-	now_rfc3339(o->when);
+	rs_now_rfc3339(o->when);
 	ret = rr_render(op, o->rc, &o->r);
 	if (ret)
 		return ret;
@@ -1014,13 +827,13 @@ static int act_configmaps(struct op *op, struct obs *o, const struct rp_plan *pl
 			return ret;
 	}
 	if (plan->drift == RP_DRIFT_EDITED)
-		note(op, o->rc, "Warning", "DriftRepaired",
-		     "ConfigMap %s-config was edited outside the RouterConfig: restored config %.12s", o->name,
-		     o->r.hash);
+		rs_note(op, o->rc, "Warning", "DriftRepaired",
+			"ConfigMap %s-config was edited outside the RouterConfig: restored config %.12s", o->name,
+			o->r.hash);
 	else if (plan->drift == RP_DRIFT_DELETED)
-		note(op, o->rc, "Warning", "DriftRepaired",
-		     "ConfigMap %s-config was deleted outside the RouterConfig: recreated with config %.12s", o->name,
-		     o->r.hash);
+		rs_note(op, o->rc, "Warning", "DriftRepaired",
+			"ConfigMap %s-config was deleted outside the RouterConfig: recreated with config %.12s",
+			o->name, o->r.hash);
 	return 0;
 }
 
@@ -1072,9 +885,9 @@ static int act_plan(struct op *op, struct obs *o, const struct rp_plan *plan)
 	ret = set_last_reload(o, "Restart", "Progressing");
 	if (ret)
 		return ret;
-	note(op, o->rc, "Normal", "RollingRestart",
-	     "restart-class fields changed: rolling the StatefulSet to config %.12s (restart hash %.12s)", o->r.hash,
-	     o->r.restart_hash);
+	rs_note(op, o->rc, "Normal", "RollingRestart",
+		"restart-class fields changed: rolling the StatefulSet to config %.12s (restart hash %.12s)", o->r.hash,
+		o->r.restart_hash);
 	return 0;
 }
 
@@ -1132,8 +945,8 @@ static int act_refused(struct op *op, struct obs *o, const struct rp_outcome *ou
 	int ret;
 
 	met_inc(op->m.rejections);
-	note(op, o->rc, "Warning", "ConfigRejected", "%zu of %zu routers refused config %.12s: %s",
-	     p->c.rejected + p->c.restart, p->c.nready, o->r.hash, p->why);
+	rs_note(op, o->rc, "Warning", "ConfigRejected", "%zu of %zu routers refused config %.12s: %s",
+		p->c.rejected + p->c.restart, p->c.nready, o->r.hash, p->why);
 	if (out->hot != RP_HOT_ROLLBACK)
 		return 0;
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
@@ -1147,7 +960,7 @@ static int act_refused(struct op *op, struct obs *o, const struct rp_outcome *ou
 	ret = set_last_reload(o, "Hot", "RolledBack");
 	if (ret)
 		return ret;
-	note(op, o->rc, "Warning", "RolledBack", "restored the last good config %.12s", o->f.cm_hash);
+	rs_note(op, o->rc, "Warning", "RolledBack", "restored the last good config %.12s", o->f.cm_hash);
 	return 0;
 }
 
@@ -1169,8 +982,8 @@ static int act_hot(struct op *op, struct obs *o, const struct rp_outcome *out)
 		ret = set_last_reload(o, "Hot", "Succeeded");
 		if (ret)
 			return ret;
-		note(op, o->rc, "Normal", "HotReload", "config %.12s applied in place to %zu routers", o->r.hash,
-		     o->p->c.nready);
+		rs_note(op, o->rc, "Normal", "HotReload", "config %.12s applied in place to %zu routers", o->r.hash,
+			o->p->c.nready);
 		return 0;
 	}
 	return 0;
@@ -1201,9 +1014,9 @@ static int act_restart_rollback(struct op *op, struct obs *o)
 	ret = set_last_reload(o, "Restart", "RolledBack");
 	if (ret)
 		return ret;
-	note(op, o->rc, "Warning", "RolledBack",
-	     "the rollout did not become available within its deadline; restored config %.12s (restart hash %.12s)",
-	     o->prev_hash, o->prev_restart);
+	rs_note(op, o->rc, "Warning", "RolledBack",
+		"the rollout did not become available within its deadline; restored config %.12s (restart hash %.12s)",
+		o->prev_hash, o->prev_restart);
 	return 0;
 }
 
@@ -1220,9 +1033,9 @@ static int act_promote(struct op *op, struct obs *o, const struct rp_after *a)
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
 	ret = apply_obj(op, path, rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, 0));
 	if (ret == 0)
-		note(op, o->rc, "Normal", "CanaryPromoted",
-		     "canary pod %s-%lld has run config %.12s for %llds: updating the other router pods", o->name,
-		     (long long)o->f.canary.replicas - 1, o->r.hash, (long long)a->canary_healthy_ms / 1000);
+		rs_note(op, o->rc, "Normal", "CanaryPromoted",
+			"canary pod %s-%lld has run config %.12s for %llds: updating the other router pods", o->name,
+			(long long)o->f.canary.replicas - 1, o->r.hash, (long long)a->canary_healthy_ms / 1000);
 	return ret;
 }
 
@@ -1254,34 +1067,35 @@ static const char *target_hash(const struct obs *o, enum rp_target t)
 }
 
 /* The four conditions: Valid, ConfigApplied, Available, Progressing. */
-static void report_conditions(const struct obs *o, const struct rp_report *rep, struct cond c[4])
+static void report_conditions(const struct obs *o, const struct rp_report *rep, struct rs_cond c[4])
 {
 	const struct rp_push *n = &o->p->c;
 	const char *t = target_hash(o, rep->target), *st = rp_reason_status(rep->reason),
 		   *why = rp_reason_name(rep->reason);
 
-	cond_set(&c[0], "Valid", "True", "Valid", "the spec passed validation (%zu agents)", o->r.naccepted);
+	rs_cond_set(&c[0], "Valid", "True", "Valid", "the spec passed validation (%zu agents)", o->r.naccepted);
 	if (rep->reason == RP_REASON_ROLLED_BACK)
-		cond_set(&c[1], "ConfigApplied", st, why,
-			 "config %.12s was refused or did not roll out; the routers run the last good config %.12s",
-			 o->r.hash, t);
+		rs_cond_set(&c[1], "ConfigApplied", st, why,
+			    "config %.12s was refused or did not roll out; the routers run the last good config %.12s",
+			    o->r.hash, t);
 	else if (rep->reason == RP_REASON_NO_READY)
-		cond_set(&c[1], "ConfigApplied", st, why, "no ready router pods yet");
+		rs_cond_set(&c[1], "ConfigApplied", st, why, "no ready router pods yet");
 	else if (rep->reason == RP_REASON_ALL_CURRENT)
-		cond_set(&c[1], "ConfigApplied", st, why, "%zu of %zu ready routers run config %.12s", n->current,
-			 n->nready, t);
+		rs_cond_set(&c[1], "ConfigApplied", st, why, "%zu of %zu ready routers run config %.12s", n->current,
+			    n->nready, t);
 	else if (rep->reason == RP_REASON_ROLLOUT)
-		cond_set(&c[1], "ConfigApplied", st, why,
-			 "%zu of %zu ready routers run config %.12s; the rest apply it when restarted", n->current,
-			 n->nready, t);
+		rs_cond_set(&c[1], "ConfigApplied", st, why,
+			    "%zu of %zu ready routers run config %.12s; the rest apply it when restarted", n->current,
+			    n->nready, t);
 	else
-		cond_set(&c[1], "ConfigApplied", st, why, "%zu of %zu ready routers run config %.12s%s%s", n->current,
-			 n->nready, t, n->unreachable ? "; unreachable: " : "", n->unreachable ? o->p->why : "");
+		rs_cond_set(&c[1], "ConfigApplied", st, why, "%zu of %zu ready routers run config %.12s%s%s",
+			    n->current, n->nready, t, n->unreachable ? "; unreachable: " : "",
+			    n->unreachable ? o->p->why : "");
 	workload_conditions(&o->ss, rep->stalled, rep->stage, o->rc, &c[2], &c[3]);
 }
 
 /* The RouterConfig's status (new reference, NULL on ENOMEM). */
-static json_t *report_status_json(const struct obs *o, const struct rp_report *rep, const struct cond c[4])
+static json_t *report_status_json(const struct obs *o, const struct rp_report *rep, const struct rs_cond c[4])
 {
 	const json_t *ds = json_object_get(o->sts, "status");
 	const char *t = target_hash(o, rep->target);
@@ -1291,7 +1105,7 @@ static json_t *report_status_json(const struct obs *o, const struct rp_report *r
 	if (rep->restart_from_template)
 		restart = template_restart_hash(o->sts);
 	status = json_pack("{s:I,s:o,s:s,s:s%,s:s,s:I,s:I,s:I,s:I,s:o}", "observedGeneration", o->gen, "conditions",
-			   conditions_json(json_object_get(o->rc, "status"), c, 4, o->gen), "configHash", t,
+			   rs_conditions_json(json_object_get(o->rc, "status"), c, 4, o->gen), "configHash", t,
 			   "configHashShort", t, (size_t)12, "restartHash", restart, "agents",
 			   (json_int_t)o->r.naccepted, "replicas", json_integer_value(json_object_get(ds, "replicas")),
 			   "readyReplicas", json_integer_value(json_object_get(ds, "readyReplicas")), "updatedReplicas",
@@ -1310,15 +1124,15 @@ static json_t *report_status_json(const struct obs *o, const struct rp_report *r
 /* Status, condition gauges, the Agents' statuses.  Returns 0 or the first
  * error (the later steps are done anyway). */
 static int report_routerconfig(struct op *op, struct obs *o, const struct rp_plan *plan, const struct rp_report *rep,
-			       struct cond c[4]) SB_MUST_CHECK;
+			       struct rs_cond c[4]) SB_MUST_CHECK;
 
 static int report_routerconfig(struct op *op, struct obs *o, const struct rp_plan *plan, const struct rp_report *rep,
-			       struct cond c[4])
+			       struct rs_cond c[4])
 {
 	int ret;
 
 	report_conditions(o, rep, c);
-	ret = write_status(op, "routerconfigs", "RouterConfig", o->rc, report_status_json(o, rep, c));
+	ret = rs_write_status(op, "routerconfigs", "RouterConfig", o->rc, report_status_json(o, rep, c));
 	for (size_t i = 0; i < 4; i++)
 		if (op_cond_set(op, o->ns, o->name, c[i].type, c[i].status))
 			ret = ret ? ret : -ENOMEM;
@@ -1338,7 +1152,7 @@ static int reconcile_valid(struct op *op, struct obs *o, const struct rp_plan *p
 	struct rp_after after;
 	struct rp_outcome out;
 	struct rp_report rep;
-	struct cond c[4];
+	struct rs_cond c[4];
 	char n[32];
 	int ret = act_plan(op, o, plan);
 
@@ -1405,7 +1219,7 @@ int rec_agent(struct op *op, const char *ns, const char *name)
 	json_t *agent = ainf ? kc_informer_get(ainf, ns, name) : NULL, *router = NULL, *st;
 	const char *ref;
 	json_int_t gen;
-	struct cond c[2];
+	struct rs_cond c[2];
 	int ret = 0;
 
 	if (!agent)
@@ -1414,12 +1228,12 @@ int rec_agent(struct op *op, const char *ns, const char *name)
 	router = ref && rinf ? kc_informer_get(rinf, ns, ref) : NULL;
 	if (!router) {
 		gen = json_integer_value(json_object_get(json_object_get(agent, "metadata"), "generation"));
-		cond_set(&c[0], "Accepted", "False", "RouterNotFound", "no RouterConfig named %s in namespace %s",
-			 ref ? ref : "", ns);
-		cond_set(&c[1], "Ready", "False", "NotAccepted", "the agent is not in any router's config");
+		rs_cond_set(&c[0], "Accepted", "False", "RouterNotFound", "no RouterConfig named %s in namespace %s",
+			    ref ? ref : "", ns);
+		rs_cond_set(&c[1], "Ready", "False", "NotAccepted", "the agent is not in any router's config");
 		st = json_pack("{s:I,s:o,s:s}", "observedGeneration", gen, "conditions",
-			       conditions_json(json_object_get(agent, "status"), c, 2, gen), "router", "");
-		ret = write_status(op, "agents", "Agent", agent, st);
+			       rs_conditions_json(json_object_get(agent, "status"), c, 2, gen), "router", "");
+		ret = rs_write_status(op, "agents", "Agent", agent, st);
 	}
 	json_decref(router);
 	json_decref(agent);

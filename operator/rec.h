@@ -23,9 +23,4 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
  * 0 or -errno. */
 int rec_agent(struct op *op, const char *ns, const char *name) SB_MUST_CHECK;
 
-/* Post a core/v1 Event about `obj` (borrowed).  `type` is "Normal" or
- * "Warning".  Returns 0 or an API error. */
-int rec_event(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, ...)
-	SB_PRINTF(5, 6) SB_MUST_CHECK;
-
 #endif
