@@ -10,203 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rec_owned.h"
 #include "rec_plan.h"
 #include "rec_render.h"
 #include "rec_router.h"
 #include "rec_status.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
-
-/* 1 when the admin-token Secret `sec` still carries what the operator
- * renders around the token: every label and the ownerReference to `rc`. */
-static int admin_secret_intact(const json_t *sec, const json_t *rc, const char *token)
-{
-	json_t *want = rr_admin_secret(rc, token);
-	const json_t *have_md = json_object_get(sec, "metadata"), *wl, *v, *ref;
-	const char *k, *uid = kc_meta_str(rc, "uid");
-	int ok = want != NULL, owned = 0;
-	size_t i;
-
-	wl = json_object_get(json_object_get(want, "metadata"), "labels");
-	json_object_foreach ((json_t *)wl, k, v) {
-		if (!json_equal(v, json_object_get(json_object_get(have_md, "labels"), k)))
-			ok = 0;
-	}
-	json_array_foreach (json_object_get(have_md, "ownerReferences"), i, ref) {
-		if (uid && strcmp(json_string_value(json_object_get(ref, "uid")) ?: "", uid) == 0)
-			owned = 1;
-	}
-	json_decref(want);
-	return ok && owned;
-}
-
-static int apply_admin_secret(struct op *op, const json_t *rc, const char *path, const char *token) SB_MUST_CHECK;
-
-static int apply_admin_secret(struct op *op, const json_t *rc, const char *path, const char *token)
-{
-	struct kc_status st;
-	json_t *obj = rr_admin_secret(rc, token);
-	int r;
-
-	if (!obj)
-		return -ENOMEM;
-	r = kc_apply(op->k, path, obj, NULL, &st);
-	json_decref(obj);
-	if (r)
-		log_warn("cannot write the admin-token Secret", "name", kc_meta_str(rc, "name"), "detail", st.message);
-	return r;
-}
-
-/* The token the routers accept on their admin port, from the RouterConfig's
- * admin-token Secret `<name>-admin` (mounted in every router pod, read by
- * the router on each admin request).  A missing Secret is created with a
- * new random token (an Event when it was deleted by hand: the routers
- * accept the new token once the kubelet updates their files); labels or the
- * ownerReference edited away are restored.  A token changed by hand is a
- * rotation, and used from now on.  Returns 0 or -errno.  `token` is a
- * secret, never logged. */
-static int admin_token(struct op *op, const json_t *rc, char token[65]) SB_MUST_CHECK;
-
-static int admin_token(struct op *op, const json_t *rc, char token[65])
-{
-	char path[600];
-	struct kc_status st;
-	json_t *sec = NULL;
-	const char *b64;
-	size_t len = 0;
-	int r;
-
-	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s-admin", kc_meta_str(rc, "namespace"),
-		 kc_meta_str(rc, "name"));
-	r = kc_get(op->k, path, &sec, &st);
-	b64 = json_string_value(json_object_get(json_object_get(sec, "data"), "token"));
-	if (r == 0 && b64 &&
-	    sodium_base642bin((unsigned char *)token, 64, b64, strlen(b64), NULL, &len, NULL,
-			      sodium_base64_VARIANT_ORIGINAL) == 0 &&
-	    len > 0) {
-		token[len] = '\0';
-		if (!admin_secret_intact(sec, rc, token)) {
-			r = apply_admin_secret(op, rc, path, token);
-			if (!r)
-				rs_note(op, rc, "Warning", "DriftRepaired",
-					"Secret %s-admin lost labels or its owner outside the RouterConfig: restored",
-					kc_meta_str(rc, "name"));
-		}
-		json_decref(sec);
-		return r;
-	}
-	json_decref(sec);
-	if (r && r != -ENOENT)
-		return r;
-	util_random_id(token);
-	util_random_id(token + 32);
-	r = apply_admin_secret(op, rc, path, token);
-	if (!r && json_string_value(json_object_get(json_object_get(rc, "status"), "configHash")))
-		rs_note(op, rc, "Warning", "DriftRepaired",
-			"Secret %s-admin was deleted or emptied outside the RouterConfig: recreated with a new "
-			"admin token",
-			kc_meta_str(rc, "name"));
-	return r;
-}
-
-static int apply_obj(struct op *op, const char *path, json_t *obj) SB_MUST_CHECK;
-
-static int apply_obj(struct op *op, const char *path, json_t *obj)
-{
-	struct kc_status st;
-	int rc;
-
-	if (!obj)
-		return -ENOMEM;
-	rc = kc_apply(op->k, path, obj, NULL, &st);
-	if (rc)
-		log_warn("server-side apply failed", "path", path, "reason", st.reason, "detail", st.message);
-	json_decref(obj);
-	return rc;
-}
-
-/* Apply an owned object that should already exist (the RouterConfig was
- * reconciled before): when the apply had to create it, someone deleted it,
- * and the Event says so.  Steals `obj`. */
-static int apply_owned(struct op *op, const json_t *rc, int existed_before, const char *path, const char *kind,
-		       json_t *obj) SB_MUST_CHECK;
-
-static int apply_owned(struct op *op, const json_t *rc, int existed_before, const char *path, const char *kind,
-		       json_t *obj)
-{
-	struct kc_status st;
-	char name[300];
-	int ret;
-
-	if (!obj)
-		return -ENOMEM;
-	snprintf(name, sizeof(name), "%s", kc_meta_str(obj, "name") ?: "");
-	ret = kc_apply(op->k, path, obj, NULL, &st);
-	json_decref(obj);
-	if (ret) {
-		log_warn("server-side apply failed", "path", path, "reason", st.reason, "detail", st.message);
-		return ret;
-	}
-	if (existed_before && st.code == 201)
-		rs_note(op, rc, "Warning", "DriftRepaired", "%s %s was deleted outside the RouterConfig: recreated",
-			kind, name);
-	return 0;
-}
-
-/* 1 if a field manager other than ours has set spec.<field> of `obj`. */
-static int spec_field_taken(const json_t *obj, const char *field)
-{
-	char key[64];
-	size_t i;
-	json_t *mf;
-
-	snprintf(key, sizeof(key), "f:%s", field);
-	json_array_foreach (json_object_get(json_object_get(obj, "metadata"), "managedFields"), i, mf) {
-		const char *m = json_string_value(json_object_get(mf, "manager"));
-
-		if (m && strcmp(m, KC_FIELD_MANAGER) != 0 &&
-		    json_object_get(json_object_get(json_object_get(mf, "fieldsV1"), "f:spec"), key))
-			return 1;
-	}
-	return 0;
-}
-
-/* Drift of the StatefulSet's replica count (kubectl scale by someone else
- * than this operator): reported here, undone by the apply that follows. */
-static void note_scale_drift(struct op *op, const json_t *rc, const json_t *sts)
-{
-	const json_t *want = json_object_get(json_object_get(rc, "spec"), "replicas");
-	const json_t *have = json_object_get(json_object_get(sts, "spec"), "replicas");
-	json_int_t w = json_is_integer(want) ? json_integer_value(want) : 1;
-
-	if (sts && json_is_integer(have) && json_integer_value(have) != w && spec_field_taken(sts, "replicas"))
-		rs_note(op, rc, "Warning", "DriftRepaired",
-			"StatefulSet %s was scaled to %lld outside the RouterConfig: restored %lld replicas",
-			kc_meta_str(sts, "name"), (long long)json_integer_value(have), (long long)w);
-}
-
-/* GET, mapping 404 to NULL. */
-static int get_opt(struct op *op, const char *path, json_t **out) SB_MUST_CHECK;
-
-static int get_opt(struct op *op, const char *path, json_t **out)
-{
-	struct kc_status st;
-	int rc = kc_get(op->k, path, out, &st);
-
-	if (rc == -ENOENT) {
-		*out = NULL;
-		return 0;
-	}
-	return rc;
-}
-
-static const char *template_restart_hash(const json_t *dep)
-{
-	return json_string_value(json_object_get(
-		json_object_get(json_object_get(json_object_get(json_object_get(dep, "spec"), "template"), "metadata"),
-				"annotations"),
-		"switchboard.dev/restart-hash"));
-}
 
 /* What the StatefulSet's status says about its rollout. */
 struct sts_state {
@@ -251,34 +61,6 @@ static int rollout_stalled(const json_t *rc, const json_t *last_reload, const st
 	return util_now_ms() - started > deadline * 1000;
 }
 
-/* Delete the router pods whose template carries `restart_hash`: after a
- * rollback a StatefulSet waits forever for a pod of the bad revision to
- * become Ready before it replaces it. */
-static int delete_pods_with(struct op *op, const json_t *rc, const char *restart_hash) SB_MUST_CHECK;
-
-static int delete_pods_with(struct op *op, const json_t *rc, const char *restart_hash)
-{
-	struct rr_endpoint *eps = calloc(RR_MAX_ENDPOINTS, sizeof(*eps));
-	char path[700];
-	struct kc_status st;
-	size_t n = 0;
-	int ret;
-
-	if (!eps)
-		return -ENOMEM;
-	ret = rr_endpoints(op, kc_meta_str(rc, "namespace"), kc_meta_str(rc, "name"), eps, &n);
-	for (size_t i = 0; !ret && i < n; i++) {
-		if (strcmp(eps[i].restart_hash, restart_hash) != 0)
-			continue;
-		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", kc_meta_str(rc, "namespace"), eps[i].pod);
-		ret = kc_delete(op->k, path, &st);
-		if (ret == -ENOENT)
-			ret = 0;
-	}
-	free(eps);
-	return ret;
-}
-
 static json_int_t rollout_int(const json_t *rc, const char *key, json_int_t dflt)
 {
 	const json_t *v = json_object_get(json_object_get(json_object_get(rc, "spec"), "rollout"), key);
@@ -314,25 +96,6 @@ static void workload_conditions(const struct sts_state *s, int stalled, enum rr_
 	else
 		rs_cond_set(prog, "Progressing", "True", "RolloutComplete", "%lld router pods run the current template",
 			    (long long)s->want);
-}
-
-/* Routers ran as a Deployment before v1alpha1 moved them to a StatefulSet;
- * remove that Deployment (owned by the RouterConfig) once the StatefulSet
- * exists.  v1alpha1 was never released, so its emptyDir data is not
- * migrated (docs/operator.md). */
-static int delete_legacy_deployment(struct op *op, const char *ns, const char *name) SB_MUST_CHECK;
-
-static int delete_legacy_deployment(struct op *op, const char *ns, const char *name)
-{
-	char path[700];
-	struct kc_status st;
-	int ret;
-
-	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", ns, name);
-	ret = kc_delete(op->k, path, &st);
-	if (ret == 0)
-		log_info("removed the router Deployment of an earlier version", "namespace", ns, "name", name);
-	return ret == -ENOENT ? 0 : ret;
 }
 
 /* Whether the agent `id` is defined alike in `cur` and `prev`: then routers
@@ -472,7 +235,7 @@ static void canary_observe(const json_t *rc, const json_t *sts, const char *rest
 {
 	const json_t *ru =
 		json_object_get(json_object_get(json_object_get(sts, "spec"), "updateStrategy"), "rollingUpdate");
-	const char *tmpl = template_restart_hash(sts);
+	const char *tmpl = ro_template_restart_hash(sts);
 
 	memset(in, 0, sizeof(*in));
 	in->replicas = spec_replicas(rc);
@@ -635,7 +398,7 @@ static int observe_routerconfig(struct op *op, struct obs *o)
 	int ret;
 
 	snprintf(path, sizeof(path), OP_GROUP_PATH "/namespaces/%s/routerconfigs/%s", o->ns, o->name);
-	ret = op_informer(op, OP_RC, o->ns) ? get_opt(op, path, &o->rc) : 0;
+	ret = op_informer(op, OP_RC, o->ns) ? ro_get_opt(op, path, &o->rc) : 0;
 	if (ret) {
 		log_warn("cannot read the RouterConfig", "namespace", o->ns, "name", o->name, "error", strerror(-ret));
 		return ret;
@@ -691,7 +454,7 @@ static int observe_spec(struct op *op, struct obs *o)
 	if (ret)
 		return ret;
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
-	ret = get_opt(op, path, &o->cm);
+	ret = ro_get_opt(op, path, &o->cm);
 	if (!ret && o->cm)
 		ret = rr_configmap_doc(o->cm, &o->cur_doc, &o->cur_len);
 	if (ret && ret != -ENOENT)
@@ -735,7 +498,7 @@ static int observe_world(struct op *op, struct obs *o)
 {
 	const json_t *ann;
 	char path[700];
-	int ret = admin_token(op, o->rc, o->token);
+	int ret = ro_admin_token(op, o->rc, o->token);
 
 	if (ret)
 		return ret;
@@ -743,14 +506,14 @@ static int observe_world(struct op *op, struct obs *o)
 	if (!o->p)
 		return -ENOMEM;
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", o->ns, o->name);
-	ret = get_opt(op, path, &o->prev_cm);
+	ret = ro_get_opt(op, path, &o->prev_cm);
 	if (ret)
 		return ret;
 	ann = json_object_get(json_object_get(o->prev_cm, "metadata"), "annotations");
 	o->f.prev_hash = json_string_value(json_object_get(ann, "switchboard.dev/config-hash"));
 	o->f.prev_restart = json_string_value(json_object_get(ann, "switchboard.dev/restart-hash"));
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
-	ret = get_opt(op, path, &o->sts);
+	ret = ro_get_opt(op, path, &o->sts);
 	if (ret)
 		return ret;
 	canary_observe(o->rc, o->sts, o->r.restart_hash, &o->f.canary);
@@ -813,7 +576,7 @@ static int act_configmaps(struct op *op, struct obs *o, const struct rp_plan *pl
 
 	if (plan->save_previous) {
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", o->ns, o->name);
-		ret = apply_obj(
+		ret = ro_apply_obj(
 			op, path,
 			rr_configmap(o->rc, "config-previous", o->cur_doc, o->cur_len, o->f.cm_hash, o->cur_restart));
 		if (ret)
@@ -821,8 +584,8 @@ static int act_configmaps(struct op *op, struct obs *o, const struct rp_plan *pl
 	}
 	if (plan->write_config) {
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
-		ret = apply_obj(op, path,
-				rr_configmap(o->rc, "config", o->r.doc, o->r.len, o->r.hash, o->r.restart_hash));
+		ret = ro_apply_obj(op, path,
+				   rr_configmap(o->rc, "config", o->r.doc, o->r.len, o->r.hash, o->r.restart_hash));
 		if (ret)
 			return ret;
 	}
@@ -849,21 +612,21 @@ static int act_workload(struct op *op, struct obs *o, const struct rp_plan *plan
 	int ret;
 
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", o->ns, o->name);
-	ret = apply_owned(op, o->rc, had, path, "Service", rr_service(o->rc, &o->r.cfg));
+	ret = ro_apply_owned(op, o->rc, had, path, "Service", rr_service(o->rc, &o->r.cfg));
 	snprintf(path, sizeof(path), "/apis/policy/v1/namespaces/%s/poddisruptionbudgets/%s", o->ns, o->name);
 	if (!ret)
-		ret = apply_owned(op, o->rc, had, path, "PodDisruptionBudget", rr_pdb(o->rc));
+		ret = ro_apply_owned(op, o->rc, had, path, "PodDisruptionBudget", rr_pdb(o->rc));
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s-peers", o->ns, o->name);
 	if (!ret)
-		ret = apply_owned(op, o->rc, had, path, "Service", rr_peer_service(o->rc, &o->r.cfg));
+		ret = ro_apply_owned(op, o->rc, had, path, "Service", rr_peer_service(o->rc, &o->r.cfg));
 	if (ret)
 		return ret;
-	note_scale_drift(op, o->rc, o->sts);
+	ro_note_scale_drift(op, o->rc, o->sts);
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
-	ret = apply_owned(op, o->rc, had, path, "StatefulSet",
-			  rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, plan->partition));
+	ret = ro_apply_owned(op, o->rc, had, path, "StatefulSet",
+			     rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, plan->partition));
 	if (!ret && !o->sts)
-		ret = delete_legacy_deployment(op, o->ns, o->name);
+		ret = ro_delete_legacy_deployment(op, o->ns, o->name);
 	return ret;
 }
 
@@ -918,13 +681,13 @@ static int observe_after(struct op *op, struct obs *o, const struct rp_plan *pla
 	a->push = o->p->c;
 	if (plan->apply_objects && !o->sts) {
 		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
-		ret = get_opt(op, path, &o->sts);
+		ret = ro_get_opt(op, path, &o->sts);
 		if (ret)
 			return ret;
 	}
 	sts_observe(o->sts, &o->ss);
 	a->stalled = rollout_stalled(o->rc, o->last_reload, &o->ss);
-	tmpl = template_restart_hash(o->sts);
+	tmpl = ro_template_restart_hash(o->sts);
 	a->has_template = tmpl != NULL;
 	a->template_is_rendered = tmpl && strcmp(tmpl, o->r.restart_hash) == 0;
 	a->canary_healthy_ms = canary_health(o->rc, o->p, o->r.restart_hash, o->r.hash);
@@ -950,8 +713,8 @@ static int act_refused(struct op *op, struct obs *o, const struct rp_outcome *ou
 	if (out->hot != RP_HOT_ROLLBACK)
 		return 0;
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
-	ret = apply_obj(op, path,
-			rr_configmap(o->rc, "config", o->cur_doc, o->cur_len, o->f.cm_hash, o->r.restart_hash));
+	ret = ro_apply_obj(op, path,
+			   rr_configmap(o->rc, "config", o->cur_doc, o->cur_len, o->f.cm_hash, o->r.restart_hash));
 	if (!ret)
 		ret = converge(op, o->rc, o->token, o->cur_doc, o->cur_len, o->f.cm_hash, 1, NULL, p);
 	if (ret)
@@ -1001,13 +764,13 @@ static int act_restart_rollback(struct op *op, struct obs *o)
 	int ret;
 
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
-	ret = apply_obj(op, path,
-			rr_configmap(o->rc, "config", o->prev_doc, o->prev_len, o->prev_hash, o->prev_restart));
+	ret = ro_apply_obj(op, path,
+			   rr_configmap(o->rc, "config", o->prev_doc, o->prev_len, o->prev_hash, o->prev_restart));
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
 	if (!ret)
-		ret = apply_obj(op, path, rr_statefulset(o->rc, &o->prev_cfg, o->prev_restart, op->router_image, 0));
+		ret = ro_apply_obj(op, path, rr_statefulset(o->rc, &o->prev_cfg, o->prev_restart, op->router_image, 0));
 	if (!ret)
-		ret = delete_pods_with(op, o->rc, o->r.restart_hash);
+		ret = ro_delete_pods_with(op, o->rc, o->r.restart_hash);
 	if (ret)
 		return ret;
 	met_inc(op->m.rollbacks);
@@ -1031,7 +794,7 @@ static int act_promote(struct op *op, struct obs *o, const struct rp_after *a)
 	int ret;
 
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
-	ret = apply_obj(op, path, rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, 0));
+	ret = ro_apply_obj(op, path, rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, 0));
 	if (ret == 0)
 		rs_note(op, o->rc, "Normal", "CanaryPromoted",
 			"canary pod %s-%lld has run config %.12s for %llds: updating the other router pods", o->name,
@@ -1103,7 +866,7 @@ static json_t *report_status_json(const struct obs *o, const struct rp_report *r
 	json_t *status;
 
 	if (rep->restart_from_template)
-		restart = template_restart_hash(o->sts);
+		restart = ro_template_restart_hash(o->sts);
 	status = json_pack("{s:I,s:o,s:s,s:s%,s:s,s:I,s:I,s:I,s:I,s:o}", "observedGeneration", o->gen, "conditions",
 			   rs_conditions_json(json_object_get(o->rc, "status"), c, 4, o->gen), "configHash", t,
 			   "configHashShort", t, (size_t)12, "restartHash", restart, "agents",
