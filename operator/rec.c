@@ -1,6 +1,11 @@
 /*
- * rec: the RouterConfig and Agent reconcilers (see rec.h and
- * docs/operator.md for the flow).
+ * rec: the RouterConfig reconcile (see rec.h and docs/operator.md for the
+ * flow): observe -> plan -> act -> report.  The decisions are rec_plan's
+ * pure functions; this file reads what they take, carries out what they
+ * decide and reports it.  The objects it writes are rendered by rec_render
+ * and written by rec_owned, routers are asked and pushed to through
+ * rec_router, statuses and Events go through rec_status, and the Agents'
+ * statuses through rec_agent.
  */
 #include "rec.h"
 
@@ -10,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rec_agent.h"
 #include "rec_owned.h"
 #include "rec_plan.h"
 #include "rec_render.h"
@@ -96,61 +102,6 @@ static void workload_conditions(const struct sts_state *s, int stalled, enum rr_
 	else
 		rs_cond_set(prog, "Progressing", "True", "RolloutComplete", "%lld router pods run the current template",
 			    (long long)s->want);
-}
-
-/* Whether the agent `id` is defined alike in `cur` and `prev`: then routers
- * still running `prev` during a rolling restart serve it as configured. */
-static int same_in_previous(const struct cfg *cur, const struct cfg *prev, const char *id)
-{
-	const struct cfg_agent *a = cfg_find_agent(cur, id), *b = cfg_find_agent(prev, id);
-
-	return a && b && cfg_agent_equal(a, b);
-}
-
-/* Write each Agent's status: Accepted, Ready, router.  Ready is True when
- * every ready router runs a config with the agent as it is now defined:
- * the current config (`applied`), or, during a rolling restart, the
- * previous one (`prev`, NULL unless every router runs one of the two). */
-static int agent_statuses(struct op *op, const json_t *rc, const struct rr_render *r, int applied,
-			  const struct cfg *prev) SB_MUST_CHECK;
-
-static int agent_statuses(struct op *op, const json_t *rc, const struct rr_render *r, int applied,
-			  const struct cfg *prev)
-{
-	const char *ns = kc_meta_str(rc, "namespace");
-	struct kc_informer *inf = op_informer(op, OP_AGENT, ns);
-	int ret = 0;
-
-	for (size_t i = 0; inf && i < r->nagents; i++) {
-		const struct rr_agent *a = &r->agents[i];
-
-		if (op->stop)
-			return -ECANCELED; /* shutting down: the next leader writes the rest */
-		json_t *agent = kc_informer_get(inf, ns, a->name), *st;
-		struct rs_cond c[2];
-
-		if (!agent)
-			continue;
-		rs_cond_set(&c[0], "Accepted", a->accepted ? "True" : "False", a->reason, "%s", a->message);
-		if (!a->accepted)
-			rs_cond_set(&c[1], "Ready", "False", "NotAccepted", "the agent is not in the router's config");
-		else if (applied)
-			rs_cond_set(&c[1], "Ready", "True", "ConfigApplied",
-				    "every ready router runs a config with agent %s", a->id);
-		else if (prev && same_in_previous(&r->cfg, prev, a->id))
-			rs_cond_set(&c[1], "Ready", "True", "RolloutInProgress",
-				    "every ready router runs a config with agent %s; a rolling restart is in progress",
-				    a->id);
-		else
-			rs_cond_set(&c[1], "Ready", "False", "Pending", "waiting for the routers to apply the config");
-		st = json_pack("{s:I,s:o,s:s}", "observedGeneration", a->generation, "conditions",
-			       rs_conditions_json(json_object_get(agent, "status"), c, 2, a->generation), "router",
-			       kc_meta_str(rc, "name"));
-		if (rs_write_status(op, "agents", "Agent", agent, st))
-			ret = -EAGAIN;
-		json_decref(agent);
-	}
-	return ret;
 }
 
 struct pushres {
@@ -899,8 +850,8 @@ static int report_routerconfig(struct op *op, struct obs *o, const struct rp_pla
 	for (size_t i = 0; i < 4; i++)
 		if (op_cond_set(op, o->ns, o->name, c[i].type, c[i].status))
 			ret = ret ? ret : -ENOMEM;
-	if (agent_statuses(op, o->rc, &o->r, rep->agents_current,
-			   rep->agents_previous && load_previous(o, plan) == 0 ? &o->prev_cfg : NULL) &&
+	if (rec_agent_statuses(op, o->rc, &o->r, rep->agents_current,
+			       rep->agents_previous && load_previous(o, plan) == 0 ? &o->prev_cfg : NULL) &&
 	    !ret)
 		ret = -EAGAIN;
 	return ret;
@@ -973,32 +924,5 @@ out:
 	if (ret && ret != -ENOMEM)
 		log_warn("reconcile failed", "namespace", ns, "name", name, "error", strerror(-ret));
 	obs_free(&o);
-	return ret;
-}
-
-int rec_agent(struct op *op, const char *ns, const char *name)
-{
-	struct kc_informer *ainf = op_informer(op, OP_AGENT, ns), *rinf = op_informer(op, OP_RC, ns);
-	json_t *agent = ainf ? kc_informer_get(ainf, ns, name) : NULL, *router = NULL, *st;
-	const char *ref;
-	json_int_t gen;
-	struct rs_cond c[2];
-	int ret = 0;
-
-	if (!agent)
-		return 0;
-	ref = json_string_value(json_object_get(json_object_get(json_object_get(agent, "spec"), "routerRef"), "name"));
-	router = ref && rinf ? kc_informer_get(rinf, ns, ref) : NULL;
-	if (!router) {
-		gen = json_integer_value(json_object_get(json_object_get(agent, "metadata"), "generation"));
-		rs_cond_set(&c[0], "Accepted", "False", "RouterNotFound", "no RouterConfig named %s in namespace %s",
-			    ref ? ref : "", ns);
-		rs_cond_set(&c[1], "Ready", "False", "NotAccepted", "the agent is not in any router's config");
-		st = json_pack("{s:I,s:o,s:s}", "observedGeneration", gen, "conditions",
-			       rs_conditions_json(json_object_get(agent, "status"), c, 2, gen), "router", "");
-		ret = rs_write_status(op, "agents", "Agent", agent, st);
-	}
-	json_decref(router);
-	json_decref(agent);
 	return ret;
 }
