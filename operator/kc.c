@@ -313,6 +313,11 @@ const char *kc_namespace(const struct kc *k)
 	return k->c.namespace_ ? k->c.namespace_ : "default";
 }
 
+const char *kc_meta_str(const json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(obj, "metadata"), key));
+}
+
 /* Re-read the token file when it changed (checked at most every 10 s, or
  * at once when `force`). */
 static void token_refresh(struct kc *k, int force)

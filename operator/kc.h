@@ -60,6 +60,10 @@ void kc_thread_done(void);
 /* Namespace of the kubeconfig context or service account ("default"). */
 const char *kc_namespace(const struct kc *k);
 
+/* metadata.<key> of the API object `obj` (borrowed, may be NULL) when it is
+ * a string, else NULL.  The result is borrowed from `obj`.  Thread-safe. */
+const char *kc_meta_str(const json_t *obj, const char *key);
+
 /* One request.  `path` starts with "/" and includes the query string;
  * `body` (borrowed, may be NULL) is sent with `content_type`.  On a 2xx
  * reply stores the decoded JSON body (a new reference, or NULL for an

@@ -19,6 +19,7 @@
 
 #include "op.h"
 #include "rec.h"
+#include "rec_agent.h"
 #include "rec_render.h"
 #include "switchboard/http.h"
 #include "switchboard/log.h"

@@ -1,388 +1,28 @@
 /*
- * rec: the RouterConfig and Agent reconcilers (see rec.h and
- * docs/operator.md for the flow).
+ * rec: the RouterConfig reconcile (see rec.h and docs/operator.md for the
+ * flow): observe -> plan -> act -> report.  The decisions are rec_plan's
+ * pure functions; this file reads what they take, carries out what they
+ * decide and reports it.  The objects it writes are rendered by rec_render
+ * and written by rec_owned, routers are asked and pushed to through
+ * rec_router, statuses and Events go through rec_status, and the Agents'
+ * statuses through rec_agent.
  */
 #include "rec.h"
 
 #include <errno.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rec_agent.h"
+#include "rec_owned.h"
 #include "rec_plan.h"
 #include "rec_render.h"
 #include "rec_router.h"
+#include "rec_status.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
-
-struct cond {
-	const char *type;
-	const char *status;
-	char reason[64];
-	char message[1024];
-};
-
-static const char *md_str(const json_t *obj, const char *key)
-{
-	return json_string_value(json_object_get(json_object_get(obj, "metadata"), key));
-}
-
-static void cond_set(struct cond *c, const char *type, const char *status, const char *reason, const char *fmt, ...)
-	SB_PRINTF(5, 6);
-
-static void cond_set(struct cond *c, const char *type, const char *status, const char *reason, const char *fmt, ...)
-{
-	va_list ap;
-
-	c->type = type;
-	c->status = status;
-	snprintf(c->reason, sizeof(c->reason), "%s", reason);
-	va_start(ap, fmt);
-	vsnprintf(c->message, sizeof(c->message), fmt, ap);
-	va_end(ap);
-}
-
-static void now_rfc3339(char out[32])
-{
-	int64_t ms = util_now_ms();
-
-	util_fmt_rfc3339(ms - ms % 1000, out);
-	/* metav1.Time has second precision: drop the milliseconds */
-	memmove(out + 19, out + 23, strlen(out + 23) + 1);
-}
-
-/* Conditions as a JSON array, keeping lastTransitionTime from `old` (the
- * current status) for conditions whose status did not change. */
-static json_t *conditions_json(const json_t *old, const struct cond *c, size_t n, json_int_t gen)
-{
-	json_t *arr = json_array();
-	char now[32];
-
-	now_rfc3339(now);
-	for (size_t i = 0; arr && i < n; i++) {
-		const char *ltt = now;
-		size_t j;
-		json_t *o;
-
-		json_array_foreach (json_object_get(old, "conditions"), j, o) {
-			const char *t = json_string_value(json_object_get(o, "type"));
-			const char *s = json_string_value(json_object_get(o, "status"));
-			const char *l = json_string_value(json_object_get(o, "lastTransitionTime"));
-
-			if (t && s && l && strcmp(t, c[i].type) == 0 && strcmp(s, c[i].status) == 0)
-				ltt = l;
-		}
-		if (json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:I,s:s}", "type", c[i].type, "status",
-							 c[i].status, "reason", c[i].reason, "message", c[i].message,
-							 "observedGeneration", gen, "lastTransitionTime", ltt))) {
-			json_decref(arr);
-			return NULL;
-		}
-	}
-	return arr;
-}
-
-/* Server-side apply `status` to the object's status subresource, unless it
- * equals the current one.  Steals `status`. */
-static int write_status(struct op *op, const char *resource, const char *kind, const json_t *obj,
-			json_t *status) SB_MUST_CHECK;
-
-static int write_status(struct op *op, const char *resource, const char *kind, const json_t *obj, json_t *status)
-{
-	const json_t *old = json_object_get(obj, "status");
-	char path[700];
-	struct kc_status st;
-	json_t *body;
-	int rc;
-
-	if (!status)
-		return -ENOMEM;
-	if (old && json_equal(old, status)) {
-		json_decref(status);
-		return 0;
-	}
-	snprintf(path, sizeof(path), OP_GROUP_PATH "/namespaces/%s/%s/%s/status", md_str(obj, "namespace"), resource,
-		 md_str(obj, "name"));
-	body = json_pack("{s:s,s:s,s:{s:s,s:s},s:o}", "apiVersion", "switchboard.dev/v1alpha1", "kind", kind,
-			 "metadata", "name", md_str(obj, "name"), "namespace", md_str(obj, "namespace"), "status",
-			 status);
-	if (!body)
-		return -ENOMEM;
-	rc = kc_apply(op->k, path, body, NULL, &st);
-	json_decref(body);
-	if (rc && rc != -ENOENT)
-		log_warn("cannot write status", "kind", kind, "name", md_str(obj, "name"), "detail", st.message);
-	return rc == -ENOENT ? 0 : rc;
-}
-
-static int vevent(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, va_list ap)
-	SB_PRINTF(5, 0);
-
-static int vevent(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, va_list ap)
-{
-	char msg[1024], name[400], id[33], now[32], path[400];
-	struct kc_status st;
-	json_t *ev;
-	int rc;
-
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	util_random_id(id);
-	id[16] = '\0';
-	snprintf(name, sizeof(name), "%.230s.%s", md_str(obj, "name"), id);
-	now_rfc3339(now);
-	ev = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:s,s:s,s:s,s:s,s:s},s:s,s:s,s:s,s:{s:s},s:s,s:s,s:s,s:i,s:s}",
-		       "apiVersion", "v1", "kind", "Event", "metadata", "name", name, "namespace",
-		       md_str(obj, "namespace"), "involvedObject", "apiVersion",
-		       json_string_value(json_object_get(obj, "apiVersion")), "kind",
-		       json_string_value(json_object_get(obj, "kind")), "name", md_str(obj, "name"), "namespace",
-		       md_str(obj, "namespace"), "uid", md_str(obj, "uid") ? md_str(obj, "uid") : "", "type", type,
-		       "reason", reason, "message", msg, "source", "component", "switchboard-operator",
-		       "firstTimestamp", now, "lastTimestamp", now, "reportingComponent", "switchboard-operator",
-		       "count", 1, "reportingInstance", op->identity);
-	if (!ev)
-		return -ENOMEM;
-	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", md_str(obj, "namespace"));
-	rc = kc_create(op->k, path, ev, NULL, &st);
-	json_decref(ev);
-	log_emit(strcmp(type, "Warning") == 0 ? LOG_WARN : LOG_INFO, "event", "object", md_str(obj, "name"),
-		 "namespace", md_str(obj, "namespace"), "reason", reason, "message", msg, "error",
-		 rc ? st.message : NULL, (const char *)0);
-	return rc;
-}
-
-int rec_event(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, ...)
-{
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = vevent(op, obj, type, reason, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
-/* An Event is best effort: a failure is logged (by vevent) and the
- * reconcile goes on. */
-static void note(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, ...)
-	SB_PRINTF(5, 6);
-
-static void note(struct op *op, const json_t *obj, const char *type, const char *reason, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vevent(op, obj, type, reason, fmt, ap))
-		log_debug("event not recorded", "reason", reason);
-	va_end(ap);
-}
-
-/* 1 when the admin-token Secret `sec` still carries what the operator
- * renders around the token: every label and the ownerReference to `rc`. */
-static int admin_secret_intact(const json_t *sec, const json_t *rc, const char *token)
-{
-	json_t *want = rr_admin_secret(rc, token);
-	const json_t *have_md = json_object_get(sec, "metadata"), *wl, *v, *ref;
-	const char *k, *uid = md_str(rc, "uid");
-	int ok = want != NULL, owned = 0;
-	size_t i;
-
-	wl = json_object_get(json_object_get(want, "metadata"), "labels");
-	json_object_foreach ((json_t *)wl, k, v) {
-		if (!json_equal(v, json_object_get(json_object_get(have_md, "labels"), k)))
-			ok = 0;
-	}
-	json_array_foreach (json_object_get(have_md, "ownerReferences"), i, ref) {
-		if (uid && strcmp(json_string_value(json_object_get(ref, "uid")) ?: "", uid) == 0)
-			owned = 1;
-	}
-	json_decref(want);
-	return ok && owned;
-}
-
-static int apply_admin_secret(struct op *op, const json_t *rc, const char *path, const char *token) SB_MUST_CHECK;
-
-static int apply_admin_secret(struct op *op, const json_t *rc, const char *path, const char *token)
-{
-	struct kc_status st;
-	json_t *obj = rr_admin_secret(rc, token);
-	int r;
-
-	if (!obj)
-		return -ENOMEM;
-	r = kc_apply(op->k, path, obj, NULL, &st);
-	json_decref(obj);
-	if (r)
-		log_warn("cannot write the admin-token Secret", "name", md_str(rc, "name"), "detail", st.message);
-	return r;
-}
-
-/* The token the routers accept on their admin port, from the RouterConfig's
- * admin-token Secret `<name>-admin` (mounted in every router pod, read by
- * the router on each admin request).  A missing Secret is created with a
- * new random token (an Event when it was deleted by hand: the routers
- * accept the new token once the kubelet updates their files); labels or the
- * ownerReference edited away are restored.  A token changed by hand is a
- * rotation, and used from now on.  Returns 0 or -errno.  `token` is a
- * secret, never logged. */
-static int admin_token(struct op *op, const json_t *rc, char token[65]) SB_MUST_CHECK;
-
-static int admin_token(struct op *op, const json_t *rc, char token[65])
-{
-	char path[600];
-	struct kc_status st;
-	json_t *sec = NULL;
-	const char *b64;
-	size_t len = 0;
-	int r;
-
-	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s-admin", md_str(rc, "namespace"),
-		 md_str(rc, "name"));
-	r = kc_get(op->k, path, &sec, &st);
-	b64 = json_string_value(json_object_get(json_object_get(sec, "data"), "token"));
-	if (r == 0 && b64 &&
-	    sodium_base642bin((unsigned char *)token, 64, b64, strlen(b64), NULL, &len, NULL,
-			      sodium_base64_VARIANT_ORIGINAL) == 0 &&
-	    len > 0) {
-		token[len] = '\0';
-		if (!admin_secret_intact(sec, rc, token)) {
-			r = apply_admin_secret(op, rc, path, token);
-			if (!r)
-				note(op, rc, "Warning", "DriftRepaired",
-				     "Secret %s-admin lost labels or its owner outside the RouterConfig: restored",
-				     md_str(rc, "name"));
-		}
-		json_decref(sec);
-		return r;
-	}
-	json_decref(sec);
-	if (r && r != -ENOENT)
-		return r;
-	util_random_id(token);
-	util_random_id(token + 32);
-	r = apply_admin_secret(op, rc, path, token);
-	if (!r && json_string_value(json_object_get(json_object_get(rc, "status"), "configHash")))
-		note(op, rc, "Warning", "DriftRepaired",
-		     "Secret %s-admin was deleted or emptied outside the RouterConfig: recreated with a new "
-		     "admin token",
-		     md_str(rc, "name"));
-	return r;
-}
-
-static int apply_obj(struct op *op, const char *path, json_t *obj) SB_MUST_CHECK;
-
-static int apply_obj(struct op *op, const char *path, json_t *obj)
-{
-	struct kc_status st;
-	int rc;
-
-	if (!obj)
-		return -ENOMEM;
-	rc = kc_apply(op->k, path, obj, NULL, &st);
-	if (rc)
-		log_warn("server-side apply failed", "path", path, "reason", st.reason, "detail", st.message);
-	json_decref(obj);
-	return rc;
-}
-
-/* Apply an owned object that should already exist (the RouterConfig was
- * reconciled before): when the apply had to create it, someone deleted it,
- * and the Event says so.  Steals `obj`. */
-static int apply_owned(struct op *op, const json_t *rc, int existed_before, const char *path, const char *kind,
-		       json_t *obj) SB_MUST_CHECK;
-
-static int apply_owned(struct op *op, const json_t *rc, int existed_before, const char *path, const char *kind,
-		       json_t *obj)
-{
-	struct kc_status st;
-	char name[300];
-	int ret;
-
-	if (!obj)
-		return -ENOMEM;
-	snprintf(name, sizeof(name), "%s", md_str(obj, "name") ?: "");
-	ret = kc_apply(op->k, path, obj, NULL, &st);
-	json_decref(obj);
-	if (ret) {
-		log_warn("server-side apply failed", "path", path, "reason", st.reason, "detail", st.message);
-		return ret;
-	}
-	if (existed_before && st.code == 201)
-		note(op, rc, "Warning", "DriftRepaired", "%s %s was deleted outside the RouterConfig: recreated", kind,
-		     name);
-	return 0;
-}
-
-/* 1 if a field manager other than ours has set spec.<field> of `obj`. */
-static int spec_field_taken(const json_t *obj, const char *field)
-{
-	char key[64];
-	size_t i;
-	json_t *mf;
-
-	snprintf(key, sizeof(key), "f:%s", field);
-	json_array_foreach (json_object_get(json_object_get(obj, "metadata"), "managedFields"), i, mf) {
-		const char *m = json_string_value(json_object_get(mf, "manager"));
-
-		if (m && strcmp(m, KC_FIELD_MANAGER) != 0 &&
-		    json_object_get(json_object_get(json_object_get(mf, "fieldsV1"), "f:spec"), key))
-			return 1;
-	}
-	return 0;
-}
-
-/* Drift of the StatefulSet's replica count (kubectl scale by someone else
- * than this operator): reported here, undone by the apply that follows. */
-static void note_scale_drift(struct op *op, const json_t *rc, const json_t *sts)
-{
-	const json_t *want = json_object_get(json_object_get(rc, "spec"), "replicas");
-	const json_t *have = json_object_get(json_object_get(sts, "spec"), "replicas");
-	json_int_t w = json_is_integer(want) ? json_integer_value(want) : 1;
-
-	if (sts && json_is_integer(have) && json_integer_value(have) != w && spec_field_taken(sts, "replicas"))
-		note(op, rc, "Warning", "DriftRepaired",
-		     "StatefulSet %s was scaled to %lld outside the RouterConfig: restored %lld replicas",
-		     md_str(sts, "name"), (long long)json_integer_value(have), (long long)w);
-}
-
-/* GET, mapping 404 to NULL. */
-static int get_opt(struct op *op, const char *path, json_t **out) SB_MUST_CHECK;
-
-static int get_opt(struct op *op, const char *path, json_t **out)
-{
-	struct kc_status st;
-	int rc = kc_get(op->k, path, out, &st);
-
-	if (rc == -ENOENT) {
-		*out = NULL;
-		return 0;
-	}
-	return rc;
-}
-
-/* The condition of `type` in an object's status.conditions, or NULL. */
-static const json_t *find_cond(const json_t *obj, const char *type)
-{
-	size_t i;
-	json_t *c;
-
-	json_array_foreach (json_object_get(json_object_get(obj, "status"), "conditions"), i, c) {
-		const char *t = json_string_value(json_object_get(c, "type"));
-
-		if (t && strcmp(t, type) == 0)
-			return c;
-	}
-	return NULL;
-}
-
-static const char *template_restart_hash(const json_t *dep)
-{
-	return json_string_value(json_object_get(
-		json_object_get(json_object_get(json_object_get(json_object_get(dep, "spec"), "template"), "metadata"),
-				"annotations"),
-		"switchboard.dev/restart-hash"));
-}
 
 /* What the StatefulSet's status says about its rollout. */
 struct sts_state {
@@ -427,34 +67,6 @@ static int rollout_stalled(const json_t *rc, const json_t *last_reload, const st
 	return util_now_ms() - started > deadline * 1000;
 }
 
-/* Delete the router pods whose template carries `restart_hash`: after a
- * rollback a StatefulSet waits forever for a pod of the bad revision to
- * become Ready before it replaces it. */
-static int delete_pods_with(struct op *op, const json_t *rc, const char *restart_hash) SB_MUST_CHECK;
-
-static int delete_pods_with(struct op *op, const json_t *rc, const char *restart_hash)
-{
-	struct rr_endpoint *eps = calloc(RR_MAX_ENDPOINTS, sizeof(*eps));
-	char path[700];
-	struct kc_status st;
-	size_t n = 0;
-	int ret;
-
-	if (!eps)
-		return -ENOMEM;
-	ret = rr_endpoints(op, md_str(rc, "namespace"), md_str(rc, "name"), eps, &n);
-	for (size_t i = 0; !ret && i < n; i++) {
-		if (strcmp(eps[i].restart_hash, restart_hash) != 0)
-			continue;
-		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", md_str(rc, "namespace"), eps[i].pod);
-		ret = kc_delete(op->k, path, &st);
-		if (ret == -ENOENT)
-			ret = 0;
-	}
-	free(eps);
-	return ret;
-}
-
 static json_int_t rollout_int(const json_t *rc, const char *key, json_int_t dflt)
 {
 	const json_t *v = json_object_get(json_object_get(json_object_get(rc, "spec"), "rollout"), key);
@@ -464,121 +76,32 @@ static json_int_t rollout_int(const json_t *rc, const char *key, json_int_t dflt
 
 /* Available and Progressing, from the StatefulSet's status. */
 static void workload_conditions(const struct sts_state *s, int stalled, enum rr_stage stage, const json_t *rc,
-				struct cond *avail, struct cond *prog)
+				struct rs_cond *avail, struct rs_cond *prog)
 {
 	if (s->want == 0)
-		cond_set(avail, "Available", "True", "ScaledToZero", "no router pods are wanted");
+		rs_cond_set(avail, "Available", "True", "ScaledToZero", "no router pods are wanted");
 	else if (s->ready >= s->want)
-		cond_set(avail, "Available", "True", "MinimumReplicasAvailable", "%lld of %lld router pods ready",
-			 (long long)s->ready, (long long)s->want);
+		rs_cond_set(avail, "Available", "True", "MinimumReplicasAvailable", "%lld of %lld router pods ready",
+			    (long long)s->ready, (long long)s->want);
 	else
-		cond_set(avail, "Available", "False", "ReplicasNotReady", "%lld of %lld router pods ready",
-			 (long long)s->ready, (long long)s->want);
+		rs_cond_set(avail, "Available", "False", "ReplicasNotReady", "%lld of %lld router pods ready",
+			    (long long)s->ready, (long long)s->want);
 	if (stalled)
-		cond_set(prog, "Progressing", "False", "ProgressDeadlineExceeded",
-			 "%lld of %lld router pods updated within spec.rollout.progressDeadlineSeconds",
-			 (long long)s->updated, (long long)s->want);
+		rs_cond_set(prog, "Progressing", "False", "ProgressDeadlineExceeded",
+			    "%lld of %lld router pods updated within spec.rollout.progressDeadlineSeconds",
+			    (long long)s->updated, (long long)s->want);
 	else if (s->rolling && stage == RR_STAGE_CANARY)
-		cond_set(prog, "Progressing", "True", "CanaryInProgress",
-			 "canary pod %s-%lld is updated first; the other pods wait until it has been healthy for %llds",
-			 md_str(rc, "name"), (long long)s->want - 1, (long long)rollout_int(rc, "canarySeconds", 30));
+		rs_cond_set(
+			prog, "Progressing", "True", "CanaryInProgress",
+			"canary pod %s-%lld is updated first; the other pods wait until it has been healthy for %llds",
+			kc_meta_str(rc, "name"), (long long)s->want - 1,
+			(long long)rollout_int(rc, "canarySeconds", 30));
 	else if (s->rolling)
-		cond_set(prog, "Progressing", "True", "RollingUpdate", "%lld of %lld router pods updated",
-			 (long long)s->updated, (long long)s->want);
+		rs_cond_set(prog, "Progressing", "True", "RollingUpdate", "%lld of %lld router pods updated",
+			    (long long)s->updated, (long long)s->want);
 	else
-		cond_set(prog, "Progressing", "True", "RolloutComplete", "%lld router pods run the current template",
-			 (long long)s->want);
-}
-
-/* Routers ran as a Deployment before v1alpha1 moved them to a StatefulSet;
- * remove that Deployment (owned by the RouterConfig) once the StatefulSet
- * exists.  v1alpha1 was never released, so its emptyDir data is not
- * migrated (docs/operator.md). */
-static int delete_legacy_deployment(struct op *op, const char *ns, const char *name) SB_MUST_CHECK;
-
-static int delete_legacy_deployment(struct op *op, const char *ns, const char *name)
-{
-	char path[700];
-	struct kc_status st;
-	int ret;
-
-	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", ns, name);
-	ret = kc_delete(op->k, path, &st);
-	if (ret == 0)
-		log_info("removed the router Deployment of an earlier version", "namespace", ns, "name", name);
-	return ret == -ENOENT ? 0 : ret;
-}
-
-/* Whether the agent `id` is defined alike in `cur` and `prev`: then routers
- * still running `prev` during a rolling restart serve it as configured. */
-static int same_in_previous(const struct cfg *cur, const struct cfg *prev, const char *id)
-{
-	const struct cfg_agent *a = cfg_find_agent(cur, id), *b = cfg_find_agent(prev, id);
-
-	return a && b && cfg_agent_equal(a, b);
-}
-
-/* Write each Agent's status: Accepted, Ready, router.  Ready is True when
- * every ready router runs a config with the agent as it is now defined:
- * the current config (`applied`), or, during a rolling restart, the
- * previous one (`prev`, NULL unless every router runs one of the two). */
-static int agent_statuses(struct op *op, const json_t *rc, const struct rr_render *r, int applied,
-			  const struct cfg *prev) SB_MUST_CHECK;
-
-static int agent_statuses(struct op *op, const json_t *rc, const struct rr_render *r, int applied,
-			  const struct cfg *prev)
-{
-	const char *ns = md_str(rc, "namespace");
-	struct kc_informer *inf = op_informer(op, OP_AGENT, ns);
-	int ret = 0;
-
-	for (size_t i = 0; inf && i < r->nagents; i++) {
-		const struct rr_agent *a = &r->agents[i];
-
-		if (op->stop)
-			return -ECANCELED; /* shutting down: the next leader writes the rest */
-		json_t *agent = kc_informer_get(inf, ns, a->name), *st;
-		struct cond c[2];
-
-		if (!agent)
-			continue;
-		cond_set(&c[0], "Accepted", a->accepted ? "True" : "False", a->reason, "%s", a->message);
-		if (!a->accepted)
-			cond_set(&c[1], "Ready", "False", "NotAccepted", "the agent is not in the router's config");
-		else if (applied)
-			cond_set(&c[1], "Ready", "True", "ConfigApplied",
-				 "every ready router runs a config with agent %s", a->id);
-		else if (prev && same_in_previous(&r->cfg, prev, a->id))
-			cond_set(&c[1], "Ready", "True", "RolloutInProgress",
-				 "every ready router runs a config with agent %s; a rolling restart is in progress",
-				 a->id);
-		else
-			cond_set(&c[1], "Ready", "False", "Pending", "waiting for the routers to apply the config");
-		st = json_pack("{s:I,s:o,s:s}", "observedGeneration", a->generation, "conditions",
-			       conditions_json(json_object_get(agent, "status"), c, 2, a->generation), "router",
-			       md_str(rc, "name"));
-		if (write_status(op, "agents", "Agent", agent, st))
-			ret = -EAGAIN;
-		json_decref(agent);
-	}
-	return ret;
-}
-
-/* A short list of the report's errors for a condition message. */
-static void report_message(const struct cfg_report *r, char *out, size_t outlen)
-{
-	size_t off = 0, shown = 0;
-
-	out[0] = '\0';
-	for (size_t i = 0; i < r->n && off < outlen; i++) {
-		if (r->items[i].severity != CFG_ERROR)
-			continue;
-		off += (size_t)snprintf(out + off, outlen - off, "%s%s: %s", shown ? "; " : "", r->items[i].path,
-					r->items[i].msg);
-		shown++;
-	}
-	if (r->errors > shown && off < outlen)
-		snprintf(out + off, outlen - off, " (and %zu more)", r->errors - shown);
+		rs_cond_set(prog, "Progressing", "True", "RolloutComplete", "%lld router pods run the current template",
+			    (long long)s->want);
 }
 
 struct pushres {
@@ -601,7 +124,7 @@ static int converge(struct op *op, const json_t *rc, const char *token, const ch
 		    int push, const char *restart_from, struct pushres *p)
 {
 	struct rp_push *c = &p->c;
-	int r = rr_endpoints(op, md_str(rc, "namespace"), md_str(rc, "name"), p->eps, &p->n);
+	int r = rr_endpoints(op, kc_meta_str(rc, "namespace"), kc_meta_str(rc, "name"), p->eps, &p->n);
 
 	if (r)
 		return r;
@@ -663,7 +186,7 @@ static void canary_observe(const json_t *rc, const json_t *sts, const char *rest
 {
 	const json_t *ru =
 		json_object_get(json_object_get(json_object_get(sts, "spec"), "updateStrategy"), "rollingUpdate");
-	const char *tmpl = template_restart_hash(sts);
+	const char *tmpl = ro_template_restart_hash(sts);
 
 	memset(in, 0, sizeof(*in));
 	in->replicas = spec_replicas(rc);
@@ -681,7 +204,7 @@ static int64_t canary_health(const json_t *rc, const struct pushres *p, const ch
 	char canary[300];
 	int64_t ms = -1;
 
-	snprintf(canary, sizeof(canary), "%s-%lld", md_str(rc, "name"), (long long)spec_replicas(rc) - 1);
+	snprintf(canary, sizeof(canary), "%s-%lld", kc_meta_str(rc, "name"), (long long)spec_replicas(rc) - 1);
 	for (size_t i = 0; i < p->n; i++) {
 		const struct rr_endpoint *ep = &p->eps[i];
 
@@ -720,22 +243,22 @@ static int invalid_status(struct op *op, const json_t *rc, const struct rr_rende
 
 static int invalid_status(struct op *op, const json_t *rc, const struct rr_render *r, json_int_t gen)
 {
-	const json_t *old_status = json_object_get(rc, "status"), *ov = find_cond(rc, "Valid");
+	const json_t *old_status = json_object_get(rc, "status"), *ov = rs_find_cond(rc, "Valid");
 	json_t *status = NULL, *conds = NULL, *valid = NULL, *oc;
 	char msg[1024];
-	struct cond c;
+	struct rs_cond c;
 	size_t i;
 	int ret = -ENOMEM;
 
-	report_message(&r->report, msg, sizeof(msg));
-	cond_set(&c, "Valid", "False", "InvalidConfig", "%s", msg);
+	rs_report_message(&r->report, msg, sizeof(msg));
+	rs_cond_set(&c, "Valid", "False", "InvalidConfig", "%s", msg);
 	if (!ov || strcmp(json_string_value(json_object_get(ov, "status")) ?: "", "False") != 0 ||
 	    strcmp(json_string_value(json_object_get(ov, "message")) ?: "", msg) != 0 ||
 	    json_integer_value(json_object_get(ov, "observedGeneration")) != gen) {
 		met_inc(op->m.rejections);
-		note(op, rc, "Warning", "InvalidConfig", "config rejected, %zu errors: %s", r->report.errors, msg);
+		rs_note(op, rc, "Warning", "InvalidConfig", "config rejected, %zu errors: %s", r->report.errors, msg);
 	}
-	valid = conditions_json(old_status, &c, 1, gen);
+	valid = rs_conditions_json(old_status, &c, 1, gen);
 	status = old_status ? json_deep_copy(old_status) : json_object();
 	conds = json_array();
 	if (!valid || !status || !conds || json_array_append(conds, json_array_get(valid, 0)))
@@ -749,7 +272,7 @@ static int invalid_status(struct op *op, const json_t *rc, const struct rr_rende
 	if (json_object_set(status, "conditions", conds) ||
 	    json_object_set_new(status, "observedGeneration", json_integer(gen)))
 		goto out;
-	ret = write_status(op, "routerconfigs", "RouterConfig", rc, status);
+	ret = rs_write_status(op, "routerconfigs", "RouterConfig", rc, status);
 	status = NULL; /* stolen */
 out:
 	json_decref(valid);
@@ -826,12 +349,12 @@ static int observe_routerconfig(struct op *op, struct obs *o)
 	int ret;
 
 	snprintf(path, sizeof(path), OP_GROUP_PATH "/namespaces/%s/routerconfigs/%s", o->ns, o->name);
-	ret = op_informer(op, OP_RC, o->ns) ? get_opt(op, path, &o->rc) : 0;
+	ret = op_informer(op, OP_RC, o->ns) ? ro_get_opt(op, path, &o->rc) : 0;
 	if (ret) {
 		log_warn("cannot read the RouterConfig", "namespace", o->ns, "name", o->name, "error", strerror(-ret));
 		return ret;
 	}
-	if (o->rc && md_str(o->rc, "deletionTimestamp")) {
+	if (o->rc && kc_meta_str(o->rc, "deletionTimestamp")) {
 		json_decref(o->rc);
 		o->rc = NULL;
 	}
@@ -877,12 +400,12 @@ static int observe_spec(struct op *op, struct obs *o)
 
 	o->gen = json_integer_value(json_object_get(json_object_get(o->rc, "metadata"), "generation"));
 	o->last_reload = json_incref(json_object_get(old_status, "lastReload"));
-	now_rfc3339(o->when);
+	rs_now_rfc3339(o->when);
 	ret = rr_render(op, o->rc, &o->r);
 	if (ret)
 		return ret;
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
-	ret = get_opt(op, path, &o->cm);
+	ret = ro_get_opt(op, path, &o->cm);
 	if (!ret && o->cm)
 		ret = rr_configmap_doc(o->cm, &o->cur_doc, &o->cur_len);
 	if (ret && ret != -ENOENT)
@@ -926,7 +449,7 @@ static int observe_world(struct op *op, struct obs *o)
 {
 	const json_t *ann;
 	char path[700];
-	int ret = admin_token(op, o->rc, o->token);
+	int ret = ro_admin_token(op, o->rc, o->token);
 
 	if (ret)
 		return ret;
@@ -934,14 +457,14 @@ static int observe_world(struct op *op, struct obs *o)
 	if (!o->p)
 		return -ENOMEM;
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", o->ns, o->name);
-	ret = get_opt(op, path, &o->prev_cm);
+	ret = ro_get_opt(op, path, &o->prev_cm);
 	if (ret)
 		return ret;
 	ann = json_object_get(json_object_get(o->prev_cm, "metadata"), "annotations");
 	o->f.prev_hash = json_string_value(json_object_get(ann, "switchboard.dev/config-hash"));
 	o->f.prev_restart = json_string_value(json_object_get(ann, "switchboard.dev/restart-hash"));
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
-	ret = get_opt(op, path, &o->sts);
+	ret = ro_get_opt(op, path, &o->sts);
 	if (ret)
 		return ret;
 	canary_observe(o->rc, o->sts, o->r.restart_hash, &o->f.canary);
@@ -1004,7 +527,7 @@ static int act_configmaps(struct op *op, struct obs *o, const struct rp_plan *pl
 
 	if (plan->save_previous) {
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", o->ns, o->name);
-		ret = apply_obj(
+		ret = ro_apply_obj(
 			op, path,
 			rr_configmap(o->rc, "config-previous", o->cur_doc, o->cur_len, o->f.cm_hash, o->cur_restart));
 		if (ret)
@@ -1012,19 +535,19 @@ static int act_configmaps(struct op *op, struct obs *o, const struct rp_plan *pl
 	}
 	if (plan->write_config) {
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
-		ret = apply_obj(op, path,
-				rr_configmap(o->rc, "config", o->r.doc, o->r.len, o->r.hash, o->r.restart_hash));
+		ret = ro_apply_obj(op, path,
+				   rr_configmap(o->rc, "config", o->r.doc, o->r.len, o->r.hash, o->r.restart_hash));
 		if (ret)
 			return ret;
 	}
 	if (plan->drift == RP_DRIFT_EDITED)
-		note(op, o->rc, "Warning", "DriftRepaired",
-		     "ConfigMap %s-config was edited outside the RouterConfig: restored config %.12s", o->name,
-		     o->r.hash);
+		rs_note(op, o->rc, "Warning", "DriftRepaired",
+			"ConfigMap %s-config was edited outside the RouterConfig: restored config %.12s", o->name,
+			o->r.hash);
 	else if (plan->drift == RP_DRIFT_DELETED)
-		note(op, o->rc, "Warning", "DriftRepaired",
-		     "ConfigMap %s-config was deleted outside the RouterConfig: recreated with config %.12s", o->name,
-		     o->r.hash);
+		rs_note(op, o->rc, "Warning", "DriftRepaired",
+			"ConfigMap %s-config was deleted outside the RouterConfig: recreated with config %.12s",
+			o->name, o->r.hash);
 	return 0;
 }
 
@@ -1040,21 +563,21 @@ static int act_workload(struct op *op, struct obs *o, const struct rp_plan *plan
 	int ret;
 
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", o->ns, o->name);
-	ret = apply_owned(op, o->rc, had, path, "Service", rr_service(o->rc, &o->r.cfg));
+	ret = ro_apply_owned(op, o->rc, had, path, "Service", rr_service(o->rc, &o->r.cfg));
 	snprintf(path, sizeof(path), "/apis/policy/v1/namespaces/%s/poddisruptionbudgets/%s", o->ns, o->name);
 	if (!ret)
-		ret = apply_owned(op, o->rc, had, path, "PodDisruptionBudget", rr_pdb(o->rc));
+		ret = ro_apply_owned(op, o->rc, had, path, "PodDisruptionBudget", rr_pdb(o->rc));
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s-peers", o->ns, o->name);
 	if (!ret)
-		ret = apply_owned(op, o->rc, had, path, "Service", rr_peer_service(o->rc, &o->r.cfg));
+		ret = ro_apply_owned(op, o->rc, had, path, "Service", rr_peer_service(o->rc, &o->r.cfg));
 	if (ret)
 		return ret;
-	note_scale_drift(op, o->rc, o->sts);
+	ro_note_scale_drift(op, o->rc, o->sts);
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
-	ret = apply_owned(op, o->rc, had, path, "StatefulSet",
-			  rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, plan->partition));
+	ret = ro_apply_owned(op, o->rc, had, path, "StatefulSet",
+			     rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, plan->partition));
 	if (!ret && !o->sts)
-		ret = delete_legacy_deployment(op, o->ns, o->name);
+		ret = ro_delete_legacy_deployment(op, o->ns, o->name);
 	return ret;
 }
 
@@ -1076,9 +599,9 @@ static int act_plan(struct op *op, struct obs *o, const struct rp_plan *plan)
 	ret = set_last_reload(o, "Restart", "Progressing");
 	if (ret)
 		return ret;
-	note(op, o->rc, "Normal", "RollingRestart",
-	     "restart-class fields changed: rolling the StatefulSet to config %.12s (restart hash %.12s)", o->r.hash,
-	     o->r.restart_hash);
+	rs_note(op, o->rc, "Normal", "RollingRestart",
+		"restart-class fields changed: rolling the StatefulSet to config %.12s (restart hash %.12s)", o->r.hash,
+		o->r.restart_hash);
 	return 0;
 }
 
@@ -1109,13 +632,13 @@ static int observe_after(struct op *op, struct obs *o, const struct rp_plan *pla
 	a->push = o->p->c;
 	if (plan->apply_objects && !o->sts) {
 		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
-		ret = get_opt(op, path, &o->sts);
+		ret = ro_get_opt(op, path, &o->sts);
 		if (ret)
 			return ret;
 	}
 	sts_observe(o->sts, &o->ss);
 	a->stalled = rollout_stalled(o->rc, o->last_reload, &o->ss);
-	tmpl = template_restart_hash(o->sts);
+	tmpl = ro_template_restart_hash(o->sts);
 	a->has_template = tmpl != NULL;
 	a->template_is_rendered = tmpl && strcmp(tmpl, o->r.restart_hash) == 0;
 	a->canary_healthy_ms = canary_health(o->rc, o->p, o->r.restart_hash, o->r.hash);
@@ -1136,13 +659,13 @@ static int act_refused(struct op *op, struct obs *o, const struct rp_outcome *ou
 	int ret;
 
 	met_inc(op->m.rejections);
-	note(op, o->rc, "Warning", "ConfigRejected", "%zu of %zu routers refused config %.12s: %s",
-	     p->c.rejected + p->c.restart, p->c.nready, o->r.hash, p->why);
+	rs_note(op, o->rc, "Warning", "ConfigRejected", "%zu of %zu routers refused config %.12s: %s",
+		p->c.rejected + p->c.restart, p->c.nready, o->r.hash, p->why);
 	if (out->hot != RP_HOT_ROLLBACK)
 		return 0;
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
-	ret = apply_obj(op, path,
-			rr_configmap(o->rc, "config", o->cur_doc, o->cur_len, o->f.cm_hash, o->r.restart_hash));
+	ret = ro_apply_obj(op, path,
+			   rr_configmap(o->rc, "config", o->cur_doc, o->cur_len, o->f.cm_hash, o->r.restart_hash));
 	if (!ret)
 		ret = converge(op, o->rc, o->token, o->cur_doc, o->cur_len, o->f.cm_hash, 1, NULL, p);
 	if (ret)
@@ -1151,7 +674,7 @@ static int act_refused(struct op *op, struct obs *o, const struct rp_outcome *ou
 	ret = set_last_reload(o, "Hot", "RolledBack");
 	if (ret)
 		return ret;
-	note(op, o->rc, "Warning", "RolledBack", "restored the last good config %.12s", o->f.cm_hash);
+	rs_note(op, o->rc, "Warning", "RolledBack", "restored the last good config %.12s", o->f.cm_hash);
 	return 0;
 }
 
@@ -1173,8 +696,8 @@ static int act_hot(struct op *op, struct obs *o, const struct rp_outcome *out)
 		ret = set_last_reload(o, "Hot", "Succeeded");
 		if (ret)
 			return ret;
-		note(op, o->rc, "Normal", "HotReload", "config %.12s applied in place to %zu routers", o->r.hash,
-		     o->p->c.nready);
+		rs_note(op, o->rc, "Normal", "HotReload", "config %.12s applied in place to %zu routers", o->r.hash,
+			o->p->c.nready);
 		return 0;
 	}
 	return 0;
@@ -1192,22 +715,22 @@ static int act_restart_rollback(struct op *op, struct obs *o)
 	int ret;
 
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
-	ret = apply_obj(op, path,
-			rr_configmap(o->rc, "config", o->prev_doc, o->prev_len, o->prev_hash, o->prev_restart));
+	ret = ro_apply_obj(op, path,
+			   rr_configmap(o->rc, "config", o->prev_doc, o->prev_len, o->prev_hash, o->prev_restart));
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
 	if (!ret)
-		ret = apply_obj(op, path, rr_statefulset(o->rc, &o->prev_cfg, o->prev_restart, op->router_image, 0));
+		ret = ro_apply_obj(op, path, rr_statefulset(o->rc, &o->prev_cfg, o->prev_restart, op->router_image, 0));
 	if (!ret)
-		ret = delete_pods_with(op, o->rc, o->r.restart_hash);
+		ret = ro_delete_pods_with(op, o->rc, o->r.restart_hash);
 	if (ret)
 		return ret;
 	met_inc(op->m.rollbacks);
 	ret = set_last_reload(o, "Restart", "RolledBack");
 	if (ret)
 		return ret;
-	note(op, o->rc, "Warning", "RolledBack",
-	     "the rollout did not become available within its deadline; restored config %.12s (restart hash %.12s)",
-	     o->prev_hash, o->prev_restart);
+	rs_note(op, o->rc, "Warning", "RolledBack",
+		"the rollout did not become available within its deadline; restored config %.12s (restart hash %.12s)",
+		o->prev_hash, o->prev_restart);
 	return 0;
 }
 
@@ -1222,11 +745,11 @@ static int act_promote(struct op *op, struct obs *o, const struct rp_after *a)
 	int ret;
 
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
-	ret = apply_obj(op, path, rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, 0));
+	ret = ro_apply_obj(op, path, rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, 0));
 	if (ret == 0)
-		note(op, o->rc, "Normal", "CanaryPromoted",
-		     "canary pod %s-%lld has run config %.12s for %llds: updating the other router pods", o->name,
-		     (long long)o->f.canary.replicas - 1, o->r.hash, (long long)a->canary_healthy_ms / 1000);
+		rs_note(op, o->rc, "Normal", "CanaryPromoted",
+			"canary pod %s-%lld has run config %.12s for %llds: updating the other router pods", o->name,
+			(long long)o->f.canary.replicas - 1, o->r.hash, (long long)a->canary_healthy_ms / 1000);
 	return ret;
 }
 
@@ -1258,34 +781,35 @@ static const char *target_hash(const struct obs *o, enum rp_target t)
 }
 
 /* The four conditions: Valid, ConfigApplied, Available, Progressing. */
-static void report_conditions(const struct obs *o, const struct rp_report *rep, struct cond c[4])
+static void report_conditions(const struct obs *o, const struct rp_report *rep, struct rs_cond c[4])
 {
 	const struct rp_push *n = &o->p->c;
 	const char *t = target_hash(o, rep->target), *st = rp_reason_status(rep->reason),
 		   *why = rp_reason_name(rep->reason);
 
-	cond_set(&c[0], "Valid", "True", "Valid", "the spec passed validation (%zu agents)", o->r.naccepted);
+	rs_cond_set(&c[0], "Valid", "True", "Valid", "the spec passed validation (%zu agents)", o->r.naccepted);
 	if (rep->reason == RP_REASON_ROLLED_BACK)
-		cond_set(&c[1], "ConfigApplied", st, why,
-			 "config %.12s was refused or did not roll out; the routers run the last good config %.12s",
-			 o->r.hash, t);
+		rs_cond_set(&c[1], "ConfigApplied", st, why,
+			    "config %.12s was refused or did not roll out; the routers run the last good config %.12s",
+			    o->r.hash, t);
 	else if (rep->reason == RP_REASON_NO_READY)
-		cond_set(&c[1], "ConfigApplied", st, why, "no ready router pods yet");
+		rs_cond_set(&c[1], "ConfigApplied", st, why, "no ready router pods yet");
 	else if (rep->reason == RP_REASON_ALL_CURRENT)
-		cond_set(&c[1], "ConfigApplied", st, why, "%zu of %zu ready routers run config %.12s", n->current,
-			 n->nready, t);
+		rs_cond_set(&c[1], "ConfigApplied", st, why, "%zu of %zu ready routers run config %.12s", n->current,
+			    n->nready, t);
 	else if (rep->reason == RP_REASON_ROLLOUT)
-		cond_set(&c[1], "ConfigApplied", st, why,
-			 "%zu of %zu ready routers run config %.12s; the rest apply it when restarted", n->current,
-			 n->nready, t);
+		rs_cond_set(&c[1], "ConfigApplied", st, why,
+			    "%zu of %zu ready routers run config %.12s; the rest apply it when restarted", n->current,
+			    n->nready, t);
 	else
-		cond_set(&c[1], "ConfigApplied", st, why, "%zu of %zu ready routers run config %.12s%s%s", n->current,
-			 n->nready, t, n->unreachable ? "; unreachable: " : "", n->unreachable ? o->p->why : "");
+		rs_cond_set(&c[1], "ConfigApplied", st, why, "%zu of %zu ready routers run config %.12s%s%s",
+			    n->current, n->nready, t, n->unreachable ? "; unreachable: " : "",
+			    n->unreachable ? o->p->why : "");
 	workload_conditions(&o->ss, rep->stalled, rep->stage, o->rc, &c[2], &c[3]);
 }
 
 /* The RouterConfig's status (new reference, NULL on ENOMEM). */
-static json_t *report_status_json(const struct obs *o, const struct rp_report *rep, const struct cond c[4])
+static json_t *report_status_json(const struct obs *o, const struct rp_report *rep, const struct rs_cond c[4])
 {
 	const json_t *ds = json_object_get(o->sts, "status");
 	const char *t = target_hash(o, rep->target);
@@ -1293,9 +817,9 @@ static json_t *report_status_json(const struct obs *o, const struct rp_report *r
 	json_t *status;
 
 	if (rep->restart_from_template)
-		restart = template_restart_hash(o->sts);
+		restart = ro_template_restart_hash(o->sts);
 	status = json_pack("{s:I,s:o,s:s,s:s%,s:s,s:I,s:I,s:I,s:I,s:o}", "observedGeneration", o->gen, "conditions",
-			   conditions_json(json_object_get(o->rc, "status"), c, 4, o->gen), "configHash", t,
+			   rs_conditions_json(json_object_get(o->rc, "status"), c, 4, o->gen), "configHash", t,
 			   "configHashShort", t, (size_t)12, "restartHash", restart, "agents",
 			   (json_int_t)o->r.naccepted, "replicas", json_integer_value(json_object_get(ds, "replicas")),
 			   "readyReplicas", json_integer_value(json_object_get(ds, "readyReplicas")), "updatedReplicas",
@@ -1314,20 +838,20 @@ static json_t *report_status_json(const struct obs *o, const struct rp_report *r
 /* Status, condition gauges, the Agents' statuses.  Returns 0 or the first
  * error (the later steps are done anyway). */
 static int report_routerconfig(struct op *op, struct obs *o, const struct rp_plan *plan, const struct rp_report *rep,
-			       struct cond c[4]) SB_MUST_CHECK;
+			       struct rs_cond c[4]) SB_MUST_CHECK;
 
 static int report_routerconfig(struct op *op, struct obs *o, const struct rp_plan *plan, const struct rp_report *rep,
-			       struct cond c[4])
+			       struct rs_cond c[4])
 {
 	int ret;
 
 	report_conditions(o, rep, c);
-	ret = write_status(op, "routerconfigs", "RouterConfig", o->rc, report_status_json(o, rep, c));
+	ret = rs_write_status(op, "routerconfigs", "RouterConfig", o->rc, report_status_json(o, rep, c));
 	for (size_t i = 0; i < 4; i++)
 		if (op_cond_set(op, o->ns, o->name, c[i].type, c[i].status))
 			ret = ret ? ret : -ENOMEM;
-	if (agent_statuses(op, o->rc, &o->r, rep->agents_current,
-			   rep->agents_previous && load_previous(o, plan) == 0 ? &o->prev_cfg : NULL) &&
+	if (rec_agent_statuses(op, o->rc, &o->r, rep->agents_current,
+			       rep->agents_previous && load_previous(o, plan) == 0 ? &o->prev_cfg : NULL) &&
 	    !ret)
 		ret = -EAGAIN;
 	return ret;
@@ -1342,7 +866,7 @@ static int reconcile_valid(struct op *op, struct obs *o, const struct rp_plan *p
 	struct rp_after after;
 	struct rp_outcome out;
 	struct rp_report rep;
-	struct cond c[4];
+	struct rs_cond c[4];
 	char n[32];
 	int ret = act_plan(op, o, plan);
 
@@ -1400,32 +924,5 @@ out:
 	if (ret && ret != -ENOMEM)
 		log_warn("reconcile failed", "namespace", ns, "name", name, "error", strerror(-ret));
 	obs_free(&o);
-	return ret;
-}
-
-int rec_agent(struct op *op, const char *ns, const char *name)
-{
-	struct kc_informer *ainf = op_informer(op, OP_AGENT, ns), *rinf = op_informer(op, OP_RC, ns);
-	json_t *agent = ainf ? kc_informer_get(ainf, ns, name) : NULL, *router = NULL, *st;
-	const char *ref;
-	json_int_t gen;
-	struct cond c[2];
-	int ret = 0;
-
-	if (!agent)
-		return 0;
-	ref = json_string_value(json_object_get(json_object_get(json_object_get(agent, "spec"), "routerRef"), "name"));
-	router = ref && rinf ? kc_informer_get(rinf, ns, ref) : NULL;
-	if (!router) {
-		gen = json_integer_value(json_object_get(json_object_get(agent, "metadata"), "generation"));
-		cond_set(&c[0], "Accepted", "False", "RouterNotFound", "no RouterConfig named %s in namespace %s",
-			 ref ? ref : "", ns);
-		cond_set(&c[1], "Ready", "False", "NotAccepted", "the agent is not in any router's config");
-		st = json_pack("{s:I,s:o,s:s}", "observedGeneration", gen, "conditions",
-			       conditions_json(json_object_get(agent, "status"), c, 2, gen), "router", "");
-		ret = write_status(op, "agents", "Agent", agent, st);
-	}
-	json_decref(router);
-	json_decref(agent);
 	return ret;
 }

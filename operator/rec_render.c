@@ -16,11 +16,6 @@
 #include "switchboard/own.h"
 #include "switchboard/util.h"
 
-static const char *md_str(const json_t *obj, const char *key)
-{
-	return json_string_value(json_object_get(json_object_get(obj, "metadata"), key));
-}
-
 /* --- label selectors ---------------------------------------------------- */
 
 static int in_values(const json_t *values, const char *v)
@@ -199,7 +194,7 @@ static json_t *agent_doc(const json_t *agent, const char *id, const char *digest
 
 static int name_cmp(const void *a, const void *b)
 {
-	const char *x = md_str(*(json_t *const *)a, "name"), *y = md_str(*(json_t *const *)b, "name");
+	const char *x = kc_meta_str(*(json_t *const *)a, "name"), *y = kc_meta_str(*(json_t *const *)b, "name");
 
 	return strcmp(x ? x : "", y ? y : "");
 }
@@ -234,15 +229,15 @@ enum agent_verdict {
  * Agent names.  Pure; borrows everything.  Thread-safe. */
 static enum agent_verdict agent_verdict(const json_t *rc, const json_t *agent, const json_t *byid, struct rr_agent *a)
 {
-	const char *ns = md_str(rc, "namespace"), *name = md_str(rc, "name");
+	const char *ns = kc_meta_str(rc, "namespace"), *name = kc_meta_str(rc, "name");
 	const json_t *spec = json_object_get(agent, "spec");
-	const char *ans = md_str(agent, "namespace"), *aname = md_str(agent, "name");
+	const char *ans = kc_meta_str(agent, "namespace"), *aname = kc_meta_str(agent, "name");
 	const char *ref = json_string_value(json_object_get(json_object_get(spec, "routerRef"), "name"));
 	const char *id = json_string_value(json_object_get(spec, "agentId"));
 
 	if (!ans || strcmp(ans, ns) != 0 || !ref || strcmp(ref, name) != 0 || !aname)
 		return AV_SKIP;
-	if (md_str(agent, "deletionTimestamp"))
+	if (kc_meta_str(agent, "deletionTimestamp"))
 		return AV_SKIP; /* being deleted: drop it from the config now */
 	memset(a, 0, sizeof(*a));
 	snprintf(a->name, sizeof(a->name), "%s", aname);
@@ -285,7 +280,7 @@ static int lookup_token(struct op *op, const json_t *rc, const json_t *agent, co
 	struct rr_token *t = &out->v[out->n++];
 
 	snprintf(t->agent, sizeof(t->agent), "%s", a->name);
-	t->err = token_digest(op, md_str(rc, "namespace"), tref, t->digest, t->why, sizeof(t->why));
+	t->err = token_digest(op, kc_meta_str(rc, "namespace"), tref, t->digest, t->why, sizeof(t->why));
 	return t->err;
 }
 
@@ -345,7 +340,7 @@ static int accept_agent(const json_t *rc, const json_t *agent, const char *diges
 		return -ENOMEM;
 	a->accepted = 1;
 	snprintf(a->reason, sizeof(a->reason), "Accepted");
-	snprintf(a->message, sizeof(a->message), "rendered into RouterConfig %s", md_str(rc, "name"));
+	snprintf(a->message, sizeof(a->message), "rendered into RouterConfig %s", kc_meta_str(rc, "name"));
 	return 0;
 }
 
@@ -517,7 +512,7 @@ static int render_tls(const json_t *rc, json_t *root)
 
 int rr_render(struct op *op, const json_t *rc, struct rr_render *out)
 {
-	struct kc_informer *inf = op_informer(op, OP_AGENT, md_str(rc, "namespace"));
+	struct kc_informer *inf = op_informer(op, OP_AGENT, kc_meta_str(rc, "namespace"));
 	json_t *all = inf ? kc_informer_list(inf) : json_array();
 	int rc_;
 
@@ -646,7 +641,7 @@ void rr_free(struct rr_render *r)
 static json_t *labels(const json_t *rc)
 {
 	return json_pack("{s:s,s:s,s:s,s:s,s:s}", "app.kubernetes.io/name", "switchboard-router",
-			 "app.kubernetes.io/instance", md_str(rc, "name"), "app.kubernetes.io/component", "router",
+			 "app.kubernetes.io/instance", kc_meta_str(rc, "name"), "app.kubernetes.io/component", "router",
 			 "app.kubernetes.io/part-of", "switchboard", "app.kubernetes.io/managed-by",
 			 "switchboard-operator");
 }
@@ -654,15 +649,16 @@ static json_t *labels(const json_t *rc)
 static json_t *selector_labels(const json_t *rc)
 {
 	return json_pack("{s:s,s:s}", "app.kubernetes.io/name", "switchboard-router", "app.kubernetes.io/instance",
-			 md_str(rc, "name"));
+			 kc_meta_str(rc, "name"));
 }
 
 static json_t *meta(const json_t *rc, const char *name)
 {
 	return json_pack("{s:s,s:s,s:o,s:[{s:s,s:s,s:s,s:s,s:b,s:b}]}", "name", name, "namespace",
-			 md_str(rc, "namespace"), "labels", labels(rc), "ownerReferences", "apiVersion",
-			 "switchboard.dev/v1alpha1", "kind", "RouterConfig", "name", md_str(rc, "name"), "uid",
-			 md_str(rc, "uid") ? md_str(rc, "uid") : "", "controller", 1, "blockOwnerDeletion", 1);
+			 kc_meta_str(rc, "namespace"), "labels", labels(rc), "ownerReferences", "apiVersion",
+			 "switchboard.dev/v1alpha1", "kind", "RouterConfig", "name", kc_meta_str(rc, "name"), "uid",
+			 kc_meta_str(rc, "uid") ? kc_meta_str(rc, "uid") : "", "controller", 1, "blockOwnerDeletion",
+			 1);
 }
 
 int rr_configmap_doc(const json_t *cm, char **doc, size_t *len)
@@ -701,7 +697,7 @@ json_t *rr_configmap(const json_t *rc, const char *suffix, const char *doc, size
 	size_t gzlen = 0;
 	json_t *cm;
 
-	snprintf(name, sizeof(name), "%s-%s", md_str(rc, "name"), suffix);
+	snprintf(name, sizeof(name), "%s-%s", kc_meta_str(rc, "name"), suffix);
 	cm = json_pack("{s:s,s:s,s:o}", "apiVersion", "v1", "kind", "ConfigMap", "metadata", meta(rc, name));
 	if (!cm)
 		return NULL;
@@ -883,8 +879,8 @@ static json_t *router_volumes(const json_t *rc)
 	char cm_name[300], secret_name[300];
 	json_t *v;
 
-	snprintf(cm_name, sizeof(cm_name), "%s-config", md_str(rc, "name"));
-	snprintf(secret_name, sizeof(secret_name), "%s-admin", md_str(rc, "name"));
+	snprintf(cm_name, sizeof(cm_name), "%s-config", kc_meta_str(rc, "name"));
+	snprintf(secret_name, sizeof(secret_name), "%s-admin", kc_meta_str(rc, "name"));
 	v = json_pack("[{s:s,s:{s:s}},{s:s,s:{s:s,s:i}}]", "name", "config", "configMap", "name", cm_name, "name",
 		      "admin-token", "secret", "secretName", secret_name, "defaultMode", 0440);
 	if (rr_ephemeral(rc) && push(v, json_pack("{s:s,s:{}}", "name", "data", "emptyDir")))
@@ -1024,7 +1020,7 @@ json_t *rr_statefulset(const json_t *rc, const struct cfg *c, const char *restar
 	char peers[300];
 	int err = put(ss, "replicas", json_integer(json_is_integer(replicas) ? json_integer_value(replicas) : 1));
 
-	snprintf(peers, sizeof(peers), "%s-peers", md_str(rc, "name"));
+	snprintf(peers, sizeof(peers), "%s-peers", kc_meta_str(rc, "name"));
 	err = err ?: put(ss, "serviceName", json_string(peers));
 	err = err ?: put(ss, "podManagementPolicy", json_string("Parallel"));
 	err = err ?: put(ss, "revisionHistoryLimit", json_integer(5));
@@ -1036,7 +1032,7 @@ json_t *rr_statefulset(const json_t *rc, const struct cfg *c, const char *restar
 		err = err ?: put(ss, "volumeClaimTemplates", json_pack("[o]", data_claim(rc)));
 	err = err ?: put(d, "apiVersion", json_string("apps/v1"));
 	err = err ?: put(d, "kind", json_string("StatefulSet"));
-	err = err ?: put(d, "metadata", meta(rc, md_str(rc, "name")));
+	err = err ?: put(d, "metadata", meta(rc, kc_meta_str(rc, "name")));
 	err = err ?: put(d, "spec", json_incref(ss));
 	json_decref(ss);
 	return built(d, err);
@@ -1080,14 +1076,14 @@ static json_t *service(const json_t *rc, const struct cfg *c, const char *name, 
 
 json_t *rr_service(const json_t *rc, const struct cfg *c)
 {
-	return service(rc, c, md_str(rc, "name"), 0);
+	return service(rc, c, kc_meta_str(rc, "name"), 0);
 }
 
 json_t *rr_peer_service(const json_t *rc, const struct cfg *c)
 {
 	char name[300];
 
-	snprintf(name, sizeof(name), "%s-peers", md_str(rc, "name"));
+	snprintf(name, sizeof(name), "%s-peers", kc_meta_str(rc, "name"));
 	return service(rc, c, name, 1);
 }
 
@@ -1097,7 +1093,7 @@ json_t *rr_pdb(const json_t *rc)
 	const json_t *mu = json_object_get(ro, "maxUnavailable");
 
 	return json_pack("{s:s,s:s,s:o,s:{s:{s:o},s:o}}", "apiVersion", "policy/v1", "kind", "PodDisruptionBudget",
-			 "metadata", meta(rc, md_str(rc, "name")), "spec", "selector", "matchLabels",
+			 "metadata", meta(rc, kc_meta_str(rc, "name")), "spec", "selector", "matchLabels",
 			 selector_labels(rc), "maxUnavailable", mu ? json_incref((json_t *)mu) : json_integer(1));
 }
 
@@ -1106,7 +1102,7 @@ json_t *rr_admin_secret(const json_t *rc, const char *token)
 	char name[300];
 	json_t *md, *labels_;
 
-	snprintf(name, sizeof(name), "%s-admin", md_str(rc, "name"));
+	snprintf(name, sizeof(name), "%s-admin", kc_meta_str(rc, "name"));
 	md = meta(rc, name);
 	labels_ = json_object_get(md, "labels");
 	if (!labels_ || json_object_set_new(labels_, OP_SECRET_LABEL, json_string(OP_SECRET_ADMIN_TOKEN))) {
