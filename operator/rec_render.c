@@ -557,8 +557,8 @@ static int build_root(const json_t *rc, const json_t *all, const struct rr_token
 	int ret = -ENOMEM;
 
 	/* the peers' stable names through the headless Service */
-	snprintf(peer_host, sizeof(peer_host), "%s-{ordinal}.%s-peers.%s.svc", md_str(rc, "name"), md_str(rc, "name"),
-		 md_str(rc, "namespace"));
+	snprintf(peer_host, sizeof(peer_host), "%s-{ordinal}.%s-peers.%s.svc", kc_meta_str(rc, "name"),
+		 kc_meta_str(rc, "name"), kc_meta_str(rc, "namespace"));
 	*root = json_is_object(router) ? json_deep_copy(router) : json_object();
 	if (!*root || !docs)
 		goto out;
