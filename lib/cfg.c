@@ -316,7 +316,7 @@ int cfg_defaults(struct cfg *c, int profile)
 	c->cluster.replicas = 1;
 	c->cluster.forward_timeout_ms = 5000;
 	c->cluster.peer_connections = 32;
-	c->net.peer_port = 8082;
+	c->net.peer_port = CFG_DEFAULT_PEER_PORT;
 	c->sec.auth = prod ? CFG_AUTH_TOKEN : CFG_AUTH_NONE;
 	c->sec.tls_admin = 1;
 	c->sec.max_message_bytes = (int64_t)10 << 20;

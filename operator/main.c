@@ -391,6 +391,9 @@ static void usage(FILE *f)
 		   "  --leader-election-namespace NS  where the Lease lives (default: own namespace)\n"
 		   "  --leader-election-id NAME  Lease name (default switchboard-operator)\n"
 		   "  --router-image IMAGE       default router image for RouterConfigs without spec.image\n"
+		   "  --peer-addresses dns|pod-ip  how router replicas reach each other: their names through\n"
+		   "                             cluster DNS (default), or pinned to their pods' IPs (clusters\n"
+		   "                             without DNS)\n"
 		   "  --debounce-ms N            reconcile Agent changes once they have been quiet for\n"
 		   "                             N ms (default 300; 0: at once)\n"
 		   "  --debounce-max-ms N        ... but no later than N ms after the first (default 3000)\n"
@@ -551,6 +554,7 @@ int main(int argc, char **argv)
 		{"leader-election-namespace", required_argument, NULL, 'N'},
 		{"leader-election-id", required_argument, NULL, 'I'},
 		{"router-image", required_argument, NULL, 'i'},
+		{"peer-addresses", required_argument, NULL, 'P'},
 		{"debounce-ms", required_argument, NULL, 'd'},
 		{"debounce-max-ms", required_argument, NULL, 'D'},
 		{"resync-seconds", required_argument, NULL, 'r'},
@@ -594,6 +598,13 @@ int main(int argc, char **argv)
 			break;
 		case 'i':
 			op.router_image = optarg;
+			break;
+		case 'P':
+			if (strcmp(optarg, "dns") != 0 && strcmp(optarg, "pod-ip") != 0) {
+				fprintf(stderr, "switchboard-operator: --peer-addresses: expected dns or pod-ip\n");
+				return 2;
+			}
+			op.peer_pod_ips = strcmp(optarg, "pod-ip") == 0;
 			break;
 		case 'd':
 			op.debounce_ms = strtol(optarg, NULL, 10);

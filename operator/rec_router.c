@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "switchboard/buf.h"
+#include "switchboard/cfg.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
 
@@ -76,6 +77,7 @@ static int pod_endpoint(const json_t *pod, struct rr_endpoint *ep)
 	snprintf(ep->restart_hash, sizeof(ep->restart_hash), "%s",
 		 json_string_value(json_object_get(json_object_get(md, "annotations"), "switchboard.dev/restart-hash"))
 			 ?: "");
+	snprintf(ep->ip, sizeof(ep->ip), "%s", ip ? ip : "");
 	ep->ready = pod_ready(pod, &ep->ready_since_ms) && ip && *ip && port > 0 && port < 65536;
 	if (ep->ready)
 		snprintf(ep->url, sizeof(ep->url), strchr(ip, ':') ? "http://[%s]:%lld" : "http://%s:%lld", ip,
@@ -146,6 +148,45 @@ static long call(const char *url, const char *token, const char *body, size_t le
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
 	return code;
+}
+
+/* The peer port RouterConfig `rc` renders (spec.router.network.peerPort or
+ * the router's default). */
+static json_int_t peer_port(const json_t *rc)
+{
+	const json_t *p = json_object_get(
+		json_object_get(json_object_get(json_object_get(rc, "spec"), "router"), "network"), "peerPort");
+
+	return json_is_integer(p) ? json_integer_value(p) : CFG_DEFAULT_PEER_PORT;
+}
+
+int rr_peer_resolve(struct op *op, const json_t *rc, char **out)
+{
+	const char *name = kc_meta_str(rc, "name"), *ns = kc_meta_str(rc, "namespace");
+	struct rr_endpoint *eps = calloc(RR_MAX_ENDPOINTS, sizeof(*eps));
+	size_t n = 0, plen = strlen(name);
+	struct buf b;
+	int rc_ = eps ? rr_endpoints(op, ns, name, eps, &n) : -ENOMEM;
+
+	*out = NULL;
+	buf_init(&b, 1u << 20);
+	for (size_t i = 0; !rc_ && i < n; i++) {
+		const char *pod = eps[i].pod;
+
+		/* <name>-<ordinal>, with an address */
+		if (!eps[i].ip[0] || strncmp(pod, name, plen) != 0 || pod[plen] != '-' ||
+		    strspn(pod + plen + 1, "0123456789") != strlen(pod + plen + 1))
+			continue;
+		rc_ = buf_printf(&b, "%s%s.%s-peers.%s.svc:%lld:%s", b.len ? "," : "", pod, name, ns,
+				 (long long)peer_port(rc), eps[i].ip);
+	}
+	if (!rc_)
+		*out = buf_steal(&b);
+	if (!rc_ && !*out)
+		rc_ = -ENOMEM;
+	buf_free(&b);
+	free(eps);
+	return rc_;
 }
 
 int rr_status(struct rr_endpoint *ep, const char *token)

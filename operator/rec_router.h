@@ -23,6 +23,7 @@ struct rr_endpoint {
 	int ready;		/* Ready, with an address: url is set */
 	int64_t ready_since_ms; /* when it last became Ready (0: unknown) */
 	char url[128];		/* http://podIP:adminPort */
+	char ip[64];		/* podIP, ready or not ("" before it has one) */
 	char doc_hash[65];	/* what it reported; "" if unknown */
 	int reachable;		/* answered /v1/status */
 	int restart_required;
@@ -38,6 +39,12 @@ struct rr_endpoint {
  * readiness.  Fills up to RR_MAX_ENDPOINTS into `eps` and their number
  * into *n.  Returns 0 or an API error.  Thread-safe. */
 int rr_endpoints(struct op *op, const char *ns, const char *name, struct rr_endpoint *eps, size_t *n) SB_MUST_CHECK;
+
+/* With --peer-addresses pod-ip: the cluster.resolve entries that pin each
+ * router pod's peer name (<name>-<ordinal>.<name>-peers.<ns>.svc) and peer
+ * port to its pod IP, comma-separated, in *out (heap string; "" when no pod
+ * has an IP yet).  Returns 0 or an API error.  Thread-safe. */
+int rr_peer_resolve(struct op *op, const json_t *rc, char **out) SB_MUST_CHECK;
 
 /* Ask one router for its status; fills doc_hash, reachable and
  * restart_required.  Returns 0 or -EIO.  `token` is a secret, never

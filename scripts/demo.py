@@ -84,7 +84,7 @@ def install_chart(c):
     port = open(os.path.join(c.state, "apiserver.port")).read().strip()
     c.kubectl("create", "namespace", NS, check=False)
     c.helm("install", "switchboard", os.path.join(ROOT, "charts", "switchboard"), "-n", "switchboard-system",
-           "--create-namespace", "--set", f"watchNamespaces={{{NS}}}", "--set", "hostNetwork=true",
+           "--create-namespace", "--set", f"watchNamespaces={{{NS}}}", "--set", "hostNetwork=true", "--set", "peerAddresses=pod-ip",
            "--set", "image.pullPolicy=Never", "--set", "apiServer.host=127.0.0.1", "--set", f"apiServer.port={port}",
            "--wait", "--timeout", "120s", timeout=180)
     show(c, "get", "deploy,pods,sa,role,rolebinding,lease", "-n", "switchboard-system", "-o", "wide")

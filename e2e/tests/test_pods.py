@@ -27,7 +27,9 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 @pytest.fixture
 def pod_operator(node_cluster, node_ns, work):
-    op = Operator(node_cluster, [node_ns], work, ["--router-image", image_ref("router")]).start()
+    # the test cluster has no DNS: the routers reach each other at their pods' IPs
+    op = Operator(node_cluster, [node_ns], work,
+                  ["--router-image", image_ref("router"), "--peer-addresses", "pod-ip"]).start()
     yield op
     op.stop()
 
@@ -297,6 +299,41 @@ def test_renewed_tls_secret_is_served_without_a_restart(node_cluster, node_ns, p
     assert cond(get(c, ns, "routerconfig", "r1"), "ConfigApplied")["status"] == "True"
 
 
+def test_three_router_pods_act_as_one_router(node_cluster, node_ns, pod_operator):
+    """Three router pods, one assignment: each agent is owned by one pod (rendezvous hashing, the same
+    owners test_lib pins), every pod accepts messages for every agent and forwards them to the owner,
+    and an agent pulls and acks through any pod; every message is delivered exactly once. The operator
+    pins the peers' names to the pods' IPs (--peer-addresses pod-ip: the test cluster has no DNS)."""
+    c, ns = node_cluster, node_ns
+    owners = {"carol": 0, "agent-0002": 1, "alice": 2}  # with 3 replicas
+    rc = pod_rc(c, "r1", replicas=3)
+    dport = rc["spec"]["router"]["network"]["dataPort"]
+    apply(c, ns, rc, *[agent(a.replace("agent-0002", "a2"), "r1", agentId=a) for a in owners])
+    wait_for(converged(c, ns, "r1", 3), 120, what="three router pods converged")
+    ps = pods(c, ns, "r1")
+    urls = [f"http://{p['status']['podIP']}:{dport}" for p in ps]
+    token = admin_token(c, ns, "r1")
+    aport = rc["spec"]["router"]["network"]["adminPort"]
+    assert [router_status(p, aport, token)["cluster"]["ordinal"] for p in ps] == [0, 1, 2]
+    sent = {a: [] for a in owners}
+    for i, u in enumerate(urls):
+        for a in owners:
+            mid = f"m-{a}-{i}"
+            s, body = http("POST", f"{u}/v1/messages", {"performative": "inform", "sender": "carol",
+                                                         "receiver": a, "content": "x", "message_id": mid})
+            assert s == 202, body
+            sent[a].append(mid)
+    for a, owner in owners.items():
+        via, ack_via = urls[(owner + 1) % 3], urls[(owner + 2) % 3]
+        s, body = http("GET", f"{via}/v1/agents/{a}/messages?max=100&wait_ms=1000")
+        got = [m["message_id"] for m in json.loads(body)["messages"]]
+        assert s == 200 and sorted(got) == sorted(sent[a]), (a, body)
+        s, body = http("POST", f"{ack_via}/v1/agents/{a}/ack", {"message_ids": got})
+        assert s == 200 and json.loads(body)["acked"] == len(got), body
+        s, body = http("GET", f"{urls[owner]}/v1/agents/{a}/messages?max=100&wait_ms=0")
+        assert s == 200 and json.loads(body)["messages"] == [], body
+
+
 def test_a_draining_router_drops_readiness(node_cluster, node_ns, pod_operator):
     """A deleted router pod gets SIGTERM: it answers /readyz 503 while it drains, then exits cleanly,
     and its replacement comes up Ready with the current config."""
@@ -340,7 +377,8 @@ def test_chart_operator_runs_as_a_pod_and_helm_test_passes(node_cluster, node_ns
     port = open(os.path.join(c.state, "apiserver.port")).read().strip()
     mport = free_port_on(c.node_addrs())
     c.helm("install", "sb", chart, "-n", ns, "--skip-crds", "--set", f"watchNamespaces={{{ns}}}",
-           "--set", "hostNetwork=true", "--set", "image.pullPolicy=Never", "--set", "apiServer.host=127.0.0.1",
+           "--set", "hostNetwork=true", "--set", "peerAddresses=pod-ip", "--set", "image.pullPolicy=Never",
+           "--set", "apiServer.host=127.0.0.1",
            "--set", f"apiServer.port={port}", "--set", f"metrics.port={mport}", "--wait", "--timeout", "90s",
            timeout=120)
     op = wait_for(lambda: [p for p in pods_by(c, ns, "app.kubernetes.io/name=switchboard-operator") if ready(p)], 30,

@@ -144,6 +144,8 @@ struct cfg {
 	int agents_sorted; /* ids strictly ascending (as the operator renders them) */
 };
 
+#define CFG_DEFAULT_PEER_PORT 8082 /* network.peerPort */
+
 /* --- validation report ----------------------------------------------- */
 
 enum cfg_severity { CFG_WARNING, CFG_ERROR };

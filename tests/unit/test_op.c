@@ -394,7 +394,7 @@ static void test_render_from_tokens(void **state)
 		"]",
 		0, NULL);
 	struct rr_token tv[2] = {{.agent = "a-one"}, {.agent = "c-three", .err = -ENOENT}};
-	struct rr_tokens tok = {tv, 2}, none;
+	struct rr_tokens tok = {.v = tv, .n = 2}, none;
 	struct rr_render r;
 
 	(void)state;
@@ -749,6 +749,36 @@ static void test_reconcile_plan_table(void **state)
 	assert_int_equal(bad, 0);
 }
 
+/* The assignment in the document: cluster.replicas (at least 1), the peers'
+ * names, and the addresses looked up for them. */
+static void test_render_cluster(void **state)
+{
+	json_t *agents = json_array(), *doc, *cl;
+	json_t *three = golden_rc(""), *zero = golden_rc(",\"replicas\":0");
+	struct rr_tokens tok = {.peer_resolve = strdup("r1-0.r1-peers.ns.svc:8082:127.0.0.5")};
+	struct rr_render r;
+
+	(void)state;
+	assert_non_null(tok.peer_resolve);
+	assert_int_equal(rr_render_from(three, agents, &tok, &r), 0);
+	assert_true(r.valid);
+	doc = json_loads(r.doc, 0, NULL);
+	cl = json_object_get(doc, "cluster");
+	assert_int_equal(json_integer_value(json_object_get(cl, "replicas")), 3);
+	assert_string_equal(json_string_value(json_object_get(cl, "peerHost")), "r1-{ordinal}.r1-peers.ns.svc");
+	assert_string_equal(json_string_value(json_object_get(cl, "resolve")), "r1-0.r1-peers.ns.svc:8082:127.0.0.5");
+	json_decref(doc);
+	rr_free(&r);
+	assert_int_equal(rr_render_from(zero, agents, &tok, &r), 0);
+	assert_true(r.valid);
+	assert_int_equal(r.cfg.cluster.replicas, 1);
+	rr_free(&r);
+	rr_tokens_free(&tok);
+	json_decref(three);
+	json_decref(zero);
+	json_decref(agents);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -760,6 +790,7 @@ int main(void)
 		cmocka_unit_test(test_golden_router_objects),
 		cmocka_unit_test(test_render_from_tokens),
 		cmocka_unit_test(test_render_tls),
+		cmocka_unit_test(test_render_cluster),
 		cmocka_unit_test(test_plan_partition_table),
 		cmocka_unit_test(test_reconcile_plan_table),
 	};
