@@ -21,6 +21,7 @@
 #include "rec_render.h"
 #include "rec_router.h"
 #include "rec_status.h"
+#include "switchboard/own.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
 
@@ -227,6 +228,7 @@ static json_t *routers_json(const struct pushres *p)
 
 		if (!o ||
 		    (ep->ready && ep->doc_hash[0] && json_object_set_new(o, "configHash", json_string(ep->doc_hash))) ||
+		    (ep->ready && ep->epoch[0] && json_object_set_new(o, "epoch", json_string(ep->epoch))) ||
 		    json_array_append_new(arr, o)) {
 			json_decref(arr);
 			return NULL;
@@ -814,6 +816,7 @@ static json_t *report_status_json(const struct obs *o, const struct rp_report *r
 	const json_t *ds = json_object_get(o->sts, "status");
 	const char *t = target_hash(o, rep->target);
 	const char *restart = rep->restart == RP_TARGET_PREVIOUS ? o->prev_restart : o->r.restart_hash;
+	char epoch[17];
 	json_t *status;
 
 	if (rep->restart_from_template)
@@ -826,7 +829,9 @@ static json_t *report_status_json(const struct obs *o, const struct rp_report *r
 			   json_integer_value(json_object_get(ds, "updatedReplicas")), "routers", routers_json(o->p));
 	if (!status)
 		return NULL;
+	own_epoch((uint32_t)o->r.cfg.cluster.replicas, o->r.cfg.cluster.peer_host, epoch);
 	if (json_object_set_new(status, "volume", json_string(rr_ephemeral(o->rc) ? "Ephemeral" : "Persistent")) ||
+	    json_object_set_new(status, "epoch", json_string(epoch)) ||
 	    (o->last_reload && json_object_set(status, "lastReload", o->last_reload)) ||
 	    (rep->rolled_back && json_object_set_new(status, "rejectedConfigHash", json_string(o->r.hash)))) {
 		json_decref(status);

@@ -9,6 +9,7 @@
 #include <errno.h>
 
 #include "rec_status.h"
+#include "switchboard/own.h"
 
 /* Whether the agent `id` is defined alike in `cur` and `prev`: then routers
  * still running `prev` during a rolling restart serve it as configured. */
@@ -17,6 +18,17 @@ static int same_in_previous(const struct cfg *cur, const struct cfg *prev, const
 	const struct cfg_agent *a = cfg_find_agent(cur, id), *b = cfg_find_agent(prev, id);
 
 	return a && b && cfg_agent_equal(a, b);
+}
+
+/* status.ownerPod: <rc>-<ordinal> of the pod that owns agent `id` under the
+ * rendered assignment.  Returns 0 or -ENOMEM. */
+static int set_owner_pod(json_t *st, const json_t *rc, const struct rr_render *r, const char *id)
+{
+	char pod[300];
+
+	snprintf(pod, sizeof(pod), "%s-%u", kc_meta_str(rc, "name"),
+		 own_owner(id, r->valid ? (uint32_t)r->cfg.cluster.replicas : 1));
+	return json_object_set_new(st, "ownerPod", json_string(pod)) ? -ENOMEM : 0;
 }
 
 int rec_agent_statuses(struct op *op, const json_t *rc, const struct rr_render *r, int applied, const struct cfg *prev)
@@ -50,6 +62,10 @@ int rec_agent_statuses(struct op *op, const json_t *rc, const struct rr_render *
 		st = json_pack("{s:I,s:o,s:s}", "observedGeneration", a->generation, "conditions",
 			       rs_conditions_json(json_object_get(agent, "status"), c, 2, a->generation), "router",
 			       kc_meta_str(rc, "name"));
+		if (st && a->accepted && set_owner_pod(st, rc, r, a->id)) {
+			json_decref(st);
+			st = NULL; /* never write a status that is silently incomplete */
+		}
 		if (rs_write_status(op, "agents", "Agent", agent, st))
 			ret = -EAGAIN;
 		json_decref(agent);

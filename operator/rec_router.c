@@ -205,6 +205,8 @@ int rr_status(struct rr_endpoint *ep, const char *token)
 		const char *h = json_string_value(json_object_get(j, "document_hash"));
 
 		snprintf(ep->doc_hash, sizeof(ep->doc_hash), "%s", h ? h : "");
+		snprintf(ep->epoch, sizeof(ep->epoch), "%.16s",
+			 json_string_value(json_object_get(json_object_get(j, "cluster"), "epoch")) ?: "");
 		ep->restart_required = json_is_true(json_object_get(j, "restart_required"));
 		ep->reachable = 1;
 		rc = 0;

@@ -25,6 +25,7 @@ struct rr_endpoint {
 	char url[128];		/* http://podIP:adminPort */
 	char ip[64];		/* podIP, ready or not ("" before it has one) */
 	char doc_hash[65];	/* what it reported; "" if unknown */
+	char epoch[17];		/* the assignment it runs (cluster.epoch); "" if unknown */
 	int reachable;		/* answered /v1/status */
 	int restart_required;
 	char result[24]; /* of our push: applied, unchanged, rejected, restart_required, error */

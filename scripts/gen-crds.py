@@ -235,6 +235,8 @@ def routerconfig():
             "replicas": {"type": "integer", "format": "int32", "minimum": 0},
             "readyReplicas": {"type": "integer", "format": "int32", "minimum": 0},
             "updatedReplicas": {"type": "integer", "format": "int32", "minimum": 0},
+            "epoch": {"type": "string", "maxLength": 16,
+                      "description": "The assignment of agents to router pods in force (docs/cluster.md)."},
             "volume": {"type": "string", "enum": ["Persistent", "Ephemeral"],
                        "description": "Ephemeral: the routers' messages do not survive their pods."},
             "routers": {
@@ -244,7 +246,8 @@ def routerconfig():
                 "items": {"type": "object", "required": ["pod", "ready"], "properties": {
                     "pod": {"type": "string", "maxLength": 253},
                     "ready": {"type": "boolean"},
-                    "configHash": {"type": "string", "maxLength": 64}}}},
+                    "configHash": {"type": "string", "maxLength": 64},
+                    "epoch": {"type": "string", "maxLength": 16}}}},
             "lastReload": {"type": "object", "properties": {
                 "kind": {"type": "string", "enum": ["Hot", "Restart"]},
                 "time": {"type": "string", "format": "date-time"},
@@ -311,11 +314,15 @@ def agent():
     status = {"type": "object", "properties": {
         "observedGeneration": {"type": "integer", "format": "int64"},
         "conditions": conditions(),
-        "router": {"type": "string", "maxLength": 253}}}
+        "router": {"type": "string", "maxLength": 253},
+        "ownerPod": {"type": "string", "maxLength": 253,
+                     "description": "The router pod that owns this agent: its messages are stored and delivered "
+                                    "there, and every other pod forwards to it (docs/cluster.md)."}}}
     cols = [
         {"name": "Router", "type": "string", "jsonPath": ".spec.routerRef.name"},
         {"name": "Mode", "type": "string", "jsonPath": ".spec.delivery.mode"},
         {"name": "State", "type": "string", "jsonPath": ".spec.state"},
+        {"name": "Owner", "type": "string", "jsonPath": ".status.ownerPod", "description": "The router pod that owns it"},
         {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]

@@ -315,6 +315,12 @@ def test_three_router_pods_act_as_one_router(node_cluster, node_ns, pod_operator
     token = admin_token(c, ns, "r1")
     aport = rc["spec"]["router"]["network"]["adminPort"]
     assert [router_status(p, aport, token)["cluster"]["ordinal"] for p in ps] == [0, 1, 2]
+    st = get(c, ns, "routerconfig", "r1")["status"]
+    assert len(st["epoch"]) == 16 and all(r["epoch"] == st["epoch"] for r in st["routers"]), st
+    for a, owner in owners.items():
+        name = a.replace("agent-0002", "a2")
+        wait_for(lambda: (get(c, ns, "agent", name).get("status") or {}).get("ownerPod") == f"r1-{owner}", 20,
+                 what=f"Agent {name} names its owner pod")
     sent = {a: [] for a in owners}
     for i, u in enumerate(urls):
         for a in owners:
