@@ -28,7 +28,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 REL := build/rel
 SAN := build/san
 
-.PHONY: all deps test unit unit-release unit-san integration e2e lint format demo demo-down bench bench-operator bench-peers peer-deps images clean help
+.PHONY: all deps test unit unit-release unit-san integration e2e lint format demo demo-down bench bench-cluster bench-operator bench-peers peer-deps images clean help
 
 all: build/switchboard-router build/switchboard-operator
 
@@ -149,6 +149,10 @@ $(REL)/bench/%: $(REL)/bench/%.o $(REL_LIB_OBJ) $(REL_RT_OBJ)
 
 bench: deps all $(BENCH_SRC:bench/%.c=$(REL)/bench/%)
 	@bash bench/run.sh
+
+# the cost of forwarding between router replicas (docs/cluster.md)
+bench-cluster: deps all $(REL)/bench/loadgen
+	@bash bench/cluster.sh
 
 # --- peer benchmarks (bench/peers): Redis Streams and NATS JetStream side by side -----------
 PEER_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Ibench/peers

@@ -28,6 +28,29 @@ struct opts {
 	int router_pid;
 };
 
+/* --agent-ids: the receivers by name (e.g. the agents one replica owns);
+ * otherwise a0 … a<agents-1>. */
+static char agent_ids[64][64];
+static int nagent_ids;
+
+static const char *agent_name(int k, char out[64])
+{
+	if (nagent_ids)
+		return agent_ids[k % nagent_ids];
+	snprintf(out, 64, "a%d", k);
+	return out;
+}
+
+static int parse_agent_ids(char *list)
+{
+	for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (nagent_ids == 64 || strlen(t) >= sizeof(agent_ids[0]))
+			return -1;
+		snprintf(agent_ids[nagent_ids++], sizeof(agent_ids[0]), "%s", t);
+	}
+	return nagent_ids ? 0 : -1;
+}
+
 static struct opts O = {"http://127.0.0.1:8080", "http://127.0.0.1:8081", 4, 4, 4, 200, 256, 1000, 60, 5, 0, 0};
 static atomic_int stop_producing, stop_consuming, measuring;
 static _Atomic uint64_t accepted, rejected, consumed, consumed_in_window, errors;
@@ -96,13 +119,16 @@ static void *producer(void *arg)
 		}
 		buf_reset(&body);
 		rc |= buf_puts(&body, "{\"messages\":[");
-		for (int i = 0; i < O.batch; i++)
-			rc |= buf_printf(&body,
-					 "%s{\"performative\":\"inform\",\"sender\":\"p%d\",\"receiver\":\"a%d\","
-					 "\"message_id\":\"p%d-%llu\",\"content\":\"%019llu:%s\"}",
-					 i ? "," : "", id, (int)((seq + (uint64_t)i) % (uint64_t)O.nagents), id,
-					 (unsigned long long)(seq + (uint64_t)i), (unsigned long long)util_mono_ns(),
-					 pad);
+		for (int i = 0; i < O.batch; i++) {
+			char nm[64];
+
+			rc |= buf_printf(
+				&body,
+				"%s{\"performative\":\"inform\",\"sender\":\"p%d\",\"receiver\":\"%s\","
+				"\"message_id\":\"p%d-%llu\",\"content\":\"%019llu:%s\"}",
+				i ? "," : "", id, agent_name((int)((seq + (uint64_t)i) % (uint64_t)O.nagents), nm), id,
+				(unsigned long long)(seq + (uint64_t)i), (unsigned long long)util_mono_ns(), pad);
+		}
 		rc |= buf_puts(&body, "]}");
 		if (rc)
 			abort();
@@ -211,15 +237,15 @@ static void *consumer(void *arg)
 	struct curl_slist *hdrs;
 	struct lat *lat = calloc(1, sizeof(*lat));
 	CURL *c;
-	char pull_url[256], ack_url[256];
+	char pull_url[256], ack_url[256], nm[64];
 	int agent = id % O.nagents;
 
 	buf_init(&resp, (size_t)256 << 20);
 	buf_init(&ack, (size_t)64 << 20);
 	c = mk_curl(&resp, &hdrs);
-	snprintf(pull_url, sizeof(pull_url), "%s/v1/agents/a%d/messages?max=%d&wait_ms=100", O.data_url, agent,
-		 O.pull_max);
-	snprintf(ack_url, sizeof(ack_url), "%s/v1/agents/a%d/ack", O.data_url, agent);
+	snprintf(pull_url, sizeof(pull_url), "%s/v1/agents/%s/messages?max=%d&wait_ms=100", O.data_url,
+		 agent_name(agent, nm), O.pull_max);
+	snprintf(ack_url, sizeof(ack_url), "%s/v1/agents/%s/ack", O.data_url, agent_name(agent, nm));
 	struct acker ak = {.url = ack_url};
 	pthread_t akt;
 
@@ -395,16 +421,18 @@ static int cmp_u64(const void *a, const void *b)
 static void usage(void)
 {
 	printf("loadgen [--data URL] [--admin URL] [--producers N] [--consumers N] [--agents N] [--batch N]\n"
-	       "        [--size BYTES] [--pull-max N] [--duration S] [--warmup S] [--rate MSG/S] [--pid ROUTER_PID]\n");
+	       "        [--size BYTES] [--pull-max N] [--duration S] [--warmup S] [--rate MSG/S] [--pid ROUTER_PID]\n"
+	       "        [--agent-ids ID,ID,...]   receivers by name instead of a0 … a<agents-1>\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"data", 1, 0, 'd'},	 {"admin", 1, 0, 'a'},	{"producers", 1, 0, 'p'}, {"consumers", 1, 0, 'c'},
-		{"agents", 1, 0, 'n'},	 {"batch", 1, 0, 'b'},	{"size", 1, 0, 's'},	  {"pull-max", 1, 0, 'm'},
-		{"duration", 1, 0, 't'}, {"warmup", 1, 0, 'w'}, {"rate", 1, 0, 'r'},	  {"pid", 1, 0, 'P'},
-		{"help", 0, 0, 'h'},	 {0, 0, 0, 0},
+		{"data", 1, 0, 'd'},	  {"admin", 1, 0, 'a'},	   {"producers", 1, 0, 'p'},
+		{"consumers", 1, 0, 'c'}, {"agents", 1, 0, 'n'},   {"batch", 1, 0, 'b'},
+		{"size", 1, 0, 's'},	  {"pull-max", 1, 0, 'm'}, {"duration", 1, 0, 't'},
+		{"warmup", 1, 0, 'w'},	  {"rate", 1, 0, 'r'},	   {"pid", 1, 0, 'P'},
+		{"agent-ids", 1, 0, 'A'}, {"help", 0, 0, 'h'},	   {0, 0, 0, 0},
 	};
 	pthread_t pt[64], ct[64];
 	struct lat all = {0};
@@ -449,6 +477,13 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 			O.router_pid = atoi(optarg);
+			break;
+		case 'A':
+			if (parse_agent_ids(optarg)) {
+				usage();
+				return 2;
+			}
+			O.nagents = nagent_ids;
 			break;
 		default:
 			usage();
