@@ -91,6 +91,7 @@ const struct cfg_field cfg_fields[] = {
 	{"cluster.resolve", OFF(cluster.resolve), 0, 65536, NULL, F_STR, H},
 	{"cluster.forwardTimeoutMs", OFF(cluster.forward_timeout_ms), 100, 120000, NULL, F_INT, H},
 	{"cluster.peerConnections", OFF(cluster.peer_connections), 1, 1024, NULL, F_INT, H},
+	{"cluster.handoffTimeoutMs", OFF(cluster.handoff_timeout_ms), 1000, 3600000, NULL, F_INT, H},
 	{"security.auth", OFF(sec.auth), 0, 0, auth_names, F_ENUM, R},
 	{"security.maxMessageBytes", OFF(sec.max_message_bytes), 1024, 1073741824, NULL, F_BYTES, H},
 	{"security.maxRequestBytes", OFF(sec.max_request_bytes), 4096, 4294967296.0, NULL, F_BYTES, H},
@@ -316,6 +317,7 @@ int cfg_defaults(struct cfg *c, int profile)
 	c->cluster.replicas = 1;
 	c->cluster.forward_timeout_ms = 5000;
 	c->cluster.peer_connections = 32;
+	c->cluster.handoff_timeout_ms = 30000;
 	c->net.peer_port = CFG_DEFAULT_PEER_PORT;
 	c->sec.auth = prod ? CFG_AUTH_TOKEN : CFG_AUTH_NONE;
 	c->sec.tls_admin = 1;

@@ -9,6 +9,7 @@
 #include <urcu-bp.h>
 
 #include "app.h"
+#include "handoff.h"
 #include "peer.h"
 #include "reload.h"
 #include "switchboard/log.h"
@@ -66,8 +67,10 @@ static int h_status(struct http_req *req, struct http_resp *resp, void *ctx)
 		char epoch[17];
 
 		peer_epoch(&snap->cfg, epoch);
-		rc = buf_printf(&resp->body, ",\"cluster\":{\"ordinal\":%lld,\"replicas\":%lld,\"epoch\":\"%s\"}",
-				(long long)app->cfg.cluster.ordinal, (long long)snap->cfg.cluster.replicas, epoch);
+		rc = buf_printf(&resp->body,
+				",\"cluster\":{\"ordinal\":%lld,\"replicas\":%lld,\"epoch\":\"%s\",\"handoffs\":%zu}",
+				(long long)app->cfg.cluster.ordinal, (long long)snap->cfg.cluster.replicas, epoch,
+				app->ho ? ho_in_progress(app->ho) : (size_t)0);
 	}
 	rcu_read_unlock();
 	if (!rc)

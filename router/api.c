@@ -642,6 +642,80 @@ static int p_post_messages(struct http_req *req, struct http_resp *resp, void *c
 	return rc;
 }
 
+/* X-Switchboard-Attempts: the attempts of each handed-off message, in
+ * order.  Returns 0, or -EINVAL when it does not list `n` numbers. */
+static int handoff_attempts(struct http_req *req, struct rt_item *items, size_t n)
+{
+	const char *s = http_header(req, "X-Switchboard-Attempts");
+
+	for (size_t i = 0; i < n; i++) {
+		char *end;
+		unsigned long v;
+
+		if (!s || !*s)
+			return -EINVAL;
+		v = strtoul(s, &end, 10);
+		if (end == s || v > 1000000 || (*end && *end != ','))
+			return -EINVAL;
+		items[i].attempts = (uint32_t)v;
+		s = *end ? end + 1 : end;
+	}
+	return s && !*s ? 0 : -EINVAL;
+}
+
+/* Messages an agent's previous owner hands off (handoff.h): committed here
+ * ahead of the agent's hold, with the attempts they had; an item this
+ * router does not own in its epoch is refused (the fence). */
+static int p_handoff(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	struct app *app = ctx;
+	struct rt_item *items = NULL;
+	size_t n = 0;
+	int batch, rc = fwd_peer_admit(app, req, resp);
+
+	if (!rc)
+		rc = parse_items(app, req, resp, &items, &n, &batch);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	if (handoff_attempts(req, items, n)) {
+		rc = http_error(resp, 400, "InvalidRequest", "X-Switchboard-Attempts must list one count per message",
+				NULL);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		items[i].handoff = 1;
+		if (!items[i].status && !fwd_owned_here(app, items[i].m.receiver)) {
+			item_reject(&items[i], 503, "NotOwner", "receiver",
+				    "this router does not own the receiver in its epoch");
+			items[i].retry_after_s = 1;
+		}
+	}
+	rc = rt_submit(app->rt, items, n);
+	if (!rc)
+		rc = write_batch(resp, items, n);
+out:
+	for (size_t i = 0; i < n; i++)
+		msg_free(&items[i].m);
+	free(items);
+	return rc;
+}
+
+/* The previous owner has handed everything of ?agent off: lift its hold. */
+static int p_handoff_done(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	struct app *app = ctx;
+	const char *agent = http_query(req, "agent");
+	int rc = fwd_peer_admit(app, req, resp);
+
+	if (rc)
+		return rc < 0 ? rc : 0;
+	if (!agent || !fwd_owned_here(app, agent))
+		return not_owner(resp, agent ? agent : "");
+	rt_hold(app->rt, agent, 0);
+	resp->status = 200;
+	return buf_puts(&resp->body, "{\"released\":true}\n");
+}
+
 static int p_pull(struct http_req *req, struct http_resp *resp, void *ctx)
 {
 	struct app *app = ctx;
@@ -688,6 +762,8 @@ const struct http_route api_peer_routes[] = {
 	{"GET", "/peer/v1/agents/{}/messages", p_pull},
 	{"POST", "/peer/v1/agents/{}/ack", p_ack},
 	{"POST", "/peer/v1/agents/{}/nack", p_nack},
+	{"POST", "/peer/v1/handoff", p_handoff},
+	{"POST", "/peer/v1/handoff/done", p_handoff_done},
 	{NULL, NULL, NULL},
 };
 

@@ -19,6 +19,7 @@
 
 struct snap;
 struct peer;
+struct ho;
 
 /* Reload bookkeeping (reload.c); `lock` serialises reloads. */
 struct rl_state {
@@ -54,6 +55,7 @@ struct app {
 	struct tlscred *tls;	   /* the certificate both ports present, NULL without TLS */
 	struct http_server *peers; /* the peer port, when cluster.peerHost is set */
 	struct peer *peer;	   /* the client for the other replicas, likewise */
+	struct ho *ho;		   /* moves agents' messages when the assignment changes, likewise */
 	atomic_int ready;	   /* storage open, config loaded, not draining */
 };
 

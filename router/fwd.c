@@ -179,9 +179,17 @@ static int forward_group(struct app *app, const struct fwd_ctx *x, const char *t
 		if (!rc)
 			rc = buf_puts(&body, "\n");
 	}
-	if (!rc)
-		rc = peer_call(app->peer, &x->pc, owner, "POST", "/peer/v1/messages", "application/x-ndjson", body.data,
-			       body.len, token, x->pc.timeout_ms, &r);
+	if (!rc) {
+		struct peer_req rq = {.method = "POST",
+				      .path = "/peer/v1/messages",
+				      .ctype = "application/x-ndjson",
+				      .body = body.data,
+				      .len = body.len,
+				      .token = token,
+				      .timeout_ms = x->pc.timeout_ms};
+
+		rc = peer_call(app->peer, &x->pc, owner, &rq, &r);
+	}
 	if (rc)
 		goto out;
 	met_observe(app->met.forward_latency, (double)(util_mono_ns() - t0) / 1e9);
@@ -275,9 +283,16 @@ int fwd_proxy(struct app *app, uint32_t owner, const char *method, const char *p
 
 	peer_resp_init(&r);
 	if (!rc) {
+		struct peer_req rq = {.method = method,
+				      .path = path,
+				      .ctype = body ? "application/json" : NULL,
+				      .body = body ? body->data : NULL,
+				      .len = body ? body->len : 0,
+				      .timeout_ms = x.pc.timeout_ms + extra_ms};
+
 		token = peer_token(&x);
-		rc = peer_call(app->peer, &x.pc, owner, method, path, body ? "application/json" : NULL,
-			       body ? body->data : NULL, body ? body->len : 0, token, x.pc.timeout_ms + extra_ms, &r);
+		rq.token = token;
+		rc = peer_call(app->peer, &x.pc, owner, &rq, &r);
 	}
 	if (rc)
 		goto out;
@@ -295,6 +310,27 @@ int fwd_proxy(struct app *app, uint32_t owner, const char *method, const char *p
 out:
 	token_free(token);
 	peer_resp_free(&r);
+	peer_conf_free(&x.pc);
+	return rc;
+}
+
+int fwd_call(struct app *app, uint32_t owner, struct peer_req *rq, struct peer_resp *out)
+{
+	struct fwd_ctx x;
+	char *token = NULL;
+	int rc = ctx_get(app, &x);
+
+	if (!rc && !app->peer)
+		rc = -EINVAL;
+	if (!rc) {
+		token = peer_token(&x);
+		rq->token = token;
+		if (rq->timeout_ms <= 0)
+			rq->timeout_ms = x.pc.timeout_ms;
+		rc = peer_call(app->peer, &x.pc, owner, rq, out);
+		rq->token = NULL;
+	}
+	token_free(token);
 	peer_conf_free(&x.pc);
 	return rc;
 }

@@ -41,6 +41,15 @@ int fwd_owned_here(struct app *app, const char *agent);
 int fwd_proxy(struct app *app, uint32_t owner, const char *method, const char *path, const struct buf *body,
 	      int64_t extra_ms, struct http_resp *resp) SB_MUST_CHECK;
 
+struct peer_req;
+struct peer_resp;
+
+/* Send `rq` (borrowed; its token is filled in here, and its timeout is
+ * cluster.forwardTimeoutMs when 0) to ordinal `owner` with the current
+ * peer settings.  Returns 0 (the outcome is in `out`) or -ENOMEM.
+ * Thread-safe. */
+int fwd_call(struct app *app, uint32_t owner, struct peer_req *rq, struct peer_resp *out) SB_MUST_CHECK;
+
 /* The peer port's gate: 0 when `req` carries the admin token (the peers'
  * shared secret; anything goes with security.auth none) and this router's
  * epoch; otherwise 1 after answering 401 or 503 EpochMismatch, or -ENOMEM.

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "handoff.h"
 #include "peer.h"
 #include "push.h"
 #include "reload.h"
@@ -188,6 +189,13 @@ static int start_peer_port(struct app *app, struct http_opts *o)
 			  strerror(-rc));
 		return rc;
 	}
+	/* hand off what this router stores for agents it does not own (after a
+	 * scale, or a restart in the middle of one) */
+	rc = ho_start(app, &app->ho);
+	if (!rc)
+		rc = ho_reassign(app->ho, (uint32_t)app->cfg.cluster.replicas, (uint32_t)app->cfg.cluster.replicas);
+	if (rc)
+		return rc;
 	snprintf(port, sizeof(port), "%u", http_port(app->peers));
 	log_info("listening", "server", "peer", "address", app->cfg.net.bind_address, "n:port", port);
 	return 0;
@@ -322,6 +330,8 @@ static int run(const char *path, const char *level_override)
 
 		nanosleep(&g, NULL);
 	}
+	ho_stop(app.ho); /* a batch in flight goes back to its queue */
+	app.ho = NULL;
 	http_quiesce(app.data);
 	http_quiesce(app.peers);
 	http_stop(app.data); /* waits for handlers, so in-flight commits finish */
@@ -330,6 +340,7 @@ static int run(const char *path, const char *level_override)
 	app.peers = NULL;
 	exit_code = 0;
 out:
+	ho_stop(app.ho);
 	http_stop(app.data);
 	http_stop(app.peers);
 	peer_free(app.peer); /* no handler runs now */

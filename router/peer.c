@@ -228,8 +228,9 @@ static void peer_url(const struct peer_conf *pc, uint32_t ordinal, const char *p
 		snprintf(url, len, "http://%s:%lld%s", t, (long long)pc->port, path);
 }
 
-static struct curl_slist *call_headers(const struct peer_conf *pc, const char *ctype, const char *token, int *err)
+static struct curl_slist *call_headers(const struct peer_conf *pc, const struct peer_req *rq, int *err)
 {
+	const char *ctype = rq->ctype, *token = rq->token;
 	char line[300];
 	struct curl_slist *h = NULL, *t;
 
@@ -248,6 +249,10 @@ static struct curl_slist *call_headers(const struct peer_conf *pc, const char *c
 		h = t ? t : h;
 		sodium_memzero(line, sizeof(line));
 	}
+	if (t && rq->header) {
+		t = curl_slist_append(h, rq->header);
+		h = t ? t : h;
+	}
 	if (t)
 		t = curl_slist_append(h, "Expect:");
 	if (!t) {
@@ -258,10 +263,12 @@ static struct curl_slist *call_headers(const struct peer_conf *pc, const char *c
 	return t;
 }
 
-int peer_call(struct peer *p, const struct peer_conf *pc, uint32_t ordinal, const char *method, const char *path,
-	      const char *ctype, const char *body, size_t len, const char *token, int64_t timeout_ms,
+int peer_call(struct peer *p, const struct peer_conf *pc, uint32_t ordinal, const struct peer_req *rq,
 	      struct peer_resp *out)
 {
+	const char *method = rq->method, *body = rq->body;
+	size_t len = rq->len;
+	int64_t timeout_ms = rq->timeout_ms;
 	struct pool *pl = ordinal < OWN_MAX_REPLICAS ? pool_of(p, ordinal) : NULL;
 	struct curl_slist *hdrs = NULL, *resolve = NULL;
 	char url[512];
@@ -278,11 +285,11 @@ int peer_call(struct peer *p, const struct peer_conf *pc, uint32_t ordinal, cons
 			 (long long)timeout_ms);
 		return 0;
 	}
-	hdrs = call_headers(pc, ctype, token, &err);
+	hdrs = call_headers(pc, rq, &err);
 	resolve = err ? NULL : resolve_list(pc->resolve, &err);
 	if (err)
 		goto out;
-	peer_url(pc, ordinal, path, url, sizeof(url));
+	peer_url(pc, ordinal, rq->path, url, sizeof(url));
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_RESOLVE, resolve);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);

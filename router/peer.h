@@ -61,16 +61,22 @@ void peer_free(struct peer *p);
  * cluster.peerHost).  Pure; thread-safe. */
 void peer_epoch(const struct cfg *c, char out[17]);
 
-/* Send `method` `path` (with its query) to the router of ordinal `ordinal`
- * with the settings `pc` (borrowed for the call), with `body` (`len` bytes,
- * borrowed; NULL for none) of type `ctype`, and wait up to `timeout_ms` for
- * a connection and the answer.  `token` (borrowed, a secret never logged)
- * authenticates this router to the peer; NULL sends none.  Initialise
- * `out` with peer_resp_init() first and free it with peer_resp_free().
- * Returns 0 (the outcome, reached or not, is in `out`) or -ENOMEM.
- * Thread-safe. */
-int peer_call(struct peer *p, const struct peer_conf *pc, uint32_t ordinal, const char *method, const char *path,
-	      const char *ctype, const char *body, size_t len, const char *token, int64_t timeout_ms,
+/* One request to a peer; every pointer is borrowed for the call. */
+struct peer_req {
+	const char *method, *path; /* the path with its query */
+	const char *ctype;	   /* NULL: no body */
+	const char *body;
+	size_t len;
+	const char *token;  /* authenticates this router to the peer (a secret, never logged); NULL: none */
+	const char *header; /* one more "Name: value" line, or NULL */
+	int64_t timeout_ms; /* for a free connection and the answer together */
+};
+
+/* Send `rq` to the router of ordinal `ordinal` with the settings `pc`
+ * (borrowed for the call).  Initialise `out` with peer_resp_init() first and
+ * free it with peer_resp_free().  Returns 0 (the outcome, reached or not, is
+ * in `out`) or -ENOMEM.  Thread-safe. */
+int peer_call(struct peer *p, const struct peer_conf *pc, uint32_t ordinal, const struct peer_req *rq,
 	      struct peer_resp *out) SB_MUST_CHECK;
 
 void peer_resp_init(struct peer_resp *r);

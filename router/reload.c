@@ -19,6 +19,7 @@
 #include <urcu-bp.h>
 
 #include "app.h"
+#include "handoff.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
 
@@ -243,6 +244,10 @@ static int do_reload(struct app *app, const char *text, size_t len, const char *
 	}
 	rcu_assign_pointer(app->snap, next);
 	synchronize_rcu(); /* no handler still reads `cur` */
+	if (app->ho && cur->cfg.cluster.replicas != nc.cluster.replicas &&
+	    ho_reassign(app->ho, (uint32_t)cur->cfg.cluster.replicas, (uint32_t)nc.cluster.replicas))
+		log_error("the new assignment's handoffs could not all be queued (out of memory); they are "
+			  "queued at the next start");
 	app->rl.restart_required = 0;
 	app->rl.restart_fields[0] = '\0';
 	memcpy(app->rl.doc_hash, doc_hash, sizeof(doc_hash));

@@ -44,7 +44,19 @@ static int rmet_cluster(struct rmet *m)
 	m->epoch_mismatches =
 		met_counter_add(m->reg, "switchboard_router_epoch_mismatches_total",
 				"Peer requests refused because the sender ran another assignment (epoch).", NULL);
-	return m->forward_latency && m->epoch_mismatches ? 0 : -ENOMEM;
+	m->handed_off =
+		met_counter_add(m->reg, "switchboard_router_messages_handed_off_total",
+				"Messages handed to their agent's new owner when the assignment changed.", NULL);
+	m->handoff_timeouts =
+		met_counter_add(m->reg, "switchboard_router_handoff_timeouts_total",
+				"Agents whose previous owner had not finished handing them off when the hold ran out: "
+				"their order may have broken.",
+				NULL);
+	m->handoffs = met_gauge_add(m->reg, "switchboard_router_handoffs_in_progress",
+				    "Agents whose messages this router is handing off to their new owner now.", NULL);
+	return m->forward_latency && m->epoch_mismatches && m->handed_off && m->handoff_timeouts && m->handoffs
+		       ? 0
+		       : -ENOMEM;
 }
 
 int rmet_init(struct rmet *m)

@@ -59,6 +59,9 @@ struct rmet {
 	struct met_counter *forwards[RMET_FWD_COUNT]; /* by enum rmet_fwd */
 	struct met_histogram *forward_latency;
 	struct met_counter *epoch_mismatches;
+	struct met_counter *handed_off;	      /* messages handed to their agent's new owner */
+	struct met_counter *handoff_timeouts; /* holds that ran out before the previous owner finished */
+	struct met_gauge *handoffs;	      /* agents being handed off from here now */
 };
 
 /* Create the registry and register every metric.  Returns 0 or -ENOMEM. */

@@ -355,6 +355,17 @@ int rt_check_caller(struct rt *rt, const char *agent, const char *auth_digest, s
 	return rc;
 }
 
+/* 1 when the receiver of `it` holds a message with its id here. */
+static int stored_here(struct rt *rt, const struct rt_item *it)
+{
+	struct rt_agent *a = rt_find_agent(rt, it->m.receiver);
+	struct rt_msg *m = NULL;
+
+	if (a)
+		HASH_FIND_STR(a->by_id, it->m.message_id, m);
+	return m != NULL;
+}
+
 static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, struct rt_conv **conv)
 {
 	struct rt_agent *a;
@@ -370,7 +381,7 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 
 		if (refuse_sender(rt, it))
 			return 0;
-		if (s && (wait = rt_agent_rate_take(s, util_mono_ns())) > 0) {
+		if (s && !it->handoff && (wait = rt_agent_rate_take(s, util_mono_ns())) > 0) {
 			rt_item_fail(it, 429, "RateLimited", RM_RATE_LIMITED, "sender",
 				     "sender \"%s\" is over its rateLimit; retry later", it->m.sender);
 			it->retry_after_s = wait;
@@ -378,6 +389,12 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 		}
 	}
 	d = dedup_find(rt, it->m.message_id);
+	if (d && d->committed && it->handoff && !stored_here(rt, it)) {
+		/* handed back to a router that once had it: the window remembers
+		 * the message, but it left with its agent; take it in again */
+		dedup_unlink(rt, d);
+		d = NULL;
+	}
 	if (!d) {
 		a = rt_find_agent(rt, it->m.receiver);
 		pending = NULL;
@@ -412,6 +429,14 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 	if (a->state != CFG_AGENT_RUNNING && a->state != CFG_AGENT_LOADED) {
 		rt_item_fail(it, 409, "AgentNotAccepting", RM_AGENT_NOT_ACCEPTING, "receiver",
 			     "the receiver is %s and accepts no new messages", cfg_agent_state_name(a->state));
+		return 0;
+	}
+	if (!it->handoff && rt_agent_held(rt, a)) {
+		/* its previous owner hands its messages off first: new ones queue
+		 * behind them by coming back a moment later */
+		rt_item_fail(it, 503, "HandoffInProgress", RM_SHUTTING_DOWN, "receiver",
+			     "the messages of \"%.100s\" are moving here; retry shortly", it->m.receiver);
+		it->retry_after_s = 1;
 		return 0;
 	}
 	if (a->depth >= a->capacity) {
@@ -467,6 +492,17 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 	op->max_retries = m->max_retries;
 	sc->msgs[sc->nops] = m;
 	sc->nops++;
+	if (it->handoff && it->attempts) {
+		/* the attempts it had at its previous owner count here too */
+		m->attempts = it->attempts;
+		op = &sc->ops[sc->nops];
+		memset(op, 0, sizeof(*op));
+		op->type = STORE_MSG_ATTEMPTS;
+		op->seq = m->seq;
+		op->i1 = it->attempts;
+		sc->msgs[sc->nops] = NULL;
+		sc->nops++;
+	}
 	it->status = 202;
 	return 0;
 }
@@ -540,8 +576,8 @@ int rt_submit(struct rt *rt, struct rt_item *items, size_t n)
 	int rc = 0, wrc;
 
 	/* every entry below is written before it is read: no need to zero */
-	sc.ops = malloc((2 * n + 1) * sizeof(*sc.ops));
-	sc.msgs = malloc((2 * n + 1) * sizeof(struct rt_msg *));
+	sc.ops = malloc((3 * n + 1) * sizeof(*sc.ops)); /* insert, attempts (handoff), conversation */
+	sc.msgs = malloc((3 * n + 1) * sizeof(struct rt_msg *));
 	sc.owned = malloc((n + 1) * sizeof(*sc.owned));
 	touched = malloc((n + 1) * sizeof(struct rt_conv *));
 	if (!sc.ops || !sc.msgs || !sc.owned || !touched) {

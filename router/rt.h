@@ -42,6 +42,8 @@ struct rt_item {
 	int retry_after_s;	 /* out: for 429, when to retry */
 	const char *auth_digest; /* in: SHA-256 hex of the caller's token, NULL when auth is off */
 	int forwarded;		 /* in: its receiver is owned by another replica: rt_submit skips it */
+	int handoff;		 /* in: handed off by the receiver's previous owner: passes its hold */
+	uint32_t attempts;	 /* in (handoff): delivery attempts it already had */
 	uint64_t started_ns;
 };
 
@@ -77,6 +79,44 @@ void rt_check_senders(struct rt *rt, struct rt_item *items, size_t n);
 /* 0 when `auth_digest` (NULL: auth off) may act as `agent`; otherwise
  * -EINVAL with `err` set (404 unknown agent, 401, 403).  Thread-safe. */
 int rt_check_caller(struct rt *rt, const char *agent, const char *auth_digest, struct rt_err *err) SB_MUST_CHECK;
+
+/* --- handoff: an agent's messages moving to its new owner (docs/cluster.md) */
+
+struct rt_lease;
+
+/* Hold `agent` until `until_ms` (wall clock; 0 lifts the hold): its
+ * previous owner hands its messages off first, so new submissions get 503
+ * HandoffInProgress and nothing is delivered until the hold is lifted or
+ * runs out (counted as a handoff timeout).  Thread-safe. */
+void rt_hold(struct rt *rt, const char *agent, int64_t until_ms);
+
+/* Mark `agent` as owned elsewhere (`out` 1) or here again (0).  Moving out,
+ * its pull leases go back to its queue (their consumers' acks now reach the
+ * new owner) and it is no longer pushed or leased here.  Thread-safe. */
+void rt_moving_out(struct rt *rt, const char *agent, int out);
+
+/* The next messages of a moving-out agent to hand off, in queue order (a
+ * lease no one else sees; attempts unchanged); NULL when there is nothing
+ * ready.  *left is what the agent still holds beyond this lease (messages
+ * in flight to a push endpoint included).  Thread-safe. */
+struct rt_lease *rt_handoff_take(struct rt *rt, const char *agent, size_t max, size_t *left);
+
+/* The lease as the handoff request: each message's canonical body, one per
+ * line, into `body`, and their attempts, comma-separated, into
+ * `attempts`.  Returns 0 or -ENOMEM.  Thread-safe. */
+int rt_handoff_body(struct rt *rt, const struct rt_lease *l, struct buf *body, struct buf *attempts) SB_MUST_CHECK;
+
+/* The new owner committed the lease's messages: delete them here, durably.
+ * Frees the lease.  Returns 0 or -EIO (they stay stored and are handed off
+ * again after a restart: the new owner's dedup window drops them). */
+int rt_handoff_commit(struct rt *rt, struct rt_lease *l) SB_MUST_CHECK;
+
+/* The handoff failed: put the lease's messages back in order.  Frees it. */
+void rt_handoff_release(struct rt *rt, struct rt_lease *l);
+
+/* Messages `agent` holds here (queued, leased or being committed); 0 for an
+ * unknown agent.  Thread-safe. */
+size_t rt_depth(struct rt *rt, const char *agent);
 
 /* Long-poll pull: wait up to `wait_ms` for messages for `agent`, lease up
  * to `max` of them, and write the JSON reply into `out`.  With `auth_digest`

@@ -80,6 +80,8 @@ struct rt_agent {
 	char token_sha256[65];	    /* "" when the agent has no token */
 	int notify;		    /* send it a FIPA failure when its messages die */
 	double rate, burst, tokens; /* token bucket for messages it sends; rate 0: unlimited */
+	int moving_out;		    /* owned by another replica now: handed off, never delivered here */
+	int64_t hold_until_ms;	    /* moving in: its previous owner hands off first (0: no hold) */
 	uint64_t refill_ns;
 	UT_hash_handle hh;
 };
@@ -215,6 +217,10 @@ int rt_agent_token_ok(const struct rt_agent *a, const char *digest);
 
 /* Take one message from `a`'s send budget; 0, or the seconds to wait. */
 int rt_agent_rate_take(struct rt_agent *a, uint64_t now_ns);
+
+/* 1 while `a` is held for a handoff (rt_hold); lifts a hold that ran out.
+ * rt->lock held. */
+int rt_agent_held(struct rt *rt, struct rt_agent *a);
 
 /* Fill `err` for a caller whose token is not `agent`'s: 401 Unauthorized
  * when the token belongs to no agent at all (the caller is not

@@ -36,14 +36,36 @@ static void lease_release_if_empty(struct rt *rt, struct rt_lease *l)
 }
 
 /* Take up to `max` ready messages of `a` under a new lease. */
-static int take(struct rt *rt, struct rt_agent *a, size_t max, int engine, struct rt_lease **out)
+enum take_mode { TAKE_PULL, TAKE_ENGINE, TAKE_HANDOFF };
+
+/* 1 while `a` is held for a handoff; a hold that ran out is lifted and
+ * counted.  rt->lock held. */
+static int held(struct rt *rt, struct rt_agent *a)
+{
+	if (!a->hold_until_ms)
+		return 0;
+	if (util_now_ms() < a->hold_until_ms)
+		return 1;
+	a->hold_until_ms = 0;
+	met_inc(rt->met->handoff_timeouts);
+	log_warn("handoff hold ran out: delivering what this router has; order may have broken", "agent_id", a->id);
+	return 0;
+}
+
+int rt_agent_held(struct rt *rt, struct rt_agent *a)
+{
+	return held(rt, a);
+}
+
+static int take(struct rt *rt, struct rt_agent *a, size_t max, enum take_mode mode, struct rt_lease **out)
 {
 	struct rt_lease *l;
 	struct rt_msg *m, *tail = NULL;
 	uint64_t now = util_mono_ns();
+	int engine = mode != TAKE_PULL;
 
 	*out = NULL;
-	if (!heap_peek(&a->ready))
+	if (!heap_peek(&a->ready) || (mode != TAKE_HANDOFF && (a->moving_out || held(rt, a))))
 		return 0;
 	l = calloc(1, sizeof(*l));
 	if (!l)
@@ -75,7 +97,9 @@ static int take(struct rt *rt, struct rt_agent *a, size_t max, int engine, struc
 			l->msgs = m;
 		tail = m;
 		l->n++;
-		if (m->attempts++ == 0)
+		if (mode == TAKE_HANDOFF)
+			; /* not a delivery: attempts and delivery metrics unchanged */
+		else if (m->attempts++ == 0)
 			met_observe(rt->met->deliver_latency, (double)(now - m->committed_ns) / 1e9);
 		else
 			met_inc(rt->met->redelivered);
@@ -87,7 +111,8 @@ static int take(struct rt *rt, struct rt_agent *a, size_t max, int engine, struc
 		if (m->lane && m->lane->head && m->lane->head->heap_idx != HEAP_NOT_IN)
 			heap_remove(&a->ready, m->lane->head->heap_idx);
 	rt_heap_push(&rt->lease_heap, l);
-	met_add(rt->met->leased, l->n);
+	if (mode != TAKE_HANDOFF)
+		met_add(rt->met->leased, l->n);
 	*out = l;
 	return 0;
 }
@@ -153,7 +178,7 @@ int rt_pull(struct rt *rt, const char *agent, const char *auth_digest, size_t ma
 		if (pthread_cond_timedwait(&a->cond, &rt->lock, &deadline) == ETIMEDOUT)
 			break;
 	}
-	rc = take(rt, a, max, 0, &l);
+	rc = take(rt, a, max, TAKE_PULL, &l);
 	if (!rc)
 		rc = write_lease(rt, a, l, out);
 	/* another poller may be waiting and more messages may be ready */
@@ -166,8 +191,9 @@ int rt_pull(struct rt *rt, const char *agent, const char *auth_digest, size_t ma
 /* Finish a lane's in-flight message: unblock the conversation. */
 static void lane_settled(struct rt_agent *a, struct rt_lane *ln);
 
-/* Acknowledged: fill a delete op, update the counters, free the message. */
-static void ack_one(struct rt *rt, struct rt_agent *a, struct rt_msg *m, struct store_op *op)
+/* Gone from this router (acknowledged, or handed off): fill a delete op,
+ * update the counters, free the message. */
+static void drop_one(struct rt *rt, struct rt_agent *a, struct rt_msg *m, struct store_op *op)
 {
 	op->type = STORE_MSG_DELETE;
 	op->seq = m->seq;
@@ -181,6 +207,12 @@ static void ack_one(struct rt *rt, struct rt_agent *a, struct rt_msg *m, struct 
 	if (m->lane)
 		lane_settled(a, m->lane);
 	rt_msg_free(m);
+}
+
+/* Acknowledged by its consumer. */
+static void ack_one(struct rt *rt, struct rt_agent *a, struct rt_msg *m, struct store_op *op)
+{
+	drop_one(rt, a, m, op);
 	met_inc(rt->met->delivered);
 }
 
@@ -313,7 +345,7 @@ size_t rt_engine_agents(struct rt *rt, struct rt_engine_agent *out, size_t max, 
 
 		if (n == max)
 			break;
-		if (a->mode != CFG_MODE_PUSH || !heap_peek(&a->ready) ||
+		if (a->mode != CFG_MODE_PUSH || !heap_peek(&a->ready) || a->moving_out || held(rt, a) ||
 		    (a->state != CFG_AGENT_RUNNING && a->state != CFG_AGENT_DRAINING))
 			continue;
 		ca = cfg_find_agent(&rt->cfg, a->id);
@@ -338,7 +370,7 @@ struct rt_lease *rt_engine_take(struct rt *rt, const char *agent, size_t max)
 
 	pthread_mutex_lock(&rt->lock);
 	a = rt_find_agent(rt, agent);
-	if (a && take(rt, a, max, 1, &l))
+	if (a && take(rt, a, max, TAKE_ENGINE, &l))
 		l = NULL;
 	pthread_mutex_unlock(&rt->lock);
 	return l;
@@ -441,4 +473,147 @@ void rt_engine_fail(struct rt *rt, struct rt_lease *l, int death)
 	}
 	lease_release_if_empty(rt, l);
 	pthread_mutex_unlock(&rt->lock);
+}
+
+/* --- handoff: a moving agent's messages leave for their new owner -------- */
+
+void rt_hold(struct rt *rt, const char *agent, int64_t until_ms)
+{
+	struct rt_agent *a;
+
+	pthread_mutex_lock(&rt->lock);
+	a = rt_find_agent(rt, agent);
+	if (a) {
+		a->hold_until_ms = until_ms;
+		if (!until_ms && heap_peek(&a->ready)) {
+			pthread_cond_broadcast(&a->cond); /* long polls waiting on the hold */
+			if (a->mode == CFG_MODE_PUSH && rt->push_wake)
+				rt->push_wake(rt->push_ctx);
+		}
+	}
+	pthread_mutex_unlock(&rt->lock);
+}
+
+void rt_moving_out(struct rt *rt, const char *agent, int out)
+{
+	struct rt_agent *a;
+	struct rt_lease *l;
+
+	pthread_mutex_lock(&rt->lock);
+	a = rt_find_agent(rt, agent);
+	if (a && out && !a->moving_out) {
+		/* its consumers' acks now reach the new owner: the pull leases go
+		 * back to the queue, to be handed off (at-least-once) */
+		struct rt_lease **mine = calloc(rt->lease_heap.n + 1, sizeof(*mine));
+		size_t k = 0;
+
+		for (size_t i = 0; mine && i < rt->lease_heap.n; i++) {
+			l = rt->lease_heap.v[i];
+			if (l->agent == a && !l->engine)
+				mine[k++] = l;
+		}
+		for (size_t i = 0; i < k; i++) {
+			l = mine[i];
+			while (l->msgs) {
+				struct rt_msg *m = l->msgs;
+
+				lease_unlink(l, m);
+				rt_requeue(rt, m);
+			}
+			lease_release_if_empty(rt, l);
+		}
+		free(mine); /* on ENOMEM the leases just run out, as they would anyway */
+	}
+	if (a)
+		a->moving_out = out;
+	pthread_mutex_unlock(&rt->lock);
+}
+
+struct rt_lease *rt_handoff_take(struct rt *rt, const char *agent, size_t max, size_t *left)
+{
+	struct rt_agent *a;
+	struct rt_lease *l = NULL;
+
+	*left = 0;
+	pthread_mutex_lock(&rt->lock);
+	a = rt_find_agent(rt, agent);
+	if (a && take(rt, a, max, TAKE_HANDOFF, &l))
+		l = NULL;
+	if (a)
+		*left = a->depth - (l ? l->n : 0);
+	pthread_mutex_unlock(&rt->lock);
+	return l;
+}
+
+int rt_handoff_body(struct rt *rt, const struct rt_lease *l, struct buf *body, struct buf *attempts)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&rt->lock);
+	for (const struct rt_msg *m = l->msgs; !rc && m; m = m->lnext) {
+		rc = buf_append(body, m->body, m->body_len);
+		rc = rc ?: buf_puts(body, "\n");
+		rc = rc ?: buf_printf(attempts, "%s%u", m == l->msgs ? "" : ",", m->attempts);
+	}
+	pthread_mutex_unlock(&rt->lock);
+	return rc;
+}
+
+int rt_handoff_commit(struct rt *rt, struct rt_lease *l)
+{
+	struct store_op *ops = calloc(l->n + 1, sizeof(*ops));
+	struct store_ticket t = {0};
+	struct rt_agent *a = l->agent;
+	size_t nops = 0, n = l->n;
+	int rc = 0;
+
+	if (!ops)
+		return -ENOMEM;
+	pthread_mutex_lock(&rt->lock);
+	while (l->msgs) {
+		struct rt_msg *m = l->msgs;
+
+		lease_unlink(l, m);
+		drop_one(rt, a, m, &ops[nops++]);
+	}
+	lease_release_if_empty(rt, l);
+	if (nops && rt->st) {
+		t.ops = ops;
+		t.nops = nops;
+		rc = store_submit(rt->st, &t);
+	} else {
+		nops = 0;
+	}
+	pthread_mutex_unlock(&rt->lock);
+	if (nops && !rc)
+		rc = store_wait(rt->st, &t);
+	met_add(rt->met->handed_off, n);
+	free(ops);
+	return rc ? -EIO : 0;
+}
+
+void rt_handoff_release(struct rt *rt, struct rt_lease *l)
+{
+	pthread_mutex_lock(&rt->lock);
+	while (l->msgs) {
+		struct rt_msg *m = l->msgs;
+
+		lease_unlink(l, m);
+		rt_requeue(rt, m);
+	}
+	lease_release_if_empty(rt, l);
+	pthread_mutex_unlock(&rt->lock);
+}
+
+size_t rt_depth(struct rt *rt, const char *agent)
+{
+	struct rt_agent *a;
+	size_t n = 0;
+
+	pthread_mutex_lock(&rt->lock);
+	a = rt_find_agent(rt, agent);
+	if (a)
+		n = a->depth;
+	pthread_mutex_unlock(&rt->lock);
+	return n;
 }

@@ -118,6 +118,8 @@ HELP = {
     "cluster.resolve": "host:port:address entries, comma-separated, that pin peer names to addresses "
                        "(libcurl CURLOPT_RESOLVE) instead of the resolver; for clusters without DNS and tests.",
     "cluster.forwardTimeoutMs": "How long a forwarded request may take before the client gets 503.",
+    "cluster.handoffTimeoutMs": "How long a router holds an agent that moves to it (503 for new messages) while its "
+                                "previous owner hands its stored messages off; after that it delivers what it has.",
     "cluster.peerConnections": "Kept-alive connections to each peer, at most; more requests wait for one.",
     "network.peerPort": "Where the other replicas forward requests; 0 picks a free port (tests).",
     "cluster.ordinal": "This router's ordinal (its StatefulSet pod index, set by the operator with --set).",

@@ -127,7 +127,8 @@ struct cfg {
 		char *peer_host;  /* a peer's host name, "{ordinal}" standing for its ordinal */
 		char *resolve;	  /* "host:port:address,..." pinned for peers (libcurl CURLOPT_RESOLVE) */
 		int64_t forward_timeout_ms;
-		int64_t peer_connections; /* kept-alive connections to each peer, at most */
+		int64_t peer_connections;   /* kept-alive connections to each peer, at most */
+		int64_t handoff_timeout_ms; /* how long an agent moving in is held for its previous owner */
 	} cluster;
 	struct {
 		int auth; /* enum cfg_auth */

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+import time
 
 from conftest import Router, msg
 
@@ -199,8 +200,10 @@ def test_epoch_mismatch_never_commits_on_the_wrong_owner(tmpdir_path):
         assert s == 200, body
         s, h, body = send(c.routers[0], "agent-0002", "x-1")  # owned by 1 under 3 replicas
         assert s == 503 and body["error"]["code"] == "EpochMismatch" and h.get("Retry-After") == "1", body
-        s, h, body = send(r1, "alice", "x-2")  # router 1 thinks 2 replicas: alice's owner is 1, itself
-        assert s == 202, body
+        # router 1 thinks 2 replicas: alice's owner is 1, itself, and it holds her until her previous owner
+        # (router 2, on the other assignment) hands her off
+        s, h, body = send(r1, "alice", "x-2")
+        assert s == 503 and body["error"]["code"] == "HandoffInProgress" and h.get("Retry-After") == "1", body
         assert "x-1" not in pull_all(r1, "agent-0002")
         assert "switchboard_router_epoch_mismatches_total 1" in r1.metrics()
         assert 'switchboard_router_forwarded_requests_total{result="refused"} 1' in c.routers[0].metrics()
@@ -241,5 +244,108 @@ def test_forwarding_keeps_senders_honest(tmpdir_path):
         conn.request("POST", "/peer/v1/messages", json.dumps(msg(sender="alice", receiver="alice")),
                      {"X-Switchboard-Epoch": "0"})
         assert conn.getresponse().status == 401
+    finally:
+        c.stop()
+
+
+def reload_all(c, replicas):
+    """Push a new assignment to every router (as the operator's hot push does), router 2 first."""
+    for r in sorted(c.routers, key=lambda r: -c.routers.index(r)):
+        with open(r.config) as f:
+            text = re.sub(r"replicas: \d+", f"replicas: {replicas}", f.read())
+        with open(r.config, "w") as f:
+            f.write(text)
+        s, _, body = r._req(r.admin_port, "POST", "/admin/reload", timeout=10)
+        assert s == 200 and json.loads(body)["result"] == "applied", body
+
+
+def send_until_accepted(c, agent, mid, conv, seq, timeout=20):
+    """Send one message of a conversation, retrying 503s (handoff, epoch change) as a client would."""
+    deadline = time.time() + timeout
+    k = seq
+    while time.time() < deadline:
+        r = c.routers[k % len(c.routers)]
+        k += 1
+        s, h, body = r.data("POST", "/v1/messages", msg(sender="carol", receiver=agent, message_id=mid,
+                                                        conversation_id=conv, content=str(seq)))
+        if s == 202:
+            return
+        assert s == 503 and h.get("Retry-After"), (s, body)
+        time.sleep(0.05)
+    raise AssertionError(f"{mid} not accepted in {timeout} s")
+
+
+def drain(c, agent):
+    """Every message of `agent`, pulled and acked through some router, as (message_id, content)."""
+    got = []
+    for _ in range(200):
+        r = c.routers[len(got) % len(c.routers)]
+        s, _, body = r.data("GET", f"/v1/agents/{agent}/messages?max=50&wait_ms=200")
+        if s == 503:
+            time.sleep(0.1)
+            continue
+        assert s == 200, body
+        ms = json.loads(body)["messages"]
+        if not ms:
+            break
+        got += [(m["message_id"], m["message"]["content"]) for m in ms]
+        s, _, body = r.data("POST", f"/v1/agents/{agent}/ack", {"message_ids": [m["message_id"] for m in ms]})
+        assert s == 200, body
+    return got
+
+
+def wait_handoffs_done(c, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if all(status(r)["cluster"]["handoffs"] == 0 for r in c.routers):
+            return
+        time.sleep(0.1)
+    raise AssertionError("handoffs still in progress: " + str([status(r)["cluster"] for r in c.routers]))
+
+
+def test_scaling_hands_agents_off_in_order(tmpdir_path):
+    """Three routers on a 2-replica assignment, messages stored for agents in conversations; the
+    assignment grows to 3 (alice and bob move to router 2), more messages are sent at once, then it shrinks
+    back to 2. Every message is delivered exactly once, in conversation order, to the agent's owner of
+    the moment; the routers an agent left hold nothing of it; new messages sent during a handoff wait
+    (503, Retry-After) instead of overtaking the handed-off ones."""
+    extra = "  handoffTimeoutMs: 20000\n"
+    c = Cluster(tmpdir_path, extra="")
+    for r in c.routers:
+        with open(r.config) as f:
+            text = f.read().replace("replicas: 3", "replicas: 2").replace("forwardTimeoutMs: 2000\n",
+                                                                           "forwardTimeoutMs: 2000\n" + extra)
+        with open(r.config, "w") as f:
+            f.write(text)
+    c.start()
+    try:
+        agents = ["alice", "bob", "carol", "agent-0002"]
+        sent = {a: [] for a in agents}
+        for i in range(40):
+            for a in agents:
+                mid = f"{a}-{i}"
+                send_until_accepted(c, a, mid, f"conv-{a}", i)
+                sent[a].append(mid)
+        reload_all(c, 3)
+        for i in range(40, 60):  # right behind the new assignment
+            for a in agents:
+                mid = f"{a}-{i}"
+                send_until_accepted(c, a, mid, f"conv-{a}", i)
+                sent[a].append(mid)
+        wait_handoffs_done(c)
+        moved = sum(int(re.search(r"switchboard_router_messages_handed_off_total (\d+)", r.metrics()).group(1))
+                    for r in c.routers)
+        assert moved >= 80, moved  # alice's and bob's first 40 each left their old owners
+        owners3 = {a: own for a, own in AGENTS.items()}
+        for a in ("alice", "bob"):
+            assert owners3[a] == 2
+        reload_all(c, 2)
+        wait_handoffs_done(c)
+        for a in agents:
+            got = drain(c, a)
+            assert [m for m, _ in got] == sent[a], (a, got[:5], len(got), len(sent[a]))
+        # router 2 owns nothing under 2 replicas and keeps nothing
+        s, _, body = c.routers[2].data("GET", "/v1/agents")
+        assert all(x["queue_depth"] == 0 and x["in_flight"] == 0 for x in json.loads(body)["agents"]), body
     finally:
         c.stop()
