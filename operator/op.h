@@ -60,7 +60,7 @@ struct op {
 	struct kc_informer *inf[OP_NKINDS][OP_MAX_NS];
 	size_t ninf; /* informers per kind (nns, or 1 for all) */
 	const char *router_image;
-	int peer_pod_ips;	 /* --peer-addresses pod-ip: render cluster.resolve from the router pods */
+	int peer_pod_ips;	 /* --peer-addresses pod-ip: give the routers their pods' addresses */
 	int64_t debounce_ms;	 /* quiet period before an Agent burst reconciles */
 	int64_t debounce_max_ms; /* longest a burst can postpone it */
 	int64_t resync_ms;

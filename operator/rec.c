@@ -110,7 +110,38 @@ struct pushres {
 	size_t n;	  /* router pods, ready or not */
 	struct rp_push c; /* the ready ones: asked and pushed to */
 	char why[300];
+	int push_peers; /* --peer-addresses pod-ip: give each router the pods' addresses */
 };
+
+/* With --peer-addresses pod-ip, give every reachable router that lacks them
+ * the addresses of the current pods (membership, kept out of the config
+ * document: a pod that moves changes no config hash).  A failure is only
+ * logged; the next reconcile tries again. */
+static int push_peers(const json_t *rc, const char *token, struct pushres *p) SB_MUST_CHECK;
+
+static int push_peers(const json_t *rc, const char *token, struct pushres *p)
+{
+	char *peers = NULL, hash[65];
+	int r;
+
+	if (!p->push_peers)
+		return 0;
+	r = rr_peers_of(rc, p->eps, p->n, &peers);
+	if (r)
+		return r;
+	util_sha256_hex(peers, strlen(peers), hash);
+	for (size_t i = 0; i < p->n; i++) {
+		struct rr_endpoint *ep = &p->eps[i];
+
+		if (ep->ready && ep->reachable && strcmp(ep->peers_hash, hash) != 0 &&
+		    rr_push_peers(ep, token, peers) == 0)
+			snprintf(ep->peers_hash, sizeof(ep->peers_hash), "%s", hash);
+		else if (ep->ready && ep->reachable && strcmp(ep->peers_hash, hash) != 0)
+			log_warn("cannot give a router its peers' addresses", "pod", ep->pod, "detail", ep->detail);
+	}
+	free(peers);
+	return 0;
+}
 
 /* Bring every ready router to `doc`: ask each, push to the stale ones when
  * `push` is set, except routers that run `restart_from` (a document whose
@@ -169,7 +200,7 @@ static int converge(struct op *op, const json_t *rc, const char *token, const ch
 			snprintf(p->why, sizeof(p->why), "%.100s: %.190s", ep->url, ep->detail);
 		}
 	}
-	return 0;
+	return push_peers(rc, token, p);
 }
 
 /* spec.replicas, 1 when unset. */
@@ -458,6 +489,7 @@ static int observe_world(struct op *op, struct obs *o)
 	o->p = calloc(1, sizeof(*o->p));
 	if (!o->p)
 		return -ENOMEM;
+	o->p->push_peers = op->peer_pod_ips;
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", o->ns, o->name);
 	ret = ro_get_opt(op, path, &o->prev_cm);
 	if (ret)

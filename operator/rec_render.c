@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rec_router.h"
 #include "switchboard/gz.h"
 #include "switchboard/log.h"
 #include "switchboard/own.h"
@@ -265,7 +264,6 @@ void rr_tokens_free(struct rr_tokens *t)
 	if (t->v)
 		sodium_memzero(t->v, t->n * sizeof(*t->v));
 	free(t->v);
-	free(t->peer_resolve);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -316,8 +314,6 @@ int rr_lookup_tokens(struct op *op, const json_t *rc, const json_t *all, struct 
 		if (json_object_set_new(byid, a.id, json_string(a.name)))
 			ret = -ENOMEM;
 	}
-	if (!ret && op && op->peer_pod_ips)
-		ret = rr_peer_resolve(op, rc, &out->peer_resolve);
 out:
 	free(sorted);
 	json_decref(byid);
@@ -573,8 +569,6 @@ static int build_root(const json_t *rc, const json_t *all, const struct rr_token
 	ret = ret ?: set_path(*root, "security", "adminTokenFile", json_string(OP_ADMIN_DIR "/token"));
 	ret = ret ?: set_path(*root, "cluster", "replicas", json_integer(rr_assignment_replicas(rc)));
 	ret = ret ?: set_path(*root, "cluster", "peerHost", json_string(peer_host));
-	if (tok->peer_resolve && *tok->peer_resolve)
-		ret = ret ?: set_path(*root, "cluster", "resolve", json_string(tok->peer_resolve));
 	ret = ret ?: render_tls(rc, *root);
 	if (!ret && json_object_set(*root, "agents", docs))
 		ret = -ENOMEM;

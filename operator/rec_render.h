@@ -45,12 +45,10 @@ struct rr_token {
 	char why[300];
 };
 
-/* What one render looks up first: the token digests, in Agent name order,
- * and (with --peer-addresses pod-ip) the peers' addresses. */
+/* The token lookups of one render, in Agent name order. */
 struct rr_tokens {
 	struct rr_token *v;
 	size_t n;
-	char *peer_resolve; /* cluster.resolve to render; NULL: none */
 };
 
 /* Render `rc` (borrowed): look up the tokens, render, validate.  Returns 0

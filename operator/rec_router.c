@@ -160,13 +160,12 @@ static json_int_t peer_port(const json_t *rc)
 	return json_is_integer(p) ? json_integer_value(p) : CFG_DEFAULT_PEER_PORT;
 }
 
-int rr_peer_resolve(struct op *op, const json_t *rc, char **out)
+int rr_peers_of(const json_t *rc, const struct rr_endpoint *eps, size_t n, char **out)
 {
 	const char *name = kc_meta_str(rc, "name"), *ns = kc_meta_str(rc, "namespace");
-	struct rr_endpoint *eps = calloc(RR_MAX_ENDPOINTS, sizeof(*eps));
-	size_t n = 0, plen = strlen(name);
+	size_t plen = strlen(name);
 	struct buf b;
-	int rc_ = eps ? rr_endpoints(op, ns, name, eps, &n) : -ENOMEM;
+	int rc_ = 0;
 
 	*out = NULL;
 	buf_init(&b, 1u << 20);
@@ -185,7 +184,6 @@ int rr_peer_resolve(struct op *op, const json_t *rc, char **out)
 	if (!rc_ && !*out)
 		rc_ = -ENOMEM;
 	buf_free(&b);
-	free(eps);
 	return rc_;
 }
 
@@ -207,6 +205,8 @@ int rr_status(struct rr_endpoint *ep, const char *token)
 		snprintf(ep->doc_hash, sizeof(ep->doc_hash), "%s", h ? h : "");
 		snprintf(ep->epoch, sizeof(ep->epoch), "%.16s",
 			 json_string_value(json_object_get(json_object_get(j, "cluster"), "epoch")) ?: "");
+		snprintf(ep->peers_hash, sizeof(ep->peers_hash), "%.64s",
+			 json_string_value(json_object_get(json_object_get(j, "cluster"), "peers_hash")) ?: "");
 		ep->restart_required = json_is_true(json_object_get(j, "restart_required"));
 		ep->reachable = 1;
 		rc = 0;
@@ -262,4 +262,25 @@ int rr_push(struct rr_endpoint *ep, const char *token, const char *doc, size_t l
 	json_decref(j);
 	buf_free(&reply);
 	return rc;
+}
+
+int rr_push_peers(struct rr_endpoint *ep, const char *token, const char *peers)
+{
+	char url[192];
+	struct buf reply;
+	json_t *body = json_pack("{s:s}", "resolve", peers);
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	long code = 0;
+
+	json_decref(body);
+	if (!text)
+		return -ENOMEM;
+	snprintf(url, sizeof(url), "%s/admin/peers", ep->url);
+	buf_init(&reply, ROUTER_REPLY_LIMIT);
+	code = call(url, token, text, strlen(text), &reply);
+	if (code != 200)
+		snprintf(ep->detail, sizeof(ep->detail), "POST /admin/peers: %ld", code);
+	buf_free(&reply);
+	free(text);
+	return code == 200 ? 0 : -EIO;
 }

@@ -26,6 +26,7 @@ struct rr_endpoint {
 	char ip[64];		/* podIP, ready or not ("" before it has one) */
 	char doc_hash[65];	/* what it reported; "" if unknown */
 	char epoch[17];		/* the assignment it runs (cluster.epoch); "" if unknown */
+	char peers_hash[65];	/* of the peer addresses it was given (cluster.peers_hash) */
 	int reachable;		/* answered /v1/status */
 	int restart_required;
 	char result[24]; /* of our push: applied, unchanged, rejected, restart_required, error */
@@ -41,11 +42,15 @@ struct rr_endpoint {
  * into *n.  Returns 0 or an API error.  Thread-safe. */
 int rr_endpoints(struct op *op, const char *ns, const char *name, struct rr_endpoint *eps, size_t *n) SB_MUST_CHECK;
 
-/* With --peer-addresses pod-ip: the cluster.resolve entries that pin each
- * router pod's peer name (<name>-<ordinal>.<name>-peers.<ns>.svc) and peer
- * port to its pod IP, comma-separated, in *out (heap string; "" when no pod
- * has an IP yet).  Returns 0 or an API error.  Thread-safe. */
-int rr_peer_resolve(struct op *op, const json_t *rc, char **out) SB_MUST_CHECK;
+/* With --peer-addresses pod-ip: the entries that pin each router pod's peer
+ * name (<name>-<ordinal>.<name>-peers.<ns>.svc) and peer port to its pod IP,
+ * comma-separated, from the pods `eps` (n of them, borrowed), in *out (heap
+ * string; "" when no pod has an IP yet).  Pure.  Returns 0 or -ENOMEM. */
+int rr_peers_of(const json_t *rc, const struct rr_endpoint *eps, size_t n, char **out) SB_MUST_CHECK;
+
+/* Give one router the peer addresses `peers` (from rr_peer_resolve()).
+ * Returns 0 or -EIO.  Thread-safe. */
+int rr_push_peers(struct rr_endpoint *ep, const char *token, const char *peers) SB_MUST_CHECK;
 
 /* Ask one router for its status; fills doc_hash, reachable and
  * restart_required.  Returns 0 or -EIO.  `token` is a secret, never

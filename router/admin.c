@@ -2,6 +2,7 @@
  * The admin port: liveness, readiness, Prometheus metrics and status.
  * Served by one polling thread; every handler is quick and non-blocking.
  */
+#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,10 +68,16 @@ static int h_status(struct http_req *req, struct http_resp *resp, void *ctx)
 		char epoch[17];
 
 		peer_epoch(&snap->cfg, epoch);
+		char peers_hash[65];
+
+		pthread_mutex_lock(&app->peers_lock);
+		memcpy(peers_hash, app->peers_hash, sizeof(peers_hash));
+		pthread_mutex_unlock(&app->peers_lock);
 		rc = buf_printf(&resp->body,
-				",\"cluster\":{\"ordinal\":%lld,\"replicas\":%lld,\"epoch\":\"%s\",\"handoffs\":%zu}",
+				",\"cluster\":{\"ordinal\":%lld,\"replicas\":%lld,\"epoch\":\"%s\",\"handoffs\":%zu,"
+				"\"peers_hash\":\"%s\"}",
 				(long long)app->cfg.cluster.ordinal, (long long)snap->cfg.cluster.replicas, epoch,
-				app->ho ? ho_in_progress(app->ho) : (size_t)0);
+				app->ho ? ho_in_progress(app->ho) : (size_t)0, peers_hash);
 	}
 	rcu_read_unlock();
 	if (!rc)
@@ -124,7 +131,47 @@ static int h_reload(struct http_req *req, struct http_resp *resp, void *ctx)
 	return rc;
 }
 
+/* POST /admin/peers {"resolve":"host:port:address,..."}: where the other
+ * replicas are, from the operator (--peer-addresses pod-ip).  Pinned names
+ * only: [A-Za-z0-9.:,_-], at most 64 KiB. */
+static int h_peers(struct http_req *req, struct http_resp *resp, void *ctx)
+{
+	struct app *app = ctx;
+	json_t *root;
+	const char *r;
+	char *copy;
+
+	if (!admin_authorized(app, req))
+		return http_error(resp, 401, "Unauthorized", "send the admin token as 'Authorization: Bearer <token>'",
+				  NULL);
+	root = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, NULL);
+	r = json_string_value(json_object_get(root, "resolve"));
+	if (!r || strlen(r) > 65536 ||
+	    strspn(r, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.:,_-") != strlen(r)) {
+		json_decref(root);
+		return http_error(resp, 400, "InvalidRequest",
+				  "the body must be {\"resolve\":\"host:port:address,...\"} (at most 64 KiB)",
+				  "resolve");
+	}
+	copy = strdup(r);
+	json_decref(root);
+	if (!copy)
+		return -ENOMEM;
+	pthread_mutex_lock(&app->peers_lock);
+	free(app->peers_resolve);
+	app->peers_resolve = copy;
+	util_sha256_hex(copy, strlen(copy), app->peers_hash);
+	pthread_mutex_unlock(&app->peers_lock);
+	resp->status = 200;
+	return buf_printf(&resp->body, "{\"peers_hash\":\"%s\"}\n", app->peers_hash);
+}
+
 const struct http_route admin_routes[] = {
-	{"GET", "/healthz", h_healthz},	 {"GET", "/readyz", h_readyz},	      {"GET", "/metrics", h_metrics},
-	{"GET", "/v1/status", h_status}, {"POST", "/admin/reload", h_reload}, {NULL, NULL, NULL},
+	{"GET", "/healthz", h_healthz},
+	{"GET", "/readyz", h_readyz},
+	{"GET", "/metrics", h_metrics},
+	{"GET", "/v1/status", h_status},
+	{"POST", "/admin/reload", h_reload},
+	{"POST", "/admin/peers", h_peers},
+	{NULL, NULL, NULL},
 };

@@ -56,7 +56,12 @@ struct app {
 	struct http_server *peers; /* the peer port, when cluster.peerHost is set */
 	struct peer *peer;	   /* the client for the other replicas, likewise */
 	struct ho *ho;		   /* moves agents' messages when the assignment changes, likewise */
-	atomic_int ready;	   /* storage open, config loaded, not draining */
+	/* Peer addresses the operator pushed (POST /admin/peers): membership,
+	 * not configuration, so a pod that moves does not change the config. */
+	pthread_mutex_t peers_lock;
+	char *peers_resolve; /* "host:port:address,..."; NULL: none */
+	char peers_hash[65]; /* SHA-256 of it; "" when none */
+	atomic_int ready;    /* storage open, config loaded, not draining */
 };
 
 /* Route tables (api.c, admin.c). */

@@ -42,6 +42,18 @@ static int ctx_get(struct app *app, struct fwd_ctx *x)
 	rc = peer_conf_from(&x->pc, &s->cfg, app->cfg.cluster.ordinal);
 	snprintf(x->token_file, sizeof(x->token_file), "%s", s->cfg.sec.admin_token_file);
 	rcu_read_unlock();
+	pthread_mutex_lock(&app->peers_lock);
+	if (!rc && app->peers_resolve) { /* the operator's addresses win over cluster.resolve */
+		char *r = strdup(app->peers_resolve);
+
+		if (r) {
+			free(x->pc.resolve);
+			x->pc.resolve = r;
+		} else {
+			rc = -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&app->peers_lock);
 	return rc;
 }
 

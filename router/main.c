@@ -269,6 +269,7 @@ static int run(const char *path, const char *level_override)
 		log_set_level(lvl);
 	if (app.cfg.sec.auth == CFG_AUTH_NONE)
 		log_warn("security.auth is none: any client may send as any agent and read any mailbox");
+	pthread_mutex_init(&app.peers_lock, NULL);
 	if (rl_init(&app, path, doc_hash)) {
 		cfg_free(&app.cfg);
 		return 1;
@@ -351,6 +352,7 @@ out:
 	rt_stop(app.rt);
 	store_close(app.st); /* commits what is queued, checkpoints, closes */
 	rt_free(app.rt);
+	free(app.peers_resolve);
 	tlscred_activate(NULL); /* both servers are stopped: no handshake can ask */
 	tlscred_free(app.tls);
 	rmet_free(&app.met);

@@ -504,7 +504,7 @@ void rt_moving_out(struct rt *rt, const char *agent, int out)
 	if (a && out && !a->moving_out) {
 		/* its consumers' acks now reach the new owner: the pull leases go
 		 * back to the queue, to be handed off (at-least-once) */
-		struct rt_lease **mine = calloc(rt->lease_heap.n + 1, sizeof(*mine));
+		struct rt_lease **mine = calloc(rt->lease_heap.n + 1, sizeof(struct rt_lease *));
 		size_t k = 0;
 
 		for (size_t i = 0; mine && i < rt->lease_heap.n; i++) {
