@@ -151,8 +151,9 @@ bench: deps all $(BENCH_SRC:bench/%.c=$(REL)/bench/%)
 	@bash bench/run.sh
 
 # the cost of forwarding between router replicas (docs/cluster.md)
-bench-cluster: deps all $(REL)/bench/loadgen
+bench-cluster: deps all $(REL)/bench/loadgen $(REL)/bench/own_of
 	@bash bench/cluster.sh
+	@bash bench/handoff.sh
 
 # --- peer benchmarks (bench/peers): Redis Streams and NATS JetStream side by side -----------
 PEER_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Ibench/peers
