@@ -309,7 +309,7 @@ nodes_up() { # count
   echo "$SUBNET" >"$DIR/subnet"
   host_settings take "$NAME"
   for k in $(seq "$n"); do node_up "$k"; done
-  for k in $(seq "$n"); do node_wait_ready "$k" || return 1; node_volumes "$k" 4; done
+  for k in $(seq "$n"); do node_wait_ready "$k" || return 1; node_volumes "$k" 8; done
   log "$n nodes Ready: $(seq -s ' ' -f "$SUBNET.%g" 1 "$n")"
 }
 

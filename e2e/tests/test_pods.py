@@ -306,7 +306,9 @@ def test_three_router_pods_act_as_one_router(node_cluster, node_ns, pod_operator
     pins the peers' names to the pods' IPs (--peer-addresses pod-ip: the test cluster has no DNS)."""
     c, ns = node_cluster, node_ns
     owners = {"carol": 0, "agent-0002": 1, "alice": 2}  # with 3 replicas
-    rc = pod_rc(c, "r1", replicas=3)
+    # ephemeral volumes: this is about forwarding, and the nodes' local volumes are retained by the
+    # tests before (Retain: a released volume is not bound again)
+    rc = pod_rc(c, "r1", replicas=3, volume={"ephemeral": True})
     dport = rc["spec"]["router"]["network"]["dataPort"]
     apply(c, ns, rc, *[agent(a.replace("agent-0002", "a2"), "r1", agentId=a) for a in owners])
     wait_for(converged(c, ns, "r1", 3), 120, what="three router pods converged")
