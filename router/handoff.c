@@ -76,11 +76,15 @@ static int send_batch(struct ho *h, struct rt_lease *l, const struct ho_job *j)
 	}
 	if (!rc && r.status == 202) {
 		rc = rt_handoff_commit(h->app->rt, l);
-		if (rc)
+		if (rc == -ENOMEM) {
+			rt_handoff_release(h->app->rt, l); /* sent again later: a duplicate there */
+			rc = -EAGAIN;
+		} else if (rc) {
 			log_error("handed off, but the deletes could not be stored: they are handed off again "
 				  "after a restart",
 				  "agent_id", j->agent);
-		rc = 0; /* they left: the new owner has them */
+			rc = 0; /* they left: the new owner has them */
+		}
 	} else {
 		rt_handoff_release(h->app->rt, l);
 		if (!rc)

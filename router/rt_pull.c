@@ -395,7 +395,10 @@ int rt_engine_body(struct rt *rt, const struct rt_lease *l, int batch, struct bu
 	return rc;
 }
 
-int rt_engine_ack(struct rt *rt, struct rt_lease *l)
+/* Every message of lease `l` leaves this router: deleted durably, counted
+ * as delivered (`delivered` 1: the push engine's ack) or not (a handoff).
+ * Frees the lease.  Returns 0 or the store's error. */
+static int settle_lease(struct rt *rt, struct rt_lease *l, int delivered)
 {
 	struct store_op *ops = calloc(l->n + 1, sizeof(*ops));
 	struct store_ticket t = {0};
@@ -410,7 +413,10 @@ int rt_engine_ack(struct rt *rt, struct rt_lease *l)
 		struct rt_msg *m = l->msgs;
 
 		lease_unlink(l, m);
-		ack_one(rt, a, m, &ops[nops++]);
+		if (delivered)
+			ack_one(rt, a, m, &ops[nops++]);
+		else
+			drop_one(rt, a, m, &ops[nops++]);
 	}
 	if (a->state == CFG_AGENT_DRAINING && a->depth == 0)
 		a->state = CFG_AGENT_STOPPED;
@@ -427,6 +433,11 @@ int rt_engine_ack(struct rt *rt, struct rt_lease *l)
 		rc = store_wait(rt->st, &t);
 	free(ops);
 	return rc;
+}
+
+int rt_engine_ack(struct rt *rt, struct rt_lease *l)
+{
+	return settle_lease(rt, l, 1);
 }
 
 int rt_engine_retry(struct rt *rt, struct rt_lease *l, int temporary_death, int *death)
@@ -561,34 +572,12 @@ int rt_handoff_body(struct rt *rt, const struct rt_lease *l, struct buf *body, s
 
 int rt_handoff_commit(struct rt *rt, struct rt_lease *l)
 {
-	struct store_op *ops = calloc(l->n + 1, sizeof(*ops));
-	struct store_ticket t = {0};
-	struct rt_agent *a = l->agent;
-	size_t nops = 0, n = l->n;
-	int rc = 0;
+	size_t n = l->n;
+	int rc = settle_lease(rt, l, 0);
 
-	if (!ops)
-		return -ENOMEM;
-	pthread_mutex_lock(&rt->lock);
-	while (l->msgs) {
-		struct rt_msg *m = l->msgs;
-
-		lease_unlink(l, m);
-		drop_one(rt, a, m, &ops[nops++]);
-	}
-	lease_release_if_empty(rt, l);
-	if (nops && rt->st) {
-		t.ops = ops;
-		t.nops = nops;
-		rc = store_submit(rt->st, &t);
-	} else {
-		nops = 0;
-	}
-	pthread_mutex_unlock(&rt->lock);
-	if (nops && !rc)
-		rc = store_wait(rt->st, &t);
+	if (rc == -ENOMEM)
+		return rc;
 	met_add(rt->met->handed_off, n);
-	free(ops);
 	return rc ? -EIO : 0;
 }
 
