@@ -479,7 +479,11 @@ class Load:
         return max((b - a for a, b in zip(t, t[1:])), default=0.0)
 
     def finish(self):
+        # the producers finish the message in hand first: one acknowledged after the consumer stopped
+        # would look lost (it is in the router's queue)
         self.stop_sending.set()
+        for t in self.threads[:-1]:
+            t.join(30)
         deadline = time.time() + 60
         while time.time() < deadline:
             with self.lock:
