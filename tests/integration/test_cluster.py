@@ -112,8 +112,15 @@ class Cluster:
         return self
 
     def stop(self):
+        """Stop every router, even when one of them fails its clean-exit check, then report that."""
+        errors = []
         for r in self.routers:
-            r.stop()
+            try:
+                r.stop()
+            except AssertionError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
 
 def send(r, receiver, mid, sender="carol", headers=None):
