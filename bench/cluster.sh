@@ -10,59 +10,28 @@ DUR=${BENCH_DURATION:-30}
 WARM=${BENCH_WARMUP:-3}
 P=${BENCH_PRODUCERS:-8}
 C=${BENCH_CONSUMERS:-4}
-A=(127.0.77.1 127.0.77.2)
-PORT_DATA=${BENCH_DATA_PORT:-18180}
-PORT_ADMIN=${BENCH_ADMIN_PORT:-18181}
-PORT_PEER=${BENCH_PEER_PORT:-18182}
-WORK=$(mktemp -d /tmp/sb-bench-cluster.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-AGENTS=$(for i in $(seq 0 31); do printf '{id: a%d}, ' "$i"; done)
-RESOLVE="r-0.peers.bench:$PORT_PEER:${A[0]},r-1.peers.bench:$PORT_PEER:${A[1]}"
-for k in 0 1; do
-  cat > "$WORK/r$k.yaml" <<YAML
-profile: production
-security: {auth: none}
-storage: {path: $WORK/r$k.db, sync: ${BENCH_SYNC:-full}}
-network: {bindAddress: ${A[$k]}, dataPort: $PORT_DATA, adminPort: $PORT_ADMIN, peerPort: $PORT_PEER, maxConnections: 128}
-observability: {logLevel: warn}
-performance: {workerThreads: 4, agentQueueSize: 1000000, maxConcurrentMessages: 10000000, memoryLimitBytes: 64Gi}
-cluster: {replicas: 2, ordinal: $k, peerHost: "r-{ordinal}.peers.bench", resolve: "$RESOLVE", peerConnections: 64}
-agents: [${AGENTS%, }]
-YAML
-done
-
-start_cluster() { # fresh databases: message ids repeat between runs, and the dedup window would drop them
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  PIDS=()
-  rm -f "$WORK"/r*.db*
-  for k in 0 1; do
-    build/switchboard-router --config "$WORK/r$k.yaml" >"$WORK/r$k.log" 2>&1 &
-    PIDS+=($!)
-  done
-  for k in 0 1; do
-    for _ in $(seq 100); do curl -sf -o /dev/null "http://${A[$k]}:$PORT_ADMIN/readyz" && break; sleep 0.1; done
-  done
-}
-start_cluster
-# four agents router 1 owns, as the routers say
-OWNED=$(curl -sf "http://${A[0]}:$PORT_DATA/v1/agents" |
-  python3 -c 'import json,sys; print(",".join([a["id"] for a in json.load(sys.stdin)["agents"] if a["owner"] == 1][:4]))')
+CL_ADDRS=(127.0.77.1 127.0.77.2)
+CL_DATA=${BENCH_DATA_PORT:-18180}
+CL_ADMIN=${BENCH_ADMIN_PORT:-18181}
+CL_PEER=${BENCH_PEER_PORT:-18182}
+. bench/lib.sh
+CL_WORK=$(mktemp -d /tmp/sb-bench-cluster.XXXXXX)
+trap 'cluster_stop; rm -rf "$CL_WORK"' EXIT
+for k in 0 1; do cluster_yaml $k 2 "${BENCH_SYNC:-full}"; done
+OWNED=$(owned_by 1 2)
 echo "== agents owned by router 1: $OWNED; $P producers, $C consumers, batches of 200, 256-byte payloads, ${DUR}s"
 
 run() { # $1: label, $2: router index the load goes through
-  start_cluster
-  build/rel/bench/loadgen --data "http://${A[$2]}:$PORT_DATA" --admin "http://${A[1]}:$PORT_ADMIN" \
+  cluster_start
+  build/rel/bench/loadgen --data "http://${CL_ADDRS[$2]}:$CL_DATA" --admin "http://${CL_ADDRS[1]}:$CL_ADMIN" \
     --producers "$P" --consumers "$C" --agent-ids "$OWNED" --batch 200 --size 256 --duration "$DUR" \
-    --warmup "$WARM" | tee "$WORK/$1.txt"
+    --warmup "$WARM" | tee "$CL_WORK/$1.txt"
 }
 echo "== direct: through router 1, the owner"
 run direct 1
 echo "== forwarded: through router 0, which forwards every send, pull and ack to router 1"
 run forwarded 0
-python3 - "$WORK/direct.txt" "$WORK/forwarded.txt" <<'PY'
+python3 - "$CL_WORK/direct.txt" "$CL_WORK/forwarded.txt" <<'PY'
 import re, sys
 def grab(path):
     t = open(path).read()
