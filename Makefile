@@ -77,6 +77,12 @@ $(REL)/tests/test_op: $(REL)/tests/unit/test_op.o $(REL_LIB_OBJ) $(REL_OP_OBJ)
 $(SAN)/tests/test_op: $(SAN)/tests/unit/test_op.o $(SAN_LIB_OBJ) $(SAN_OP_OBJ)
 	$(CC) $(SAN_CFLAGS) -o $@ $^ $(LIBS) -lcmocka
 
+$(REL)/tests/test_op_%: $(REL)/tests/unit/test_op_%.o $(REL_LIB_OBJ) $(REL_OP_OBJ)
+	$(CC) $(RELEASE_CFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+$(SAN)/tests/test_op_%: $(SAN)/tests/unit/test_op_%.o $(SAN_LIB_OBJ) $(SAN_OP_OBJ)
+	$(CC) $(SAN_CFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
 $(REL)/tests/%: $(REL)/tests/unit/%.o $(REL_LIB_OBJ) $(REL_RT_OBJ)
 	$(CC) $(RELEASE_CFLAGS) -o $@ $^ $(LIBS) -lcmocka
 

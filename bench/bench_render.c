@@ -67,7 +67,7 @@ int main(int argc, char **argv)
 		json_t *cm;
 		double t0 = cpu_seconds();
 
-		if (rr_render_agents(NULL, rc, agents, &out) || !out.valid) {
+		if (rr_render_agents(NULL, rc, agents, 0, &out) || !out.valid) {
 			fprintf(stderr, "render failed (%zu errors)\n", out.report.errors);
 			for (size_t i = 0; i < out.report.n && i < 5; i++)
 				fprintf(stderr, "  %s: %s\n", out.report.items[i].path, out.report.items[i].msg);

@@ -16,14 +16,18 @@
 #include <string.h>
 
 #include "rec_agent.h"
+#include "rec_converge.h"
 #include "rec_owned.h"
 #include "rec_plan.h"
 #include "rec_render.h"
 #include "rec_router.h"
+#include "rec_scale.h"
 #include "rec_status.h"
 #include "switchboard/own.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
+
+#define NCOND 5 /* Valid, ConfigApplied, Available, Progressing, Scaled */
 
 /* What the StatefulSet's status says about its rollout. */
 struct sts_state {
@@ -105,167 +109,22 @@ static void workload_conditions(const struct sts_state *s, int stalled, enum rr_
 			    (long long)s->want);
 }
 
-struct pushres {
-	struct rr_endpoint eps[RR_MAX_ENDPOINTS];
-	size_t n;	  /* router pods, ready or not */
-	struct rp_push c; /* the ready ones: asked and pushed to */
-	char why[300];
-	int push_peers; /* --peer-addresses pod-ip: give each router the pods' addresses */
-};
-
-/* With --peer-addresses pod-ip, give every reachable router that lacks them
- * the addresses of the current pods (membership, kept out of the config
- * document: a pod that moves changes no config hash).  A failure is only
- * logged; the next reconcile tries again. */
-static int push_peers(const json_t *rc, const char *token, struct pushres *p) SB_MUST_CHECK;
-
-static int push_peers(const json_t *rc, const char *token, struct pushres *p)
-{
-	char *peers = NULL, hash[65];
-	int r;
-
-	if (!p->push_peers)
-		return 0;
-	r = rr_peers_of(rc, p->eps, p->n, &peers);
-	if (r)
-		return r;
-	util_sha256_hex(peers, strlen(peers), hash);
-	for (size_t i = 0; i < p->n; i++) {
-		struct rr_endpoint *ep = &p->eps[i];
-
-		if (ep->ready && ep->reachable && strcmp(ep->peers_hash, hash) != 0 &&
-		    rr_push_peers(ep, token, peers) == 0)
-			snprintf(ep->peers_hash, sizeof(ep->peers_hash), "%s", hash);
-		else if (ep->ready && ep->reachable && strcmp(ep->peers_hash, hash) != 0)
-			log_warn("cannot give a router its peers' addresses", "pod", ep->pod, "detail", ep->detail);
-	}
-	free(peers);
-	return 0;
-}
-
-/* Bring every ready router to `doc`: ask each, push to the stale ones when
- * `push` is set, except routers that run `restart_from` (a document whose
- * restart-class fields differ from `doc`) or already know they need a
- * restart: those wait for the rolling restart.  Counts the outcome in `p`.
- * Borrows everything; `token` is a secret, never logged.  Returns 0 or the
- * API error of listing the pods.  Thread-safe. */
-static int converge(struct op *op, const json_t *rc, const char *token, const char *doc, size_t len, const char *hash,
-		    int push, const char *restart_from, struct pushres *p) SB_MUST_CHECK;
-
-static int converge(struct op *op, const json_t *rc, const char *token, const char *doc, size_t len, const char *hash,
-		    int push, const char *restart_from, struct pushres *p)
-{
-	struct rp_push *c = &p->c;
-	int r = rr_endpoints(op, kc_meta_str(rc, "namespace"), kc_meta_str(rc, "name"), p->eps, &p->n);
-
-	if (r)
-		return r;
-	memset(c, 0, sizeof(*c));
-	for (size_t i = 0; i < p->n; i++) {
-		struct rr_endpoint *ep = &p->eps[i];
-
-		if (!ep->ready)
-			continue;
-		c->nready++;
-		if (rr_status(ep, token)) {
-			c->unreachable++;
-			snprintf(p->why, sizeof(p->why), "%.100s: %.190s", ep->url, ep->detail);
-			continue;
-		}
-		if (strcmp(ep->doc_hash, hash) == 0) {
-			c->current++;
-			continue;
-		}
-		if (restart_from && strcmp(ep->doc_hash, restart_from) == 0) {
-			c->pending++;
-			c->previous++;
-			continue;
-		}
-		if (!push || ep->restart_required) {
-			c->pending++;
-			continue;
-		}
-		r = rr_push(ep, token, doc, len);
-		if (r == 0) {
-			met_inc(op->m.pushes_ok);
-			c->current++;
-		} else {
-			met_inc(op->m.pushes_failed);
-			if (r == -EINVAL)
-				c->rejected++;
-			else if (r == -EAGAIN)
-				c->restart++;
-			else
-				c->unreachable++;
-			snprintf(p->why, sizeof(p->why), "%.100s: %.190s", ep->url, ep->detail);
-		}
-	}
-	return push_peers(rc, token, p);
-}
-
-/* spec.replicas, 1 when unset. */
-static json_int_t spec_replicas(const json_t *rc)
-{
-	const json_t *v = json_object_get(json_object_get(rc, "spec"), "replicas");
-
-	return json_is_integer(v) ? json_integer_value(v) : 1;
-}
-
 /* The canary plan's input from the StatefulSet as read (`sts`, NULL before
- * it exists); canary_healthy_ms is -1 (the routers were not asked yet).
- * Borrows everything.  Thread-safe. */
-static void canary_observe(const json_t *rc, const json_t *sts, const char *restart_hash, struct rr_canary_in *in)
+ * it exists) and the pods it will have (`replicas`); canary_healthy_ms is
+ * -1 (the routers were not asked yet).  Borrows everything.  Thread-safe. */
+static void canary_observe(const json_t *rc, const json_t *sts, json_int_t replicas, const char *restart_hash,
+			   struct rr_canary_in *in)
 {
 	const json_t *ru =
 		json_object_get(json_object_get(json_object_get(sts, "spec"), "updateStrategy"), "rollingUpdate");
 	const char *tmpl = ro_template_restart_hash(sts);
 
 	memset(in, 0, sizeof(*in));
-	in->replicas = spec_replicas(rc);
+	in->replicas = replicas;
 	in->new_rollout = sts && tmpl && strcmp(tmpl, restart_hash) != 0;
 	in->partition = int_at(ru, "partition");
 	in->canary_seconds = rollout_int(rc, "canarySeconds", 30);
 	in->canary_healthy_ms = -1;
-}
-
-/* How long the canary (the highest ordinal) has been healthy: Ready, on the
- * new template, reporting `hash` without needing a restart; -1 when it is
- * not.  Reads the clock.  Thread-safe. */
-static int64_t canary_health(const json_t *rc, const struct pushres *p, const char *restart_hash, const char *hash)
-{
-	char canary[300];
-	int64_t ms = -1;
-
-	snprintf(canary, sizeof(canary), "%s-%lld", kc_meta_str(rc, "name"), (long long)spec_replicas(rc) - 1);
-	for (size_t i = 0; i < p->n; i++) {
-		const struct rr_endpoint *ep = &p->eps[i];
-
-		if (strcmp(ep->pod, canary) == 0 && ep->ready && ep->reachable && !ep->restart_required &&
-		    strcmp(ep->restart_hash, restart_hash) == 0 && strcmp(ep->doc_hash, hash) == 0)
-			ms = ep->ready_since_ms ? util_now_ms() - ep->ready_since_ms : 0;
-	}
-	return ms;
-}
-
-/* Which pod runs which config, for status.routers (new reference, NULL on
- * ENOMEM).  A pod that is not ready, or did not answer, has no hash. */
-static json_t *routers_json(const struct pushres *p)
-{
-	json_t *arr = json_array();
-
-	for (size_t i = 0; arr && i < p->n; i++) {
-		const struct rr_endpoint *ep = &p->eps[i];
-		json_t *o = json_pack("{s:s,s:b}", "pod", ep->pod, "ready", ep->ready);
-
-		if (!o ||
-		    (ep->ready && ep->doc_hash[0] && json_object_set_new(o, "configHash", json_string(ep->doc_hash))) ||
-		    (ep->ready && ep->epoch[0] && json_object_set_new(o, "epoch", json_string(ep->epoch))) ||
-		    json_array_append_new(arr, o)) {
-			json_decref(arr);
-			return NULL;
-		}
-	}
-	return arr;
 }
 
 /* A spec that fails validation: only the Valid condition changes (the
@@ -334,12 +193,17 @@ struct obs {
 	struct rr_render r;
 	char *cur_doc; /* the document <name>-config holds, NULL when none */
 	size_t cur_len;
+	struct cfg cur_cfg; /* cur_doc parsed, when cur_cfg_ok */
+	int cur_cfg_ok;
 	char cur_doc_hash[65], cur_restart[65];
 	char token[65];	     /* the admin token: a secret, wiped by obs_free() */
 	json_t *last_reload; /* status.lastReload, as this reconcile rewrites it */
 	char when[32];
-	struct pushres *p;
+	struct rcv_routers *p; /* the router pods, listed before the plan */
 	struct sts_state ss;
+	struct rsc_obs sc_obs; /* the scale plan's facts ... */
+	struct rsc_plan sc;    /* ... and its decisions */
+	json_int_t partition;  /* the StatefulSet's partition as this reconcile leaves it */
 	/* config-previous as it is after this reconcile's writes, loaded by
 	 * load_previous() */
 	int prev_err; /* 1: not loaded yet; else what load_previous() returns */
@@ -365,6 +229,8 @@ static void obs_free(struct obs *o)
 	free(o->cur_doc);
 	free(o->prev_owned);
 	free(o->p);
+	if (o->cur_cfg_ok)
+		cfg_free(&o->cur_cfg);
 	if (o->prev_err == 0)
 		cfg_free(&o->prev_cfg);
 	rr_free(&o->r);
@@ -400,48 +266,101 @@ static int observe_routerconfig(struct op *op, struct obs *o)
  * takes a restart, the safe path. */
 static void observe_cm_change(struct obs *o)
 {
-	struct cfg old;
-	struct cfg_report rep;
 	struct cfg_diff d = {0};
 
 	o->f.cm_restart = o->cur_restart;
 	if (o->f.cm_hash && strcmp(o->f.cm_hash, o->r.hash) == 0)
 		return;
-	cfg_report_init(&rep);
-	if (cfg_parse_doc(&old, o->cur_doc, o->cur_len, NULL, NULL, &rep) == 0) {
-		if (cfg_diff(&old, &o->r.cfg, &d) == 0)
-			o->f.cm_restart_class = d.restart;
-		if (cfg_restart_hash(&old, o->cur_restart))
-			o->cur_restart[0] = '\0';
-		cfg_diff_free(&d);
-		cfg_free(&old);
-	} else {
+	if (!o->cur_cfg_ok) {
 		o->f.cm_restart_class = 1;
+		return;
 	}
-	cfg_report_free(&rep);
+	if (cfg_diff(&o->cur_cfg, &o->r.cfg, &d) == 0)
+		o->f.cm_restart_class = d.restart;
+	if (cfg_restart_hash(&o->cur_cfg, o->cur_restart))
+		o->cur_restart[0] = '\0';
+	cfg_diff_free(&d);
 }
 
-/* Render the spec and read <name>-config (what runs now).  Returns 0 or
- * -errno. */
-static int observe_spec(struct op *op, struct obs *o) SB_MUST_CHECK;
+/* What runs now, read before anything is planned: <name>-config and its
+ * document (parsed once), the StatefulSet and the router pods.  Returns 0
+ * or -errno. */
+static int observe_current(struct op *op, struct obs *o) SB_MUST_CHECK;
 
-static int observe_spec(struct op *op, struct obs *o)
+static int observe_current(struct op *op, struct obs *o)
 {
-	const json_t *old_status = json_object_get(o->rc, "status"), *spec = json_object_get(o->rc, "spec");
+	struct cfg_report rep;
 	char path[700];
 	int ret;
 
-	o->gen = json_integer_value(json_object_get(json_object_get(o->rc, "metadata"), "generation"));
-	o->last_reload = json_incref(json_object_get(old_status, "lastReload"));
-	rs_now_rfc3339(o->when);
-	ret = rr_render(op, o->rc, &o->r);
-	if (ret)
-		return ret;
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
 	ret = ro_get_opt(op, path, &o->cm);
 	if (!ret && o->cm)
 		ret = rr_configmap_doc(o->cm, &o->cur_doc, &o->cur_len);
 	if (ret && ret != -ENOENT)
+		return ret;
+	if (o->cur_doc) {
+		cfg_report_init(&rep);
+		o->cur_cfg_ok = cfg_parse_doc(&o->cur_cfg, o->cur_doc, o->cur_len, NULL, NULL, &rep) == 0;
+		cfg_report_free(&rep);
+	}
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
+	ret = ro_get_opt(op, path, &o->sts);
+	if (ret)
+		return ret;
+	o->p = calloc(1, sizeof(*o->p));
+	if (!o->p)
+		return -ENOMEM;
+	o->p->push_peers = op->peer_pod_ips;
+	return rcv_list(op, o->rc, o->p);
+}
+
+/* The scale plan's facts (rsc_obs) from what observe_current() read and
+ * the Scaled condition.  Reads the clock. */
+static void observe_scale(struct obs *o)
+{
+	const json_t *spec = json_object_get(o->rc, "spec"), *cond = rs_find_cond(o->rc, "Scaled");
+	const char *reason = json_string_value(json_object_get(cond, "reason")) ?: "";
+	const char *skip =
+		json_string_value(json_object_get(json_object_get(json_object_get(o->rc, "metadata"), "annotations"),
+						  "switchboard.dev/skip-scale-down-check"));
+	const json_t *have = json_object_get(json_object_get(o->sts, "spec"), "replicas");
+	struct rsc_obs *s = &o->sc_obs;
+	int64_t since;
+
+	memset(s, 0, sizeof(*s));
+	s->want = json_is_integer(json_object_get(spec, "replicas")) ? int_at(spec, "replicas") : 1;
+	s->assigned = o->cur_cfg_ok ? o->cur_cfg.cluster.replicas : 0;
+	s->sts = o->sts && json_is_integer(have) ? json_integer_value(have) : -1;
+	for (size_t i = 0; i < o->p->n; i++) {
+		long k = rcv_ordinal(o->name, o->p->eps[i].pod);
+
+		if (o->p->eps[i].ready && k >= 0 && k < s->want)
+			s->ready_wanted++;
+	}
+	s->now_ms = util_now_ms();
+	s->was_held = strcmp(reason, "ScaleDownHeld") == 0;
+	if ((s->was_held || strcmp(reason, "Draining") == 0) &&
+	    !util_parse_rfc3339(json_string_value(json_object_get(cond, "lastTransitionTime")) ?: "", &since))
+		s->draining_since_ms = since;
+	s->deadline_ms = rollout_int(o->rc, "progressDeadlineSeconds", 600) * 1000;
+	s->skip_check = skip && strcmp(skip, "true") == 0;
+}
+
+/* Render the spec with the assignment the scale plan chose, and the facts
+ * rp_plan() takes about it.  Returns 0 or -errno. */
+static int observe_spec(struct op *op, struct obs *o) SB_MUST_CHECK;
+
+static int observe_spec(struct op *op, struct obs *o)
+{
+	const json_t *old_status = json_object_get(o->rc, "status"), *spec = json_object_get(o->rc, "spec");
+	int ret;
+
+	o->gen = json_integer_value(json_object_get(json_object_get(o->rc, "metadata"), "generation"));
+	o->last_reload = json_incref(json_object_get(old_status, "lastReload"));
+	rs_now_rfc3339(o->when);
+	ret = rr_render(op, o->rc, o->sc.assignment, &o->r);
+	if (ret)
 		return ret;
 	o->f.valid = o->r.valid;
 	o->f.auto_rollback = !json_is_false(json_object_get(json_object_get(spec, "rollout"), "autoRollback"));
@@ -474,7 +393,7 @@ static int observe_spec(struct op *op, struct obs *o)
 }
 
 /* The rest of the world, once the spec is valid: the admin token, the
- * annotations of <name>-config-previous, the StatefulSet and its canary.
+ * annotations of <name>-config-previous, the StatefulSet's canary.
  * Returns 0 or -errno. */
 static int observe_world(struct op *op, struct obs *o) SB_MUST_CHECK;
 
@@ -486,10 +405,6 @@ static int observe_world(struct op *op, struct obs *o)
 
 	if (ret)
 		return ret;
-	o->p = calloc(1, sizeof(*o->p));
-	if (!o->p)
-		return -ENOMEM;
-	o->p->push_peers = op->peer_pod_ips;
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", o->ns, o->name);
 	ret = ro_get_opt(op, path, &o->prev_cm);
 	if (ret)
@@ -497,11 +412,7 @@ static int observe_world(struct op *op, struct obs *o)
 	ann = json_object_get(json_object_get(o->prev_cm, "metadata"), "annotations");
 	o->f.prev_hash = json_string_value(json_object_get(ann, "switchboard.dev/config-hash"));
 	o->f.prev_restart = json_string_value(json_object_get(ann, "switchboard.dev/restart-hash"));
-	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
-	ret = ro_get_opt(op, path, &o->sts);
-	if (ret)
-		return ret;
-	canary_observe(o->rc, o->sts, o->r.restart_hash, &o->f.canary);
+	canary_observe(o->rc, o->sts, o->sc.replicas, o->r.restart_hash, &o->f.canary);
 	return 0;
 }
 
@@ -606,10 +517,12 @@ static int act_workload(struct op *op, struct obs *o, const struct rp_plan *plan
 		ret = ro_apply_owned(op, o->rc, had, path, "Service", rr_peer_service(o->rc, &o->r.cfg));
 	if (ret)
 		return ret;
-	ro_note_scale_drift(op, o->rc, o->sts);
+	ro_note_scale_drift(op, o->rc, o->sts, o->sc.replicas);
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
-	ret = ro_apply_owned(op, o->rc, had, path, "StatefulSet",
-			     rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, plan->partition));
+	o->partition = plan->partition;
+	ret = ro_apply_owned(
+		op, o->rc, had, path, "StatefulSet",
+		rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, o->sc.replicas, plan->partition));
 	if (!ret && !o->sts)
 		ret = ro_delete_legacy_deployment(op, o->ns, o->name);
 	return ret;
@@ -645,9 +558,9 @@ static int act_push(struct op *op, struct obs *o, const struct rp_plan *plan) SB
 static int act_push(struct op *op, struct obs *o, const struct rp_plan *plan)
 {
 	if (plan->push_current)
-		return converge(op, o->rc, o->token, o->cur_doc, o->cur_len, o->f.cm_hash ?: "", plan->push,
-				plan->restart_from, o->p);
-	return converge(op, o->rc, o->token, o->r.doc, o->r.len, o->r.hash, plan->push, plan->restart_from, o->p);
+		return rcv_converge(op, o->rc, o->token, o->cur_doc, o->cur_len, o->f.cm_hash ?: "", plan->push,
+				    plan->restart_from, o->p);
+	return rcv_converge(op, o->rc, o->token, o->r.doc, o->r.len, o->r.hash, plan->push, plan->restart_from, o->p);
 }
 
 /* What rp_plan_outcome() takes, after the push: the StatefulSet (read
@@ -675,7 +588,7 @@ static int observe_after(struct op *op, struct obs *o, const struct rp_plan *pla
 	tmpl = ro_template_restart_hash(o->sts);
 	a->has_template = tmpl != NULL;
 	a->template_is_rendered = tmpl && strcmp(tmpl, o->r.restart_hash) == 0;
-	a->canary_healthy_ms = canary_health(o->rc, o->p, o->r.restart_hash, o->r.hash);
+	a->canary_healthy_ms = rcv_healthy_ms(o->p, o->name, (long)o->sc.replicas - 1, o->r.restart_hash, o->r.hash);
 	if (a->stalled && load_previous(o, plan) == 0)
 		a->previous_restorable = o->prev_restart_ok && strcmp(o->prev_restart, o->r.restart_hash) != 0;
 	return 0;
@@ -688,7 +601,7 @@ static int act_refused(struct op *op, struct obs *o, const struct rp_outcome *ou
 
 static int act_refused(struct op *op, struct obs *o, const struct rp_outcome *out)
 {
-	struct pushres *p = o->p;
+	struct rcv_routers *p = o->p;
 	char path[700];
 	int ret;
 
@@ -701,7 +614,7 @@ static int act_refused(struct op *op, struct obs *o, const struct rp_outcome *ou
 	ret = ro_apply_obj(op, path,
 			   rr_configmap(o->rc, "config", o->cur_doc, o->cur_len, o->f.cm_hash, o->r.restart_hash));
 	if (!ret)
-		ret = converge(op, o->rc, o->token, o->cur_doc, o->cur_len, o->f.cm_hash, 1, NULL, p);
+		ret = rcv_converge(op, o->rc, o->token, o->cur_doc, o->cur_len, o->f.cm_hash, 1, NULL, p);
 	if (ret)
 		return ret;
 	met_inc(op->m.rollbacks);
@@ -753,7 +666,10 @@ static int act_restart_rollback(struct op *op, struct obs *o)
 			   rr_configmap(o->rc, "config", o->prev_doc, o->prev_len, o->prev_hash, o->prev_restart));
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
 	if (!ret)
-		ret = ro_apply_obj(op, path, rr_statefulset(o->rc, &o->prev_cfg, o->prev_restart, op->router_image, 0));
+		ret = ro_apply_obj(
+			op, path,
+			rr_statefulset(o->rc, &o->prev_cfg, o->prev_restart, op->router_image, o->sc.replicas, 0));
+	o->partition = 0;
 	if (!ret)
 		ret = ro_delete_pods_with(op, o->rc, o->r.restart_hash);
 	if (ret)
@@ -779,7 +695,9 @@ static int act_promote(struct op *op, struct obs *o, const struct rp_after *a)
 	int ret;
 
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
-	ret = ro_apply_obj(op, path, rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, 0));
+	ret = ro_apply_obj(op, path,
+			   rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, o->sc.replicas, 0));
+	o->partition = 0;
 	if (ret == 0)
 		rs_note(op, o->rc, "Normal", "CanaryPromoted",
 			"canary pod %s-%lld has run config %.12s for %llds: updating the other router pods", o->name,
@@ -804,6 +722,87 @@ static int act_outcome(struct op *op, struct obs *o, const struct rp_outcome *ou
 	return 0;
 }
 
+/* The leaving pods (ordinals spec.replicas and up that the StatefulSet
+ * still runs), as they answered in this reconcile, for rsc_plan_drain().
+ * Returns a calloc'ed array of p->replicas - want entries, or NULL on
+ * ENOMEM. */
+static struct rsc_pod *leaving_pods(const struct obs *o)
+{
+	json_int_t want = o->sc_obs.want, n = o->sc.replicas - want;
+	struct rsc_pod *pods = calloc((size_t)n, sizeof(*pods));
+	char epoch[17];
+
+	if (!pods)
+		return NULL;
+	own_epoch((uint32_t)o->r.cfg.cluster.replicas, o->r.cfg.cluster.peer_host, epoch);
+	for (size_t i = 0; i < o->p->n; i++) {
+		const struct rr_endpoint *ep = &o->p->eps[i];
+		long k = rcv_ordinal(o->name, ep->pod);
+		struct rsc_pod *d = k >= want && k < o->sc.replicas ? &pods[k - want] : NULL;
+
+		if (!d)
+			continue;
+		d->present = 1;
+		d->reachable = ep->ready && ep->reachable;
+		d->on_epoch = strcmp(ep->epoch, epoch) == 0;
+		d->queued = ep->queued;
+		d->leased = ep->leased;
+		d->handoffs = ep->handoffs;
+	}
+	return pods;
+}
+
+/* A new assignment is announced (Event AssignmentChanged).  A scale-down's
+ * second half: the StatefulSet shrinks once rsc_plan_drain()
+ * finds the leaving pods empty (Event ScaledDown); a drain past its
+ * deadline is reported once (Warning Event ScaleDownHeld).  Returns 0 or
+ * -errno. */
+static int act_scale(struct op *op, struct obs *o, const struct rp_plan *plan) SB_MUST_CHECK;
+
+static int act_scale(struct op *op, struct obs *o, const struct rp_plan *plan)
+{
+	json_int_t from = o->sc.replicas, want = o->sc_obs.want, was = o->sc_obs.assigned;
+	struct rsc_pod *pods;
+	char path[700];
+	int ret;
+
+	if (plan->write_config && was > 0 && o->sc.assignment != was)
+		rs_note(op, o->rc, "Normal", "AssignmentChanged",
+			"agents assigned over %lld router pods (were %lld): ownership moves by handoff",
+			(long long)o->sc.assignment, (long long)was);
+	if (from <= want || want <= 0)
+		return 0;
+	pods = leaving_pods(o);
+	if (!pods)
+		return -ENOMEM;
+	rsc_plan_drain(&o->sc_obs, pods, (size_t)(from - want), &o->sc);
+	free(pods);
+	if (o->sc.held_event)
+		rs_note(op, o->rc, "Warning", "ScaleDownHeld",
+			"router pods %s-%lld and up still hold %zu queued and %zu leased messages (%zu handoffs, %zu "
+			"pods unreachable): the StatefulSet stays at %lld pods",
+			o->name, (long long)want, o->sc.queued, o->sc.leased, o->sc.handoffs, o->sc.unreachable,
+			(long long)from);
+	if (o->sc.phase != RSC_SCALED_DOWN)
+		return 0;
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
+	ret = ro_apply_obj(op, path,
+			   rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, want, o->partition));
+	if (ret)
+		return ret;
+	if (o->sc_obs.skip_check)
+		rs_note(op, o->rc, "Warning", "ScaledDown",
+			"scaled from %lld to %lld router pods without the drain check (annotation "
+			"switchboard.dev/skip-scale-down-check): messages left on the leaving pods stay on their "
+			"claims",
+			(long long)from, (long long)want);
+	else
+		rs_note(op, o->rc, "Normal", "ScaledDown",
+			"router pods %s-%lld and up handed off every message: scaled from %lld to %lld router pods",
+			o->name, (long long)want, (long long)from, (long long)want);
+	return 0;
+}
+
 /* The hash rp_report() names as `t`. */
 static const char *target_hash(const struct obs *o, enum rp_target t)
 {
@@ -814,8 +813,33 @@ static const char *target_hash(const struct obs *o, enum rp_target t)
 	return o->r.hash;
 }
 
-/* The four conditions: Valid, ConfigApplied, Available, Progressing. */
-static void report_conditions(const struct obs *o, const struct rp_report *rep, struct rs_cond c[4])
+/* Scaled, from the scale plan: whether the pods and the assignment match
+ * spec.replicas, and what a scale is waiting for. */
+static void scale_condition(const struct obs *o, struct rs_cond *c)
+{
+	const struct rsc_plan *sc = &o->sc;
+	const char *st = rsc_phase_status(sc->phase), *why = rsc_phase_reason(sc->phase);
+	long long want = (long long)o->sc_obs.want;
+
+	if (sc->phase == RSC_SCALING_UP)
+		rs_cond_set(c, "Scaled", st, why,
+			    "%zu of %lld router pods Ready; the agents are assigned over %lld pods until all are",
+			    o->sc_obs.ready_wanted, want, (long long)sc->assignment);
+	else if (sc->phase == RSC_DRAINING || sc->phase == RSC_HELD)
+		rs_cond_set(c, "Scaled", st, why,
+			    "%s-%lld to %s-%lld leave once empty: %zu queued, %zu leased, %zu handoffs in progress, "
+			    "%zu pods not on the new assignment yet, %zu unreachable%s",
+			    o->name, want, o->name, (long long)sc->replicas - 1, sc->queued, sc->leased, sc->handoffs,
+			    sc->behind, sc->unreachable,
+			    sc->phase == RSC_HELD ? " (past spec.rollout.progressDeadlineSeconds)" : "");
+	else
+		rs_cond_set(c, "Scaled", st, why, "%lld router pods; agents assigned over %lld", want,
+			    (long long)sc->assignment);
+}
+
+/* The five conditions: Valid, ConfigApplied, Available, Progressing,
+ * Scaled. */
+static void report_conditions(const struct obs *o, const struct rp_report *rep, struct rs_cond c[NCOND])
 {
 	const struct rp_push *n = &o->p->c;
 	const char *t = target_hash(o, rep->target), *st = rp_reason_status(rep->reason),
@@ -840,10 +864,11 @@ static void report_conditions(const struct obs *o, const struct rp_report *rep, 
 			    n->current, n->nready, t, n->unreachable ? "; unreachable: " : "",
 			    n->unreachable ? o->p->why : "");
 	workload_conditions(&o->ss, rep->stalled, rep->stage, o->rc, &c[2], &c[3]);
+	scale_condition(o, &c[4]);
 }
 
 /* The RouterConfig's status (new reference, NULL on ENOMEM). */
-static json_t *report_status_json(const struct obs *o, const struct rp_report *rep, const struct rs_cond c[4])
+static json_t *report_status_json(const struct obs *o, const struct rp_report *rep, const struct rs_cond c[NCOND])
 {
 	const json_t *ds = json_object_get(o->sts, "status");
 	const char *t = target_hash(o, rep->target);
@@ -853,16 +878,18 @@ static json_t *report_status_json(const struct obs *o, const struct rp_report *r
 
 	if (rep->restart_from_template)
 		restart = ro_template_restart_hash(o->sts);
-	status = json_pack("{s:I,s:o,s:s,s:s%,s:s,s:I,s:I,s:I,s:I,s:o}", "observedGeneration", o->gen, "conditions",
-			   rs_conditions_json(json_object_get(o->rc, "status"), c, 4, o->gen), "configHash", t,
-			   "configHashShort", t, (size_t)12, "restartHash", restart, "agents",
-			   (json_int_t)o->r.naccepted, "replicas", json_integer_value(json_object_get(ds, "replicas")),
-			   "readyReplicas", json_integer_value(json_object_get(ds, "readyReplicas")), "updatedReplicas",
-			   json_integer_value(json_object_get(ds, "updatedReplicas")), "routers", routers_json(o->p));
+	status =
+		json_pack("{s:I,s:o,s:s,s:s%,s:s,s:I,s:I,s:I,s:I,s:o}", "observedGeneration", o->gen, "conditions",
+			  rs_conditions_json(json_object_get(o->rc, "status"), c, NCOND, o->gen), "configHash", t,
+			  "configHashShort", t, (size_t)12, "restartHash", restart, "agents",
+			  (json_int_t)o->r.naccepted, "replicas", json_integer_value(json_object_get(ds, "replicas")),
+			  "readyReplicas", json_integer_value(json_object_get(ds, "readyReplicas")), "updatedReplicas",
+			  json_integer_value(json_object_get(ds, "updatedReplicas")), "routers", rcv_status_json(o->p));
 	if (!status)
 		return NULL;
 	own_epoch((uint32_t)o->r.cfg.cluster.replicas, o->r.cfg.cluster.peer_host, epoch);
 	if (json_object_set_new(status, "volume", json_string(rr_ephemeral(o->rc) ? "Ephemeral" : "Persistent")) ||
+	    json_object_set_new(status, "assignedReplicas", json_integer(o->r.cfg.cluster.replicas)) ||
 	    json_object_set_new(status, "epoch", json_string(epoch)) ||
 	    (o->last_reload && json_object_set(status, "lastReload", o->last_reload)) ||
 	    (rep->rolled_back && json_object_set_new(status, "rejectedConfigHash", json_string(o->r.hash)))) {
@@ -875,16 +902,16 @@ static json_t *report_status_json(const struct obs *o, const struct rp_report *r
 /* Status, condition gauges, the Agents' statuses.  Returns 0 or the first
  * error (the later steps are done anyway). */
 static int report_routerconfig(struct op *op, struct obs *o, const struct rp_plan *plan, const struct rp_report *rep,
-			       struct rs_cond c[4]) SB_MUST_CHECK;
+			       struct rs_cond c[NCOND]) SB_MUST_CHECK;
 
 static int report_routerconfig(struct op *op, struct obs *o, const struct rp_plan *plan, const struct rp_report *rep,
-			       struct rs_cond c[4])
+			       struct rs_cond c[NCOND])
 {
 	int ret;
 
 	report_conditions(o, rep, c);
 	ret = rs_write_status(op, "routerconfigs", "RouterConfig", o->rc, report_status_json(o, rep, c));
-	for (size_t i = 0; i < 4; i++)
+	for (size_t i = 0; i < NCOND; i++)
 		if (op_cond_set(op, o->ns, o->name, c[i].type, c[i].status))
 			ret = ret ? ret : -ENOMEM;
 	if (rec_agent_statuses(op, o->rc, &o->r, rep->agents_current,
@@ -903,7 +930,7 @@ static int reconcile_valid(struct op *op, struct obs *o, const struct rp_plan *p
 	struct rp_after after;
 	struct rp_outcome out;
 	struct rp_report rep;
-	struct rs_cond c[4];
+	struct rs_cond c[NCOND];
 	char n[32];
 	int ret = act_plan(op, o, plan);
 
@@ -913,11 +940,16 @@ static int reconcile_valid(struct op *op, struct obs *o, const struct rp_plan *p
 		return ret;
 	rp_plan_outcome(&o->f, plan, &after, &out);
 	ret = act_outcome(op, o, &out, &after);
+	if (!ret && plan->apply_objects && out.step != RP_STEP_ROLLBACK)
+		ret = act_scale(op, o, plan);
 	if (ret)
 		return ret;
 	rp_report(&o->f, plan, &out, &after, &o->p->c, &rep);
 	ret = report_routerconfig(op, o, plan, &rep, c);
 	*requeue_ms = rep.requeue_ms;
+	if (o->sc.phase != RSC_STEADY && o->sc.phase != RSC_SCALED_DOWN &&
+	    (!*requeue_ms || *requeue_ms > RP_CONVERGE_POLL_MS))
+		*requeue_ms = RP_CONVERGE_POLL_MS; /* a scale waits for pods: look again soon */
 	snprintf(n, sizeof(n), "%zu", o->r.naccepted);
 	log_info("reconciled", "kind", "RouterConfig", "namespace", o->ns, "name", o->name, "config_hash",
 		 target_hash(o, rep.target), "config_applied", c[1].status, "n:agents", n);
@@ -943,7 +975,12 @@ int rec_routerconfig(struct op *op, const char *ns, const char *name, int64_t *r
 		op_cond_forget(op, ns, name);
 		return 0;
 	}
-	ret = observe_spec(op, &o);
+	ret = observe_current(op, &o);
+	if (!ret) {
+		observe_scale(&o);
+		rsc_plan(&o.sc_obs, &o.sc);
+		ret = observe_spec(op, &o);
+	}
 	if (!ret && o.f.valid)
 		ret = observe_world(op, &o);
 	if (ret)

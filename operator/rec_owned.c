@@ -153,11 +153,9 @@ static int spec_field_taken(const json_t *obj, const char *field)
 	return 0;
 }
 
-void ro_note_scale_drift(struct op *op, const json_t *rc, const json_t *sts)
+void ro_note_scale_drift(struct op *op, const json_t *rc, const json_t *sts, json_int_t w)
 {
-	const json_t *want = json_object_get(json_object_get(rc, "spec"), "replicas");
 	const json_t *have = json_object_get(json_object_get(sts, "spec"), "replicas");
-	json_int_t w = json_is_integer(want) ? json_integer_value(want) : 1;
 
 	if (sts && json_is_integer(have) && json_integer_value(have) != w && spec_field_taken(sts, "replicas"))
 		rs_note(op, rc, "Warning", "DriftRepaired",

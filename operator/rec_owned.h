@@ -32,10 +32,10 @@ int ro_apply_owned(struct op *op, const json_t *rc, int existed_before, const ch
 		   json_t *obj) SB_MUST_CHECK;
 
 /* Report drift of the StatefulSet's replica count (`sts` as read, borrowed,
- * may be NULL) from rc's spec.replicas made by another field manager
- * (kubectl scale): a Warning Event about `rc`, best effort.  The apply
- * that follows undoes it.  Thread-safe. */
-void ro_note_scale_drift(struct op *op, const json_t *rc, const json_t *sts);
+ * may be NULL) from `want` (what the scale plan applies) made by another
+ * field manager (kubectl scale): a Warning Event about `rc`, best effort.
+ * The apply that follows undoes it.  Thread-safe. */
+void ro_note_scale_drift(struct op *op, const json_t *rc, const json_t *sts, json_int_t want);
 
 /* The token the routers accept on their admin port, from the RouterConfig's
  * admin-token Secret `<name>-admin` (mounted in every router pod, read by

@@ -510,7 +510,7 @@ static int render_tls(const json_t *rc, json_t *root)
 	return err ? -ENOMEM : 0;
 }
 
-int rr_render(struct op *op, const json_t *rc, struct rr_render *out)
+int rr_render(struct op *op, const json_t *rc, json_int_t assignment, struct rr_render *out)
 {
 	struct kc_informer *inf = op_informer(op, OP_AGENT, kc_meta_str(rc, "namespace"));
 	json_t *all = inf ? kc_informer_list(inf) : json_array();
@@ -521,12 +521,12 @@ int rr_render(struct op *op, const json_t *rc, struct rr_render *out)
 		cfg_report_init(&out->report);
 		return -ENOMEM;
 	}
-	rc_ = rr_render_agents(op, rc, all, out);
+	rc_ = rr_render_agents(op, rc, all, assignment, out);
 	json_decref(all);
 	return rc_;
 }
 
-int rr_render_agents(struct op *op, const json_t *rc, const json_t *all, struct rr_render *out)
+int rr_render_agents(struct op *op, const json_t *rc, const json_t *all, json_int_t assignment, struct rr_render *out)
 {
 	struct rr_tokens tok;
 	int ret = rr_lookup_tokens(op, rc, all, &tok);
@@ -536,7 +536,7 @@ int rr_render_agents(struct op *op, const json_t *rc, const json_t *all, struct 
 		cfg_report_init(&out->report);
 		return ret;
 	}
-	ret = rr_render_from(rc, all, &tok, out);
+	ret = rr_render_from(rc, all, &tok, assignment, out);
 	rr_tokens_free(&tok);
 	return ret;
 }
@@ -545,11 +545,11 @@ int rr_render_agents(struct op *op, const json_t *rc, const json_t *all, struct 
  * the instance settings every router pod shares (local test routers
  * override them with --set).  *root is a new reference.  Returns 0 or
  * -ENOMEM. */
-static int build_root(const json_t *rc, const json_t *all, const struct rr_tokens *tok, struct rr_render *out,
-		      json_t **root) SB_MUST_CHECK;
+static int build_root(const json_t *rc, const json_t *all, const struct rr_tokens *tok, json_int_t assignment,
+		      struct rr_render *out, json_t **root) SB_MUST_CHECK;
 
-static int build_root(const json_t *rc, const json_t *all, const struct rr_tokens *tok, struct rr_render *out,
-		      json_t **root)
+static int build_root(const json_t *rc, const json_t *all, const struct rr_tokens *tok, json_int_t assignment,
+		      struct rr_render *out, json_t **root)
 {
 	const json_t *router = json_object_get(json_object_get(rc, "spec"), "router");
 	json_t *docs = json_array();
@@ -567,7 +567,9 @@ static int build_root(const json_t *rc, const json_t *all, const struct rr_token
 	ret = ret ?: set_path(*root, "storage", "path", json_string(OP_DATA_DIR "/router.db"));
 	ret = ret ?: set_path(*root, "network", "bindAddress", json_string("0.0.0.0"));
 	ret = ret ?: set_path(*root, "security", "adminTokenFile", json_string(OP_ADMIN_DIR "/token"));
-	ret = ret ?: set_path(*root, "cluster", "replicas", json_integer(rr_assignment_replicas(rc)));
+	ret = ret
+		      ?: set_path(*root, "cluster", "replicas",
+				  json_integer(assignment > 0 ? assignment : rr_assignment_replicas(rc)));
 	ret = ret ?: set_path(*root, "cluster", "peerHost", json_string(peer_host));
 	ret = ret ?: render_tls(rc, *root);
 	if (!ret && json_object_set(*root, "agents", docs))
@@ -603,14 +605,15 @@ static int validate_root(const json_t *rc, const json_t *root, struct rr_render 
 	return ret;
 }
 
-int rr_render_from(const json_t *rc, const json_t *all, const struct rr_tokens *tok, struct rr_render *out)
+int rr_render_from(const json_t *rc, const json_t *all, const struct rr_tokens *tok, json_int_t assignment,
+		   struct rr_render *out)
 {
 	json_t *root = NULL;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
 	cfg_report_init(&out->report);
-	ret = build_root(rc, all, tok, out, &root);
+	ret = build_root(rc, all, tok, assignment, out, &root);
 	if (ret)
 		goto out;
 	out->doc = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
@@ -1013,12 +1016,11 @@ json_int_t rr_plan_partition(const struct rr_canary_in *in, enum rr_stage *stage
 }
 
 json_t *rr_statefulset(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image,
-		       json_int_t partition)
+		       json_int_t replicas, json_int_t partition)
 {
-	const json_t *replicas = json_object_get(json_object_get(rc, "spec"), "replicas");
 	json_t *d = json_object(), *ss = json_object();
 	char peers[300];
-	int err = put(ss, "replicas", json_integer(json_is_integer(replicas) ? json_integer_value(replicas) : 1));
+	int err = put(ss, "replicas", json_integer(replicas));
 
 	snprintf(peers, sizeof(peers), "%s-peers", kc_meta_str(rc, "name"));
 	err = err ?: put(ss, "serviceName", json_string(peers));

@@ -51,15 +51,18 @@ struct rr_tokens {
 	size_t n;
 };
 
-/* Render `rc` (borrowed): look up the tokens, render, validate.  Returns 0
+/* Render `rc` (borrowed): look up the tokens, render, validate.
+ * `assignment` is the cluster.replicas to render (rec_scale decides it
+ * while the pods change; 0: rr_assignment_replicas()).  Returns 0
  * with `out` filled (check out->valid), or -errno when the API or memory
  * failed.  Free with rr_free() either way.  Thread-safe. */
-int rr_render(struct op *op, const json_t *rc, struct rr_render *out) SB_MUST_CHECK;
+int rr_render(struct op *op, const json_t *rc, json_int_t assignment, struct rr_render *out) SB_MUST_CHECK;
 
 /* rr_render() with the Agents given (borrowed array of Agent objects, e.g.
  * for benchmarks) instead of taken from the informer.  `op` is used only
  * for reading token Secrets. */
-int rr_render_agents(struct op *op, const json_t *rc, const json_t *agents, struct rr_render *out) SB_MUST_CHECK;
+int rr_render_agents(struct op *op, const json_t *rc, const json_t *agents, json_int_t assignment,
+		     struct rr_render *out) SB_MUST_CHECK;
 
 /* The lookup step: the token digest of every Agent of `agents` (borrowed)
  * the render will need, read from its Secret (labelled for the watch on
@@ -74,7 +77,7 @@ void rr_tokens_free(struct rr_tokens *t);
  * `tok` (all borrowed), then its validation.  No I/O.  Returns 0 with
  * `out` filled (check out->valid) or -ENOMEM; free with rr_free() either
  * way.  Thread-safe. */
-int rr_render_from(const json_t *rc, const json_t *agents, const struct rr_tokens *tok,
+int rr_render_from(const json_t *rc, const json_t *agents, const struct rr_tokens *tok, json_int_t assignment,
 		   struct rr_render *out) SB_MUST_CHECK;
 void rr_free(struct rr_render *r);
 
@@ -98,9 +101,10 @@ json_t *rr_configmap(const json_t *rc, const char *suffix, const char *doc, size
  * claim of their own (spec.volume; an emptyDir only with volume.ephemeral),
  * named through the headless Service rr_peer_service(), updated one pod at a
  * time from the highest ordinal, and only the ordinals >= `partition` (a
- * canary holds the rest back). */
+ * canary holds the rest back).  `replicas` is what rec_scale decided (it
+ * differs from spec.replicas while leaving pods drain). */
 json_t *rr_statefulset(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image,
-		       json_int_t partition);
+		       json_int_t replicas, json_int_t partition);
 
 /* The canary of a restart-class rollout: the highest ordinal is updated
  * first and the rest wait until it has been healthy for canarySeconds. */

@@ -187,6 +187,14 @@ int rr_peers_of(const json_t *rc, const struct rr_endpoint *eps, size_t n, char 
 	return rc_;
 }
 
+/* A count in a router's reply; a missing or negative one is 0. */
+static size_t count_at(const json_t *obj, const char *key)
+{
+	json_int_t v = json_integer_value(json_object_get(obj, key));
+
+	return v > 0 ? (size_t)v : 0;
+}
+
 int rr_status(struct rr_endpoint *ep, const char *token)
 {
 	char url[192];
@@ -208,6 +216,9 @@ int rr_status(struct rr_endpoint *ep, const char *token)
 		snprintf(ep->peers_hash, sizeof(ep->peers_hash), "%.64s",
 			 json_string_value(json_object_get(json_object_get(j, "cluster"), "peers_hash")) ?: "");
 		ep->restart_required = json_is_true(json_object_get(j, "restart_required"));
+		ep->queued = count_at(j, "queued");
+		ep->leased = count_at(j, "in_flight");
+		ep->handoffs = count_at(json_object_get(j, "cluster"), "handoffs");
 		ep->reachable = 1;
 		rc = 0;
 	} else {

@@ -27,6 +27,8 @@ struct rr_endpoint {
 	char doc_hash[65];	/* what it reported; "" if unknown */
 	char epoch[17];		/* the assignment it runs (cluster.epoch); "" if unknown */
 	char peers_hash[65];	/* of the peer addresses it was given (cluster.peers_hash) */
+	size_t queued, leased;	/* stored messages waiting, and leased to consumers */
+	size_t handoffs;	/* agents it is handing off now (cluster.handoffs) */
 	int reachable;		/* answered /v1/status */
 	int restart_required;
 	char result[24]; /* of our push: applied, unchanged, rejected, restart_required, error */
@@ -52,8 +54,8 @@ int rr_peers_of(const json_t *rc, const struct rr_endpoint *eps, size_t n, char 
  * Returns 0 or -EIO.  Thread-safe. */
 int rr_push_peers(struct rr_endpoint *ep, const char *token, const char *peers) SB_MUST_CHECK;
 
-/* Ask one router for its status; fills doc_hash, reachable and
- * restart_required.  Returns 0 or -EIO.  `token` is a secret, never
+/* Ask one router for its status; fills doc_hash, epoch, peers_hash, the
+ * message counts, reachable and restart_required.  Returns 0 or -EIO.  `token` is a secret, never
  * logged.  Thread-safe. */
 int rr_status(struct rr_endpoint *ep, const char *token) SB_MUST_CHECK;
 

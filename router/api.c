@@ -428,6 +428,13 @@ static int h_pull(struct http_req *req, struct http_resp *resp, void *ctx)
 	if (rc)
 		return rc < 0 ? rc : 0;
 	if (fwd_elsewhere(app, req->params[0], &owner)) {
+		if (rt_is_draining(app->rt)) {
+			/* this router is going away: a lease taken for a reply it may
+			 * never pass on would hold the messages until it expires */
+			snprintf(resp->retry_after, sizeof(resp->retry_after), "1");
+			return http_error(resp, 503, "ShuttingDown",
+					  "this router is shutting down; pull through another replica", NULL);
+		}
 		snprintf(tail, sizeof(tail), "/messages?max=%lld&wait_ms=%lld", max, wait);
 		return to_owner(app, req, resp, digest, owner, tail, wait);
 	}

@@ -127,10 +127,11 @@ static void fail_group(struct rt_item *items, const size_t *idx, size_t k, int s
  * (rt_item.code is not owned). */
 static const char *known_code(const char *c)
 {
-	static const char *const codes[] = {"InvalidMessage",	 "MessageTooLarge",   "AgentNotFound",
-					    "AgentNotAccepting", "ResourceExhausted", "StorageError",
-					    "ShuttingDown",	 "RateLimited",	      "Forbidden",
-					    "Unauthorized",	 "NotOwner",	      "EpochMismatch"};
+	static const char *const codes[] = {
+		"InvalidMessage",    "MessageTooLarge",	 "AgentNotFound", "AgentNotAccepting",
+		"ResourceExhausted", "StorageError",	 "ShuttingDown",  "RateLimited",
+		"Forbidden",	     "Unauthorized",	 "NotOwner",	  "EpochMismatch",
+		"QueueFull",	     "ConversationFull", "InFlight",	  "HandoffInProgress"};
 
 	for (size_t i = 0; c && i < sizeof(codes) / sizeof(codes[0]); i++)
 		if (strcmp(c, codes[i]) == 0)

@@ -234,6 +234,8 @@ def routerconfig():
             "agents": {"type": "integer", "format": "int32", "minimum": 0},
             "replicas": {"type": "integer", "format": "int32", "minimum": 0},
             "readyReplicas": {"type": "integer", "format": "int32", "minimum": 0},
+            "assignedReplicas": {"type": "integer", "format": "int32", "minimum": 0,
+                                 "description": "How many router pods own agents (cluster.replicas of the config in force): it follows spec.replicas once new pods are Ready, and leads it on a scale-down while the leaving pods hand off (docs/cluster.md)."},
             "updatedReplicas": {"type": "integer", "format": "int32", "minimum": 0},
             "epoch": {"type": "string", "maxLength": 16,
                       "description": "The assignment of agents to router pods in force (docs/cluster.md)."},

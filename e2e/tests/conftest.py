@@ -114,13 +114,14 @@ def image_ref(kind):
 
 @pytest.fixture(scope="session")
 def node_cluster():
-    """Three real nodes. Their addresses 127.0.X.1-3 use a third octet of this run's own, so a demo or a
+    """Four real nodes (a scale from three router pods to four needs a fourth: under host networking
+    the routers share port numbers, so one runs per node). Their addresses 127.0.X.1-4 use a third octet of this run's own, so a demo or a
     second run on the same machine (routers bind the same ports on their node's address) cannot clash."""
     name = f"pytest-nodes-{os.getpid()}"
     subnet = f"127.0.{100 + os.getpid() % 150}"
     for img in IMAGES:
         assert os.path.exists(img), f"{img} is missing: make images builds it (make e2e does)"
-    subprocess.run([CLUSTER, "up", name, "--nodes", "3", "--subnet", subnet], check=True,
+    subprocess.run([CLUSTER, "up", name, "--nodes", "4", "--subnet", subnet], check=True,
                    stdout=subprocess.DEVNULL)
     c = Cluster(name)
     try:

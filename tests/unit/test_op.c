@@ -304,10 +304,10 @@ static void test_golden_router_objects(void **state)
 	(void)state;
 	golden_cfg(&c);
 	golden("statefulset",
-	       rr_statefulset(plain, &c, "restarthash", "ghcr.io/switchboard-dev/switchboard-router:1", 0));
-	golden("statefulset-hostnetwork", rr_statefulset(hostnet, &c, "restarthash", "unused:1", 2));
-	golden("statefulset-ephemeral", rr_statefulset(ephemeral, &c, "restarthash", "router:1", 0));
-	golden("statefulset-tls", rr_statefulset(tls, &c, "restarthash", "router:1", 0));
+	       rr_statefulset(plain, &c, "restarthash", "ghcr.io/switchboard-dev/switchboard-router:1", 3, 0));
+	golden("statefulset-hostnetwork", rr_statefulset(hostnet, &c, "restarthash", "unused:1", 3, 2));
+	golden("statefulset-ephemeral", rr_statefulset(ephemeral, &c, "restarthash", "router:1", 3, 0));
+	golden("statefulset-tls", rr_statefulset(tls, &c, "restarthash", "router:1", 3, 0));
 	golden("service", rr_service(plain, &c));
 	golden("service-peers", rr_peer_service(plain, &c));
 	golden("pdb", rr_pdb(plain));
@@ -339,7 +339,7 @@ static void test_render_tls(void **state)
 	assert_non_null(agents);
 	assert_non_null(with);
 	assert_non_null(admin);
-	assert_int_equal(rr_render_agents(NULL, with, agents, &r), 0);
+	assert_int_equal(rr_render_agents(NULL, with, agents, 0, &r), 0);
 	assert_true(r.valid);
 	assert_true(r.cfg.sec.tls_enabled);
 	assert_false(r.cfg.sec.tls_admin);
@@ -351,7 +351,7 @@ static void test_render_tls(void **state)
 	json_decref(doc);
 	rr_free(&r);
 
-	assert_int_equal(rr_render_agents(NULL, admin, agents, &r), 0);
+	assert_int_equal(rr_render_agents(NULL, admin, agents, 0, &r), 0);
 	assert_false(r.valid);
 	assert_int_equal(r.report.errors, 1);
 	assert_string_equal(r.report.items[0].path, "spec.router.security.tls.admin");
@@ -401,7 +401,7 @@ static void test_render_from_tokens(void **state)
 	assert_non_null(agents);
 	snprintf(tv[0].digest, sizeof(tv[0].digest), "%s", digest);
 	snprintf(tv[1].why, sizeof(tv[1].why), "Secret s3: not found");
-	assert_int_equal(rr_render_from(rc, agents, &tok, &r), 0);
+	assert_int_equal(rr_render_from(rc, agents, &tok, 0, &r), 0);
 	assert_true(r.valid);
 	assert_int_equal(r.nagents, 5);
 	assert_int_equal(r.naccepted, 2);
@@ -419,7 +419,7 @@ static void test_render_from_tokens(void **state)
 	assert_int_equal(json_array_remove(agents, 1), 0);
 	assert_int_equal(rr_lookup_tokens(NULL, rc, agents, &none), 0);
 	assert_int_equal(none.n, 0);
-	assert_int_equal(rr_render_from(rc, agents, &none, &r), 0);
+	assert_int_equal(rr_render_from(rc, agents, &none, 0, &r), 0);
 	assert_int_equal(r.naccepted, 2);
 	rr_free(&r);
 	rr_tokens_free(&none);
@@ -759,7 +759,7 @@ static void test_render_cluster(void **state)
 	struct rr_render r;
 
 	(void)state;
-	assert_int_equal(rr_render_from(three, agents, &tok, &r), 0);
+	assert_int_equal(rr_render_from(three, agents, &tok, 0, &r), 0);
 	assert_true(r.valid);
 	doc = json_loads(r.doc, 0, NULL);
 	cl = json_object_get(doc, "cluster");
@@ -768,7 +768,7 @@ static void test_render_cluster(void **state)
 	assert_null(json_object_get(cl, "resolve")); /* membership is pushed, not rendered (decision 46) */
 	json_decref(doc);
 	rr_free(&r);
-	assert_int_equal(rr_render_from(zero, agents, &tok, &r), 0);
+	assert_int_equal(rr_render_from(zero, agents, &tok, 0, &r), 0);
 	assert_true(r.valid);
 	assert_int_equal(r.cfg.cluster.replicas, 1);
 	rr_free(&r);
