@@ -27,7 +27,7 @@
 #include "switchboard/log.h"
 #include "switchboard/util.h"
 
-#define NCOND 5 /* Valid, ConfigApplied, Available, Progressing, Scaled */
+#define NCOND 6 /* Valid, ConfigApplied, Available, Progressing, Scaled, HandoffsInOrder */
 
 /* What the StatefulSet's status says about its rollout. */
 struct sts_state {
@@ -813,32 +813,8 @@ static const char *target_hash(const struct obs *o, enum rp_target t)
 	return o->r.hash;
 }
 
-/* Scaled, from the scale plan: whether the pods and the assignment match
- * spec.replicas, and what a scale is waiting for. */
-static void scale_condition(const struct obs *o, struct rs_cond *c)
-{
-	const struct rsc_plan *sc = &o->sc;
-	const char *st = rsc_phase_status(sc->phase), *why = rsc_phase_reason(sc->phase);
-	long long want = (long long)o->sc_obs.want;
-
-	if (sc->phase == RSC_SCALING_UP)
-		rs_cond_set(c, "Scaled", st, why,
-			    "%zu of %lld router pods Ready; the agents are assigned over %lld pods until all are",
-			    o->sc_obs.ready_wanted, want, (long long)sc->assignment);
-	else if (sc->phase == RSC_DRAINING || sc->phase == RSC_HELD)
-		rs_cond_set(c, "Scaled", st, why,
-			    "%s-%lld to %s-%lld leave once empty: %zu queued, %zu leased, %zu handoffs in progress, "
-			    "%zu pods not on the new assignment yet, %zu unreachable%s",
-			    o->name, want, o->name, (long long)sc->replicas - 1, sc->queued, sc->leased, sc->handoffs,
-			    sc->behind, sc->unreachable,
-			    sc->phase == RSC_HELD ? " (past spec.rollout.progressDeadlineSeconds)" : "");
-	else
-		rs_cond_set(c, "Scaled", st, why, "%lld router pods; agents assigned over %lld", want,
-			    (long long)sc->assignment);
-}
-
-/* The five conditions: Valid, ConfigApplied, Available, Progressing,
- * Scaled. */
+/* The six conditions: Valid, ConfigApplied, Available, Progressing,
+ * Scaled, HandoffsInOrder. */
 static void report_conditions(const struct obs *o, const struct rp_report *rep, struct rs_cond c[NCOND])
 {
 	const struct rp_push *n = &o->p->c;
@@ -864,7 +840,8 @@ static void report_conditions(const struct obs *o, const struct rp_report *rep, 
 			    n->current, n->nready, t, n->unreachable ? "; unreachable: " : "",
 			    n->unreachable ? o->p->why : "");
 	workload_conditions(&o->ss, rep->stalled, rep->stage, o->rc, &c[2], &c[3]);
-	scale_condition(o, &c[4]);
+	rsc_condition(&o->sc_obs, &o->sc, o->name, &c[4]);
+	rcv_handoff_condition(o->p, &c[5]);
 }
 
 /* The RouterConfig's status (new reference, NULL on ENOMEM). */

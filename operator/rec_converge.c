@@ -164,3 +164,27 @@ json_t *rcv_status_json(const struct rcv_routers *p)
 	}
 	return arr;
 }
+
+void rcv_handoff_condition(const struct rcv_routers *p, struct rs_cond *c)
+{
+	size_t total = 0, pods = 0;
+	const char *first = NULL;
+
+	for (size_t i = 0; i < p->n; i++) {
+		const struct rr_endpoint *ep = &p->eps[i];
+
+		if (ep->reachable && ep->handoff_timeouts) {
+			total += ep->handoff_timeouts;
+			pods++;
+			first = first ? first : ep->pod;
+		}
+	}
+	if (!total)
+		rs_cond_set(c, "HandoffsInOrder", "True", "InOrder",
+			    "every handoff finished before its new owner delivered");
+	else
+		rs_cond_set(c, "HandoffsInOrder", "False", "HandoffTimedOut",
+			    "%zu handoff holds ran out on %zu router pods (first: %s) since they started: order may "
+			    "have broken for those agents (switchboard_router_handoff_timeouts_total)",
+			    total, pods, first);
+}

@@ -16,6 +16,7 @@
 #include "op.h"
 #include "rec_plan.h"
 #include "rec_router.h"
+#include "rec_status.h"
 
 /* A RouterConfig's router pods and what they said in this reconcile.
  * Owned by one reconcile (not shared between threads); large: allocate it. */
@@ -51,6 +52,13 @@ long rcv_ordinal(const char *name, const char *pod);
  * it is not.  Reads the clock.  Thread-safe. */
 int64_t rcv_healthy_ms(const struct rcv_routers *p, const char *name, long ordinal, const char *restart_hash,
 		       const char *hash);
+
+/* The HandoffsInOrder condition into `c`: False while a router reports a
+ * handoff hold that ran out (cluster.handoffTimeoutMs) since it started,
+ * when the agents it held were delivered before their previous owner had
+ * handed everything over, so their order may have broken; cleared when
+ * that pod restarts.  Pure. */
+void rcv_handoff_condition(const struct rcv_routers *p, struct rs_cond *c);
 
 /* Which pod runs which config, for status.routers (new reference, NULL on
  * ENOMEM).  A pod that is not ready, or did not answer, has no hash. */

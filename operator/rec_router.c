@@ -219,6 +219,7 @@ int rr_status(struct rr_endpoint *ep, const char *token)
 		ep->queued = count_at(j, "queued");
 		ep->leased = count_at(j, "in_flight");
 		ep->handoffs = count_at(json_object_get(j, "cluster"), "handoffs");
+		ep->handoff_timeouts = count_at(json_object_get(j, "cluster"), "handoff_timeouts");
 		ep->reachable = 1;
 		rc = 0;
 	} else {

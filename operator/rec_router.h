@@ -18,18 +18,19 @@
 #define RR_MAX_ENDPOINTS 256
 
 struct rr_endpoint {
-	char pod[254];		/* the pod's name */
-	char restart_hash[65];	/* its template's switchboard.dev/restart-hash */
-	int ready;		/* Ready, with an address: url is set */
-	int64_t ready_since_ms; /* when it last became Ready (0: unknown) */
-	char url[128];		/* http://podIP:adminPort */
-	char ip[64];		/* podIP, ready or not ("" before it has one) */
-	char doc_hash[65];	/* what it reported; "" if unknown */
-	char epoch[17];		/* the assignment it runs (cluster.epoch); "" if unknown */
-	char peers_hash[65];	/* of the peer addresses it was given (cluster.peers_hash) */
-	size_t queued, leased;	/* stored messages waiting, and leased to consumers */
-	size_t handoffs;	/* agents it is handing off now (cluster.handoffs) */
-	int reachable;		/* answered /v1/status */
+	char pod[254];		 /* the pod's name */
+	char restart_hash[65];	 /* its template's switchboard.dev/restart-hash */
+	int ready;		 /* Ready, with an address: url is set */
+	int64_t ready_since_ms;	 /* when it last became Ready (0: unknown) */
+	char url[128];		 /* http://podIP:adminPort */
+	char ip[64];		 /* podIP, ready or not ("" before it has one) */
+	char doc_hash[65];	 /* what it reported; "" if unknown */
+	char epoch[17];		 /* the assignment it runs (cluster.epoch); "" if unknown */
+	char peers_hash[65];	 /* of the peer addresses it was given (cluster.peers_hash) */
+	size_t queued, leased;	 /* stored messages waiting, and leased to consumers */
+	size_t handoffs;	 /* agents it is handing off now (cluster.handoffs) */
+	size_t handoff_timeouts; /* holds that ran out since it started (cluster.handoff_timeouts) */
+	int reachable;		 /* answered /v1/status */
 	int restart_required;
 	char result[24]; /* of our push: applied, unchanged, rejected, restart_required, error */
 	char detail[256];

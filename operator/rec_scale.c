@@ -98,3 +98,23 @@ const char *rsc_phase_reason(enum rsc_phase ph)
 	}
 	return "Unknown";
 }
+
+void rsc_condition(const struct rsc_obs *o, const struct rsc_plan *p, const char *name, struct rs_cond *c)
+{
+	const char *st = rsc_phase_status(p->phase), *why = rsc_phase_reason(p->phase);
+	long long want = (long long)o->want;
+
+	if (p->phase == RSC_SCALING_UP)
+		rs_cond_set(c, "Scaled", st, why,
+			    "%zu of %lld router pods Ready; the agents are assigned over %lld pods until all are",
+			    o->ready_wanted, want, (long long)p->assignment);
+	else if (p->phase == RSC_DRAINING || p->phase == RSC_HELD)
+		rs_cond_set(c, "Scaled", st, why,
+			    "%s-%lld to %s-%lld leave once empty: %zu queued, %zu leased, %zu handoffs in progress, "
+			    "%zu pods not on the new assignment yet, %zu unreachable%s",
+			    name, want, name, (long long)p->replicas - 1, p->queued, p->leased, p->handoffs, p->behind,
+			    p->unreachable, p->phase == RSC_HELD ? " (past spec.rollout.progressDeadlineSeconds)" : "");
+	else
+		rs_cond_set(c, "Scaled", st, why, "%lld router pods; agents assigned over %lld", want,
+			    (long long)p->assignment);
+}

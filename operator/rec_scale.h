@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rec_status.h"
+
 enum rsc_phase {
 	RSC_STEADY,	 /* pods and assignment match spec.replicas */
 	RSC_SCALING_UP,	 /* more pods run; the assignment waits until they are all Ready */
@@ -80,5 +82,10 @@ void rsc_plan_drain(const struct rsc_obs *o, const struct rsc_pod *pods, size_t 
  * strings. */
 const char *rsc_phase_status(enum rsc_phase ph);
 const char *rsc_phase_reason(enum rsc_phase ph);
+
+/* The Scaled condition of RouterConfig `name` from `o` and `p` (borrowed)
+ * into `c`: whether the pods and the assignment match spec.replicas, and
+ * what a scale waits for.  Pure. */
+void rsc_condition(const struct rsc_obs *o, const struct rsc_plan *p, const char *name, struct rs_cond *c);
 
 #endif

@@ -75,9 +75,10 @@ static int h_status(struct http_req *req, struct http_resp *resp, void *ctx)
 		pthread_mutex_unlock(&app->peers_lock);
 		rc = buf_printf(&resp->body,
 				",\"cluster\":{\"ordinal\":%lld,\"replicas\":%lld,\"epoch\":\"%s\",\"handoffs\":%zu,"
-				"\"peers_hash\":\"%s\"}",
+				"\"handoff_timeouts\":%llu,\"peers_hash\":\"%s\"}",
 				(long long)app->cfg.cluster.ordinal, (long long)snap->cfg.cluster.replicas, epoch,
-				app->ho ? ho_in_progress(app->ho) : (size_t)0, peers_hash);
+				app->ho ? ho_in_progress(app->ho) : (size_t)0,
+				(unsigned long long)met_counter_get(app->met.handoff_timeouts), peers_hash);
 	}
 	rcu_read_unlock();
 	if (!rc)

@@ -717,6 +717,7 @@ def test_scaling_under_load_hands_off_without_losing_or_reordering(node_cluster,
     assert all(ra for _, _, s, ra in load.refusals if s == 503), "every 503 carries Retry-After"
     assert not [x for x in load.samples if b'"Internal"' in x[3]], "a forwarded refusal keeps its owner's code"
     assert [p["metadata"]["name"] for p in pods(c, ns, "r1")] == ["r1-0", "r1-1"]
+    assert cond(get(c, ns, "routerconfig", "r1"), "HandoffsInOrder")["status"] == "True", "no hold ran out"
 
 
 def test_a_router_pod_deleted_under_load_costs_its_agents_503_never_a_lost_202(node_cluster, node_ns,

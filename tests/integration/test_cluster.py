@@ -218,6 +218,32 @@ def test_epoch_mismatch_never_commits_on_the_wrong_owner(tmpdir_path):
         c.stop()
 
 
+def test_a_handoff_that_runs_out_of_time_is_reported(tmpdir_path):
+    """Router 1 moves to another assignment (2 replicas) with a 1 s handoff timeout: it holds alice, whose
+    previous owner (router 2, still on 3 replicas) never hands her off. When the hold runs out, router 1
+    delivers what it has, counts it, and says so in GET /v1/status (cluster.handoff_timeouts), which the
+    operator turns into the HandoffsInOrder condition."""
+    c = Cluster(tmpdir_path).start()
+    try:
+        r1 = c.routers[1]
+        assert status(r1)["cluster"]["handoff_timeouts"] == 0
+        with open(r1.config) as f:
+            text = f.read().replace("replicas: 3", "replicas: 2").replace(
+                "forwardTimeoutMs: 2000\n", "forwardTimeoutMs: 2000\n  handoffTimeoutMs: 1000\n")
+        with open(r1.config, "w") as f:
+            f.write(text)
+        s, _, body = r1._req(r1.admin_port, "POST", "/admin/reload", timeout=10)
+        assert s == 200, body
+        assert send(r1, "alice", "h-1")[0] == 503  # held
+        time.sleep(1.2)
+        s, _, body = send(r1, "alice", "h-2")
+        assert s == 202, body
+        assert status(r1)["cluster"]["handoff_timeouts"] == 1
+        assert "switchboard_router_handoff_timeouts_total 1" in r1.metrics()
+    finally:
+        c.stop()
+
+
 def test_forwarding_keeps_senders_honest(tmpdir_path):
     """With token auth, the router that sees the token checks the sender before forwarding: another
     agent's token gets 403 and an unknown one 401 through a non-owner, and the owner never commits

@@ -9,8 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "rec_converge.h"
 #include "rec_scale.h"
 
 #define MIN 60000 /* one minute, in ms */
@@ -311,11 +313,46 @@ static void test_behind_pod_is_never_empty(void **state)
 	assert_string_equal(rsc_phase_reason(RSC_SCALING_UP), "ScalingUp");
 }
 
+/* What the conditions say: the counts a held scale-down waits for, and the
+ * pods whose handoff hold ran out. */
+static void test_conditions_name_what_they_wait_for(void **state)
+{
+	struct rsc_obs o = {.want = 2, .assigned = 2, .sts = 4};
+	struct rsc_pod pods[2] = {{1, 1, 1, 7, 2, 1}, {1, 0, 0, 0, 0, 0}};
+	struct rcv_routers *p = calloc(1, sizeof(*p));
+	struct rsc_plan plan;
+	struct rs_cond c;
+
+	(void)state;
+	assert_non_null(p);
+	rsc_plan(&o, &plan);
+	rsc_plan_drain(&o, pods, 2, &plan);
+	rsc_condition(&o, &plan, "r1", &c);
+	assert_string_equal(c.type, "Scaled");
+	assert_string_equal(c.status, "False");
+	assert_string_equal(c.reason, "Draining");
+	assert_non_null(strstr(c.message, "r1-2 to r1-3 leave once empty: 7 queued, 2 leased, 1 handoffs"));
+	assert_non_null(strstr(c.message, "1 unreachable"));
+	p->n = 2;
+	strcpy(p->eps[0].pod, "r1-0");
+	strcpy(p->eps[1].pod, "r1-1");
+	p->eps[0].reachable = p->eps[1].reachable = 1;
+	rcv_handoff_condition(p, &c);
+	assert_string_equal(c.status, "True");
+	p->eps[1].handoff_timeouts = 3;
+	rcv_handoff_condition(p, &c);
+	assert_string_equal(c.status, "False");
+	assert_string_equal(c.reason, "HandoffTimedOut");
+	assert_non_null(strstr(c.message, "3 handoff holds ran out on 1 router pods (first: r1-1)"));
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_scale_plan_table),
 		cmocka_unit_test(test_behind_pod_is_never_empty),
+		cmocka_unit_test(test_conditions_name_what_they_wait_for),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
