@@ -517,7 +517,7 @@ static int act_workload(struct op *op, struct obs *o, const struct rp_plan *plan
 		ret = ro_apply_owned(op, o->rc, had, path, "Service", rr_peer_service(o->rc, &o->r.cfg));
 	if (ret)
 		return ret;
-	ro_note_scale_drift(op, o->rc, o->sts, o->sc.replicas);
+	ro_note_scale_drift(op, o->rc, o->sts, o->sc_obs.want);
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
 	o->partition = plan->partition;
 	ret = ro_apply_owned(
@@ -742,7 +742,7 @@ static struct rsc_pod *leaving_pods(const struct obs *o)
 
 		if (!d)
 			continue;
-		d->present = 1;
+		d->present = ep->ip[0] != '\0'; /* it was placed and started at least once */
 		d->reachable = ep->ready && ep->reachable;
 		d->on_epoch = strcmp(ep->epoch, epoch) == 0;
 		d->queued = ep->queued;

@@ -53,7 +53,9 @@ void rsc_plan_drain(const struct rsc_obs *o, const struct rsc_pod *pods, size_t 
 	for (size_t i = 0; i < n; i++) {
 		const struct rsc_pod *d = &pods[i];
 
-		if (!d->present || !d->reachable) {
+		if (!d->present)
+			continue; /* never ran: holds nothing */
+		if (!d->reachable) {
 			p->unreachable++;
 			empty = 0;
 			continue;

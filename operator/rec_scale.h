@@ -51,7 +51,8 @@ struct rsc_obs {
 /* One leaving pod (an ordinal at or above spec.replicas), as it answered
  * GET /v1/status in this reconcile. */
 struct rsc_pod {
-	int present;   /* a pod, not being deleted */
+	int present;   /* a pod that has an address: it was placed and started (one that never ran, such
+			  as a pod a hand scale-up left Pending, holds nothing) */
 	int reachable; /* Ready and answered */
 	int on_epoch;  /* runs the assignment rsc_plan() chose */
 	size_t queued, leased, handoffs;
