@@ -4,6 +4,7 @@
  * than its limit allows.
  */
 #include "switchboard/buf.h"
+#include "switchboard/util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -115,17 +116,17 @@ int buf_put_u64(struct buf *b, uint64_t v)
 	return buf_append(b, tmp + i, sizeof(tmp) - i);
 }
 
-/* 1 for the bytes a JSON string can hold as they are. */
+/* 1 for the ASCII bytes a JSON string can hold as they are. */
 static int json_plain(unsigned char c)
 {
-	return c >= 0x20 && c != '"' && c != '\\';
+	return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
 }
 
 int buf_json_str(struct buf *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t start = b->len;
-	const unsigned char *p;
+	const unsigned char *p, *end = (const unsigned char *)s + strlen(s);
 	int rc = buf_append(b, "\"", 1);
 
 	for (p = (const unsigned char *)s; !rc && *p; p++) {
@@ -137,6 +138,14 @@ int buf_json_str(struct buf *b, const char *s)
 		if (run) { /* copy plain runs whole */
 			rc = buf_append(b, p, run);
 			p += run - 1;
+			continue;
+		}
+		if (*p >= 0x80) {
+			/* valid UTF-8 as it is; a byte that starts no valid sequence
+			 * becomes U+FFFD, so the document stays valid JSON (RFC 8259) */
+			run = util_utf8_next(p, (size_t)(end - p));
+			rc = run ? buf_append(b, p, run) : buf_append(b, "\\ufffd", 6);
+			p += run ? run - 1 : 0;
 			continue;
 		}
 		switch (*p) {

@@ -360,14 +360,14 @@ static const char embedded_yaml[] = "profile: development\n"
 				    "    mode: pull\n"
 				    "    capabilities: [{name: search, description: Looks things up}]\n";
 
-int cfg_embedded_default(struct cfg *c)
+int cfg_embedded_default(struct cfg *c, const json_t *overlay, char doc_hash[65], struct cfg_report *r)
 {
-	struct cfg_report r;
+	struct cfg_report own;
 	int rc;
 
-	cfg_report_init(&r);
-	rc = cfg_parse(c, embedded_yaml, sizeof(embedded_yaml) - 1, &r);
-	cfg_report_free(&r);
+	cfg_report_init(&own);
+	rc = cfg_parse_doc(c, embedded_yaml, sizeof(embedded_yaml) - 1, overlay, doc_hash, r ? r : &own);
+	cfg_report_free(&own);
 	return rc;
 }
 
@@ -646,8 +646,10 @@ static int parse_agents(struct cfg *c, const json_t *arr, struct cfg_report *r)
 			rc = -EINVAL;
 		}
 	}
+	/* sorted by id, every id present: lookups may bisect (an agent without
+	 * an id, already refused above, makes the whole list unsorted) */
 	c->agents_sorted = 1;
-	for (i = 0; i < c->nagents; i++)
+	for (i = 0; i < c->nagents && c->agents_sorted; i++)
 		if (!c->agents[i].id || (i > 0 && strcmp(c->agents[i - 1].id, c->agents[i].id) >= 0))
 			c->agents_sorted = 0;
 	return rc;

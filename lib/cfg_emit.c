@@ -267,3 +267,51 @@ void cfg_diff_free(struct cfg_diff *d)
 	free(d->items);
 	memset(d, 0, sizeof(*d));
 }
+
+/* The code point of the valid UTF-8 sequence of `n` bytes at `p`. */
+static unsigned cp_of(const unsigned char *p, size_t n)
+{
+	static const unsigned char lead_mask[] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+	unsigned cp = p[0] & lead_mask[n];
+
+	for (size_t i = 1; i < n; i++)
+		cp = (cp << 6) | (p[i] & 0x3f);
+	return cp;
+}
+
+/* 1 for a code point YAML 1.1 does not take as it is: not printable
+ * (U+007F, the C1 controls, U+FFFE, U+FFFF), a line break it would fold
+ * (U+0085, U+2028, U+2029), or a byte order mark. */
+static int yaml_needs_escape(unsigned cp)
+{
+	return cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || cp == 0xfeff ||
+	       cp == 0xfffe || cp == 0xffff;
+}
+
+int cfg_json_for_yaml(char **doc, size_t *len)
+{
+	const unsigned char *p = (const unsigned char *)*doc, *end = p + *len;
+	struct buf out;
+	size_t n;
+	int rc = 0, changed = 0;
+
+	buf_init(&out, *len * 6 + 1);
+	for (; !rc && p < end; p += n) {
+		n = util_utf8_next(p, (size_t)(end - p));
+		if (n && yaml_needs_escape(cp_of(p, n))) {
+			rc = buf_printf(&out, "\\u%04x", cp_of(p, n));
+			changed = 1;
+			continue;
+		}
+		n = n ? n : 1; /* not UTF-8: left as it is, the loader says so */
+		rc = buf_append(&out, p, n);
+	}
+	if (rc || !changed) {
+		buf_free(&out);
+		return rc ? -ENOMEM : 0;
+	}
+	free(*doc);
+	*len = out.len;
+	*doc = buf_steal(&out);
+	return 0;
+}

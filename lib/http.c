@@ -127,6 +127,10 @@ static enum MHD_Result dispatch(struct http_server *s, struct http_req *req)
 		return respond_error(req->conn, path_known ? 405 : 404, path_known ? "MethodNotAllowed" : "NotFound",
 				     path_known ? "method not allowed on this path" : "no such path");
 	match(route->pattern, req->path, req);
+	for (size_t i = 0; i < req->nparams; i++)
+		if (!util_utf8_valid(req->params[i], strlen(req->params[i])))
+			return respond_error(req->conn, 400, "InvalidRequest",
+					     "the path is not valid UTF-8 (after percent-decoding)");
 	buf_init(&resp.body, (size_t)1 << 31);
 	resp.status = 200;
 	rc = route->fn(req, &resp, s->o.ctx);

@@ -622,6 +622,10 @@ int rr_render_from(const json_t *rc, const json_t *all, const struct rr_tokens *
 		goto out;
 	}
 	out->len = strlen(out->doc);
+	/* what the operator renders, the router's loader must read */
+	ret = cfg_json_for_yaml(&out->doc, &out->len);
+	if (ret)
+		goto out;
 	util_sha256_hex(out->doc, out->len, out->hash);
 	ret = validate_root(rc, root, out);
 out:

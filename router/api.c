@@ -313,6 +313,12 @@ static int h_post_messages(struct http_req *req, struct http_resp *resp, void *c
 	rc = caller_digest(app, req, resp, dbuf, &digest);
 	if (rc)
 		return rc < 0 ? rc : 0;
+	if (!rt_caller_known(app->rt, digest)) {
+		/* refused before any byte of the body is parsed: counted as one */
+		met_inc(app->met.received);
+		met_inc(app->met.failed[RM_UNAUTHORIZED]);
+		return http_error(resp, 401, "Unauthorized", "the bearer token belongs to no agent", NULL);
+	}
 	rc = parse_items(app, req, resp, &items, &n, &batch);
 	if (rc)
 		return rc < 0 ? rc : 0;

@@ -40,7 +40,7 @@ static json_t *overlay;
 
 static int load_config(const char *path, struct cfg *c, struct cfg_report *r, char doc_hash[65])
 {
-	int rc = path ? cfg_load_file(c, path, overlay, doc_hash, r) : cfg_embedded_default(c);
+	int rc = path ? cfg_load_file(c, path, overlay, doc_hash, r) : cfg_embedded_default(c, overlay, doc_hash, r);
 
 	if (rc)
 		return rc;

@@ -202,8 +202,11 @@ static int pfail(struct pstate *ps, int status, const char *code, const char *fi
 
 static int bad_type(struct pstate *ps, const char *what)
 {
-	const char *f = field_names[ps->field];
+	const char *f;
 
+	if (ps->field < 0 || ps->field >= F_COUNT) /* a value outside any object: `1`, `null`, `"x"` */
+		return pfail(ps, 400, "InvalidMessage", "(body)", "a message must be a JSON object, got %s", what);
+	f = field_names[ps->field];
 	switch (ps->field) {
 	case F_PERFORMATIVE:
 		return pfail(ps, 400, "InvalidMessage", f,
@@ -279,6 +282,11 @@ static int on_string(void *ctx, const unsigned char *v, size_t n)
 	char tmp[600];
 	struct msg *m = ps->m;
 
+	if (ps->field < 0)
+		return bad_type(ps, "string");
+	if (!util_utf8_valid(s, n)) /* yajl lets overlong forms, surrogates and values past U+10FFFF through */
+		return pfail(ps, 400, "InvalidMessage", field_names[ps->field], "%s must be valid UTF-8",
+			     field_names[ps->field]);
 	switch (ps->field) {
 	case F_PERFORMATIVE:
 		for (int i = 0; i < PERF_COUNT; i++)
@@ -299,7 +307,7 @@ static int on_string(void *ctx, const unsigned char *v, size_t n)
 		if (n > ps->max_content)
 			return pfail(ps, 413, "MessageTooLarge", "content",
 				     "content is %zu bytes; security.maxMessageBytes is %zu", n, ps->max_content);
-		return 1; /* yajl has validated the UTF-8 */
+		return 1; /* valid UTF-8, checked above */
 	case F_CONTENT_B64:
 		return check_base64(ps, s, n);
 	case F_LANGUAGE:
@@ -384,7 +392,7 @@ static int on_null(void *ctx)
 	struct pstate *ps = ctx;
 
 	/* null means absent, which only optional fields may be */
-	if (ps->field == F_PERFORMATIVE || ps->field == F_SENDER || ps->field == F_RECEIVER)
+	if (ps->field < 0 || ps->field == F_PERFORMATIVE || ps->field == F_SENDER || ps->field == F_RECEIVER)
 		return bad_type(ps, "null");
 	ps->seen &= ~(1u << ps->field);
 	return 1;

@@ -355,6 +355,18 @@ int rt_check_caller(struct rt *rt, const char *agent, const char *auth_digest, s
 	return rc;
 }
 
+int rt_caller_known(struct rt *rt, const char *auth_digest)
+{
+	int known;
+
+	if (!auth_digest)
+		return 1;
+	pthread_mutex_lock(&rt->lock);
+	known = rt_token_known(rt, auth_digest);
+	pthread_mutex_unlock(&rt->lock);
+	return known;
+}
+
 /* 1 when the receiver of `it` holds a message with its id here. */
 static int stored_here(struct rt *rt, const struct rt_item *it)
 {

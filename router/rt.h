@@ -80,6 +80,11 @@ void rt_check_senders(struct rt *rt, struct rt_item *items, size_t n);
  * -EINVAL with `err` set (404 unknown agent, 401, 403).  Thread-safe. */
 int rt_check_caller(struct rt *rt, const char *agent, const char *auth_digest, struct rt_err *err) SB_MUST_CHECK;
 
+/* 1 when `auth_digest` is some configured agent's token (or NULL: auth is
+ * off), so a request can be refused 401 before its body is parsed.
+ * Thread-safe. */
+int rt_caller_known(struct rt *rt, const char *auth_digest);
+
 /* --- handoff: an agent's messages moving to its new owner (docs/cluster.md) */
 
 struct rt_lease;

@@ -192,8 +192,11 @@ int cfg_agent_state_parse(const char *s, int *out) SB_MUST_CHECK;
 int cfg_defaults(struct cfg *c, int profile) SB_MUST_CHECK;
 
 /* The embedded default: development profile, ./switchboard.db, and two
- * pull-mode sample agents (alice, bob). */
-int cfg_embedded_default(struct cfg *c) SB_MUST_CHECK;
+ * pull-mode sample agents (alice, bob), with the `--set` assignments of
+ * `overlay` (borrowed, may be NULL) applied as to a file.  `doc_hash` (may
+ * be NULL) gets the document's hash, and `r` (may be NULL) the problems.
+ * Returns 0 or -errno (then `c` is freed). */
+int cfg_embedded_default(struct cfg *c, const json_t *overlay, char doc_hash[65], struct cfg_report *r) SB_MUST_CHECK;
 
 /* Build `c` from a JSON tree (borrowed): the profile's defaults overlaid by
  * the explicit fields.  Every structural problem (unknown key, wrong type,
@@ -255,6 +258,14 @@ int cfg_to_yaml(const struct cfg *c, struct buf *out) SB_MUST_CHECK;
  * of the restart-class fields only.  Returns 0 or -ENOMEM. */
 int cfg_hash(const struct cfg *c, char out[65]) SB_MUST_CHECK;
 int cfg_restart_hash(const struct cfg *c, char out[65]) SB_MUST_CHECK;
+
+/* Make a JSON document (`*doc`, heap, `*len` bytes, valid UTF-8) readable
+ * by the router's loader: libyaml refuses code points YAML does not allow
+ * unescaped (U+007F, the C1 controls, U+FFFE, U+FFFF) and folds line
+ * breaks (U+0085, U+2028, U+2029), so each becomes a \uXXXX escape (JSON only holds them inside strings, where the
+ * escape means the same).  On success *doc may be replaced (the old one
+ * freed).  Returns 0 or -ENOMEM (then *doc is unchanged).  Thread-safe. */
+int cfg_json_for_yaml(char **doc, size_t *len) SB_MUST_CHECK;
 
 /* 1 if `s` is a valid agent id: 1 to 253 letters, digits, '.', '_' or '-',
  * starting with a letter or digit.  Shared with message validation. */

@@ -45,6 +45,10 @@ void util_sha256_hex(const void *p, size_t len, char out[65]);
  * surrogates, nothing above U+10FFFF), else 0. */
 int util_utf8_valid(const char *s, size_t len);
 
+/* The length (1 to 4) of the valid UTF-8 sequence at `p`, which has `avail`
+ * bytes; 0 when it is not one (or `avail` is 0).  Pure, thread-safe. */
+size_t util_utf8_next(const unsigned char *p, size_t avail);
+
 /* Return 1 if every character of `s` is a lowercase hex digit and the
  * length is exactly `len`, else 0. */
 int util_is_lower_hex(const char *s, size_t len);

@@ -21,6 +21,20 @@ SAN_BIN = os.path.join(ROOT, "build", "switchboard-router-san")
 REL_BIN = os.path.join(ROOT, "build", "switchboard-router")
 
 
+def strict_json(ctype, data, what):
+    """Every JSON answer of every test is valid UTF-8 JSON (RFC 8259): decoded strictly, parsed whole
+    (NDJSON line by line). A router that echoes a client's invalid bytes fails here."""
+    if "json" not in ctype or not data:
+        return
+    try:
+        text = data.decode("utf-8", errors="strict")
+        for doc in (text.splitlines() if "ndjson" in ctype else [text]):
+            if doc.strip():
+                json.loads(doc)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise AssertionError(f"{what}: the answer is not valid UTF-8 JSON ({e}): {data[:200]!r}") from None
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -93,6 +107,7 @@ class Router:
             c.request(method, path, body=body, headers=headers or {})
             r = c.getresponse()
             data = r.read()
+            strict_json(r.getheader("Content-Type") or "", data, f"{method} {path}")
             return r.status, dict(r.getheaders()), data
         finally:
             c.close()

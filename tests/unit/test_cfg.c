@@ -37,7 +37,7 @@ static void test_embedded_default_is_valid(void **state)
 	struct cfg_report r;
 
 	(void)state;
-	assert_int_equal(cfg_embedded_default(&c), 0);
+	assert_int_equal(cfg_embedded_default(&c, NULL, NULL, NULL), 0);
 	cfg_report_init(&r);
 	assert_int_equal(cfg_validate(&c, 2, &r), 0);
 	assert_int_equal(c.profile, CFG_PROFILE_DEVELOPMENT);
@@ -292,6 +292,52 @@ static void test_find_agent_sorted_and_unsorted(void **state)
 	}
 }
 
+/* --set applies to the embedded default as to a file (the router's own
+ * --help example once listened on 8080 anyway). */
+static void test_set_applies_to_embedded_default(void **state)
+{
+	json_t *ov = json_object();
+	struct cfg c;
+	struct cfg_report r;
+
+	(void)state;
+	assert_non_null(ov);
+	assert_int_equal(cfg_overlay_set(ov, "network.dataPort=9080"), 0);
+	cfg_report_init(&r);
+	assert_int_equal(cfg_embedded_default(&c, ov, NULL, &r), 0);
+	assert_int_equal(c.net.data_port, 9080);
+	cfg_free(&c);
+	cfg_report_free(&r);
+	assert_int_equal(cfg_overlay_set(ov, "network.dataPort=nope"), 0);
+	cfg_report_init(&r);
+	assert_int_not_equal(cfg_embedded_default(&c, ov, NULL, &r), 0);
+	assert_true(r.errors > 0);
+	cfg_report_free(&r);
+	json_decref(ov);
+}
+
+/* An agent without a usable id before one with an id: refused by name, never
+ * a strcmp on NULL (it crashed the router through every way in). */
+static void test_agent_without_id_is_refused(void **state)
+{
+	static const char *docs[] = {"agents: [{mode: pull}, {id: a}]\n", "agents: [{id: 7}, {id: a}]\n",
+				     "agents: [{id: b}, {mode: pull}, {id: a}]\n", "agents: [{id: [x]}, {id: a}]\n"};
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(docs) / sizeof(docs[0]); k++) {
+		struct cfg c;
+		struct cfg_report r;
+		int rc = parse(docs[k], &c, &r);
+
+		assert_int_not_equal(rc, 0);
+		assert_true(r.errors > 0);
+		assert_non_null(strstr(r.items[0].path, "agents"));
+		cfg_report_free(&r);
+		if (rc == 0)
+			cfg_free(&c);
+	}
+}
+
 static void test_byte_quantities(void **state)
 {
 	struct cfg c;
@@ -385,6 +431,8 @@ int main(void)
 		cmocka_unit_test(test_document_gzip_and_overlay),
 		cmocka_unit_test(test_gzip_bomb_bounded),
 		cmocka_unit_test(test_find_agent_sorted_and_unsorted),
+		cmocka_unit_test(test_agent_without_id_is_refused),
+		cmocka_unit_test(test_set_applies_to_embedded_default),
 	};
 
 	if (util_init())

@@ -427,6 +427,38 @@ static void test_render_from_tokens(void **state)
 	json_decref(rc);
 }
 
+/* What the operator renders, the router loads: U+007F and C1 controls in an
+ * Agent's strings (which libyaml refuses raw) are escaped in the document. */
+static void test_render_is_loadable_with_control_characters(void **state)
+{
+	json_t *rc = golden_rc(",\"router\":{\"profile\":\"development\"}");
+	json_t *agents = json_loads("[{\"metadata\":{\"name\":\"a\",\"namespace\":\"ns\"},\"spec\":{\"routerRef\":"
+				    "{\"name\":\"r1\"},\"capabilities\":[{\"name\":\"x\",\"description\":"
+				    "\"del \\u007f c1 \\u0080 nel \\u0085 ls \\u2028 nonchar \\uffff ok \\u00e9\"}]}}]",
+				    0, NULL);
+	struct rr_tokens tok = {0};
+	struct rr_render r;
+	struct cfg c;
+	struct cfg_report rep;
+
+	(void)state;
+	assert_non_null(agents);
+	assert_int_equal(rr_render_from(rc, agents, &tok, 0, &r), 0);
+	assert_true(r.valid);
+	assert_null(memchr(r.doc, 0x7f, r.len));
+	assert_non_null(strstr(r.doc, "\\u007f"));
+	assert_non_null(strstr(r.doc, "\xc3\xa9")); /* printable text stays as it is */
+	cfg_report_init(&rep);
+	assert_int_equal(cfg_parse_doc(&c, r.doc, r.len, NULL, NULL, &rep), 0);
+	assert_string_equal(c.agents[0].caps[0].description,
+			    "del \x7f c1 \xc2\x80 nel \xc2\x85 ls \xe2\x80\xa8 nonchar \xef\xbf\xbf ok \xc3\xa9");
+	cfg_free(&c);
+	cfg_report_free(&rep);
+	rr_free(&r);
+	json_decref(agents);
+	json_decref(rc);
+}
+
 /* Every outcome of the canary plan. */
 static void test_plan_partition_table(void **state)
 {
@@ -789,6 +821,7 @@ int main(void)
 		cmocka_unit_test(test_golden_router_objects),
 		cmocka_unit_test(test_render_from_tokens),
 		cmocka_unit_test(test_render_tls),
+		cmocka_unit_test(test_render_is_loadable_with_control_characters),
 		cmocka_unit_test(test_render_cluster),
 		cmocka_unit_test(test_plan_partition_table),
 		cmocka_unit_test(test_reconcile_plan_table),
