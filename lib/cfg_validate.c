@@ -186,16 +186,10 @@ static void validate_agent(const struct cfg *c, size_t idx, struct cfg_report *r
 	}
 }
 
-size_t cfg_validate(const struct cfg *c, long cores, struct cfg_report *r)
+/* The rules across fields; they assume every field is within its range. */
+static void check_across(const struct cfg *c, long cores, struct cfg_report *r)
 {
-	size_t before = r->errors;
 	int64_t est;
-
-	if (cores <= 0)
-		cores = sysconf(_SC_NPROCESSORS_ONLN);
-	if (cores <= 0)
-		cores = 1;
-	cfg_check_ranges(cfg_fields, cfg_nfields, c, "", r);
 
 	if (c->perf.inbound_queue_size < 2 * c->perf.batch_size)
 		cfg_report_add(r, CFG_ERROR, "performance.inboundQueueSize",
@@ -263,6 +257,22 @@ size_t cfg_validate(const struct cfg *c, long cores, struct cfg_report *r)
 	else if (est > c->perf.memory_limit_bytes / 10 * 9)
 		cfg_report_add(r, CFG_WARNING, "performance.memoryLimitBytes",
 			       "estimated memory use %lld MiB is above 90%% of the limit", (long long)(est >> 20));
+}
+
+size_t cfg_validate(const struct cfg *c, long cores, struct cfg_report *r)
+{
+	size_t before = r->errors;
+
+	if (cores <= 0)
+		cores = sysconf(_SC_NPROCESSORS_ONLN);
+	if (cores <= 0)
+		cores = 1;
+	if (cores > 1 << 20)
+		cores = 1 << 20;
+	cfg_check_ranges(cfg_fields, cfg_nfields, c, "", r);
+
+	if (r->errors == before) /* the rules across fields assume each is within its range */
+		check_across(c, cores, r);
 	for (size_t i = 0; i < c->nagents; i++)
 		validate_agent(c, i, r);
 	return r->errors - before;

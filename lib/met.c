@@ -4,6 +4,7 @@
  * Values are atomics so updates never take a lock.
  */
 #include "switchboard/met.h"
+#include "switchboard/util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -186,17 +187,30 @@ uint64_t met_counter_get(const struct met_counter *c)
 
 int met_escape_label(struct buf *out, const char *s)
 {
+	const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
+	size_t kept = 0;
 	int rc = 0;
 
-	for (; !rc && *s; s++) {
-		if (*s == '\\')
+	while (!rc && p < end) {
+		size_t n = util_utf8_next(p, (size_t)(end - p));
+
+		if (kept + (n ? n : 1) > MET_LABEL_VALUE_MAX) {
+			rc = buf_puts(out, "..."); /* a long value is cut, never the whole scrape */
+			break;
+		}
+		if (!n) /* the text format is UTF-8 */
+			rc = buf_puts(out, "\xef\xbf\xbd");
+		else if (*p == '\\')
 			rc = buf_puts(out, "\\\\");
-		else if (*s == '"')
+		else if (*p == '"')
 			rc = buf_puts(out, "\\\"");
-		else if (*s == '\n')
+		else if (*p == '\n')
 			rc = buf_puts(out, "\\n");
 		else
-			rc = buf_append(out, s, 1);
+			rc = buf_append(out, p, n);
+		n = n ? n : 1;
+		kept += n;
+		p += n;
 	}
 	return rc;
 }

@@ -145,6 +145,13 @@ int yj_parse(const char *text, size_t len, json_t **out, char *err, size_t errle
 				rc = top->key ? 0 : -ENOMEM;
 				break;
 			}
+			if (strlen(v) != vl) {
+				/* a "\0" escape: the C strings the config is read into would cut it */
+				snprintf(err, errlen, "line %zu column %zu: NUL character in a value",
+					 ev.start_mark.line + 1, ev.start_mark.column + 1);
+				rc = -EINVAL;
+				break;
+			}
 			if (ev.data.scalar.plain_implicit && !ev.data.scalar.tag)
 				rc = resolve_plain(v, vl, &node);
 			else

@@ -374,7 +374,8 @@ static int collect_agents(const json_t *rc, const json_t *all, const struct rr_t
 		if (v == AV_REJECT)
 			continue;
 		if (v == AV_TOKEN) {
-			t = bsearch(a->name, tok->v, tok->n, sizeof(*tok->v), token_cmp);
+			/* bsearch's base must not be NULL, even for no entries */
+			t = tok->n ? bsearch(a->name, tok->v, tok->n, sizeof(*tok->v), token_cmp) : NULL;
 			if (!t || t->err) {
 				snprintf(a->reason, sizeof(a->reason), "TokenSecretInvalid");
 				snprintf(a->message, sizeof(a->message), "%s", t ? t->why : "token Secret not read");
@@ -452,7 +453,9 @@ static long pod_cores(const json_t *rc)
 		v = strtod(s, NULL);
 	else
 		return 0;
-	return v > 0 ? (long)ceil(v) : 0;
+	if (!(v > 0)) /* also NaN */
+		return 0;
+	return v < 1 << 20 ? (long)ceil(v) : 1L << 20; /* "1e300" fits the CRD's pattern */
 }
 
 /* Re-home a report's paths under spec.router (agent paths name Agents). */

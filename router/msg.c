@@ -437,6 +437,9 @@ static int on_key(void *ctx, const unsigned char *k, size_t n)
 	int lo = ps->depth == 1 ? 0 : F_PRIORITY, hi = ps->depth == 1 ? F_PRIORITY : F_COUNT;
 	size_t skip = ps->depth == 1 ? 0 : 9; /* "delivery." */
 
+	if (n == 0)
+		return pfail(ps, 400, "InvalidMessage", ps->depth == 1 ? "(key)" : "delivery.(key)",
+			     "a field name must not be empty");
 	for (int i = lo; i < hi; i++) {
 		if (strlen(field_names[i]) - skip == n && memcmp(field_names[i] + skip, k, n) == 0) {
 			if (ps->seen & (1u << i))

@@ -85,7 +85,11 @@ int met_write_sample(struct buf *out, const char *name, const char *labels, doub
  * first when `labels` is not empty.  Returns 0 or a buf error. */
 int met_label(struct buf *labels, const char *key, const char *value) SB_MUST_CHECK;
 
-/* Append `s` escaped as a label value (without quotes). */
+#define MET_LABEL_VALUE_MAX 256 /* bytes of a label value kept; a longer one ends in "..." */
+
+/* Append `s` escaped as a label value (without quotes): at most
+ * MET_LABEL_VALUE_MAX bytes of it, cut on a character boundary, with any
+ * byte that is not UTF-8 replaced by U+FFFD. */
 int met_escape_label(struct buf *out, const char *s) SB_MUST_CHECK;
 
 #endif

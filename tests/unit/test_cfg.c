@@ -316,6 +316,24 @@ static void test_set_applies_to_embedded_default(void **state)
 	json_decref(ov);
 }
 
+/* Values far outside their ranges are refused by name, and the rules across
+ * fields (2 x batchSize, 10 x leaseTimeoutMs) never compute with them (a
+ * signed overflow, caught by UBSan in the san build). */
+static void test_out_of_range_values_never_overflow(void **state)
+{
+	static const char doc[] = "performance: {batchSize: 9223372036854775807, inboundQueueSize: 1}\n"
+				  "delivery: {leaseTimeoutMs: 9223372036854775807, maxWaitMs: 9223372036854775807}\n";
+	struct cfg c;
+	struct cfg_report r;
+
+	(void)state;
+	assert_int_equal(parse(doc, &c, &r), 0);
+	assert_true(cfg_validate(&c, 9223372036854775807L, &r) > 0);
+	assert_non_null(strstr(r.items[0].path, "performance.batchSize"));
+	cfg_report_free(&r);
+	cfg_free(&c);
+}
+
 /* An agent without a usable id before one with an id: refused by name, never
  * a strcmp on NULL (it crashed the router through every way in). */
 static void test_agent_without_id_is_refused(void **state)
@@ -433,6 +451,7 @@ int main(void)
 		cmocka_unit_test(test_find_agent_sorted_and_unsorted),
 		cmocka_unit_test(test_agent_without_id_is_refused),
 		cmocka_unit_test(test_set_applies_to_embedded_default),
+		cmocka_unit_test(test_out_of_range_values_never_overflow),
 	};
 
 	if (util_init())

@@ -80,6 +80,9 @@ static void test_yaml_types_and_round_trip(void **state)
 	assert_true(json_equal(j, k));
 	assert_int_equal(yj_parse("a: 1\na: 2\n", 10, &k, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "duplicate"));
+	/* a "\0" escape would not survive the round trip through C strings */
+	assert_int_equal(yj_parse("a: \"x\\0y\"\n", 10, &k, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "NUL"));
 	json_decref(j);
 	json_decref(k);
 	buf_free(&out);
@@ -116,6 +119,24 @@ static void test_metrics_render(void **state)
 	assert_int_equal(met_label(&out, "endpoint", "x\\y"), 0);
 	assert_string_equal(buf_str(&out), "agent=\"a\\\"b\",endpoint=\"x\\\\y\"");
 	buf_free(&out);
+	{
+		/* a hostile value: long (it once failed the whole scrape), not UTF-8,
+		 * with a newline; the labels stay bounded, valid and on one line */
+		char big[5000];
+
+		memset(big, 'e', sizeof(big) - 1);
+		big[sizeof(big) - 1] = '\0';
+		big[10] = '\n';
+		big[20] = (char)0xff;
+		buf_init(&out, 1024);
+		assert_int_equal(met_label(&out, "endpoint", big), 0);
+		assert_true(out.len < MET_LABEL_VALUE_MAX + 40);
+		assert_null(strchr(buf_str(&out), '\n'));
+		assert_non_null(strstr(buf_str(&out), "\xef\xbf\xbd"));
+		assert_true(util_utf8_valid(buf_str(&out), out.len));
+		assert_non_null(strstr(buf_str(&out), "...\""));
+		buf_free(&out);
+	}
 }
 
 static void test_rfc3339(void **state)

@@ -88,6 +88,17 @@ static void test_rejections_name_the_field(void **state)
 		     400, "content_base64");
 	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"message_id\":\"a b\"}", 400,
 		     "message_id");
+	/* hostile shapes (found by fuzzing): never a table index of -1, never an empty field */
+	expect_field("1", 400, "(body)");
+	expect_field("null", 400, "(body)");
+	expect_field("\"x\"", 400, "(body)");
+	expect_field("{\"\":1}", 400, "(key)");
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"delivery\":{\"\":1}}", 400,
+		     "delivery.(key)");
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"content\":\"\xed\xa0\x80\"}",
+		     400, "content");
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"content\":\"\xc0\x80\"}", 400,
+		     "content");
 }
 
 static void test_duplicates_nesting_and_syntax(void **state)
