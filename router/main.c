@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <urcu-bp.h>
 
 #include "app.h"
 #include "handoff.h"
@@ -300,8 +301,13 @@ static int run(const char *path, const char *level_override)
 	if (start_servers(&app))
 		goto out;
 	atomic_store(&app.ready, 1);
-	log_info("router ready", "config_hash", app.snap->hash, "profile", cfg_profile_name(app.cfg.profile), "storage",
-		 app.cfg.storage.path, "sync", app.cfg.storage.sync == CFG_SYNC_FULL ? "full" : "normal");
+	/* the servers and the file watcher run: a reload may replace (and free)
+	 * the snapshot at any time, so it is read like any handler reads it */
+	rcu_read_lock();
+	log_info("router ready", "config_hash", rcu_dereference(app.snap)->hash, "profile",
+		 cfg_profile_name(app.cfg.profile), "storage", app.cfg.storage.path, "sync",
+		 app.cfg.storage.sync == CFG_SYNC_FULL ? "full" : "normal");
+	rcu_read_unlock();
 
 	for (;;) {
 		if (sigwait(&set, &sig))
