@@ -50,10 +50,16 @@ static int h_status(struct http_req *req, struct http_resp *resp, void *ctx)
 	struct rt_stats s;
 	int64_t now = util_now_ms();
 	const struct snap *snap;
+	size_t handoffs;
 	int rc;
 
 	(void)req;
 	rt_get_stats(app->rt, &s);
+	/* app->ho is set and cleared under rl.lock; not taken inside the RCU
+	 * read section below (a reload holds rl.lock in synchronize_rcu) */
+	pthread_mutex_lock(&app->rl.lock);
+	handoffs = app->ho ? ho_in_progress(app->ho) : 0;
+	pthread_mutex_unlock(&app->rl.lock);
 	rcu_read_lock();
 	snap = rcu_dereference(app->snap);
 	rc = buf_printf(&resp->body,
@@ -77,8 +83,7 @@ static int h_status(struct http_req *req, struct http_resp *resp, void *ctx)
 				",\"cluster\":{\"ordinal\":%lld,\"replicas\":%lld,\"epoch\":\"%s\",\"handoffs\":%zu,"
 				"\"handoff_timeouts\":%llu,\"peers_hash\":\"%s\"}",
 				(long long)app->cfg.cluster.ordinal, (long long)snap->cfg.cluster.replicas, epoch,
-				app->ho ? ho_in_progress(app->ho) : (size_t)0,
-				(unsigned long long)met_counter_get(app->met.handoff_timeouts), peers_hash);
+				handoffs, (unsigned long long)met_counter_get(app->met.handoff_timeouts), peers_hash);
 	}
 	rcu_read_unlock();
 	if (!rc)

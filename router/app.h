@@ -55,7 +55,8 @@ struct app {
 	struct tlscred *tls;	   /* the certificate both ports present, NULL without TLS */
 	struct http_server *peers; /* the peer port, when cluster.peerHost is set */
 	struct peer *peer;	   /* the client for the other replicas, likewise */
-	struct ho *ho;		   /* moves agents' messages when the assignment changes, likewise */
+	struct ho *ho;		   /* moves agents' messages when the assignment changes, likewise;
+				    * set and cleared under rl.lock */
 	/* Peer addresses the operator pushed (POST /admin/peers): membership,
 	 * not configuration, so a pod that moves does not change the config. */
 	pthread_mutex_t peers_lock;

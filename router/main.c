@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <urcu-bp.h>
 
 #include "app.h"
 #include "handoff.h"
@@ -176,9 +177,6 @@ static int start_peer_port(struct app *app, struct http_opts *o)
 
 	if (!app->cfg.cluster.peer_host[0])
 		return 0;
-	rc = peer_new(&app->peer);
-	if (rc)
-		return rc;
 	o->port = (uint16_t)app->cfg.net.peer_port;
 	o->routes = api_peer_routes;
 	o->name = "peer";
@@ -190,10 +188,15 @@ static int start_peer_port(struct app *app, struct http_opts *o)
 		return rc;
 	}
 	/* hand off what this router stores for agents it does not own (after a
-	 * scale, or a restart in the middle of one) */
+	 * scale, or a restart in the middle of one).  Reloads (the file watcher
+	 * and the admin port already run) read app->ho and the replica count
+	 * under rl.lock, so both are taken under it. */
+	pthread_mutex_lock(&app->rl.lock);
 	rc = ho_start(app, &app->ho);
 	if (!rc)
-		rc = ho_reassign(app->ho, (uint32_t)app->cfg.cluster.replicas, (uint32_t)app->cfg.cluster.replicas);
+		rc = ho_reassign(app->ho, (uint32_t)app->snap->cfg.cluster.replicas,
+				 (uint32_t)app->snap->cfg.cluster.replicas);
+	pthread_mutex_unlock(&app->rl.lock);
 	if (rc)
 		return rc;
 	snprintf(port, sizeof(port), "%u", http_port(app->peers));
@@ -221,6 +224,13 @@ static int start_servers(struct app *app)
 			  strerror(-rc));
 		return rc;
 	}
+	/* the client for the other replicas exists before the data port
+	 * serves: its handlers read app->peer without a lock */
+	if (app->cfg.cluster.peer_host[0]) {
+		rc = peer_new(&app->peer);
+		if (rc)
+			return rc;
+	}
 	o.port = (uint16_t)app->cfg.net.data_port;
 	o.thread_per_connection = 1;
 	o.max_connections = (unsigned)app->cfg.net.max_connections;
@@ -242,6 +252,20 @@ static int start_servers(struct app *app)
 	snprintf(port, sizeof(port), "%u", http_port(app->admin));
 	log_info("listening", "server", "admin", "address", app->cfg.net.bind_address, "n:port", port);
 	return 0;
+}
+
+/* Stop the handoff worker.  A reload (the watcher, the admin port) or
+ * GET /v1/status may be using app->ho: it is taken away under rl.lock, which
+ * they hold while they use it, and freed once no one can reach it. */
+static void stop_handoffs(struct app *app)
+{
+	struct ho *h;
+
+	pthread_mutex_lock(&app->rl.lock);
+	h = app->ho;
+	app->ho = NULL;
+	pthread_mutex_unlock(&app->rl.lock);
+	ho_stop(h);
 }
 
 static int run(const char *path, const char *level_override)
@@ -300,8 +324,13 @@ static int run(const char *path, const char *level_override)
 	if (start_servers(&app))
 		goto out;
 	atomic_store(&app.ready, 1);
-	log_info("router ready", "config_hash", app.snap->hash, "profile", cfg_profile_name(app.cfg.profile), "storage",
-		 app.cfg.storage.path, "sync", app.cfg.storage.sync == CFG_SYNC_FULL ? "full" : "normal");
+	/* the servers and the file watcher run: a reload may replace (and free)
+	 * the snapshot at any time, so it is read like any handler reads it */
+	rcu_read_lock();
+	log_info("router ready", "config_hash", rcu_dereference(app.snap)->hash, "profile",
+		 cfg_profile_name(app.cfg.profile), "storage", app.cfg.storage.path, "sync",
+		 app.cfg.storage.sync == CFG_SYNC_FULL ? "full" : "normal");
+	rcu_read_unlock();
 
 	for (;;) {
 		if (sigwait(&set, &sig))
@@ -331,8 +360,7 @@ static int run(const char *path, const char *level_override)
 
 		nanosleep(&g, NULL);
 	}
-	ho_stop(app.ho); /* a batch in flight goes back to its queue */
-	app.ho = NULL;
+	stop_handoffs(&app); /* a batch in flight goes back to its queue */
 	http_quiesce(app.data);
 	http_quiesce(app.peers);
 	http_stop(app.data); /* waits for handlers, so in-flight commits finish */
@@ -341,7 +369,7 @@ static int run(const char *path, const char *level_override)
 	app.peers = NULL;
 	exit_code = 0;
 out:
-	ho_stop(app.ho);
+	stop_handoffs(&app);
 	http_stop(app.data);
 	http_stop(app.peers);
 	peer_free(app.peer); /* no handler runs now */

@@ -221,7 +221,8 @@ static void finished(struct push *p, struct preq *r, CURLcode cc)
 	}
 	temporary = cc != CURLE_OK || status == 408 || status == 429 || status >= 500;
 	if (!temporary) { /* the agent refused the message for good */
-		char s[16];
+		/* a long is at most 20 characters with its sign */
+		char s[24];
 
 		snprintf(s, sizeof(s), "%ld", status);
 		log_warn("push delivery refused", "agent_id", r->ps->id, "n:status", s);

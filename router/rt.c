@@ -586,6 +586,7 @@ int rt_submit(struct rt *rt, struct rt_item *items, size_t n)
 	struct rt_conv **touched = NULL;
 	size_t ntouched = 0;
 	int rc = 0, wrc;
+	double sample_rate;
 
 	/* every entry below is written before it is read: no need to zero */
 	sc.ops = malloc((3 * n + 1) * sizeof(*sc.ops)); /* insert, attempts (handoff), conversation */
@@ -597,6 +598,7 @@ int rt_submit(struct rt *rt, struct rt_item *items, size_t n)
 		goto out;
 	}
 	pthread_mutex_lock(&rt->lock);
+	sample_rate = rt->cfg.obs.log_sample_rate; /* rt->cfg is swapped under the lock (rt_reconfigure) */
 	for (size_t i = 0; i < n; i++) {
 		struct rt_item *it = &items[i];
 		struct rt_conv *c = NULL;
@@ -689,7 +691,7 @@ finish:
 	for (size_t i = 0; i < n; i++) {
 		if (items[i].status != 202)
 			met_inc(rt->met->failed[items[i].reason]);
-		else if (log_enabled(LOG_DEBUG) && log_sample(rt->cfg.obs.log_sample_rate))
+		else if (log_enabled(LOG_DEBUG) && log_sample(sample_rate))
 			log_debug("message routed", "message_id", items[i].m.message_id, "conversation_id",
 				  items[i].m.conversation_id[0] ? items[i].m.conversation_id : NULL, "trace_id",
 				  items[i].m.trace_id[0] ? items[i].m.trace_id : NULL, "agent_id", items[i].m.receiver,
