@@ -1,7 +1,9 @@
 # Switchboard build.  Plain GNU make; libraries found through pkg-config.
 #   make deps   install the Debian packages the build and tests need (idempotent)
 #   make        build build/switchboard-router and build/switchboard-operator (release, -O2)
-#   make test   every test: unit (release + ASan/UBSan/LSan), integration, tsan, e2e (real control plane), lint
+#   make test   every test: unit (release + ASan/UBSan/LSan), fuzz-regress, integration, tsan, e2e (real control plane), lint
+#   make fuzz   every libFuzzer target under tests/fuzz for FUZZ_SECONDS (600) each; make fuzz-regress: the corpus, short runs
+#   make tsan   the unit tests and a concurrent scenario under ThreadSanitizer
 #   make demo   a local cluster with two real nodes, the chart (operator pod), two router pods; messages, a hot and a restart change
 #   make bench  the benchmarks under bench/ (not part of make test); make bench-operator for the operator
 
@@ -28,12 +30,12 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 REL := build/rel
 SAN := build/san
 
-.PHONY: all deps test unit unit-release unit-san integration e2e lint format demo demo-down bench bench-cluster bench-operator bench-peers peer-deps images clean help tsan unit-tsan
+.PHONY: all deps test unit unit-release unit-san integration e2e fuzz fuzz-regress fuzz-build lint format demo demo-down bench bench-cluster bench-operator bench-peers peer-deps images clean help tsan unit-tsan
 
 all: build/switchboard-router build/switchboard-operator
 
 help:
-	@sed -n '1,8p' Makefile
+	@sed -n '1,9p' Makefile
 
 deps:
 	@bash scripts/deps.sh
@@ -156,16 +158,92 @@ e2e: build/switchboard-router build/switchboard-operator-san images
 	@sysctl -n $(HOST_SYSCTLS) | diff -u build/e2e-sysctls.before - || \
 	  { echo "e2e: host settings ($(HOST_SYSCTLS)) were not restored"; exit 1; }
 
+# --- fuzzing (libFuzzer, clang-14) -----------------------------------------
+# Each tests/fuzz/fuzz_<t>.c is one target; the code under test is built again
+# with clang-14 and the fuzzer's coverage and sanitizers into build/fuzz/obj/.
+# Committed seeds: tests/fuzz/corpus/<t>/; crashes that must stay fixed:
+# tests/fuzz/regress/<t>/; dictionaries: tests/fuzz/<t>.dict.
+FUZZ_CC := clang-14
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS := $(BASE_CFLAGS) -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ := build/fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_REGRESS_SECONDS ?= 15
+FUZZ_REGRESS_RUNS ?= 500000
+FUZZ_LIB_TARGETS := cfg metrics
+FUZZ_RT_TARGETS := msg
+FUZZ_OP_TARGETS := kubeconfig watch configmap render
+FUZZ_TARGETS := $(FUZZ_LIB_TARGETS) $(FUZZ_RT_TARGETS) $(FUZZ_OP_TARGETS)
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ)/fuzz_%)
+
+$(FUZZ)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ)/obj/%.o)
+FUZZ_RT_OBJ := $(ROUTER_SRC:%.c=$(FUZZ)/obj/%.o)
+FUZZ_OP_OBJ := $(OPERATOR_SRC:%.c=$(FUZZ)/obj/%.o)
+FUZZ_LINK = $(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIBS)
+
+$(FUZZ_LIB_TARGETS:%=$(FUZZ)/fuzz_%): $(FUZZ)/fuzz_%: $(FUZZ)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
+	$(FUZZ_LINK)
+
+$(FUZZ_RT_TARGETS:%=$(FUZZ)/fuzz_%): $(FUZZ)/fuzz_%: $(FUZZ)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ) $(FUZZ_RT_OBJ)
+	$(FUZZ_LINK)
+
+$(FUZZ_OP_TARGETS:%=$(FUZZ)/fuzz_%): $(FUZZ)/fuzz_%: $(FUZZ)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ) $(FUZZ_OP_OBJ)
+	$(FUZZ_LINK)
+
+fuzz-build: $(FUZZ_BINS)
+
+# Arguments shared by both runs: the dictionary, a per-input time limit,
+# crashes into build/fuzz/crashes/.
+FUZZ_ARGS = $$([ -f tests/fuzz/$$t.dict ] && echo -dict=tests/fuzz/$$t.dict) -timeout=20 -rss_limit_mb=2048 \
+	-artifact_prefix=$(FUZZ)/crashes/$$t- -print_final_stats=1
+
+# Explore: new inputs go to build/fuzz/corpus/<t>/ (the first directory), the
+# committed seeds are read only.  Every target runs; any crash fails at the end.
+fuzz: $(FUZZ_BINS)
+	@mkdir -p $(FUZZ)/crashes; failed=""; \
+	for t in $(FUZZ_TARGETS:%=fuzz_%); do \
+	  mkdir -p $(FUZZ)/corpus/$$t; echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	  $(FUZZ)/$$t $(FUZZ_ARGS) -max_total_time=$(FUZZ_SECONDS) $(FUZZ)/corpus/$$t \
+	    tests/fuzz/corpus/$$t $$(ls -d tests/fuzz/regress/$$t 2>/dev/null) || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed (inputs in $(FUZZ)/crashes/)"; exit 1; fi
+
+# Regression: replay every committed seed and regress/ input (any crash
+# fails), then a short bounded run per target.  A crash in the short run fails
+# too, except for a target with inputs in tests/fuzz/pending/ (defects known
+# and not fixed yet): its crash is reported and kept in build/fuzz/crashes/.
+# Empty pending/<t> when the fix lands and the short run is strict again.
+fuzz-regress: $(FUZZ_BINS)
+	@mkdir -p $(FUZZ)/crashes; set -e; start=$$(date +%s); \
+	for t in $(FUZZ_TARGETS:%=fuzz_%); do \
+	  rm -rf $(FUZZ)/regress/$$t; mkdir -p $(FUZZ)/regress/$$t; log=$(FUZZ)/regress/$$t.log; echo "== $$t"; \
+	  $(FUZZ)/$$t $(FUZZ_ARGS) -runs=0 tests/fuzz/corpus/$$t $$(ls -d tests/fuzz/regress/$$t 2>/dev/null) \
+	    >$$log 2>&1 || { tail -n 60 $$log; echo "fuzz-regress: $$t fails on a committed input"; exit 1; }; \
+	  if ! $(FUZZ)/$$t $(FUZZ_ARGS) -max_total_time=$(FUZZ_REGRESS_SECONDS) -runs=$(FUZZ_REGRESS_RUNS) \
+	      $(FUZZ)/regress/$$t tests/fuzz/corpus/$$t >>$$log 2>&1; then \
+	    if [ -n "$$(ls tests/fuzz/pending/$$t 2>/dev/null)" ]; then \
+	      echo "   crash in the short run; $$t has pending defects (tests/fuzz/pending/$$t):"; \
+	      grep -m1 -E 'runtime error|invariant broken|ERROR: AddressSanitizer' $$log | sed 's/^/   /'; \
+	    else tail -n 60 $$log; echo "fuzz-regress: $$t crashed (input in $(FUZZ)/crashes/)"; exit 1; fi; \
+	  fi; \
+	  grep -E '^#[0-9]+[[:space:]]+DONE' $$log | tail -n 1 || true; \
+	done; echo "fuzz-regress: ok ($$(( $$(date +%s) - start )) s)"
+
 lint:
 	@bash scripts/lint.sh
 
 format:
 	clang-format -i $(LIB_SRC) $(ROUTER_SRC) router/main.c $(OPERATOR_SRC) operator/main.c include/switchboard/*.h \
-	  lib/*.h router/*.h operator/*.h $(UNIT_SRC) $(BENCH_SRC)
+	  lib/*.h router/*.h operator/*.h $(UNIT_SRC) $(BENCH_SRC) tests/fuzz/*.c tests/fuzz/*.h
 
 test: deps
 	$(MAKE) all build/switchboard-router-san build/switchboard-operator-san
 	$(MAKE) unit
+	$(MAKE) fuzz-regress
 	$(MAKE) integration
 	$(MAKE) tsan
 	$(MAKE) e2e

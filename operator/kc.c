@@ -4,6 +4,7 @@
  * TLS material passed as in-memory blobs.  See kc.h for the contracts.
  */
 #include "kc.h"
+#include "kc_int.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -663,13 +664,50 @@ out:
 
 /* --- streaming ---------------------------------------------------------- */
 
+void kc_lines_init(struct kc_lines *l, size_t max_line, kc_line_fn fn, void *ctx)
+{
+	buf_init(&l->line, max_line + 1);
+	l->max_line = max_line;
+	l->fn = fn;
+	l->ctx = ctx;
+}
+
+int kc_lines_feed(struct kc_lines *l, const char *p, size_t n)
+{
+	size_t off = 0;
+	int rc;
+
+	while (off < n) {
+		const char *nl = memchr(p + off, '\n', n - off);
+		size_t chunk = nl ? (size_t)(nl - (p + off)) : n - off;
+
+		if (l->line.len + chunk > l->max_line)
+			return -E2BIG;
+		if (buf_append(&l->line, p + off, chunk))
+			return -ENOMEM;
+		off += chunk;
+		if (nl) {
+			off++;
+			if (l->line.len) {
+				rc = l->fn(l->line.data, l->line.len, l->ctx);
+				buf_reset(&l->line);
+				if (rc)
+					return rc;
+			}
+		}
+	}
+	return 0;
+}
+
+void kc_lines_free(struct kc_lines *l)
+{
+	buf_free(&l->line);
+}
+
 struct stream {
 	CURL *c;
-	struct buf line;
+	struct kc_lines lines;
 	struct buf err; /* body of a non-2xx reply */
-	size_t max_line;
-	kc_line_fn fn;
-	void *ctx;
 	int cb_rc;
 	const volatile int *stop;
 };
@@ -677,36 +715,14 @@ struct stream {
 static size_t on_stream(char *p, size_t sz, size_t n, void *ud)
 {
 	struct stream *s = ud;
-	size_t total = sz * n, off = 0;
+	size_t total = sz * n;
 	long code = 0;
 
 	curl_easy_getinfo(s->c, CURLINFO_RESPONSE_CODE, &code);
 	if (code < 200 || code >= 300)
 		return buf_append(&s->err, p, total) ? 0 : total;
-	while (off < total) {
-		char *nl = memchr(p + off, '\n', total - off);
-		size_t chunk = nl ? (size_t)(nl - (p + off)) : total - off;
-
-		if (s->line.len + chunk > s->max_line) {
-			s->cb_rc = -E2BIG;
-			return 0;
-		}
-		if (buf_append(&s->line, p + off, chunk)) {
-			s->cb_rc = -ENOMEM;
-			return 0;
-		}
-		off += chunk;
-		if (nl) {
-			off++;
-			if (s->line.len) {
-				s->cb_rc = s->fn(s->line.data, s->line.len, s->ctx);
-				buf_reset(&s->line);
-				if (s->cb_rc)
-					return 0;
-			}
-		}
-	}
-	return total;
+	s->cb_rc = kc_lines_feed(&s->lines, p, total);
+	return s->cb_rc ? 0 : total;
 }
 
 static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
@@ -720,7 +736,7 @@ static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_
 int kc_stream(struct kc *k, const char *path, size_t max_line, kc_line_fn fn, void *ctx, const volatile int *stop,
 	      struct kc_status *st)
 {
-	struct stream s = {.max_line = max_line, .fn = fn, .ctx = ctx, .stop = stop};
+	struct stream s = {.stop = stop};
 	struct kc_status dummy;
 	struct curl_slist *h = NULL;
 	char url[8192];
@@ -735,7 +751,7 @@ int kc_stream(struct kc *k, const char *path, size_t max_line, kc_line_fn fn, vo
 	s.c = thread_curl();
 	if (!s.c)
 		return -ENOMEM;
-	buf_init(&s.line, max_line + 1);
+	kc_lines_init(&s.lines, max_line, fn, ctx);
 	buf_init(&s.err, KC_ERR_LIMIT);
 	h = curl_slist_append(h, "Accept: application/json");
 	h = auth_headers(k, h, 0);
@@ -771,7 +787,7 @@ int kc_stream(struct kc *k, const char *path, size_t max_line, kc_line_fn fn, vo
 	} else {
 		rc = 0;
 	}
-	buf_free(&s.line);
+	kc_lines_free(&s.lines);
 	buf_free(&s.err);
 	return rc;
 }

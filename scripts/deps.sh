@@ -9,7 +9,7 @@ PKGS=("$@"
   zlib1g-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libmicrohttpd-dev libgnutls28-dev
   libsqlite3-dev sqlite3 libsodium-dev libcmocka-dev uthash-dev libyajl-dev
   liburcu-dev libxxhash-dev
-  valgrind clang-format clang-tidy cppcheck
+  valgrind clang-format clang-tidy cppcheck clang-14 libclang-rt-14-dev
   prometheus python3 python3-pytest python3-yaml openssl buildah
   containerd runc containernetworking-plugins procps util-linux
 )

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 SRC=$(ls lib/*.c router/*.c operator/*.c 2>/dev/null || true)
 HDR=$(ls include/switchboard/*.h lib/*.h router/*.h operator/*.h 2>/dev/null || true)
-TESTS=$(ls tests/unit/*.c bench/*.c 2>/dev/null || true)
+TESTS=$(ls tests/unit/*.c bench/*.c tests/fuzz/*.c tests/fuzz/*.h 2>/dev/null || true)
 
 echo "lint: clang-format"
 clang-format --dry-run --Werror $SRC $HDR $TESTS
