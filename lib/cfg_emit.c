@@ -4,6 +4,7 @@
  * field-by-field diff that classifies a reload as hot or restart-required.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,8 +175,8 @@ static int field_equal(const void *a, const void *b, const struct cfg_field *f)
 	case F_INT:
 	case F_BYTES:
 		return CFG_I64(a, f) == CFG_I64(b, f);
-	case F_DOUBLE:
-		return CFG_DBL(a, f) == CFG_DBL(b, f);
+	case F_DOUBLE: /* NaN (refused by validation, but parsed) equals itself here */
+		return CFG_DBL(a, f) == CFG_DBL(b, f) || (isnan(CFG_DBL(a, f)) && isnan(CFG_DBL(b, f)));
 	case F_BOOL:
 	case F_ENUM:
 		return CFG_INT(a, f) == CFG_INT(b, f);

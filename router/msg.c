@@ -287,6 +287,9 @@ static int on_string(void *ctx, const unsigned char *v, size_t n)
 	if (!util_utf8_valid(s, n)) /* yajl lets overlong forms, surrogates and values past U+10FFFF through */
 		return pfail(ps, 400, "InvalidMessage", field_names[ps->field], "%s must be valid UTF-8",
 			     field_names[ps->field]);
+	if (memchr(s, '\0', n)) /* a \u0000: many JSON readers refuse it, C strings cut it */
+		return pfail(ps, 400, "InvalidMessage", field_names[ps->field],
+			     "%s must not contain NUL (send binary as content_base64)", field_names[ps->field]);
 	switch (ps->field) {
 	case F_PERFORMATIVE:
 		for (int i = 0; i < PERF_COUNT; i++)
@@ -437,9 +440,9 @@ static int on_key(void *ctx, const unsigned char *k, size_t n)
 	int lo = ps->depth == 1 ? 0 : F_PRIORITY, hi = ps->depth == 1 ? F_PRIORITY : F_COUNT;
 	size_t skip = ps->depth == 1 ? 0 : 9; /* "delivery." */
 
-	if (n == 0)
+	if (n == 0 || memchr(k, '\0', n) || !util_utf8_valid((const char *)k, n))
 		return pfail(ps, 400, "InvalidMessage", ps->depth == 1 ? "(key)" : "delivery.(key)",
-			     "a field name must not be empty");
+			     "a field name must be non-empty UTF-8 text without NUL");
 	for (int i = lo; i < hi; i++) {
 		if (strlen(field_names[i]) - skip == n && memcmp(field_names[i] + skip, k, n) == 0) {
 			if (ps->seen & (1u << i))
@@ -517,6 +520,20 @@ static int body_from_raw(struct msg *m, const char *raw, size_t len, int add_id,
 	return m->body ? 0 : -ENOMEM;
 }
 
+/* 1 when the only control characters of `raw` are JSON's whitespace: yajl
+ * also skips form feeds and vertical tabs between tokens, which RFC 8259
+ * (and the consumers' JSON readers) do not. */
+static int json_whitespace_only(const char *raw, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)raw[i];
+
+		if (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r')
+			return 0;
+	}
+	return 1;
+}
+
 int msg_parse(const char *raw, size_t len, size_t max_content, struct msg *m, struct msg_err *e)
 {
 	struct pstate ps = {.m = m, .e = e, .max_content = max_content, .field = -1};
@@ -529,6 +546,9 @@ int msg_parse(const char *raw, size_t len, size_t max_content, struct msg *m, st
 	m->priority = MSG_PRIO_NORMAL;
 	m->max_retries = -1;
 	m->performative = -1;
+	if (!json_whitespace_only(raw, len)) /* the body is stored and handed on as it came */
+		return fail(e, 400, "InvalidMessage", "(body)",
+			    "not valid JSON: a control character other than space, tab, CR or LF");
 	h = yajl_alloc(&msg_callbacks, NULL, &ps);
 	if (!h)
 		return -ENOMEM;

@@ -99,6 +99,10 @@ static void test_rejections_name_the_field(void **state)
 		     400, "content");
 	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"content\":\"\xc0\x80\"}", 400,
 		     "content");
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"content\":\"\\u0000x\"}", 400,
+		     "content");
+	expect_field("{\"performative\":\f\"inform\",\"sender\":\"a\",\"receiver\":\"b\"}", 400, "(body)");
+	expect_field("{\"\\u0000receiver\":\"b\"}", 400, "(key)");
 }
 
 static void test_duplicates_nesting_and_syntax(void **state)
