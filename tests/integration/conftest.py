@@ -6,12 +6,14 @@ any request path fail the test (the sanitizer makes the process exit
 non-zero, which `stop()` asserts against).
 """
 import http.client
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -33,6 +35,15 @@ def strict_json(ctype, data, what):
                 json.loads(doc)
     except (UnicodeDecodeError, ValueError) as e:
         raise AssertionError(f"{what}: the answer is not valid UTF-8 JSON ({e}): {data[:200]!r}") from None
+
+
+def serve_http(handler):
+    """A ThreadingHTTPServer for `handler` on a free 127.0.0.1 port, served from a daemon thread (a
+    test's push agent). Returns (server, port); stop it with server.shutdown(), server.server_close()."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
 
 
 def free_port():

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 
-from conftest import Router, msg
+from conftest import Router, msg, serve_http
 
 SECONDS = float(os.environ.get("SB_CONCURRENT_SECONDS", "4"))
 
@@ -45,10 +45,7 @@ class PushAgent:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.port = serve_http(H)
 
     def calls(self):
         with self.lock:

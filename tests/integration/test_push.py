@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from conftest import Router, msg
+from conftest import Router, msg, serve_http
 
 
 class Agent:
@@ -42,10 +42,7 @@ class Agent:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.port = serve_http(H)
 
     def ids(self):
         with self.lock:
