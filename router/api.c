@@ -522,25 +522,53 @@ static int h_nack(struct http_req *req, struct http_resp *resp, void *ctx)
 	return settle(req, resp, ctx, 0);
 }
 
+/* With token auth the views (agents, conversations) are for callers the
+ * router knows: any agent's token or the admin token; 401 otherwise.
+ * Returns 0 to go on, 1 after answering, or -ENOMEM. */
+static int view_allowed(struct app *app, struct http_req *req, struct http_resp *resp)
+{
+	char dbuf[65];
+	const char *digest;
+	int rc;
+
+	if (app->cfg.sec.auth != CFG_AUTH_TOKEN || admin_authorized(app, req))
+		return 0;
+	rc = caller_digest(app, req, resp, dbuf, &digest);
+	if (rc)
+		return rc;
+	if (rt_caller_known(app->rt, digest))
+		return 0;
+	return http_error(resp, 401, "Unauthorized", "the bearer token belongs to no agent", NULL) ? -ENOMEM : 1;
+}
+
 static int h_agents(struct http_req *req, struct http_resp *resp, void *ctx)
 {
-	(void)req;
+	int rc = view_allowed(ctx, req, resp);
+
+	if (rc)
+		return rc < 0 ? rc : 0;
 	return rt_agents_json(((struct app *)ctx)->rt, &resp->body);
 }
 
 static int h_agent(struct http_req *req, struct http_resp *resp, void *ctx)
 {
 	struct rt_err e = {0};
-	int rc = rt_agent_json(((struct app *)ctx)->rt, req->params[0], &resp->body, &e);
+	int rc = view_allowed(ctx, req, resp);
 
+	if (rc)
+		return rc < 0 ? rc : 0;
+	rc = rt_agent_json(((struct app *)ctx)->rt, req->params[0], &resp->body, &e);
 	return rc == -EINVAL ? err_from_rt(resp, &e) : rc;
 }
 
 static int h_conversation(struct http_req *req, struct http_resp *resp, void *ctx)
 {
 	struct rt_err e = {0};
-	int rc = rt_conversation_json(((struct app *)ctx)->rt, req->params[0], &resp->body, &e);
+	int rc = view_allowed(ctx, req, resp);
 
+	if (rc)
+		return rc < 0 ? rc : 0;
+	rc = rt_conversation_json(((struct app *)ctx)->rt, req->params[0], &resp->body, &e);
 	return rc == -EINVAL ? err_from_rt(resp, &e) : rc;
 }
 

@@ -91,6 +91,26 @@ def test_token_is_checked_before_the_body_is_parsed(tmp_path):
         r.stop()
 
 
+def test_views_need_a_known_token_under_token_auth(tmp_path):
+    """With token auth, the agents and conversations views are for callers the router knows (an agent's
+    token or the admin token): they list agents and message metadata."""
+    admin = os.path.join(str(tmp_path), "admin-token")
+    with open(admin, "w") as f:
+        f.write("admin-secret\n")
+    r = Router(str(tmp_path), config_extra=f"security:\n  auth: token\n  adminTokenFile: {admin}\n", agents=[])
+    with open(r.config, "a") as f:
+        f.write(f"agents:\n  - id: alice\n    tokenSha256: {hashlib.sha256(b'alice-secret').hexdigest()}\n")
+    r.start()
+    try:
+        for path in ("/v1/agents", "/v1/agents/alice", "/v1/conversations/c-1"):
+            assert r.data("GET", path)[0] == 401, path
+            assert r.data("GET", path, headers={"Authorization": "Bearer nope"})[0] == 401, path
+            assert r.data("GET", path, headers={"Authorization": "Bearer alice-secret"})[0] in (200, 404), path
+            assert r.data("GET", path, headers={"Authorization": "Bearer admin-secret"})[0] in (200, 404), path
+    finally:
+        r.stop()
+
+
 def test_set_applies_to_the_embedded_default(tmp_path):
     """`--set network.dataPort=...` is the example in the router's own --help; with no --config it was
     ignored."""
