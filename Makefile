@@ -1,7 +1,7 @@
 # Switchboard build.  Plain GNU make; libraries found through pkg-config.
 #   make deps   install the Debian packages the build and tests need (idempotent)
 #   make        build build/switchboard-router and build/switchboard-operator (release, -O2)
-#   make test   every test: unit (release + ASan/UBSan/LSan), integration, e2e (real control plane), lint
+#   make test   every test: unit (release + ASan/UBSan/LSan), integration, api-test (schemathesis), e2e, lint
 #   make demo   a local cluster with two real nodes, the chart (operator pod), two router pods; messages, a hot and a restart change
 #   make bench  the benchmarks under bench/ (not part of make test); make bench-operator for the operator
 
@@ -28,7 +28,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 REL := build/rel
 SAN := build/san
 
-.PHONY: all deps test unit unit-release unit-san integration e2e lint format demo demo-down bench bench-cluster bench-operator bench-peers peer-deps images clean help
+.PHONY: all deps test unit unit-release unit-san integration api-test e2e lint format demo demo-down bench bench-cluster bench-operator bench-peers peer-deps images clean help
 
 all: build/switchboard-router build/switchboard-operator
 
@@ -103,6 +103,10 @@ unit: unit-release unit-san
 integration: build/switchboard-router build/switchboard-router-san
 	cd tests/integration && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
 
+# --- API contract: schemathesis against real routers (docs/api/openapi.yaml) ----
+api-test: build/switchboard-router-san
+	@venv=$$(bash scripts/pytools.sh) && $$venv/bin/python tests/api/run.py
+
 # --- e2e: the operator's world, against a real kube-apiserver/etcd/kcm -------
 # Host settings a kubelet changes; e2e/cluster down restores them, and this checks it did.
 HOST_SYSCTLS := vm.overcommit_memory kernel.panic kernel.panic_on_oops
@@ -131,6 +135,7 @@ test: deps
 	$(MAKE) all build/switchboard-router-san build/switchboard-operator-san
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) api-test
 	$(MAKE) e2e
 	$(MAKE) lint
 
