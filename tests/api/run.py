@@ -42,6 +42,9 @@ CHECKS = ",".join([
 ])
 EXAMPLES = int(os.environ.get("SB_API_EXAMPLES", "25"))
 SEED = os.environ.get("SB_API_SEED", "17")
+# the data port's links (submit -> pull -> ack/nack, dead letters -> replay) make stateful scenarios;
+# the admin port has none
+PHASES = {"data": "examples,coverage,fuzzing,stateful", "admin": "examples,coverage,fuzzing"}
 TOKENS = {"alice": "alice-api-token", "bob": "bob-api-token"}
 ADMIN_TOKEN = "admin-api-token"
 # a long poll of the router under test waits at most 200 ms whatever it asks (hooks.py scales the
@@ -89,7 +92,7 @@ def run_schemathesis(kind, port_name, port, tmp, log):
     cmd = [schemathesis_bin(), "--config-file", cfg, "run", SPEC,
            "--url", f"http://127.0.0.1:{port}", "--include-tag", port_name,
            "--checks", CHECKS, "--max-examples", str(EXAMPLES), "--seed", SEED,
-           "--phases", "examples,coverage,fuzzing", "--workers", "2",
+           "--phases", PHASES[port_name], "--workers", "2",
            "--generation-database", "none", "--request-timeout", "10",
            "--report-dir", os.path.join(tmp, "report"), "--no-color"]
     print(f"== api-test [{kind}] {port_name} port {port}: schemathesis, {EXAMPLES} examples per operation",
