@@ -1,7 +1,7 @@
 # Switchboard build.  Plain GNU make; libraries found through pkg-config.
 #   make deps   install the Debian packages the build and tests need (idempotent)
 #   make        build build/switchboard-router and build/switchboard-operator (release, -O2)
-#   make test   every test: unit (release + ASan/UBSan/LSan), fuzz-regress, integration, tsan, e2e (real control plane), lint
+#   make test   every test: unit (release + ASan/UBSan/LSan), fuzz-regress, integration, api-test (schemathesis), tsan, e2e (real control plane), lint
 #   make fuzz   every libFuzzer target under tests/fuzz for FUZZ_SECONDS (600) each; make fuzz-regress: the corpus, short runs
 #   make tsan   the unit tests and a concurrent scenario under ThreadSanitizer
 #   make demo   a local cluster with two real nodes, the chart (operator pod), two router pods; messages, a hot and a restart change
@@ -30,7 +30,7 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 REL := build/rel
 SAN := build/san
 
-.PHONY: all deps test unit unit-release unit-san integration e2e fuzz fuzz-regress fuzz-build lint format demo demo-down bench bench-cluster bench-operator bench-peers peer-deps images clean help tsan unit-tsan
+.PHONY: all deps test unit unit-release unit-san integration api-test e2e fuzz fuzz-regress fuzz-build lint format demo demo-down bench bench-cluster bench-operator bench-peers peer-deps images clean help tsan unit-tsan
 
 all: build/switchboard-router build/switchboard-operator
 
@@ -141,6 +141,10 @@ tsan: unit-tsan build/switchboard-router-tsan
 integration: build/switchboard-router build/switchboard-router-san
 	cd tests/integration && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
 
+# --- API contract: schemathesis against real routers (docs/api/openapi.yaml) ----
+api-test: build/switchboard-router-san
+	@venv=$$(bash scripts/pytools.sh) && $$venv/bin/python tests/api/run.py
+
 # --- e2e: the operator's world, against a real kube-apiserver/etcd/kcm -------
 # Host settings a kubelet changes; e2e/cluster down restores them, and this checks it did.
 HOST_SYSCTLS := vm.overcommit_memory kernel.panic kernel.panic_on_oops
@@ -245,6 +249,7 @@ test: deps
 	$(MAKE) unit
 	$(MAKE) fuzz-regress
 	$(MAKE) integration
+	$(MAKE) api-test
 	$(MAKE) tsan
 	$(MAKE) e2e
 	$(MAKE) lint

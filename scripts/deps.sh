@@ -10,7 +10,7 @@ PKGS=("$@"
   libsqlite3-dev sqlite3 libsodium-dev libcmocka-dev uthash-dev libyajl-dev
   liburcu-dev libxxhash-dev
   valgrind clang-format clang-tidy cppcheck clang-14 libclang-rt-14-dev
-  prometheus python3 python3-pytest python3-yaml openssl buildah
+  prometheus python3 python3-pytest python3-yaml python3-venv openssl buildah
   containerd runc containernetworking-plugins procps util-linux
 )
 

@@ -22,6 +22,9 @@ echo "lint: docs/config.md matches the schema"
 /usr/bin/python3 scripts/gen-config-doc.py --check
 /usr/bin/python3 scripts/gen-crds.py --check
 
+echo "lint: docs/api/openapi.yaml describes every route of the data and admin ports"
+/usr/bin/python3 scripts/check-openapi.py
+
 echo "lint: cppcheck"
 cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --inline-suppr \
   --suppress=missingIncludeSystem --library=scripts/uthash.cfg --std=c11 -D_GNU_SOURCE -Iinclude -Ilib -Irouter -Ioperator $SRC
