@@ -528,7 +528,7 @@ static int json_whitespace_only(const char *raw, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)raw[i];
 
-		if (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r')
+		if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
 			return 0;
 	}
 	return 1;
