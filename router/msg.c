@@ -534,6 +534,42 @@ static int json_whitespace_only(const char *raw, size_t len)
 	return 1;
 }
 
+/* The value of the 4 hex digits at `p`, -1 when they are not. */
+static long hex4(const char *p)
+{
+	unsigned char b[2];
+	size_t n = 0;
+
+	if (sodium_hex2bin(b, sizeof(b), p, 4, NULL, &n, NULL) || n != 2)
+		return -1;
+	return (long)b[0] << 8 | b[1];
+}
+
+/* 1 when every \u escape of `raw` that names a UTF-16 surrogate is half of a
+ * pair: yajl takes a lone one, which many JSON readers (the consumers')
+ * refuse, and the body is handed on as it came. */
+static int json_escapes_ok(const char *raw, size_t len)
+{
+	const char *p = raw, *end = raw + len;
+
+	while ((p = memchr(p, '\\', (size_t)(end - p))) && p + 1 < end) {
+		long cp = p[1] == 'u' && end - p >= 6 ? hex4(p + 2) : -1;
+
+		if (cp >= 0xdc00 && cp <= 0xdfff)
+			return 0; /* a low half first */
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			long lo = end - p >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
+
+			if (lo < 0xdc00 || lo > 0xdfff)
+				return 0;
+			p += 12;
+			continue;
+		}
+		p += 2; /* any other escape, \\ included */
+	}
+	return 1;
+}
+
 int msg_parse(const char *raw, size_t len, size_t max_content, struct msg *m, struct msg_err *e)
 {
 	struct pstate ps = {.m = m, .e = e, .max_content = max_content, .field = -1};
@@ -549,6 +585,9 @@ int msg_parse(const char *raw, size_t len, size_t max_content, struct msg *m, st
 	if (!json_whitespace_only(raw, len)) /* the body is stored and handed on as it came */
 		return fail(e, 400, "InvalidMessage", "(body)",
 			    "not valid JSON: a control character other than space, tab, CR or LF");
+	if (!json_escapes_ok(raw, len))
+		return fail(e, 400, "InvalidMessage", "(body)",
+			    "not valid JSON text: a \\u escape of half a UTF-16 surrogate pair");
 	h = yajl_alloc(&msg_callbacks, NULL, &ps);
 	if (!h)
 		return -ENOMEM;

@@ -103,6 +103,10 @@ static void test_rejections_name_the_field(void **state)
 		     "content");
 	expect_field("{\"performative\":\f\"inform\",\"sender\":\"a\",\"receiver\":\"b\"}", 400, "(body)");
 	expect_field("{\"\\u0000receiver\":\"b\"}", 400, "(key)");
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"content\":\"x\\ud800\"}", 400,
+		     "(body)");
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"content\":\"x\\udc00y\"}", 400,
+		     "(body)");
 }
 
 static void test_duplicates_nesting_and_syntax(void **state)
