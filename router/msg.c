@@ -16,6 +16,7 @@
 #include "switchboard/buf.h"
 #include "switchboard/cfg.h"
 #include "switchboard/util.h"
+#include "switchboard/yjson.h"
 
 static const char *const perf_names[PERF_COUNT] = {
 	"request",	   "inform", "query-if",  "query-ref",	"propose",	  "accept-proposal",
@@ -534,6 +535,20 @@ static int json_whitespace_only(const char *raw, size_t len)
 	return 1;
 }
 
+/* 1 when something other than white space follows the first JSON value of
+ * `raw` (0 when there is no complete value: the parser says why). */
+static int trailing_text(const char *raw, size_t len)
+{
+	size_t start, end;
+
+	if (yj_json_span(raw, len, &start, &end))
+		return 0;
+	for (; end < len; end++)
+		if (raw[end] != ' ' && raw[end] != '\t' && raw[end] != '\n' && raw[end] != '\r')
+			return 1;
+	return 0;
+}
+
 /* The value of the 4 hex digits at `p`, -1 when they are not. */
 static long hex4(const char *p)
 {
@@ -585,6 +600,8 @@ int msg_parse(const char *raw, size_t len, size_t max_content, struct msg *m, st
 	if (!json_whitespace_only(raw, len)) /* the body is stored and handed on as it came */
 		return fail(e, 400, "InvalidMessage", "(body)",
 			    "not valid JSON: a control character other than space, tab, CR or LF");
+	if (trailing_text(raw, len)) /* yajl ignores an unfinished token after a complete value */
+		return fail(e, 400, "InvalidMessage", "(body)", "not valid JSON: text after the message object");
 	if (!json_escapes_ok(raw, len))
 		return fail(e, 400, "InvalidMessage", "(body)",
 			    "not valid JSON text: a \\u escape of half a UTF-16 surrogate pair");

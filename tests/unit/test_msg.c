@@ -107,6 +107,7 @@ static void test_rejections_name_the_field(void **state)
 		     "(body)");
 	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"content\":\"x\\udc00y\"}", 400,
 		     "(body)");
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\"}\"}", 400, "(body)");
 }
 
 static void test_duplicates_nesting_and_syntax(void **state)
