@@ -153,6 +153,46 @@ int rt_deadletters_json(struct rt *rt, const char *agent, const char *reason, ui
 int rt_replay(struct rt *rt, const char *agent, const char *reason, const uint64_t *seqs, size_t nseqs, int limit,
 	      struct buf *out) SB_MUST_CHECK;
 
+/* --- tasks: a message's life as A2A sees it (docs/a2a.md) ------------- */
+
+enum rt_task_state {
+	RT_TASK_UNKNOWN,   /* never seen, or settled before the dedup window */
+	RT_TASK_SUBMITTED, /* accepted (committing or queued), not leased */
+	RT_TASK_WORKING,   /* leased by a pull, or in flight to a push endpoint */
+	RT_TASK_COMPLETED, /* acknowledged or delivered */
+	RT_TASK_FAILED,	   /* dead-lettered (reason set) */
+	RT_TASK_CANCELED   /* cancelled while queued (rt_task_cancel) */
+};
+
+struct rt_task {
+	int state;				 /* enum rt_task_state */
+	char conversation_id[MSG_ID_MAX + 1];	 /* "" when unknown (e.g. completed) */
+	char sender[MSG_AGENT_ID_MAX + 1];	 /* "" when unknown */
+	char reason[64];			 /* FAILED: the dead letter's reason */
+	int64_t updated_ms;			 /* accepted, died or cancelled; 0 when unknown */
+};
+
+/* The state of message `message_id` sent to `receiver` (both borrowed), as
+ * far as this router knows: its queues and leases, then its dedup window
+ * (settled or cancelled), then the dead-letter table.  Fills `out`
+ * (state RT_TASK_UNKNOWN when not found).  Returns 0, -EIO or -ENOMEM.
+ * Thread-safe. */
+int rt_task_get(struct rt *rt, const char *receiver, const char *message_id, struct rt_task *out) SB_MUST_CHECK;
+
+/* Cancel a message not delivered yet: a queued one (not leased, not in
+ * flight) is deleted durably and remembered as cancelled for the dedup
+ * window, across restarts; returns 0 after the commit with `out` CANCELED.
+ * With `auth_digest` (SHA-256 hex of the caller's token; NULL: auth off)
+ * only the message's sender may cancel it: -EPERM.  -EBUSY when it is leased
+ * or in flight, -EALREADY when it is completed, failed or cancelled (`out`
+ * filled either way), -ENOENT when unknown; -EIO, -ENOMEM.  Thread-safe. */
+int rt_task_cancel(struct rt *rt, const char *receiver, const char *message_id, const char *auth_digest,
+		   struct rt_task *out) SB_MUST_CHECK;
+
+/* The id of the configured agent whose token has SHA-256 hex `digest`
+ * (borrowed) into `out`; returns 0, or -ENOENT.  Thread-safe. */
+int rt_agent_for_token(struct rt *rt, const char *digest, char out[MSG_AGENT_ID_MAX + 1]) SB_MUST_CHECK;
+
 /* JSON views for the API. */
 int rt_agents_json(struct rt *rt, struct buf *out) SB_MUST_CHECK;
 int rt_agent_json(struct rt *rt, const char *id, struct buf *out, struct rt_err *err) SB_MUST_CHECK;
