@@ -177,7 +177,7 @@ FUZZ_REGRESS_RUNS ?= 500000
 # a fixed seed: CI replays the exploration a developer ran, and new findings come from make fuzz
 FUZZ_REGRESS_SEED ?= 1
 FUZZ_LIB_TARGETS := cfg metrics
-FUZZ_RT_TARGETS := msg
+FUZZ_RT_TARGETS := msg a2a
 FUZZ_OP_TARGETS := kubeconfig watch configmap render
 FUZZ_TARGETS := $(FUZZ_LIB_TARGETS) $(FUZZ_RT_TARGETS) $(FUZZ_OP_TARGETS)
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ)/fuzz_%)

@@ -11,6 +11,7 @@
 
 #include <urcu-bp.h>
 
+#include "a2a.h"
 #include "app.h"
 #include "fwd.h"
 #include "reload.h"
@@ -21,10 +22,8 @@
  * With security.auth token, the caller proves who it is with
  * "Authorization: Bearer <token>"; only the token's SHA-256 is compared with
  * the agents' configured digests, and the token itself goes nowhere.
- * Returns 0 with *digest set (NULL when auth is off), or 1 after writing 401.
  */
-static int caller_digest(struct app *app, struct http_req *req, struct http_resp *resp, char buf[65],
-			 const char **digest)
+int api_bearer_digest(struct app *app, struct http_req *req, char buf[65], const char **digest)
 {
 	const char *h;
 
@@ -32,15 +31,23 @@ static int caller_digest(struct app *app, struct http_req *req, struct http_resp
 	if (app->cfg.sec.auth != CFG_AUTH_TOKEN) /* restart-class: the start-up value holds */
 		return 0;
 	h = http_header(req, "Authorization");
-	if (!h || strncmp(h, "Bearer ", 7) != 0 || !h[7]) {
-		if (http_error(resp, 401, "Unauthorized", "send the agent's token as 'Authorization: Bearer <token>'",
-			       NULL))
-			return -ENOMEM;
-		return 1;
-	}
+	if (!h || strncmp(h, "Bearer ", 7) != 0 || !h[7])
+		return -EACCES;
 	util_sha256_hex(h + 7, strlen(h + 7), buf);
 	*digest = buf;
 	return 0;
+}
+
+/* api_bearer_digest(), answering 401 when the token is missing: returns 0,
+ * or 1 after writing 401, or -ENOMEM. */
+static int caller_digest(struct app *app, struct http_req *req, struct http_resp *resp, char buf[65],
+			 const char **digest)
+{
+	if (!api_bearer_digest(app, req, buf, digest))
+		return 0;
+	if (http_error(resp, 401, "Unauthorized", "send the agent's token as 'Authorization: Bearer <token>'", NULL))
+		return -ENOMEM;
+	return 1;
 }
 
 static int err_from_rt(struct http_resp *resp, const struct rt_err *e)
@@ -799,13 +806,10 @@ static int p_nack(struct http_req *req, struct http_resp *resp, void *ctx)
 }
 
 const struct http_route api_peer_routes[] = {
-	{"POST", "/peer/v1/messages", p_post_messages},
-	{"GET", "/peer/v1/agents/{}/messages", p_pull},
-	{"POST", "/peer/v1/agents/{}/ack", p_ack},
-	{"POST", "/peer/v1/agents/{}/nack", p_nack},
-	{"POST", "/peer/v1/handoff", p_handoff},
-	{"POST", "/peer/v1/handoff/done", p_handoff_done},
-	{NULL, NULL, NULL},
+	{"POST", "/peer/v1/messages", p_post_messages}, {"GET", "/peer/v1/agents/{}/messages", p_pull},
+	{"POST", "/peer/v1/agents/{}/ack", p_ack},	{"POST", "/peer/v1/agents/{}/nack", p_nack},
+	{"POST", "/peer/v1/handoff", p_handoff},	{"POST", "/peer/v1/handoff/done", p_handoff_done},
+	{"POST", "/peer/a2a/{}", a2a_peer_rpc},		{NULL, NULL, NULL},
 };
 
 const struct http_route api_routes[] = {
@@ -818,5 +822,7 @@ const struct http_route api_routes[] = {
 	{"GET", "/v1/conversations/{}", h_conversation},
 	{"GET", "/v1/deadletters", h_deadletters},
 	{"POST", "/v1/deadletters/replay", h_replay},
+	{"GET", "/a2a/{}/.well-known/agent-card.json", a2a_card},
+	{"POST", "/a2a/{}", a2a_rpc},
 	{NULL, NULL, NULL},
 };

@@ -74,6 +74,12 @@ extern const struct http_route api_peer_routes[]; /* the peer port (api.c) */
  * Thread-safe; the token is never logged. */
 int admin_authorized(struct app *app, struct http_req *req);
 
+/* With security.auth token: the SHA-256 hex of the caller's
+ * "Authorization: Bearer <token>" into `buf`, and *digest = buf; with auth
+ * off, *digest = NULL.  Returns 0, or -EACCES when auth is on and no bearer
+ * token was sent.  The token itself goes nowhere.  Thread-safe. */
+int api_bearer_digest(struct app *app, struct http_req *req, char buf[65], const char **digest) SB_MUST_CHECK;
+
 /* Largest number of messages in one POST /v1/messages. */
 #define API_MAX_BATCH 10000
 

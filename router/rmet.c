@@ -100,6 +100,20 @@ int rmet_init(struct rmet *m)
 		if (!m->failed[i])
 			goto nomem;
 	}
+	for (int i = 0; i < RMET_A2A_COUNT; i++) {
+		static const char *const names[] = {"AgentCard", "SendMessage", "GetTask", "CancelTask", "other"};
+
+		for (int j = 0; j < 2; j++) {
+			char l[64];
+
+			snprintf(l, sizeof(l), "method=\"%s\",result=\"%s\"", names[i], j ? "error" : "ok");
+			m->a2a[i][j] = met_counter_add(
+				r, "switchboard_router_a2a_requests_total",
+				"A2A requests (agent cards and JSON-RPC calls) by method and result.", l);
+			if (!m->a2a[i][j])
+				goto nomem;
+		}
+	}
 	m->http_requests = met_counter_add(r, "switchboard_router_http_requests_total",
 					   "HTTP requests served on the data port.", NULL);
 	m->routing = met_histogram_add(r, "switchboard_router_routing_duration_seconds",

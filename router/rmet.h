@@ -34,6 +34,9 @@ enum rmet_fwd {
 	RMET_FWD_COUNT
 };
 
+/* A2A requests by method (docs/a2a.md); each counted ok or error. */
+enum rmet_a2a { RMET_A2A_CARD, RMET_A2A_SEND, RMET_A2A_GET, RMET_A2A_CANCEL, RMET_A2A_OTHER, RMET_A2A_COUNT };
+
 struct rmet {
 	struct met_registry *reg;
 	struct met_counter *received;
@@ -59,9 +62,10 @@ struct rmet {
 	struct met_counter *forwards[RMET_FWD_COUNT]; /* by enum rmet_fwd */
 	struct met_histogram *forward_latency;
 	struct met_counter *epoch_mismatches;
-	struct met_counter *handed_off;	      /* messages handed to their agent's new owner */
-	struct met_counter *handoff_timeouts; /* holds that ran out before the previous owner finished */
-	struct met_gauge *handoffs;	      /* agents being handed off from here now */
+	struct met_counter *handed_off;		    /* messages handed to their agent's new owner */
+	struct met_counter *handoff_timeouts;	    /* holds that ran out before the previous owner finished */
+	struct met_gauge *handoffs;		    /* agents being handed off from here now */
+	struct met_counter *a2a[RMET_A2A_COUNT][2]; /* [method][1: an error answered] */
 };
 
 /* Create the registry and register every metric.  Returns 0 or -ENOMEM. */

@@ -96,3 +96,20 @@ w('fuzz_render','invalid', json.dumps(bad).encode())
 w('fuzz_metrics','plain', b'alice\0bob\0Timeout')
 w('fuzz_metrics','escapes', b'a"b\0c\\d\0e\nf\0\r\n\0' + 'ünïcode'.encode())
 w('fuzz_metrics','empty', b'')
+
+# --- fuzz_a2a: [A2A-Version header value] NUL body (or just a body)
+def rpc(method, params, id=1):
+    return json.dumps({"jsonrpc": "2.0", "id": id, "method": method, "params": params}, separators=(',', ':')).encode()
+w('fuzz_a2a','send-1.0', b'1.0\0' + rpc("SendMessage", {"message": {"messageId": "m1", "contextId": "c1", "role": "ROLE_USER",
+    "parts": [{"text": "hello"}], "metadata": {"sender": "alice", "performative": "inform"}}, "configuration": {}}))
+w('fuzz_a2a','send-parts', rpc("SendMessage", {"message": {"messageId": "m2", "parts": [{"data": {"k": [1, 2]}},
+    {"url": "http://127.0.0.1/f", "mediaType": "text/plain", "filename": "f"}, {"raw": "aGk="}]}}, "s"))
+w('fuzz_a2a','send-0.3', b'0.3\0' + rpc("message/send", {"message": {"kind": "message", "messageId": "m3", "role": "user",
+    "parts": [{"kind": "text", "text": "hi"}, {"kind": "file", "file": {"uri": "http://127.0.0.1/g", "name": "g"}},
+              {"kind": "data", "data": {"a": None}}]}}))
+w('fuzz_a2a','get', rpc("GetTask", {"id": "m1", "historyLength": 2}))
+w('fuzz_a2a','cancel-0.3', rpc("tasks/cancel", {"id": "m1"}, "x"))
+w('fuzz_a2a','push-config', rpc("SendMessage", {"message": {"messageId": "m4", "parts": [{"text": "x"}]},
+    "configuration": {"taskPushNotificationConfig": {"url": "http://127.0.0.1/"}}}))
+w('fuzz_a2a','unknown-method', b'9.9\0' + rpc("tasks/list", {}))
+w('fuzz_a2a','batch', b'[' + rpc("GetTask", {"id": "a"}) + b']')
