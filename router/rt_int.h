@@ -182,12 +182,27 @@ void rt_requeue(struct rt *rt, struct rt_msg *m);
 void rt_lane_maybe_free(struct rt_agent *a, struct rt_lane *l);
 void rt_heap_push(struct heap *h, void *e);
 struct rt_agent *rt_find_agent(struct rt *rt, const char *id);
-void rt_dedup_prune(struct rt *rt, int64_t now_ms);
 void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t *nops, char ***ids, size_t *nids);
 
 /* rt.c */
 void rt_item_fail(struct rt_item *it, int status, const char *code, int reason, const char *field, const char *fmt,
 		  const char *arg);
+
+/* rt_task.c: the deduplication window (callers hold rt->lock) */
+struct rt_dedup *rt_dedup_find(struct rt *rt, const char *message_id);
+/* Remember `id` (sent to `receiver`) as the newest entry; NULL when the
+ * window is off (delivery.dedupWindowMs 0) or out of memory. */
+struct rt_dedup *rt_dedup_add(struct rt *rt, const char *id, const char *receiver, uint64_t seq, int64_t accepted_ms,
+			      int committed);
+/* Remove and free `d`. */
+void rt_dedup_unlink(struct rt *rt, struct rt_dedup *d);
+/* Drop committed entries older than the window, and the oldest beyond
+ * rt->ndedup_max. */
+void rt_dedup_prune(struct rt *rt, int64_t now_ms);
+/* Free every entry (rt_free). */
+void rt_dedup_clear(struct rt *rt);
+/* Recovery callback for store_load_dedup(). */
+int rt_recover_dedup(void *ctx, const char *message_id, const char *receiver, uint64_t seq, int64_t accepted_ms);
 
 /* rt_agent.c: registry records (callers hold rt->lock unless noted) */
 /* Serialise and release `arr` (NULL-safe): a heap string or NULL. */
