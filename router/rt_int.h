@@ -131,6 +131,7 @@ struct rt {
 	struct heap lease_heap;		    /* leases by expiry; owns them */
 	struct heap deadline_heap;	    /* queued and leased messages by deadline */
 	struct rt_msg *dying, **dying_tail; /* detached, waiting to be written as dead letters */
+	struct rt_msg *dead_writing;	    /* taken off dying, being written (read-only until cleared) */
 	size_t npush;			    /* agents in push mode */
 	void (*push_wake)(void *ctx);	    /* called when a push agent gets work; may be NULL */
 	void *push_ctx;
@@ -161,6 +162,13 @@ enum rt_death {
 const char *rt_death_name(int death);
 
 /* rt_dead.c: dead letters (callers hold rt->lock unless noted) */
+/* Take a queued message out of its agent's ready heap and its lane (the
+ * lane's next message moves up); its state is unchanged. */
+void rt_unqueue(struct rt_msg *m);
+/* Detach a message that is neither queued (rt_unqueue) nor leased from its
+ * agent: lane, deadline heap, by_id and the depth counters.  The caller
+ * owns it after. */
+void rt_detach(struct rt *rt, struct rt_msg *m);
 /* Detach a message that is not leased (queued, or just unleased by the
  * caller) from its agent and queue it for the dead-letter table. */
 void rt_doom(struct rt *rt, struct rt_msg *m, int death);
