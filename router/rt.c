@@ -754,6 +754,9 @@ int rt_start(struct rt *rt)
 		rc = store_load_conversations(rt->st, rt_recover_conv, rt);
 	if (!rc && rt->cfg.delivery.dedup_window_ms)
 		rc = store_load_dedup(rt->st, util_now_ms() - rt->cfg.delivery.dedup_window_ms, rt_recover_dedup, rt);
+	if (!rc && rt->cfg.delivery.dedup_window_ms)
+		rc = store_load_cancelled(rt->st, util_now_ms() - rt->cfg.delivery.dedup_window_ms,
+					  rt_recover_cancelled, rt);
 	if (!rc)
 		rc = store_max_seq(rt->st, &maxseq);
 	if (rc) {

@@ -32,6 +32,7 @@ struct rt_msg {
 	int state; /* enum rt_msg_state */
 	int prio;
 	uint32_t attempts;
+	int cancelling; /* out of its queue while rt_task_cancel commits (state stays RTM_QUEUED) */
 	int64_t accepted_ms;
 	uint64_t started_ns;   /* when the submission arrived (routing latency) */
 	uint64_t committed_ns; /* when it became deliverable */
@@ -113,8 +114,9 @@ struct rt_dedup {
 	char *message_id;
 	char *receiver;
 	uint64_t seq;
-	int64_t accepted_ms;
+	int64_t since_ms; /* accepted, or cancelled: the window counts from it */
 	int committed;
+	int cancelled;			/* cancelled while queued (rt_task_cancel), not delivered */
 	struct rt_dedup *older, *newer; /* age order for pruning */
 	UT_hash_handle hh;
 };
@@ -196,7 +198,7 @@ void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t
 void rt_item_fail(struct rt_item *it, int status, const char *code, int reason, const char *field, const char *fmt,
 		  const char *arg);
 
-/* rt_task.c: the deduplication window (callers hold rt->lock) */
+/* rt_task.c: the deduplication window (callers hold rt->lock); tasks in rt.h */
 struct rt_dedup *rt_dedup_find(struct rt *rt, const char *message_id);
 /* Remember `id` (sent to `receiver`) as the newest entry; NULL when the
  * window is off (delivery.dedupWindowMs 0) or out of memory. */
@@ -209,8 +211,10 @@ void rt_dedup_unlink(struct rt *rt, struct rt_dedup *d);
 void rt_dedup_prune(struct rt *rt, int64_t now_ms);
 /* Free every entry (rt_free). */
 void rt_dedup_clear(struct rt *rt);
-/* Recovery callback for store_load_dedup(). */
+/* Recovery callbacks for store_load_dedup() and store_load_cancelled()
+ * (after it: a cancellation flags its message's entry). */
 int rt_recover_dedup(void *ctx, const char *message_id, const char *receiver, uint64_t seq, int64_t accepted_ms);
+int rt_recover_cancelled(void *ctx, const char *message_id, const char *receiver, int64_t cancelled_ms);
 
 /* rt_agent.c: registry records (callers hold rt->lock unless noted) */
 /* Serialise and release `arr` (NULL-safe): a heap string or NULL. */
