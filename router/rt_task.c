@@ -156,9 +156,14 @@ static void remember_cancelled(struct rt *rt, const char *id, const char *receiv
 int rt_recover_cancelled(void *ctx, const char *message_id, const char *receiver, int64_t cancelled_ms)
 {
 	struct rt *rt = ctx;
+	const struct rt_dedup *d;
 
-	if (message_id && receiver)
-		remember_cancelled(rt, message_id, receiver, cancelled_ms);
+	if (!message_id || !receiver)
+		return 0;
+	d = rt_dedup_find(rt, message_id);
+	if (d && !d->cancelled && d->since_ms > cancelled_ms)
+		return 0; /* accepted again after it was cancelled (its entry had been pruned): that one counts */
+	remember_cancelled(rt, message_id, receiver, cancelled_ms);
 	return 0;
 }
 

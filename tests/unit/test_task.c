@@ -489,6 +489,32 @@ static void test_cancel_survives_restart(void **state)
 	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM cancelled"), 0);
 }
 
+/* At recovery, a cancellation older than a later acceptance of the same id
+ * (accepted again once the window had dropped it) does not flag that one. */
+static void test_recovery_prefers_a_later_acceptance(void **state)
+{
+	struct fx *f = *state;
+	struct rt_task t;
+	char q[256];
+
+	assert_int_equal(send_to_b(f, "v1", NULL, NULL, NULL), 202);
+	assert_int_equal(rt_task_cancel(f->rt, "b", "v1", NULL, &t), 0);
+	fx_stop(f);
+	/* the first acceptance left the window; v1 was accepted again (and acked) after the cancellation */
+	snprintf(q, sizeof(q),
+		 "UPDATE accepted_log SET accepted_at=accepted_at-400000; UPDATE cancelled SET cancelled_at=%lld;"
+		 "INSERT INTO accepted_log VALUES(1000,%lld,'1000 b v1'||char(10));",
+		 (long long)util_now_ms() - 5000, (long long)util_now_ms() - 1000);
+	sql(f, q);
+	fx_start(f);
+	assert_int_equal(task_state(f, "v1", &t), RT_TASK_COMPLETED);
+	/* and without the later acceptance it is the cancelled one */
+	fx_stop(f);
+	sql(f, "DELETE FROM accepted_log WHERE seq=1000;");
+	fx_start(f);
+	assert_int_equal(task_state(f, "v1", &t), RT_TASK_CANCELED);
+}
+
 /* With a window of 0 nothing is remembered: no cancelled row, and a
  * settled or cancelled message is unknown; dead letters still answer. */
 static void test_window_off(void **state)
@@ -597,6 +623,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_keeps_conversation_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_commit_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_survives_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recovery_prefers_a_later_acceptance, setup, teardown),
 		cmocka_unit_test(test_window_off),
 		cmocka_unit_test_setup_teardown(test_agent_for_token, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_old_database_gains_task_schema, setup, teardown),
