@@ -175,6 +175,11 @@ static json_t *agent_doc(const json_t *agent, const char *id, const char *digest
 
 	if (!err && (v = json_object_get(del, "endpoint")))
 		err = json_object_set(a, "endpoint", v);
+	/* fipa, the default, is left out: the documents of FIPA agents stay
+	 * byte for byte what they were before the field (decision 54) */
+	if (!err && (v = json_object_get(del, "protocol")) &&
+	    !(json_is_string(v) && strcmp(json_string_value(v), "fipa") == 0))
+		err = json_object_set(a, "protocol", v);
 	if (!err && (v = json_object_get(del, "timeoutMs")))
 		err = json_object_set(a, "timeoutMs", v);
 	if (!err && (v = json_object_get(del, "maxInFlight")))

@@ -459,6 +459,60 @@ static void test_render_is_loadable_with_control_characters(void **state)
 	json_decref(rc);
 }
 
+/* Agents of every delivery: pull, push with FIPA (the CRD's default spelled
+ * out), push with A2A. */
+static const char protocol_agents[] =
+	"["
+	"{\"metadata\":{\"name\":\"planner\",\"namespace\":\"ns\",\"generation\":1},\"spec\":{\"routerRef\":"
+	"{\"name\":\"r1\"},\"delivery\":{\"mode\":\"pull\",\"protocol\":\"fipa\"}}},"
+	"{\"metadata\":{\"name\":\"searcher\",\"namespace\":\"ns\",\"generation\":1},\"spec\":{\"routerRef\":"
+	"{\"name\":\"r1\"},\"delivery\":{\"mode\":\"push\",\"endpoint\":\"http://searcher:8000/inbox\","
+	"\"protocol\":\"fipa\"}}},"
+	"{\"metadata\":{\"name\":\"helper\",\"namespace\":\"ns\",\"generation\":4},\"spec\":{\"routerRef\":"
+	"{\"name\":\"r1\"},\"capabilities\":[{\"name\":\"summarize\",\"description\":\"Summarizes documents\"}],"
+	"\"delivery\":{\"mode\":\"push\",\"endpoint\":\"http://helper:9999/\",\"protocol\":\"a2a\","
+	"\"timeoutMs\":3000}}}"
+	"]";
+
+/* spec.delivery.protocol: a2a is rendered as agents[].protocol; fipa, the
+ * default, is left out, so FIPA agents render as they always did.  An A2A
+ * pull agent (the CRD's rule refuses it; an older CRD would not) makes the
+ * render invalid by name rather than reaching a router. */
+static void test_render_protocol(void **state)
+{
+	json_t *rc = golden_rc(",\"router\":{\"profile\":\"development\",\"network\":{\"dataPort\":9080}}");
+	json_t *agents = json_loads(protocol_agents, 0, NULL), *doc, *bad;
+	struct rr_tokens tok = {0};
+	struct rr_render r;
+
+	(void)state;
+	assert_non_null(agents);
+	assert_int_equal(rr_render_from(rc, agents, &tok, 0, &r), 0);
+	assert_true(r.valid);
+	assert_int_equal(r.naccepted, 3);
+	assert_int_equal(cfg_find_agent(&r.cfg, "helper")->protocol, CFG_PROTO_A2A);
+	assert_int_equal(cfg_find_agent(&r.cfg, "searcher")->protocol, CFG_PROTO_FIPA);
+	assert_int_equal(cfg_find_agent(&r.cfg, "planner")->protocol, CFG_PROTO_FIPA);
+	assert_int_equal(strstr(r.doc, "fipa") == NULL, 1);
+	doc = json_loads(r.doc, 0, NULL);
+	golden("config-agents", doc);
+	rr_free(&r);
+
+	bad = json_loads(
+		"[{\"metadata\":{\"name\":\"x\",\"namespace\":\"ns\"},\"spec\":{\"routerRef\":{\"name\":\"r1\"},"
+		"\"delivery\":{\"mode\":\"pull\",\"protocol\":\"a2a\"}}}]",
+		0, NULL);
+	assert_non_null(bad);
+	assert_int_equal(rr_render_from(rc, bad, &tok, 0, &r), 0);
+	assert_false(r.valid);
+	assert_int_equal(r.report.errors, 1);
+	assert_string_equal(r.report.items[0].path, "spec.router.agents[0].protocol");
+	rr_free(&r);
+	json_decref(bad);
+	json_decref(agents);
+	json_decref(rc);
+}
+
 /* Every outcome of the canary plan. */
 static void test_plan_partition_table(void **state)
 {
@@ -823,6 +877,7 @@ int main(void)
 		cmocka_unit_test(test_render_tls),
 		cmocka_unit_test(test_render_is_loadable_with_control_characters),
 		cmocka_unit_test(test_render_cluster),
+		cmocka_unit_test(test_render_protocol),
 		cmocka_unit_test(test_plan_partition_table),
 		cmocka_unit_test(test_reconcile_plan_table),
 	};
