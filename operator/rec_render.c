@@ -1093,6 +1093,18 @@ json_t *rr_service(const json_t *rc, const struct cfg *c)
 	return service(rc, c, kc_meta_str(rc, "name"), 0);
 }
 
+int rr_a2a_url(const json_t *rc, const struct cfg *c, const char *id, char *out, size_t outlen)
+{
+	const char *name = kc_meta_str(rc, "name"), *ns = kc_meta_str(rc, "namespace");
+	int n;
+
+	if (!name || !ns || !id)
+		return -EINVAL;
+	n = snprintf(out, outlen, "%s://%s.%s.svc:%lld/a2a/%s", c->sec.tls_enabled ? "https" : "http", name, ns,
+		     (long long)c->net.data_port, id);
+	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
 json_t *rr_peer_service(const json_t *rc, const struct cfg *c)
 {
 	char name[300];
