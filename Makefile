@@ -1,7 +1,8 @@
 # Switchboard build.  Plain GNU make; libraries found through pkg-config.
 #   make deps   install the Debian packages the build and tests need (idempotent)
 #   make        build build/switchboard-router and build/switchboard-operator (release, -O2)
-#   make test   every test: unit (release + ASan/UBSan/LSan), fuzz-regress, integration, api-test (schemathesis), tsan, e2e (real control plane), lint
+#   make test   every test: unit (release + ASan/UBSan/LSan), fuzz-regress, integration, a2a-test, api-test (schemathesis), tsan, e2e (real control plane), lint
+#   make a2a-test  the A2A face with the official A2A SDKs (tests/a2a); A2A_TEST_ARGS='-k cancel' picks tests
 #   make fuzz   every libFuzzer target under tests/fuzz for FUZZ_SECONDS (600) each; make fuzz-regress: the corpus, short runs
 #   make tsan   the unit tests and a concurrent scenario under ThreadSanitizer
 #   make demo   a local cluster with two real nodes, the chart (operator pod), two router pods; messages, a hot and a restart change
@@ -30,12 +31,12 @@ UNIT_NAMES := $(patsubst tests/unit/%.c,%,$(UNIT_SRC))
 REL := build/rel
 SAN := build/san
 
-.PHONY: all deps test unit unit-release unit-san integration api-test e2e fuzz fuzz-regress fuzz-build lint format demo demo-down bench bench-cluster bench-operator bench-peers peer-deps images clean help tsan unit-tsan
+.PHONY: all deps test unit unit-release unit-san integration a2a-test api-test e2e fuzz fuzz-regress fuzz-build lint format demo demo-down bench bench-cluster bench-operator bench-peers peer-deps images clean help tsan unit-tsan
 
 all: build/switchboard-router build/switchboard-operator
 
 help:
-	@sed -n '1,9p' Makefile
+	@sed -n '1,10p' Makefile
 
 deps:
 	@bash scripts/deps.sh
@@ -140,6 +141,15 @@ tsan: unit-tsan build/switchboard-router-tsan
 # --- integration tests (real router processes over HTTP) ---------------------
 integration: build/switchboard-router build/switchboard-router-san
 	cd tests/integration && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
+
+# --- A2A: the router's A2A face (docs/a2a.md) with the official SDKs -----------
+# The Python SDK (a2a-sdk, pinned in tests/a2a/requirements.txt, its own cached venv) and the JS SDK
+# (@a2a-js/sdk, tests/a2a/js/package-lock.json, npm ci once per lock) against real routers.
+# A2A_TEST_ARGS: more pytest arguments, e.g. make a2a-test A2A_TEST_ARGS='-k "cancel or card" -x'
+A2A_TEST_ARGS ?=
+a2a-test: build/switchboard-router
+	@venv=$$(bash scripts/pytools.sh tests/a2a/requirements.txt) && bash scripts/jstools.sh tests/a2a/js && \
+	  cd tests/a2a && $$venv/bin/python -m pytest -q -p no:cacheprovider $(A2A_TEST_ARGS) .
 
 # --- API contract: schemathesis against real routers (docs/api/openapi.yaml) ----
 api-test: build/switchboard-router-san
@@ -252,6 +262,7 @@ test: deps
 	$(MAKE) unit
 	$(MAKE) fuzz-regress
 	$(MAKE) integration
+	$(MAKE) a2a-test
 	$(MAKE) api-test
 	$(MAKE) tsan
 	$(MAKE) e2e

@@ -28,6 +28,7 @@ static const char *const profile_names[] = {"development", "production", "highTh
 static const char *const sync_names[] = {"normal", "full", NULL};
 static const char *const auth_names[] = {"none", "token", NULL};
 static const char *const mode_names[] = {"pull", "push", NULL};
+static const char *const protocol_names[] = {"fipa", "a2a", NULL};
 static const char *const state_names[] = {"Unloaded", "Loaded", "Running", "Draining", "Stopped", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 
@@ -108,6 +109,7 @@ const struct cfg_field cfg_agent_fields[] = {
 	{"mode", AOFF(mode), 0, 0, mode_names, F_ENUM, H},
 	{"state", AOFF(state), 0, 0, state_names, F_ENUM, H},
 	{"endpoint", AOFF(endpoint), 0, 2048, NULL, F_STR, H},
+	{"protocol", AOFF(protocol), 0, 0, protocol_names, F_ENUM, H},
 	{"timeoutMs", AOFF(timeout_ms), 100, 300000, NULL, F_INT, H},
 	{"maxInFlight", AOFF(max_in_flight), 1, 100000, NULL, F_INT, H},
 	{"queueSize", AOFF(queue_size), 0, 1000000, NULL, F_INT, G},
@@ -135,6 +137,11 @@ const char *cfg_agent_state_name(int s)
 const char *cfg_mode_name(int m)
 {
 	return m == CFG_MODE_PUSH ? "push" : "pull";
+}
+
+const char *cfg_protocol_name(int p)
+{
+	return p == CFG_PROTO_A2A ? "a2a" : "fipa";
 }
 
 int cfg_agent_state_parse(const char *s, int *out)
@@ -345,6 +352,7 @@ static void agent_defaults(struct cfg_agent *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->mode = CFG_MODE_PULL;
+	a->protocol = CFG_PROTO_FIPA;
 	a->state = CFG_AGENT_RUNNING;
 	a->timeout_ms = 5000;
 	a->max_in_flight = 16;

@@ -169,6 +169,11 @@ static void validate_agent(const struct cfg *c, size_t idx, struct cfg_report *r
 	} else if (a->endpoint && *a->endpoint) {
 		cfg_report_add(r, CFG_ERROR, fp, "pull mode agents must not set an endpoint");
 	}
+	snprintf(fp, sizeof(fp), "%s.protocol", p);
+	if (a->protocol == CFG_PROTO_A2A && a->mode != CFG_MODE_PUSH)
+		cfg_report_add(r, CFG_ERROR, fp,
+			       "a2a requires mode: push (the router calls the agent's endpoint; a pull agent reads "
+			       "its mailbox and has none)");
 	snprintf(fp, sizeof(fp), "%s.tokenSha256", p);
 	if (a->token_sha256 && *a->token_sha256 && !util_is_lower_hex(a->token_sha256, 64))
 		cfg_report_add(r, CFG_ERROR, fp, "must be 64 lowercase hex characters (a SHA-256 digest)");

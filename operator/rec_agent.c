@@ -31,6 +31,53 @@ static int set_owner_pod(json_t *st, const json_t *rc, const struct rr_render *r
 	return json_object_set_new(st, "ownerPod", json_string(pod)) ? -ENOMEM : 0;
 }
 
+/* status.a2aUrl: where A2A clients reach agent `id` through the router's
+ * Service (rr_a2a_url()).  Returns 0 or -ENOMEM; an agent of a render
+ * that is not valid has no URL (there is no document to take the port
+ * from). */
+static int set_a2a_url(json_t *st, const json_t *rc, const struct rr_render *r, const char *id)
+{
+	char url[RR_A2A_URL_MAX];
+
+	if (!r->valid || rr_a2a_url(rc, &r->cfg, id, url, sizeof(url)))
+		return 0;
+	return json_object_set_new(st, "a2aUrl", json_string(url)) ? -ENOMEM : 0;
+}
+
+/* Accepted and Ready of agent `a` into `c`. */
+static void agent_conditions(const struct rr_render *r, const struct rr_agent *a, int applied, const struct cfg *prev,
+			     struct rs_cond c[2])
+{
+	rs_cond_set(&c[0], "Accepted", a->accepted ? "True" : "False", a->reason, "%s", a->message);
+	if (!a->accepted)
+		rs_cond_set(&c[1], "Ready", "False", "NotAccepted", "the agent is not in the router's config");
+	else if (applied)
+		rs_cond_set(&c[1], "Ready", "True", "ConfigApplied", "every ready router runs a config with agent %s",
+			    a->id);
+	else if (prev && same_in_previous(&r->cfg, prev, a->id))
+		rs_cond_set(&c[1], "Ready", "True", "RolloutInProgress",
+			    "every ready router runs a config with agent %s; a rolling restart is in progress", a->id);
+	else
+		rs_cond_set(&c[1], "Ready", "False", "Pending", "waiting for the routers to apply the config");
+}
+
+json_t *rec_agent_status_json(const json_t *rc, const struct rr_render *r, const struct rr_agent *a,
+			      const json_t *agent, int applied, const struct cfg *prev)
+{
+	struct rs_cond c[2];
+	json_t *st;
+
+	agent_conditions(r, a, applied, prev, c);
+	st = json_pack("{s:I,s:o,s:s}", "observedGeneration", a->generation, "conditions",
+		       rs_conditions_json(json_object_get(agent, "status"), c, 2, a->generation), "router",
+		       kc_meta_str(rc, "name"));
+	if (st && a->accepted && (set_owner_pod(st, rc, r, a->id) || set_a2a_url(st, rc, r, a->id))) {
+		json_decref(st);
+		st = NULL; /* never write a status that is silently incomplete */
+	}
+	return st;
+}
+
 int rec_agent_statuses(struct op *op, const json_t *rc, const struct rr_render *r, int applied, const struct cfg *prev)
 {
 	const char *ns = kc_meta_str(rc, "namespace");
@@ -42,31 +89,12 @@ int rec_agent_statuses(struct op *op, const json_t *rc, const struct rr_render *
 
 		if (op->stop)
 			return -ECANCELED; /* shutting down: the next leader writes the rest */
-		json_t *agent = kc_informer_get(inf, ns, a->name), *st;
-		struct rs_cond c[2];
+		json_t *agent = kc_informer_get(inf, ns, a->name);
 
 		if (!agent)
 			continue;
-		rs_cond_set(&c[0], "Accepted", a->accepted ? "True" : "False", a->reason, "%s", a->message);
-		if (!a->accepted)
-			rs_cond_set(&c[1], "Ready", "False", "NotAccepted", "the agent is not in the router's config");
-		else if (applied)
-			rs_cond_set(&c[1], "Ready", "True", "ConfigApplied",
-				    "every ready router runs a config with agent %s", a->id);
-		else if (prev && same_in_previous(&r->cfg, prev, a->id))
-			rs_cond_set(&c[1], "Ready", "True", "RolloutInProgress",
-				    "every ready router runs a config with agent %s; a rolling restart is in progress",
-				    a->id);
-		else
-			rs_cond_set(&c[1], "Ready", "False", "Pending", "waiting for the routers to apply the config");
-		st = json_pack("{s:I,s:o,s:s}", "observedGeneration", a->generation, "conditions",
-			       rs_conditions_json(json_object_get(agent, "status"), c, 2, a->generation), "router",
-			       kc_meta_str(rc, "name"));
-		if (st && a->accepted && set_owner_pod(st, rc, r, a->id)) {
-			json_decref(st);
-			st = NULL; /* never write a status that is silently incomplete */
-		}
-		if (rs_write_status(op, "agents", "Agent", agent, st))
+		if (rs_write_status(op, "agents", "Agent", agent,
+				    rec_agent_status_json(rc, r, a, agent, applied, prev)))
 			ret = -EAGAIN;
 		json_decref(agent);
 	}

@@ -21,7 +21,16 @@
  * Runs on the worker thread. */
 int rec_agent(struct op *op, const char *ns, const char *name) SB_MUST_CHECK;
 
-/* Write the status (Accepted, Ready, router) of each Agent of RouterConfig
+/* The status of Agent `agent` (its current status is read to keep the
+ * lastTransitionTime of unchanged conditions) as the render `r` of
+ * RouterConfig `rc` found it (`a`): observedGeneration, Accepted and Ready
+ * (as rec_agent_statuses() says), router, and for an accepted Agent
+ * ownerPod and a2aUrl (rr_a2a_url()).  New reference, NULL on ENOMEM.
+ * Borrows everything; reads the clock, no I/O.  Thread-safe. */
+json_t *rec_agent_status_json(const json_t *rc, const struct rr_render *r, const struct rr_agent *a,
+			      const json_t *agent, int applied, const struct cfg *prev);
+
+/* Write the status (rec_agent_status_json()) of each Agent of RouterConfig
  * `rc` that the render `r` found (the Agents are read from the informer).
  * Ready is True when every ready router runs a config with the agent as it
  * is now defined: the current config (`applied` non-zero), or, during a

@@ -175,6 +175,11 @@ static json_t *agent_doc(const json_t *agent, const char *id, const char *digest
 
 	if (!err && (v = json_object_get(del, "endpoint")))
 		err = json_object_set(a, "endpoint", v);
+	/* fipa, the default, is left out: the documents of FIPA agents stay
+	 * byte for byte what they were before the field (decision 54) */
+	if (!err && (v = json_object_get(del, "protocol")) &&
+	    !(json_is_string(v) && strcmp(json_string_value(v), "fipa") == 0))
+		err = json_object_set(a, "protocol", v);
 	if (!err && (v = json_object_get(del, "timeoutMs")))
 		err = json_object_set(a, "timeoutMs", v);
 	if (!err && (v = json_object_get(del, "maxInFlight")))
@@ -1086,6 +1091,18 @@ static json_t *service(const json_t *rc, const struct cfg *c, const char *name, 
 json_t *rr_service(const json_t *rc, const struct cfg *c)
 {
 	return service(rc, c, kc_meta_str(rc, "name"), 0);
+}
+
+int rr_a2a_url(const json_t *rc, const struct cfg *c, const char *id, char *out, size_t outlen)
+{
+	const char *name = kc_meta_str(rc, "name"), *ns = kc_meta_str(rc, "namespace");
+	int n;
+
+	if (!name || !ns || !id)
+		return -EINVAL;
+	n = snprintf(out, outlen, "%s://%s.%s.svc:%lld/a2a/%s", c->sec.tls_enabled ? "https" : "http", name, ns,
+		     (long long)c->net.data_port, id);
+	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
 }
 
 json_t *rr_peer_service(const json_t *rc, const struct cfg *c)

@@ -127,6 +127,14 @@ struct rr_canary_in {
 json_int_t rr_plan_partition(const struct rr_canary_in *in, enum rr_stage *stage);
 /* The client Service (a virtual IP over the ready routers). */
 json_t *rr_service(const json_t *rc, const struct cfg *c);
+/* The URL an A2A client reaches agent `id` at through the client Service
+ * rr_service(): `http://<name>.<namespace>.svc:<dataPort>/a2a/<id>`
+ * (https when the document `c` serves TLS; docs/a2a.md).  Agent ids need no
+ * escaping in a path.  Writes `out` (RR_A2A_URL_MAX is always enough).
+ * Returns 0, -EINVAL when `rc` has no name or namespace, or -ENAMETOOLONG.
+ * Borrows everything; pure.  Thread-safe. */
+#define RR_A2A_URL_MAX 640
+int rr_a2a_url(const json_t *rc, const struct cfg *c, const char *id, char *out, size_t outlen) SB_MUST_CHECK;
 /* The headless Service `<name>-peers` that gives each router pod a stable
  * DNS name, ready or not. */
 json_t *rr_peer_service(const json_t *rc, const struct cfg *c);

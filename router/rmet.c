@@ -89,6 +89,8 @@ int rmet_init(struct rmet *m)
 	m->duplicates =
 		met_counter_add(r, "switchboard_router_duplicate_messages_total",
 				"Submissions whose message_id was already accepted; nothing new was stored.", NULL);
+	m->cancelled = met_counter_add(r, "switchboard_router_messages_cancelled_total",
+				       "Messages cancelled while queued (A2A CancelTask): deleted undelivered.", NULL);
 	m->conv_expired = met_counter_add(r, "switchboard_router_conversations_expired_total",
 					  "Conversations removed after conversation.timeoutMs without activity.", NULL);
 	for (int i = 0; i < RM_REASON_COUNT; i++) {
@@ -173,8 +175,8 @@ int rmet_init(struct rmet *m)
 		goto nomem;
 	met_gauge_set(m->reload_ok, 1);
 	if (!m->received || !m->routed || !m->delivered || !m->leased || !m->redelivered || !m->nacked ||
-	    !m->lease_expired || !m->duplicates || !m->conv_expired || !m->http_requests || !m->routing ||
-	    !m->deliver_latency || !m->commit_batch)
+	    !m->lease_expired || !m->duplicates || !m->cancelled || !m->conv_expired || !m->http_requests ||
+	    !m->routing || !m->deliver_latency || !m->commit_batch)
 		goto nomem;
 	return 0;
 nomem:

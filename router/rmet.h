@@ -47,6 +47,7 @@ struct rmet {
 	struct met_counter *nacked;
 	struct met_counter *lease_expired;
 	struct met_counter *duplicates;
+	struct met_counter *cancelled; /* deleted while queued (rt_task_cancel) */
 	struct met_counter *conv_expired;
 	struct met_counter *failed[RM_REASON_COUNT];
 	struct met_counter *http_requests;

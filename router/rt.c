@@ -1,7 +1,8 @@
 /*
  * Routing core: registry, submission, commit visibility, conversations,
- * deduplication, recovery and the maintenance thread.  See rt.h for the
- * locking rule: one mutex, never held across I/O or a wait.
+ * recovery and the maintenance thread (the deduplication window is in
+ * rt_task.c).  See rt.h for the locking rule: one mutex, never held across
+ * I/O or a wait.
  *
  * Delivery order: each agent has a ready heap ordered by (priority desc,
  * sequence asc).  A message without a conversation goes straight into the
@@ -214,85 +215,6 @@ struct rt_agent *rt_find_agent(struct rt *rt, const char *id)
 	return a;
 }
 
-/* --- deduplication window -------------------------------------------------- */
-
-static struct rt_dedup *dedup_find(struct rt *rt, const char *id)
-{
-	struct rt_dedup *d;
-
-	HASH_FIND_STR(rt->dedup, id, d);
-	return d;
-}
-
-static void dedup_unlink(struct rt *rt, struct rt_dedup *d)
-{
-	HASH_DEL(rt->dedup, d);
-	if (d->older)
-		d->older->newer = d->newer;
-	else
-		rt->dedup_oldest = d->newer;
-	if (d->newer)
-		d->newer->older = d->older;
-	else
-		rt->dedup_newest = d->older;
-	rt->ndedup--;
-	free(d);
-}
-
-static struct rt_dedup *dedup_add(struct rt *rt, const char *id, const char *receiver, uint64_t seq,
-				  int64_t accepted_ms, int committed)
-{
-	size_t il = strlen(id) + 1, rl = strlen(receiver) + 1;
-	struct rt_dedup *d;
-
-	if (rt->cfg.delivery.dedup_window_ms == 0)
-		return NULL;
-	d = calloc(1, sizeof(*d) + il + rl);
-	if (!d)
-		return NULL;
-	d->message_id = (char *)(d + 1);
-	memcpy(d->message_id, id, il);
-	d->receiver = d->message_id + il;
-	memcpy(d->receiver, receiver, rl);
-	d->seq = seq;
-	d->accepted_ms = accepted_ms;
-	d->committed = committed;
-	d->older = rt->dedup_newest;
-	if (rt->dedup_newest)
-		rt->dedup_newest->newer = d;
-	else
-		rt->dedup_oldest = d;
-	rt->dedup_newest = d;
-	HASH_ADD_KEYPTR(hh, rt->dedup, d->message_id, il - 1, d);
-	rt->ndedup++;
-	return d;
-}
-
-/* Remove the oldest entry; the list must not be empty. */
-static void dedup_pop_oldest(struct rt *rt)
-{
-	struct rt_dedup *d = rt->dedup_oldest;
-
-	rt->dedup_oldest = d->newer;
-	if (d->newer)
-		d->newer->older = NULL;
-	else
-		rt->dedup_newest = NULL;
-	HASH_DEL(rt->dedup, d); /* NOLINT(clang-analyzer-core.NullDereference): d is in the table */
-	rt->ndedup--;
-	free(d);
-}
-
-void rt_dedup_prune(struct rt *rt, int64_t now_ms)
-{
-	int64_t cutoff = now_ms - rt->cfg.delivery.dedup_window_ms;
-	const struct rt_dedup *d;
-
-	while ((d = rt->dedup_oldest) != NULL && d->committed &&
-	       (d->accepted_ms < cutoff || rt->ndedup > rt->ndedup_max))
-		dedup_pop_oldest(rt);
-}
-
 /* --- conversations ---------------------------------------------------------- */
 
 /* --- submission ------------------------------------------------------------- */
@@ -400,11 +322,11 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 			return 0;
 		}
 	}
-	d = dedup_find(rt, it->m.message_id);
+	d = rt_dedup_find(rt, it->m.message_id);
 	if (d && d->committed && it->handoff && !stored_here(rt, it)) {
 		/* handed back to a router that once had it: the window remembers
 		 * the message, but it left with its agent; take it in again */
-		dedup_unlink(rt, d);
+		rt_dedup_unlink(rt, d);
 		d = NULL;
 	}
 	if (!d) {
@@ -486,7 +408,7 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 	a->depth++;
 	a->reserved++;
 	rt->total_depth++;
-	m->dedup = dedup_add(rt, m->message_id, a->id, m->seq, m->accepted_ms, 0);
+	m->dedup = rt_dedup_add(rt, m->message_id, a->id, m->seq, m->accepted_ms, 0);
 	op = &sc->ops[sc->nops];
 	memset(op, 0, sizeof(*op));
 	op->type = STORE_MSG_INSERT;
@@ -525,7 +447,7 @@ static void unreserve(struct rt *rt, struct rt_msg *m)
 	struct rt_agent *a = m->agent;
 
 	if (m->dedup)
-		dedup_unlink(rt, m->dedup);
+		rt_dedup_unlink(rt, m->dedup);
 	HASH_DEL(a->by_id, m);
 	a->depth--;
 	a->reserved--;
@@ -820,15 +742,6 @@ static int recover_msg(void *ctx, const struct store_msg_row *row)
 	return 0;
 }
 
-static int recover_dedup(void *ctx, const char *message_id, const char *receiver, uint64_t seq, int64_t accepted_ms)
-{
-	struct rt *rt = ctx;
-
-	if (message_id && receiver && !dedup_find(rt, message_id))
-		dedup_add(rt, message_id, receiver, seq, accepted_ms, 1);
-	return 0;
-}
-
 static void *maint_main(void *arg);
 
 int rt_start(struct rt *rt)
@@ -840,7 +753,10 @@ int rt_start(struct rt *rt)
 	if (!rc)
 		rc = store_load_conversations(rt->st, rt_recover_conv, rt);
 	if (!rc && rt->cfg.delivery.dedup_window_ms)
-		rc = store_load_dedup(rt->st, util_now_ms() - rt->cfg.delivery.dedup_window_ms, recover_dedup, rt);
+		rc = store_load_dedup(rt->st, util_now_ms() - rt->cfg.delivery.dedup_window_ms, rt_recover_dedup, rt);
+	if (!rc && rt->cfg.delivery.dedup_window_ms)
+		rc = store_load_cancelled(rt->st, util_now_ms() - rt->cfg.delivery.dedup_window_ms,
+					  rt_recover_cancelled, rt);
 	if (!rc)
 		rc = store_max_seq(rt->st, &maxseq);
 	if (rc) {
@@ -925,8 +841,7 @@ void rt_free(struct rt *rt)
 		rt_conv_free(c);
 	}
 	rt_tokens_free(rt);
-	while (rt->dedup_oldest)
-		dedup_pop_oldest(rt);
+	rt_dedup_clear(rt);
 	heap_free(&rt->conv_heap);
 	heap_free(&rt->lease_heap);
 	heap_free(&rt->deadline_heap);

@@ -165,32 +165,43 @@ enum rt_task_state {
 };
 
 struct rt_task {
-	int state;				 /* enum rt_task_state */
-	char conversation_id[MSG_ID_MAX + 1];	 /* "" when unknown (e.g. completed) */
-	char sender[MSG_AGENT_ID_MAX + 1];	 /* "" when unknown */
-	char reason[64];			 /* FAILED: the dead letter's reason */
-	int64_t updated_ms;			 /* accepted, died or cancelled; 0 when unknown */
+	int state;			      /* enum rt_task_state */
+	char conversation_id[MSG_ID_MAX + 1]; /* "" when unknown (e.g. completed) */
+	char sender[MSG_AGENT_ID_MAX + 1];    /* "" when unknown */
+	char reason[64];		      /* FAILED: the dead letter's reason */
+	int64_t updated_ms;		      /* accepted, died or cancelled; 0 when unknown (completed) */
 };
 
 /* The state of message `message_id` sent to `receiver` (both borrowed), as
- * far as this router knows: its queues and leases, then its dedup window
- * (settled or cancelled), then the dead-letter table.  Fills `out`
- * (state RT_TASK_UNKNOWN when not found).  Returns 0, -EIO or -ENOMEM.
- * Thread-safe. */
+ * far as this router knows: its queues and leases (a message being
+ * committed, or put back by a replay, is SUBMITTED; one dead-lettered and
+ * not written yet is FAILED already), then the dead-letter table (which
+ * outlives the window), then its dedup window (settled: COMPLETED, or
+ * cancelled).  What is in memory wins over a dead letter, and a dead letter
+ * over a window entry older than it.  Fills `out` (state RT_TASK_UNKNOWN when
+ * not found; a FAILED reason is the dead letter's, e.g. "Timeout").
+ * Returns 0 or -EIO.  Thread-safe; reads the store without the routing lock. */
 int rt_task_get(struct rt *rt, const char *receiver, const char *message_id, struct rt_task *out) SB_MUST_CHECK;
 
 /* Cancel a message not delivered yet: a queued one (not leased, not in
- * flight) is deleted durably and remembered as cancelled for the dedup
- * window, across restarts; returns 0 after the commit with `out` CANCELED.
- * With `auth_digest` (SHA-256 hex of the caller's token; NULL: auth off)
- * only the message's sender may cancel it: -EPERM.  -EBUSY when it is leased
- * or in flight, -EALREADY when it is completed, failed or cancelled (`out`
- * filled either way), -ENOENT when unknown; -EIO, -ENOMEM.  Thread-safe. */
+ * flight) is deleted and remembered as cancelled in one commit, for the
+ * dedup window from now (across restarts; a resubmission of its id in the
+ * window is a duplicate and stores nothing); returns 0 after the commit with
+ * `out` CANCELED.  With `auth_digest` (SHA-256 hex of the caller's token;
+ * NULL: auth off) only the message's sender may cancel a message this router
+ * holds: -EPERM (a message no longer held is answered as rt_task_get answers
+ * anyone).  -EBUSY when it is leased, in flight, being committed or being
+ * cancelled; -EALREADY when it is completed, failed or cancelled (`out`
+ * filled either way); -ENOENT when unknown; -EIO when the store failed (a
+ * failed commit leaves the message queued, in its place, and `out` says
+ * SUBMITTED).  Thread-safe. */
 int rt_task_cancel(struct rt *rt, const char *receiver, const char *message_id, const char *auth_digest,
 		   struct rt_task *out) SB_MUST_CHECK;
 
 /* The id of the configured agent whose token has SHA-256 hex `digest`
- * (borrowed) into `out`; returns 0, or -ENOENT.  Thread-safe. */
+ * (borrowed) into `out`; returns 0, or -ENOENT (also for NULL).  An agent
+ * without a token, or removed from the config, never matches; when agents
+ * share a token, the smallest id is returned.  Thread-safe. */
 int rt_agent_for_token(struct rt *rt, const char *digest, char out[MSG_AGENT_ID_MAX + 1]) SB_MUST_CHECK;
 
 /* JSON views for the API. */

@@ -37,16 +37,20 @@ static void lane_unlink(struct rt_agent *a, struct rt_lane *l, struct rt_msg *m)
 		rt_heap_push(&a->ready, l->head);
 }
 
-void rt_doom(struct rt *rt, struct rt_msg *m, int death)
+void rt_unqueue(struct rt_msg *m)
 {
 	struct rt_agent *a = m->agent;
 
-	if (m->state == RTM_QUEUED) {
-		if (m->heap_idx != HEAP_NOT_IN)
-			heap_remove(&a->ready, m->heap_idx);
-		if (m->lane)
-			lane_unlink(a, m->lane, m);
-	}
+	if (m->heap_idx != HEAP_NOT_IN)
+		heap_remove(&a->ready, m->heap_idx);
+	if (m->lane)
+		lane_unlink(a, m->lane, m);
+}
+
+void rt_detach(struct rt *rt, struct rt_msg *m)
+{
+	struct rt_agent *a = m->agent;
+
 	if (m->lane)
 		rt_lane_maybe_free(a, m->lane);
 	m->lane = NULL;
@@ -59,6 +63,13 @@ void rt_doom(struct rt *rt, struct rt_msg *m, int death)
 	rt->total_depth--;
 	if (a->state == CFG_AGENT_DRAINING && a->depth == 0)
 		a->state = CFG_AGENT_STOPPED;
+}
+
+void rt_doom(struct rt *rt, struct rt_msg *m, int death)
+{
+	if (m->state == RTM_QUEUED)
+		rt_unqueue(m);
+	rt_detach(rt, m);
 	m->death = death;
 	m->dnext = NULL;
 	*rt->dying_tail = m;
@@ -109,6 +120,7 @@ void rt_dead_process(struct rt *rt, int prune)
 	list = rt->dying;
 	rt->dying = NULL;
 	rt->dying_tail = &rt->dying;
+	rt->dead_writing = list; /* still dying to rt_task_get until it is written */
 	for (m = list; m; m = m->dnext)
 		n++;
 	ops = calloc(n + 1, sizeof(*ops));
@@ -117,6 +129,7 @@ void rt_dead_process(struct rt *rt, int prune)
 		*rt->dying_tail = list;
 		while (*rt->dying_tail)
 			rt->dying_tail = &(*rt->dying_tail)->dnext;
+		rt->dead_writing = NULL;
 		pthread_mutex_unlock(&rt->lock);
 		free(ops);
 		free(notes);
@@ -152,6 +165,9 @@ void rt_dead_process(struct rt *rt, int prune)
 			log_error("dead letters could not be stored; the messages stay in the store and return at "
 				  "restart");
 	}
+	pthread_mutex_lock(&rt->lock);
+	rt->dead_writing = NULL; /* written (or failed): the table answers for them now */
+	pthread_mutex_unlock(&rt->lock);
 	for (m = list; m; m = m->dnext) {
 		met_inc(rt->met->dead_letters[m->death]);
 		met_inc(rt->met->failed[m->death == RT_DEATH_TIMEOUT	? RM_TIMEOUT

@@ -32,6 +32,7 @@ struct rt_msg {
 	int state; /* enum rt_msg_state */
 	int prio;
 	uint32_t attempts;
+	int cancelling; /* out of its queue while rt_task_cancel commits (state stays RTM_QUEUED) */
 	int64_t accepted_ms;
 	uint64_t started_ns;   /* when the submission arrived (routing latency) */
 	uint64_t committed_ns; /* when it became deliverable */
@@ -113,8 +114,9 @@ struct rt_dedup {
 	char *message_id;
 	char *receiver;
 	uint64_t seq;
-	int64_t accepted_ms;
+	int64_t since_ms; /* accepted, or cancelled: the window counts from it */
 	int committed;
+	int cancelled;			/* cancelled while queued (rt_task_cancel), not delivered */
 	struct rt_dedup *older, *newer; /* age order for pruning */
 	UT_hash_handle hh;
 };
@@ -131,6 +133,7 @@ struct rt {
 	struct heap lease_heap;		    /* leases by expiry; owns them */
 	struct heap deadline_heap;	    /* queued and leased messages by deadline */
 	struct rt_msg *dying, **dying_tail; /* detached, waiting to be written as dead letters */
+	struct rt_msg *dead_writing;	    /* taken off dying, being written (read-only until cleared) */
 	size_t npush;			    /* agents in push mode */
 	void (*push_wake)(void *ctx);	    /* called when a push agent gets work; may be NULL */
 	void *push_ctx;
@@ -161,6 +164,13 @@ enum rt_death {
 const char *rt_death_name(int death);
 
 /* rt_dead.c: dead letters (callers hold rt->lock unless noted) */
+/* Take a queued message out of its agent's ready heap and its lane (the
+ * lane's next message moves up); its state is unchanged. */
+void rt_unqueue(struct rt_msg *m);
+/* Detach a message that is neither queued (rt_unqueue) nor leased from its
+ * agent: lane, deadline heap, by_id and the depth counters.  The caller
+ * owns it after. */
+void rt_detach(struct rt *rt, struct rt_msg *m);
 /* Detach a message that is not leased (queued, or just unleased by the
  * caller) from its agent and queue it for the dead-letter table. */
 void rt_doom(struct rt *rt, struct rt_msg *m, int death);
@@ -182,12 +192,29 @@ void rt_requeue(struct rt *rt, struct rt_msg *m);
 void rt_lane_maybe_free(struct rt_agent *a, struct rt_lane *l);
 void rt_heap_push(struct heap *h, void *e);
 struct rt_agent *rt_find_agent(struct rt *rt, const char *id);
-void rt_dedup_prune(struct rt *rt, int64_t now_ms);
 void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t *nops, char ***ids, size_t *nids);
 
 /* rt.c */
 void rt_item_fail(struct rt_item *it, int status, const char *code, int reason, const char *field, const char *fmt,
 		  const char *arg);
+
+/* rt_task.c: the deduplication window (callers hold rt->lock); tasks in rt.h */
+struct rt_dedup *rt_dedup_find(struct rt *rt, const char *message_id);
+/* Remember `id` (sent to `receiver`) as the newest entry; NULL when the
+ * window is off (delivery.dedupWindowMs 0) or out of memory. */
+struct rt_dedup *rt_dedup_add(struct rt *rt, const char *id, const char *receiver, uint64_t seq, int64_t accepted_ms,
+			      int committed);
+/* Remove and free `d`. */
+void rt_dedup_unlink(struct rt *rt, struct rt_dedup *d);
+/* Drop committed entries older than the window, and the oldest beyond
+ * rt->ndedup_max. */
+void rt_dedup_prune(struct rt *rt, int64_t now_ms);
+/* Free every entry (rt_free). */
+void rt_dedup_clear(struct rt *rt);
+/* Recovery callbacks for store_load_dedup() and store_load_cancelled()
+ * (after it: a cancellation flags its message's entry). */
+int rt_recover_dedup(void *ctx, const char *message_id, const char *receiver, uint64_t seq, int64_t accepted_ms);
+int rt_recover_cancelled(void *ctx, const char *message_id, const char *receiver, int64_t cancelled_ms);
 
 /* rt_agent.c: registry records (callers hold rt->lock unless noted) */
 /* Serialise and release `arr` (NULL-safe): a heap string or NULL. */

@@ -32,6 +32,8 @@ enum {
 	S_DL_DEL,
 	S_DL_PRUNE_AGE,
 	S_DL_PRUNE_SIZE,
+	S_CANCEL_INS,
+	S_CANCEL_PRUNE,
 	S_COUNT
 };
 
@@ -55,6 +57,8 @@ static const char *const stmt_sql[S_COUNT] = {
 	"DELETE FROM dead_letters WHERE seq=?",
 	"DELETE FROM dead_letters WHERE died_at<?",
 	"DELETE FROM dead_letters WHERE seq IN (SELECT seq FROM dead_letters ORDER BY seq DESC LIMIT -1 OFFSET ?)",
+	"INSERT OR REPLACE INTO cancelled(message_id,receiver,cancelled_at) VALUES(?,?,?)",
+	"DELETE FROM cancelled WHERE cancelled_at<?",
 };
 
 /*
@@ -71,6 +75,14 @@ static const char *const stmt_sql[S_COUNT] = {
 
 #define ACCEPTED_LOG_MAX (64u << 20) /* batch_max entries of at most ~400 bytes */
 
+/*
+ * The current schema, applied on every open after migrate().  What is only
+ * added (a table or an index that older routers never read) is created
+ * here with IF NOT EXISTS and needs no version of its own: a v3 database
+ * gains dead_letters_id (task lookups by message_id) and cancelled
+ * (messages cancelled while queued) at its next open, and an older router
+ * that opens a database which has them simply ignores them.
+ */
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 	"INSERT OR IGNORE INTO meta(key,value) VALUES('schema_version','3');"
@@ -88,7 +100,11 @@ static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS dead_letters(seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
 	" receiver TEXT NOT NULL, sender TEXT NOT NULL, conversation_id TEXT, reason TEXT NOT NULL,"
 	" attempts INTEGER NOT NULL, died_at INTEGER NOT NULL, body BLOB NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS dead_letters_died ON dead_letters(died_at);" ACCEPTED_LOG_SQL;
+	"CREATE INDEX IF NOT EXISTS dead_letters_died ON dead_letters(died_at);"
+	"CREATE INDEX IF NOT EXISTS dead_letters_id ON dead_letters(message_id);"
+	"CREATE TABLE IF NOT EXISTS cancelled(message_id TEXT NOT NULL, receiver TEXT NOT NULL,"
+	" cancelled_at INTEGER NOT NULL, PRIMARY KEY(receiver, message_id));"
+	"CREATE INDEX IF NOT EXISTS cancelled_at ON cancelled(cancelled_at);" ACCEPTED_LOG_SQL;
 
 struct store {
 	sqlite3 *db;
@@ -277,6 +293,7 @@ struct scan_ctx {
 	store_conv_fn conv;
 	store_dedup_fn dedup;
 	store_dl_fn dl;
+	store_cancel_fn cancel;
 	void *ctx;
 };
 
@@ -326,6 +343,13 @@ static int conv_row(sqlite3_stmt *st, void *arg)
 
 	return sc->conv(sc->ctx, col_text(st, 0), col_text(st, 1), col_text(st, 2), sqlite3_column_int64(st, 3),
 			sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5));
+}
+
+static int cancel_row(sqlite3_stmt *st, void *arg)
+{
+	struct scan_ctx *sc = arg;
+
+	return sc->cancel(sc->ctx, col_text(st, 0), col_text(st, 1), sqlite3_column_int64(st, 2));
 }
 
 /* An accepted_log row: "<seq> <receiver> <message_id>\n" per message. */
@@ -383,6 +407,15 @@ int store_load_dedup(struct store *s, int64_t since_ms, store_dedup_fn fn, void 
 		    dedup_row, &sc);
 }
 
+int store_load_cancelled(struct store *s, int64_t since_ms, store_cancel_fn fn, void *ctx)
+{
+	struct scan_ctx sc = {.cancel = fn, .ctx = ctx};
+
+	return scan(
+		s, "SELECT message_id,receiver,cancelled_at FROM cancelled WHERE cancelled_at>=? ORDER BY cancelled_at",
+		&since_ms, cancel_row, &sc);
+}
+
 int store_max_seq(struct store *s, uint64_t *out)
 {
 	sqlite3_stmt *st = NULL;
@@ -438,6 +471,33 @@ int store_dl_list(struct store *s, const char *agent, const char *reason, uint64
 		     "FROM dead_letters WHERE seq>?1 AND (?2 IS NULL OR receiver=?2) AND (?3 IS NULL OR reason=?3) "
 		     "ORDER BY seq LIMIT ?4",
 		     bind_dl, &f, dl_row, &sc);
+	pthread_mutex_unlock(&s->rlock);
+	return rc;
+}
+
+struct dl_key {
+	const char *receiver, *message_id;
+};
+
+static void bind_dl_key(sqlite3_stmt *st, const void *arg)
+{
+	const struct dl_key *k = arg;
+
+	bind_text(st, 1, k->message_id);
+	bind_text(st, 2, k->receiver);
+}
+
+int store_dl_find(struct store *s, const char *receiver, const char *message_id, store_dl_fn fn, void *ctx)
+{
+	struct scan_ctx sc = {.dl = fn, .ctx = ctx};
+	struct dl_key k = {receiver, message_id};
+	int rc;
+
+	pthread_mutex_lock(&s->rlock);
+	rc = scan_db(s->rdb,
+		     "SELECT seq,message_id,receiver,sender,conversation_id,reason,attempts,died_at,body "
+		     "FROM dead_letters WHERE message_id=?1 AND receiver=?2 ORDER BY seq DESC LIMIT 1",
+		     bind_dl_key, &k, dl_row, &sc);
 	pthread_mutex_unlock(&s->rlock);
 	return rc;
 }
@@ -522,6 +582,11 @@ static int apply_op(struct store *s, const struct store_op *op)
 	case STORE_DEDUP_PRUNE:
 		st = s->st[S_DEDUP_PRUNE];
 		sqlite3_bind_int64(st, 1, op->i1);
+		rc = step(s, st);
+		if (rc)
+			return rc;
+		st = s->st[S_CANCEL_PRUNE];
+		sqlite3_bind_int64(st, 1, op->i1);
 		return step(s, st);
 	case STORE_DEAD_LETTER:
 		st = s->st[S_DL_INS];
@@ -539,6 +604,17 @@ static int apply_op(struct store *s, const struct store_op *op)
 			return rc;
 		st = s->st[S_MSG_DEL];
 		sqlite3_bind_int64(st, 1, (sqlite3_int64)op->seq);
+		return step(s, st);
+	case STORE_MSG_CANCEL:
+		st = s->st[S_MSG_DEL];
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)op->seq);
+		rc = step(s, st);
+		if (rc)
+			return rc;
+		st = s->st[S_CANCEL_INS];
+		bind_text(st, 1, op->id);
+		bind_text(st, 2, op->receiver);
+		sqlite3_bind_int64(st, 3, op->i1);
 		return step(s, st);
 	case STORE_DL_DELETE:
 		st = s->st[S_DL_DEL];

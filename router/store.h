@@ -1,6 +1,7 @@
 /*
  * store: the router's durable state in SQLite (WAL mode): queued messages,
- * the accepted-id table behind deduplication, conversations and agents.
+ * the accepted-id table behind deduplication, messages cancelled while
+ * queued, dead letters, conversations and agents.
  * All writes go through one writer thread that commits many operations per
  * transaction (group commit): a caller submits a ticket of operations and
  * waits until the transaction holding them is committed, which is the
@@ -26,10 +27,11 @@ enum store_op_type {
 	STORE_CONV_UPSERT,
 	STORE_CONV_DELETE,
 	STORE_AGENT_UPSERT,
-	STORE_DEDUP_PRUNE,
+	STORE_DEDUP_PRUNE, /* drop accepted ids and cancellations older than i1 */
 	STORE_DEAD_LETTER, /* move message `seq` to dead_letters (one transaction) */
 	STORE_DL_DELETE,   /* remove dead letter `seq` (replayed) */
 	STORE_DL_PRUNE,	   /* drop dead letters older than i1, and beyond i2 entries */
+	STORE_MSG_CANCEL,  /* delete message `seq` and record (id, receiver) as cancelled at i1 (one transaction) */
 };
 
 /* One write.  Pointers are borrowed until the ticket completes. */
@@ -37,7 +39,7 @@ struct store_op {
 	int type;
 	uint64_t seq;
 	const char *id;		  /* message_id, conversation id or agent id */
-	const char *receiver;	  /* MSG_INSERT */
+	const char *receiver;	  /* MSG_INSERT, DEAD_LETTER, MSG_CANCEL */
 	const char *conversation; /* MSG_INSERT, may be NULL */
 	const char *text;	  /* body / participants JSON / capabilities JSON */
 	size_t text_len;
@@ -104,10 +106,20 @@ typedef int (*store_dedup_fn)(void *ctx, const char *message_id, const char *rec
 int store_load_messages(struct store *s, store_msg_fn fn, void *ctx) SB_MUST_CHECK;
 int store_load_conversations(struct store *s, store_conv_fn fn, void *ctx) SB_MUST_CHECK;
 int store_load_dedup(struct store *s, int64_t since_ms, store_dedup_fn fn, void *ctx) SB_MUST_CHECK;
+/* Messages cancelled at `since_ms` or later (STORE_MSG_CANCEL). */
+typedef int (*store_cancel_fn)(void *ctx, const char *message_id, const char *receiver, int64_t cancelled_ms);
+int store_load_cancelled(struct store *s, int64_t since_ms, store_cancel_fn fn, void *ctx) SB_MUST_CHECK;
 /* Dead letters in sequence order after `after_seq`, optionally only for
  * `agent` and/or `reason` (NULL: any), at most `limit`.  Uses a read-only
  * connection, so it runs beside the writer.  Thread-safe. */
 int store_dl_list(struct store *s, const char *agent, const char *reason, uint64_t after_seq, int limit, store_dl_fn fn,
+		  void *ctx) SB_MUST_CHECK;
+
+/* The newest dead letter of `message_id` sent to `receiver` (both
+ * borrowed): `fn` is called once when there is one, not at all otherwise.
+ * Read-only connection, like store_dl_list.  Returns 0, -EIO, or the
+ * callback's non-zero return.  Thread-safe. */
+int store_dl_find(struct store *s, const char *receiver, const char *message_id, store_dl_fn fn,
 		  void *ctx) SB_MUST_CHECK;
 
 /* Number of dead letters (-1 on error).  Thread-safe. */

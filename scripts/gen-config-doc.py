@@ -133,6 +133,8 @@ HELP = {
     "agents[].mode": "pull (the agent long-polls its mailbox) or push (the router POSTs to endpoint).",
     "agents[].state": "Unloaded, Loaded, Running, Draining or Stopped. Only Loaded and Running accept new messages.",
     "agents[].endpoint": "http(s) URL for push mode; forbidden in pull mode.",
+    "agents[].protocol": "How a push agent receives each message: fipa (the FIPA-ACL message POSTed as JSON) or "
+                         "a2a (an A2A JSON-RPC SendMessage call, docs/a2a.md). a2a requires mode push. Default fipa.",
     "agents[].timeoutMs": "Per-request timeout for push delivery to this agent.",
     "agents[].maxInFlight": "Push requests in flight to this agent.",
     "agents[].queueSize": "Overrides performance.agentQueueSize for this agent (0: use the default).",

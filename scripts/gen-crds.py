@@ -294,13 +294,22 @@ def agent():
                     "mode": {"type": "string", "enum": ["push", "pull"], "default": "pull",
                              "description": "pull: the agent long-polls its mailbox; push: the router POSTs to endpoint."},
                     "endpoint": {"type": "string", "maxLength": 2048, "description": "http(s) URL; push mode only."},
+                    "protocol": {"type": "string", "enum": ["fipa", "a2a"], "default": "fipa",
+                                 "description": "How the router hands each message to a push agent's endpoint: fipa "
+                                                "(the FIPA-ACL message POSTed as JSON) or a2a (an A2A JSON-RPC "
+                                                "SendMessage call; docs/a2a.md). a2a requires push mode."},
                     "timeoutMs": {"type": "integer", "format": "int64", "minimum": 100, "maximum": 300000, "default": 5000},
                     "maxInFlight": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 100000, "default": 16}},
                 "x-kubernetes-validations": [
                     {"rule": "!has(self.mode) || self.mode != 'push' || (has(self.endpoint) && self.endpoint.matches('^https?://[^\\\\s]+$'))",
                      "message": "push mode requires an http:// or https:// endpoint", "fieldPath": ".endpoint"},
                     {"rule": "(has(self.mode) && self.mode != 'pull') || !has(self.endpoint)",
-                     "message": "pull mode agents must not set an endpoint", "fieldPath": ".endpoint"}]},
+                     "message": "pull mode agents must not set an endpoint", "fieldPath": ".endpoint"},
+                    {"rule": "!has(self.protocol) || self.protocol != 'a2a' || "
+                             "(has(self.mode) && self.mode == 'push' && has(self.endpoint))",
+                     "message": "protocol a2a requires push delivery (mode: push) with an endpoint: the router calls "
+                                "the agent, and a pull agent reads its mailbox instead",
+                     "fieldPath": ".protocol"}]},
             "state": {"type": "string", "enum": ["Running", "Draining", "Stopped"], "default": "Running"},
             "rateLimit": {
                 "type": "object",
@@ -319,13 +328,19 @@ def agent():
         "router": {"type": "string", "maxLength": 253},
         "ownerPod": {"type": "string", "maxLength": 253,
                      "description": "The router pod that owns this agent: its messages are stored and delivered "
-                                    "there, and every other pod forwards to it (docs/cluster.md)."}}}
+                                    "there, and every other pod forwards to it (docs/cluster.md)."},
+        "a2aUrl": {"type": "string", "maxLength": 640,
+                   "description": "Where A2A clients reach this agent: the router's Service, its data port and "
+                                  "/a2a/<agent id> (https when the router serves TLS; docs/a2a.md). Give it to an "
+                                  "A2A SDK as the agent's base URL."}}}
     cols = [
         {"name": "Router", "type": "string", "jsonPath": ".spec.routerRef.name"},
         {"name": "Mode", "type": "string", "jsonPath": ".spec.delivery.mode"},
         {"name": "State", "type": "string", "jsonPath": ".spec.state"},
         {"name": "Owner", "type": "string", "jsonPath": ".status.ownerPod", "description": "The router pod that owns it"},
         {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        {"name": "A2A URL", "type": "string", "jsonPath": ".status.a2aUrl",
+         "description": "Where A2A clients reach this agent through the router's Service"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     return crd("Agent", "agents", "agt", spec, status, cols,

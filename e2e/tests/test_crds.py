@@ -34,10 +34,14 @@ def test_samples_apply(cluster, ns):
         assert p.returncode == 0, f"{path}: {p.stderr}"
     got = json.loads(cluster.kubectl("get", "switchboard", "-n", ns, "-o", "json").stdout)
     kinds = sorted((i["kind"], i["metadata"]["name"]) for i in got["items"])
-    assert kinds == [("Agent", "planner"), ("Agent", "searcher"), ("RouterConfig", "dev"), ("RouterConfig", "prod")]
+    assert kinds == [("Agent", "planner"), ("Agent", "searcher"), ("Agent", "summarizer"), ("RouterConfig", "dev"),
+                     ("RouterConfig", "prod")]
     # defaults from the schema are applied
     a = json.loads(cluster.kubectl("get", "agent", "planner", "-n", ns, "-o", "json").stdout)
     assert a["spec"]["state"] == "Running" and a["spec"]["delivery"]["timeoutMs"] == 5000
+    assert a["spec"]["delivery"]["protocol"] == "fipa"
+    a = json.loads(cluster.kubectl("get", "agent", "summarizer", "-n", ns, "-o", "json").stdout)
+    assert a["spec"]["delivery"]["protocol"] == "a2a"
 
 
 INVALID = [
@@ -61,6 +65,12 @@ INVALID = [
      ["spec.delivery.endpoint", "push mode requires"]),
     ("pull with endpoint", agent(delivery={"mode": "pull", "endpoint": "http://x"}), (),
      ["spec.delivery.endpoint", "pull mode agents must not set an endpoint"]),
+    ("a2a on a pull agent", agent(delivery={"mode": "pull", "protocol": "a2a"}), (),
+     ["spec.delivery.protocol", "protocol a2a requires push delivery (mode: push) with an endpoint"]),
+    ("a2a with the default mode", agent(delivery={"protocol": "a2a"}), (),
+     ["spec.delivery.protocol", "protocol a2a requires push delivery"]),
+    ("bad protocol", agent(delivery={"mode": "push", "endpoint": "http://x", "protocol": "A2A"}), (),
+     ["spec.delivery.protocol", "Unsupported value"]),
     ("bad state", agent(state="Sleeping"), (), ["spec.state", "Unsupported value"]),
     ("bad agent id", agent(agentId="-not ok"), (), ["spec.agentId"]),
     ("missing routerRef", {"apiVersion": "switchboard.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "x"},
@@ -97,7 +107,7 @@ def test_get_switchboard_shows_printer_columns(cluster, ns):
     for col in ("NAMESPACE", "NAME", "READY", "AGENTS", "REPLICAS", "CONFIG", "AGE"):
         assert col in rc_header, rc_header
     agent_header = next(l for l in lines if "MODE" in l)
-    for col in ("ROUTER", "MODE", "STATE", "READY", "AGE"):
+    for col in ("ROUTER", "MODE", "STATE", "READY", "A2A URL", "AGE"):
         assert col in agent_header, agent_header
     row = next(l for l in lines if "searcher" in l)
     assert "dev" in row and "push" in row and "Running" in row

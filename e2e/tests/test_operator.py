@@ -162,6 +162,8 @@ def test_create_routes_and_owns_objects(cluster, ns, operator, work):
             wait_for(cond_is(cluster, ns, "agent", a, "Ready", "True"), 20, what=f"agent {a} Ready")
             o = get(cluster, ns, "agent", a)
             assert cond(o, "Accepted")["status"] == "True" and o["status"]["router"] == "r1"
+            # the A2A URL through the router's Service, with the document's data port
+            assert o["status"]["a2aUrl"] == f"http://r1.{ns}.svc:8080/a2a/{a}", o["status"]
     finally:
         routers.stop()
 

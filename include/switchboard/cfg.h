@@ -21,6 +21,7 @@ enum cfg_profile { CFG_PROFILE_DEVELOPMENT, CFG_PROFILE_PRODUCTION, CFG_PROFILE_
 enum cfg_sync { CFG_SYNC_NORMAL, CFG_SYNC_FULL };
 enum cfg_auth { CFG_AUTH_NONE, CFG_AUTH_TOKEN };
 enum cfg_mode { CFG_MODE_PULL, CFG_MODE_PUSH };
+enum cfg_protocol { CFG_PROTO_FIPA, CFG_PROTO_A2A };
 enum cfg_agent_state {
 	CFG_AGENT_UNLOADED,
 	CFG_AGENT_LOADED,
@@ -46,6 +47,7 @@ struct cfg_agent {
 	int mode;  /* enum cfg_mode */
 	int state; /* enum cfg_agent_state */
 	char *endpoint;
+	int protocol; /* enum cfg_protocol */
 	int64_t timeout_ms;
 	int64_t max_in_flight;
 	int64_t queue_size; /* 0: performance.agentQueueSize */
@@ -185,6 +187,7 @@ json_t *cfg_report_json(const struct cfg_report *r);
 const char *cfg_profile_name(int profile);
 const char *cfg_agent_state_name(int state);
 const char *cfg_mode_name(int mode);
+const char *cfg_protocol_name(int protocol); /* "fipa" or "a2a" */
 int cfg_agent_state_parse(const char *s, int *out) SB_MUST_CHECK;
 
 /* Fill `c` with the defaults of `profile` and no agents.  Returns 0 or

@@ -33,7 +33,7 @@ dev = yaml.safe_load(open('config/router.development.yaml'))
 w('fuzz_cfg','development.json', json.dumps(dev))
 w('fuzz_cfg','overlay', open('config/router.production.yaml','rb').read() + b'\0network.dataPort=9090\nstorage.sync=normal\nstorage.path=\ncluster.ordinal=1')
 w('fuzz_cfg','gzip', gzip.compress(json.dumps(dev).encode(), mtime=0))
-w('fuzz_cfg','agents', b'profile: highThroughput\nagents:\n  - {id: a, mode: pull}\n  - id: b\n    mode: push\n    endpoint: http://b:80/in\n    rateLimit: {messagesPerSecond: 2.5, burst: 5}\n    capabilities: [{name: x, description: y}]\n')
+w('fuzz_cfg','agents', b'profile: highThroughput\nagents:\n  - {id: a, mode: pull}\n  - id: b\n    mode: push\n    endpoint: http://b:80/in\n    rateLimit: {messagesPerSecond: 2.5, burst: 5}\n    capabilities: [{name: x, description: y}]\n  - {id: c, mode: push, endpoint: http://c:9999/, protocol: a2a}\n')
 w('fuzz_cfg','bad-range', b'performance: {workerThreads: -1, batchSize: 100000}\ndelivery: {retryBackoffFactor: .nan}\n')
 
 # --- fuzz_kubeconfig

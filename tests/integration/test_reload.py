@@ -92,6 +92,23 @@ def test_restart_class_change_is_reported_not_applied(router):
     assert "switchboard_router_config_restart_required 1" in router.metrics()
 
 
+def test_agent_protocol_change_is_hot(router):
+    """agents[].protocol: fipa -> a2a is a hot agent change; a2a on a pull agent is refused by name."""
+    head = base_text(router, ["alice"])
+    bob = "  - {id: bob, mode: push, endpoint: 'http://127.0.0.1:9/'%s}\n"
+    code, body = reload(router, head + bob % "")
+    assert code == 200 and body["result"] == "applied", body
+    code, body = reload(router, head + bob % ", protocol: a2a")
+    assert code == 200 and body["result"] == "applied", body
+    assert [c["field"] for c in body["changes"]] == ["agents[bob]"], body
+    assert status(router)["restart_required"] is False
+    before = status(router)
+    code, body = reload(router, head + "  - {id: bob, protocol: a2a}\n")
+    assert code == 422 and body["result"] == "rejected", body
+    assert [e["field"] for e in body["errors"]] == ["agents[1].protocol"], body
+    assert status(router)["config_hash"] == before["config_hash"]
+
+
 def test_configmap_symlink_swap_is_picked_up(tmpdir_path):
     # the kubelet's layout: config.yaml -> ..data/config.yaml, ..data -> ..<timestamp>
     r = Router(tmpdir_path)

@@ -184,6 +184,80 @@ static void test_agent_rules(void **state)
 	cfg_free(&c);
 }
 
+/* agents[].protocol: fipa by default, a2a for push agents only, printed,
+ * and a change of it is a hot agent change (no restart). */
+static void test_agent_protocol(void **state)
+{
+	static const char push_fipa[] = "agents: [{id: x, mode: push, endpoint: 'http://x.example/in'}]\n";
+	static const char push_a2a[] = "agents: [{id: x, mode: push, endpoint: 'http://x.example/in', "
+				       "protocol: a2a}]\n";
+	struct cfg a, b;
+	struct cfg_report r;
+	struct cfg_diff d;
+	char rh1[65], rh2[65];
+	struct buf out;
+	json_t *j;
+
+	(void)state;
+	/* default, explicit, refused */
+	assert_int_equal(parse("agents: [{id: p}, {id: q, protocol: fipa}]\n", &a, &r), 0);
+	assert_int_equal(a.agents[0].protocol, CFG_PROTO_FIPA);
+	assert_int_equal(a.agents[1].protocol, CFG_PROTO_FIPA);
+	assert_int_equal(cfg_validate(&a, 2, &r), 0);
+	cfg_report_free(&r);
+	cfg_free(&a);
+	assert_int_equal(parse("agents: [{id: p}, {id: q, mode: push, endpoint: 'http://q', protocol: A2A}]\n", &a, &r),
+			 -EINVAL);
+	assert_true(has_issue(&r, CFG_ERROR, "agents[1].protocol", "fipa, a2a"));
+	assert_int_equal(r.errors, 1);
+	cfg_report_free(&r);
+	assert_int_equal(parse("agents: [{id: p, protocol: 2}]\n", &a, &r), -EINVAL);
+	assert_true(has_issue(&r, CFG_ERROR, "agents[0].protocol", "fipa, a2a"));
+	cfg_report_free(&r);
+	/* a2a needs push: a pull agent has no endpoint to call */
+	assert_int_equal(parse("agents: [{id: p, protocol: a2a}, {id: q, mode: pull, protocol: a2a}]\n", &a, &r), 0);
+	assert_int_equal(a.agents[0].protocol, CFG_PROTO_A2A);
+	assert_int_equal(cfg_validate(&a, 2, &r), 2);
+	assert_true(has_issue(&r, CFG_ERROR, "agents[0].protocol", "mode: push"));
+	assert_true(has_issue(&r, CFG_ERROR, "agents[1].protocol", "mode: push"));
+	cfg_report_free(&r);
+	cfg_free(&a);
+	/* printed, and read back alike */
+	assert_int_equal(parse(push_a2a, &a, &r), 0);
+	assert_int_equal(cfg_validate(&a, 2, &r), 0);
+	cfg_report_free(&r);
+	j = cfg_to_json(&a);
+	assert_non_null(j);
+	assert_string_equal(
+		json_string_value(json_object_get(json_array_get(json_object_get(j, "agents"), 0), "protocol")), "a2a");
+	json_decref(j);
+	buf_init(&out, 1 << 20);
+	assert_int_equal(cfg_to_yaml(&a, &out), 0);
+	assert_int_equal(parse(buf_str(&out), &b, &r), 0);
+	assert_int_equal(b.agents[0].protocol, CFG_PROTO_A2A);
+	assert_true(cfg_agent_equal(&a.agents[0], &b.agents[0]));
+	buf_free(&out);
+	cfg_report_free(&r);
+	cfg_free(&b);
+	assert_string_equal(cfg_protocol_name(CFG_PROTO_A2A), "a2a");
+	assert_string_equal(cfg_protocol_name(CFG_PROTO_FIPA), "fipa");
+	/* fipa -> a2a: one hot agent change, the restart hash unchanged */
+	assert_int_equal(parse(push_fipa, &b, &r), 0);
+	cfg_report_free(&r);
+	assert_false(cfg_agent_equal(&a.agents[0], &b.agents[0]));
+	assert_int_equal(cfg_diff(&b, &a, &d), 0);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.items[0].path, "agents[x]");
+	assert_int_equal(d.items[0].reload, CFG_RELOAD_HOT);
+	assert_false(d.restart);
+	cfg_diff_free(&d);
+	assert_int_equal(cfg_restart_hash(&a, rh1), 0);
+	assert_int_equal(cfg_restart_hash(&b, rh2), 0);
+	assert_string_equal(rh1, rh2);
+	cfg_free(&a);
+	cfg_free(&b);
+}
+
 static void test_print_round_trip_and_hash(void **state)
 {
 	struct cfg a, b;
@@ -443,6 +517,7 @@ int main(void)
 		cmocka_unit_test(test_validation_relationships),
 		cmocka_unit_test(test_range_checks),
 		cmocka_unit_test(test_agent_rules),
+		cmocka_unit_test(test_agent_protocol),
 		cmocka_unit_test(test_print_round_trip_and_hash),
 		cmocka_unit_test(test_diff_classifies_changes),
 		cmocka_unit_test(test_byte_quantities),

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "kc.h"
+#include "rec_agent.h"
 #include "rec_plan.h"
 #include "rec_render.h"
 #include "switchboard/util.h"
@@ -459,6 +460,118 @@ static void test_render_is_loadable_with_control_characters(void **state)
 	json_decref(rc);
 }
 
+/* Agents of every delivery: pull, push with FIPA (the CRD's default spelled
+ * out), push with A2A. */
+static const char protocol_agents[] =
+	"["
+	"{\"metadata\":{\"name\":\"planner\",\"namespace\":\"ns\",\"generation\":1},\"spec\":{\"routerRef\":"
+	"{\"name\":\"r1\"},\"delivery\":{\"mode\":\"pull\",\"protocol\":\"fipa\"}}},"
+	"{\"metadata\":{\"name\":\"searcher\",\"namespace\":\"ns\",\"generation\":1},\"spec\":{\"routerRef\":"
+	"{\"name\":\"r1\"},\"delivery\":{\"mode\":\"push\",\"endpoint\":\"http://searcher:8000/inbox\","
+	"\"protocol\":\"fipa\"}}},"
+	"{\"metadata\":{\"name\":\"helper\",\"namespace\":\"ns\",\"generation\":4},\"spec\":{\"routerRef\":"
+	"{\"name\":\"r1\"},\"capabilities\":[{\"name\":\"summarize\",\"description\":\"Summarizes documents\"}],"
+	"\"delivery\":{\"mode\":\"push\",\"endpoint\":\"http://helper:9999/\",\"protocol\":\"a2a\","
+	"\"timeoutMs\":3000}}}"
+	"]";
+
+/* spec.delivery.protocol: a2a is rendered as agents[].protocol; fipa, the
+ * default, is left out, so FIPA agents render as they always did.  An A2A
+ * pull agent (the CRD's rule refuses it; an older CRD would not) makes the
+ * render invalid by name rather than reaching a router. */
+static void test_render_protocol(void **state)
+{
+	json_t *rc = golden_rc(",\"router\":{\"profile\":\"development\",\"network\":{\"dataPort\":9080}}");
+	json_t *agents = json_loads(protocol_agents, 0, NULL), *doc, *bad;
+	struct rr_tokens tok = {0};
+	struct rr_render r;
+
+	(void)state;
+	assert_non_null(agents);
+	assert_int_equal(rr_render_from(rc, agents, &tok, 0, &r), 0);
+	assert_true(r.valid);
+	assert_int_equal(r.naccepted, 3);
+	assert_int_equal(cfg_find_agent(&r.cfg, "helper")->protocol, CFG_PROTO_A2A);
+	assert_int_equal(cfg_find_agent(&r.cfg, "searcher")->protocol, CFG_PROTO_FIPA);
+	assert_int_equal(cfg_find_agent(&r.cfg, "planner")->protocol, CFG_PROTO_FIPA);
+	assert_int_equal(strstr(r.doc, "fipa") == NULL, 1);
+	doc = json_loads(r.doc, 0, NULL);
+	golden("config-agents", doc);
+	rr_free(&r);
+
+	bad = json_loads(
+		"[{\"metadata\":{\"name\":\"x\",\"namespace\":\"ns\"},\"spec\":{\"routerRef\":{\"name\":\"r1\"},"
+		"\"delivery\":{\"mode\":\"pull\",\"protocol\":\"a2a\"}}}]",
+		0, NULL);
+	assert_non_null(bad);
+	assert_int_equal(rr_render_from(rc, bad, &tok, 0, &r), 0);
+	assert_false(r.valid);
+	assert_int_equal(r.report.errors, 1);
+	assert_string_equal(r.report.items[0].path, "spec.router.agents[0].protocol");
+	rr_free(&r);
+	json_decref(bad);
+	json_decref(agents);
+	json_decref(rc);
+}
+
+/* status.a2aUrl: the client Service's DNS name, the data port, the agent
+ * id; https with TLS; only for accepted Agents. */
+static void test_agent_status_a2a_url(void **state)
+{
+	json_t *rc = golden_rc(",\"router\":{\"profile\":\"development\",\"network\":{\"dataPort\":9080}}");
+	json_t *tls = golden_rc(",\"tls\":{\"secretName\":\"r1-tls\"}");
+	json_t *agents = json_loads(protocol_agents, 0, NULL), *st, *helper;
+	json_t *nameless = json_loads("{\"metadata\":{\"name\":\"r1\"}}", 0, NULL);
+	struct rr_tokens tok = {0};
+	struct rr_render r;
+	struct rr_agent rejected;
+	char url[RR_A2A_URL_MAX];
+
+	(void)state;
+	assert_non_null(agents);
+	assert_non_null(nameless);
+	assert_int_equal(rr_render_from(tls, agents, &tok, 0, &r), 0);
+	assert_true(r.valid);
+	assert_int_equal(rr_a2a_url(tls, &r.cfg, "helper", url, sizeof(url)), 0);
+	assert_string_equal(url, "https://r1.ns.svc:8080/a2a/helper");
+	assert_int_equal(rr_a2a_url(tls, &r.cfg, "helper", url, 20), -ENAMETOOLONG);
+	assert_int_equal(rr_a2a_url(nameless, &r.cfg, "helper", url, sizeof(url)), -EINVAL);
+	rr_free(&r);
+
+	assert_int_equal(rr_render_from(rc, agents, &tok, 0, &r), 0);
+	assert_true(r.valid);
+	/* the status as the operator applies it, conditions unchanged since
+	 * the status it read (their lastTransitionTime is kept) */
+	helper = json_deep_copy(json_array_get(agents, 2));
+	assert_non_null(helper);
+	assert_int_equal(json_object_set_new(helper, "status",
+					     json_loads("{\"conditions\":[{\"type\":\"Accepted\",\"status\":\"True\","
+							"\"lastTransitionTime\":\"2026-01-02T03:04:05Z\"},"
+							"{\"type\":\"Ready\",\"status\":\"True\","
+							"\"lastTransitionTime\":\"2026-01-02T03:04:06Z\"}]}",
+							0, NULL)),
+			 0);
+	golden("agent-status", rec_agent_status_json(rc, &r, agent_named(&r, "helper"), helper, 1, NULL));
+	/* every accepted Agent has one, whatever its protocol; a rejected one none */
+	st = rec_agent_status_json(rc, &r, agent_named(&r, "planner"), NULL, 1, NULL);
+	assert_non_null(st);
+	assert_string_equal(json_string_value(json_object_get(st, "a2aUrl")), "http://r1.ns.svc:9080/a2a/planner");
+	json_decref(st);
+	rejected = *agent_named(&r, "searcher");
+	rejected.accepted = 0;
+	st = rec_agent_status_json(rc, &r, &rejected, NULL, 1, NULL);
+	assert_non_null(st);
+	assert_null(json_object_get(st, "a2aUrl"));
+	assert_null(json_object_get(st, "ownerPod"));
+	json_decref(st);
+	rr_free(&r);
+	json_decref(helper);
+	json_decref(nameless);
+	json_decref(agents);
+	json_decref(tls);
+	json_decref(rc);
+}
+
 /* Every outcome of the canary plan. */
 static void test_plan_partition_table(void **state)
 {
@@ -823,6 +936,8 @@ int main(void)
 		cmocka_unit_test(test_render_tls),
 		cmocka_unit_test(test_render_is_loadable_with_control_characters),
 		cmocka_unit_test(test_render_cluster),
+		cmocka_unit_test(test_render_protocol),
+		cmocka_unit_test(test_agent_status_a2a_url),
 		cmocka_unit_test(test_plan_partition_table),
 		cmocka_unit_test(test_reconcile_plan_table),
 	};
