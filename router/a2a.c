@@ -75,8 +75,8 @@ static void err_from_status(struct a2aj_err *e, int status, const char *code, co
 	const char *f = field && *field ? a2aj_field_of(field) : NULL;
 
 	switch (status) {
-	case 400:
-		a2aj_fail(e, A2AJ_INVALID_PARAMS, 200, code, f, "%s", message);
+	case 400: /* InvalidMessage and the like: the params are wrong */
+		a2aj_fail(e, A2AJ_INVALID_PARAMS, 200, "InvalidParams", f, "%s", message);
 		break;
 	case 401:
 		a2aj_fail(e, A2AJ_UNAUTHORIZED, 401, code, NULL, "%s", message);
@@ -101,17 +101,29 @@ static void err_from_status(struct a2aj_err *e, int status, const char *code, co
 
 /* --- the agent card --------------------------------------------------------- */
 
-/* 1 when `h` is a plain host (name, IPv4 or [IPv6]) with an optional port. */
+/* 1 when `h` is a plain host (a name, an IPv4 address or a bracketed IPv6
+ * address) with an optional numeric port: what a card may name. */
 static int host_ok(const char *h)
 {
-	size_t n = h ? strlen(h) : 0;
+	static const char name[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-";
+	size_t n, port;
 
-	if (n == 0 || n > 260)
+	if (!h || strlen(h) > 260)
 		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]", h[i]))
+	if (h[0] == '[') {
+		n = 1 + strspn(h + 1, "0123456789abcdefABCDEF:.");
+		if (n < 3 || h[n] != ']')
 			return 0;
-	return 1;
+		n++;
+	} else {
+		n = strspn(h, name);
+		if (n == 0)
+			return 0;
+	}
+	if (h[n] == '\0')
+		return 1;
+	port = strspn(h + n + 1, "0123456789");
+	return h[n] == ':' && port >= 1 && port <= 5 && h[n + 1 + port] == '\0';
 }
 
 static json_t *card_skills(const struct cfg_agent *a)
@@ -238,7 +250,7 @@ static int send_item(struct app *app, struct http_req *req, const struct a2aj_se
 		snprintf(conv, sizeof(conv), "ctx-%s", rnd);
 	}
 	if (s->context_id && strlen(s->context_id) > MSG_ID_MAX)
-		return a2aj_fail(e, A2AJ_INVALID_PARAMS, 200, "InvalidMessage", "params.message.contextId",
+		return a2aj_fail(e, A2AJ_INVALID_PARAMS, 200, "InvalidParams", "params.message.contextId",
 				 "params.message.contextId must hold at most 128 characters");
 	sender = send_sender(app, s, digest, who);
 	rcu_read_lock();
@@ -298,8 +310,10 @@ static int do_send(struct app *app, struct http_req *req, struct http_resp *resp
 	rc = a2aj_send_read(rq, &s, &e);
 	if (!rc)
 		rc = send_item(app, req, &s, digest, &it, &e);
-	if (rc == -EINVAL)
+	if (rc == -EINVAL) {
 		rc = answer_error(app, resp, rq, &e);
+		goto out;
+	}
 	if (rc)
 		goto out;
 	rc = fwd_submit(app, &it, 1);
