@@ -313,3 +313,90 @@ def test_a_chunked_body_that_grows_past_the_limit_is_cut_off(tmp_path):
     finally:
         r.stop()
 
+
+# --- long polls whose reply is never read ------------------------------------------------------
+
+
+def raw_pull(r, agent, wait_ms, rcvbuf=None):
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect((r.host, r.data_port))
+    s.sendall(f"GET /v1/agents/{agent}/messages?max=100&wait_ms={wait_ms} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return s
+
+
+def reset(s):
+    """Close with a TCP reset (SO_LINGER 0), as a crashed client would."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()
+
+
+def test_a_reply_never_read_holds_its_lease_only_until_it_expires(tmp_path):
+    """A client long-polls, gets a message under a lease and never reads the reply (it stays
+    connected): another pull gets the message once delivery.leaseTimeoutMs has passed, attempt 2."""
+    r = limits_router(tmp_path, extra="delivery:\n  leaseTimeoutMs: 1000\n")
+    try:
+        s = raw_pull(r, "bob", 5000)
+        time.sleep(0.3)
+        assert r.send(msg(content="never read"))[0] == 202
+        time.sleep(0.3)
+        assert r.pull("bob")["messages"] == []  # leased to the silent client
+        t0 = time.monotonic()
+        got = []
+        while not got and time.monotonic() - t0 < 5:
+            got = r.pull("bob", wait_ms=500)["messages"]
+        print(f"redelivered {time.monotonic() - t0 + 0.3:.1f} s after the silent pull took it (lease 1 s)")
+        assert len(got) == 1 and got[0]["attempt"] == 2 and got[0]["message"]["content"] == "never read"
+        s.close()
+    finally:
+        r.stop()
+
+
+def test_a_long_poll_whose_client_has_gone_takes_no_lease(tmp_path):
+    """A client long-polls and goes away (closes, or resets) before a message comes: the message is
+    not leased to it, so the next pull gets it at once, first attempt, without waiting out the lease."""
+    r = limits_router(tmp_path, extra="delivery:\n  leaseTimeoutMs: 30000\n")
+    try:
+        for close in (lambda s: s.close(), reset):
+            s = raw_pull(r, "bob", 20000)
+            time.sleep(0.3)
+            close(s)
+            time.sleep(1.0)  # the router looks every 0.5 s
+            assert r.send(msg(content="for whoever is there"))[0] == 202
+            got = r.pull("bob", wait_ms=1000)["messages"]
+            assert len(got) == 1 and got[0]["attempt"] == 1, got
+            r.ack("bob", [got[0]["message_id"]])
+    finally:
+        r.stop()
+
+
+def test_a_reply_that_cannot_be_sent_puts_its_lease_back_at_once(tmp_path):
+    """A reply too large for the socket buffers, to a client that does not read: when the client resets
+    the connection (or once idleTimeoutSeconds of it not reading have passed) the router puts the lease
+    back at once (switchboard_router_leases_released_total) instead of holding it for the 60 s lease."""
+    r = limits_router(tmp_path, "  idleTimeoutSeconds: 2\n", "delivery:\n  leaseTimeoutMs: 60000\n")
+    try:
+        big = "x" * (2 << 20)
+        for how in ("reset", "stall"):
+            for i in range(4):
+                assert r.send(msg(content=big, message_id=f"{how}-{i}"))[0] == 202
+            s = raw_pull(r, "bob", 0, rcvbuf=4096)
+            time.sleep(1.0)  # the router has leased the 4 messages and is stuck writing 8 MiB
+            assert r.pull("bob")["messages"] == []
+            t0 = time.monotonic()
+            if how == "reset":
+                reset(s)
+            got = []
+            while len(got) < 4 and time.monotonic() - t0 < 8:
+                got += r.pull("bob", wait_ms=500)["messages"]
+            took = time.monotonic() - t0
+            print(f"{how}: the 4 messages were back {took:.1f} s later (lease 60 s)")
+            assert sorted(m["message"]["message_id"] for m in got) == [f"{how}-{i}" for i in range(4)]
+            assert all(m["attempt"] == 2 for m in got)
+            assert took < (1.5 if how == "reset" else 4)
+            r.ack("bob", [m["message_id"] for m in got])
+            s.close()
+        assert metric(r, "switchboard_router_leases_released_total") == 2
+    finally:
+        r.stop()
