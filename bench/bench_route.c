@@ -105,7 +105,7 @@ static double route_bench(struct rt *rt, int batch)
 		/* drain (untimed) so memory stays flat */
 		for (int a = 0; a < NAGENTS; a++) {
 			struct rt_err e;
-			char id[16];
+			char id[16], lease[33];
 			struct rt_agent *ag;
 
 			snprintf(id, sizeof(id), "agent-%05d", a);
@@ -114,7 +114,7 @@ static double route_bench(struct rt *rt, int batch)
 				struct rt_msg *m, *tmp;
 
 				buf_reset(&out);
-				if (rt_pull(rt, id, NULL, 100000, 0, &out, &e))
+				if (rt_pull(rt, id, NULL, 100000, 0, NULL, lease, &out, &e))
 					exit(1);
 				json_array_clear(ids);
 				HASH_ITER (hh, ag->by_id, m, tmp)

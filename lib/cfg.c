@@ -84,6 +84,8 @@ const struct cfg_field cfg_fields[] = {
 	{"network.dataPort", OFF(net.data_port), 0, 65535, NULL, F_INT, R},
 	{"network.adminPort", OFF(net.admin_port), 0, 65535, NULL, F_INT, R},
 	{"network.maxConnections", OFF(net.max_connections), 4, 100000, NULL, F_INT, R},
+	{"network.maxConnectionsPerAddress", OFF(net.max_per_address), 0, 100000, NULL, F_INT, R},
+	{"network.idleTimeoutSeconds", OFF(net.idle_timeout_s), 1, 3600, NULL, F_INT, R},
 	{"network.peerPort", OFF(net.peer_port), 0, 65535, NULL, F_INT, R},
 	{"shutdown.timeoutMs", OFF(shutdown.timeout_ms), 100, 3600000, NULL, F_INT, H},
 	{"cluster.replicas", OFF(cluster.replicas), 1, OWN_MAX_REPLICAS, NULL, F_INT, H},
@@ -320,6 +322,8 @@ int cfg_defaults(struct cfg *c, int profile)
 	c->net.data_port = 8080;
 	c->net.admin_port = 8081;
 	c->net.max_connections = prod ? 1024 : 256;
+	c->net.max_per_address = prod ? 256 : 64; /* a quarter: one address cannot take them all */
+	c->net.idle_timeout_s = 60;
 	c->shutdown.timeout_ms = prod ? 30000 : 10000;
 	c->cluster.replicas = 1;
 	c->cluster.forward_timeout_ms = 5000;

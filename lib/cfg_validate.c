@@ -235,6 +235,11 @@ static void check_across(const struct cfg *c, long cores, struct cfg_report *r)
 	if (c->cluster.replicas > 1 && !strstr(c->cluster.peer_host, "{ordinal}"))
 		cfg_report_add(r, CFG_ERROR, "cluster.peerHost",
 			       "must name the peers with {ordinal} when cluster.replicas is above 1");
+	if (c->net.max_per_address >= c->net.max_connections)
+		cfg_report_add(r, CFG_WARNING, "network.maxConnectionsPerAddress",
+			       "is not below network.maxConnections (%lld >= %lld): one client address can take every "
+			       "data connection",
+			       (long long)c->net.max_per_address, (long long)c->net.max_connections);
 	if (c->net.peer_port != 0 && (c->net.peer_port == c->net.data_port || c->net.peer_port == c->net.admin_port))
 		cfg_report_add(r, CFG_ERROR, "network.peerPort", "must differ from network.dataPort and adminPort");
 	if (c->net.data_port == c->net.admin_port && c->net.data_port != 0)

@@ -15,6 +15,7 @@
 #include "app.h"
 #include "fwd.h"
 #include "reload.h"
+#include "switchboard/log.h"
 #include "switchboard/yjson.h"
 #include "switchboard/util.h"
 
@@ -417,12 +418,41 @@ static int to_owner(struct app *app, struct http_req *req, struct http_resp *res
 	return fwd_proxy(app, owner, req->method, path, strcmp(req->method, "GET") ? &req->body : NULL, extra_ms, resp);
 }
 
+static int client_gone(void *arg)
+{
+	return http_client_gone(arg);
+}
+
+/* The reply to a pull is finished: one that did not reach its client puts
+ * its lease back now rather than when it expires (decision 59). */
+static void pull_done(void *ctx, const char *lease_id, int sent)
+{
+	struct app *app = ctx;
+	size_t n;
+	char num[24];
+
+	if (sent)
+		return;
+	n = rt_lease_release(app->rt, lease_id);
+	if (!n)
+		return;
+	snprintf(num, sizeof(num), "%zu", n);
+	log_info("a pull's reply did not reach its client; its messages are back in the queue", "lease_id", lease_id,
+		 "n:messages", num);
+}
+
 static int pull_here(struct app *app, struct http_req *req, struct http_resp *resp, const char *digest, long long max,
 		     long long wait)
 {
 	struct rt_err e = {0};
-	int rc = rt_pull(app->rt, req->params[0], digest, (size_t)max, wait, &resp->body, &e);
+	struct rt_watch w = {client_gone, req};
+	char lease_id[33];
+	int rc = rt_pull(app->rt, req->params[0], digest, (size_t)max, wait, &w, lease_id, &resp->body, &e);
 
+	if (!rc && lease_id[0]) {
+		resp->on_done = pull_done;
+		snprintf(resp->done_key, sizeof(resp->done_key), "%s", lease_id);
+	}
 	return rc == -EINVAL ? err_from_rt(resp, &e) : rc;
 }
 

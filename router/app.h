@@ -51,6 +51,7 @@ struct app {
 	struct rmet met;
 	struct rt *rt;
 	struct http_server *data;
+	struct http_stats data_stats; /* the data port's connections and refusals (updated atomically) */
 	struct http_server *admin;
 	struct tlscred *tls;	   /* the certificate both ports present, NULL without TLS */
 	struct http_server *peers; /* the peer port, when cluster.peerHost is set */

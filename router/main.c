@@ -145,6 +145,41 @@ static int collect_tls_metrics(struct buf *out, void *arg)
 	return rc;
 }
 
+/* The data port's connections for /metrics: open now, and those it turned
+ * away or closed to protect the others (docs/router.md). */
+static int collect_http_metrics(struct buf *out, void *arg)
+{
+	struct http_stats st;
+	int rc;
+
+	http_stats_read(arg, &st);
+	rc = met_write_header(out, "switchboard_router_http_open_connections", "Connections open on the data port.",
+			      "gauge");
+	if (!rc)
+		rc = buf_printf(out, "switchboard_router_http_open_connections %llu\n", (unsigned long long)st.open);
+	if (!rc)
+		rc = met_write_header(
+			out, "switchboard_router_http_connections_dropped_total",
+			"Data connections closed by the router: at accept, over network.maxConnections or "
+			"network.maxConnectionsPerAddress (connection_limit); or for not sending a "
+			"request's headers within network.idleTimeoutSeconds (header_timeout).",
+			"counter");
+	if (!rc)
+		rc = buf_printf(out,
+				"switchboard_router_http_connections_dropped_total{reason=\"connection_limit\"} %llu\n"
+				"switchboard_router_http_connections_dropped_total{reason=\"header_timeout\"} %llu\n",
+				(unsigned long long)st.refused, (unsigned long long)st.header_timeouts);
+	if (!rc)
+		rc = met_write_header(out, "switchboard_router_http_bodies_too_large_total",
+				      "Request bodies over security.maxRequestBytes: refused with 413 from their "
+				      "Content-Length, or cut off when they grew past it.",
+				      "counter");
+	if (!rc)
+		rc = buf_printf(out, "switchboard_router_http_bodies_too_large_total %llu\n",
+				(unsigned long long)st.too_large);
+	return rc;
+}
+
 /* Load the certificate and key when TLS is on, make them the ones every
  * handshake presents, and watch the files for a renewal (a kubelet updating
  * a Secret volume, cert-manager) so new connections get it within a second. */
@@ -180,7 +215,9 @@ static int start_peer_port(struct app *app, struct http_opts *o)
 	o->port = (uint16_t)app->cfg.net.peer_port;
 	o->routes = api_peer_routes;
 	o->name = "peer";
-	o->tls = NULL; /* the pod network, like the admin port (docs/cluster.md) */
+	o->tls = NULL;		/* the pod network, like the admin port (docs/cluster.md) */
+	o->max_per_address = 0; /* a few peers, each with up to cluster.peerConnections */
+	o->stats = NULL;
 	rc = http_start(o, &app->peers);
 	if (rc) {
 		log_error("cannot listen on the peer port", "address", app->cfg.net.bind_address, "error",
@@ -204,6 +241,18 @@ static int start_peer_port(struct app *app, struct http_opts *o)
 	return 0;
 }
 
+/* security.maxRequestBytes now: a reload changes it for the next request. */
+static size_t data_max_body(void *ctx)
+{
+	struct app *app = ctx;
+	size_t v;
+
+	rcu_read_lock();
+	v = (size_t)rcu_dereference(app->snap)->cfg.sec.max_request_bytes;
+	rcu_read_unlock();
+	return v;
+}
+
 static int start_servers(struct app *app)
 {
 	struct http_opts o = {0};
@@ -213,6 +262,7 @@ static int start_servers(struct app *app)
 	o.tls = app->cfg.sec.tls_admin ? app->tls : NULL;
 	o.bind_address = app->cfg.net.bind_address;
 	o.max_connections = 64;
+	o.idle_timeout_s = (unsigned)app->cfg.net.idle_timeout_s;
 	o.max_body = CFG_DOC_LIMIT; /* /admin/reload carries a whole config; the port needs the admin token */
 	o.routes = admin_routes;
 	o.ctx = app;
@@ -234,7 +284,10 @@ static int start_servers(struct app *app)
 	o.port = (uint16_t)app->cfg.net.data_port;
 	o.thread_per_connection = 1;
 	o.max_connections = (unsigned)app->cfg.net.max_connections;
+	o.max_per_address = (unsigned)app->cfg.net.max_per_address;
 	o.max_body = (size_t)app->cfg.sec.max_request_bytes;
+	o.max_body_fn = data_max_body;
+	o.stats = &app->data_stats;
 	o.routes = api_routes;
 	o.name = "data";
 	o.tls = app->tls;
@@ -244,7 +297,9 @@ static int start_servers(struct app *app)
 			  strerror(-rc));
 		return rc;
 	}
-	rc = start_peer_port(app, &o);
+	rc = met_collector_add(app->met.reg, collect_http_metrics, &app->data_stats);
+	if (!rc)
+		rc = start_peer_port(app, &o);
 	if (rc)
 		return rc;
 	snprintf(port, sizeof(port), "%u", http_port(app->data));

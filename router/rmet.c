@@ -86,6 +86,11 @@ int rmet_init(struct rmet *m)
 	m->lease_expired =
 		met_counter_add(r, "switchboard_router_lease_expirations_total",
 				"Leases that expired before the consumer acked; their messages were requeued.", NULL);
+	m->lease_released = met_counter_add(
+		r, "switchboard_router_leases_released_total",
+		"Leases put back at once because their pull's reply did not reach the client (connection closed, "
+		"reset or timed out); their messages were requeued.",
+		NULL);
 	m->duplicates =
 		met_counter_add(r, "switchboard_router_duplicate_messages_total",
 				"Submissions whose message_id was already accepted; nothing new was stored.", NULL);
@@ -175,7 +180,8 @@ int rmet_init(struct rmet *m)
 		goto nomem;
 	met_gauge_set(m->reload_ok, 1);
 	if (!m->received || !m->routed || !m->delivered || !m->leased || !m->redelivered || !m->nacked ||
-	    !m->lease_expired || !m->duplicates || !m->cancelled || !m->conv_expired || !m->http_requests ||
+	    !m->lease_expired || !m->lease_released || !m->duplicates || !m->cancelled || !m->conv_expired ||
+	    !m->http_requests ||
 	    !m->routing || !m->deliver_latency || !m->commit_batch)
 		goto nomem;
 	return 0;

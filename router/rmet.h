@@ -46,6 +46,7 @@ struct rmet {
 	struct met_counter *redelivered;
 	struct met_counter *nacked;
 	struct met_counter *lease_expired;
+	struct met_counter *lease_released; /* put back at once: the pull's reply did not reach its client */
 	struct met_counter *duplicates;
 	struct met_counter *cancelled; /* deleted while queued (rt_task_cancel) */
 	struct met_counter *conv_expired;

@@ -123,12 +123,32 @@ void rt_handoff_release(struct rt *rt, struct rt_lease *l);
  * unknown agent.  Thread-safe. */
 size_t rt_depth(struct rt *rt, const char *agent);
 
+/* What a long poll watches while it waits: gone(arg) is 1 once its client
+ * has closed its connection.  Called every RT_WATCH_MS and before messages
+ * are leased, with the routing lock held: it must not block. */
+struct rt_watch {
+	int (*gone)(void *arg);
+	void *arg;
+};
+
+#define RT_WATCH_MS 500
+
 /* Long-poll pull: wait up to `wait_ms` for messages for `agent`, lease up
  * to `max` of them, and write the JSON reply into `out`.  With `auth_digest`
  * (the SHA-256 hex of the caller's token) only the agent itself may pull.
- * Returns 0, or -EINVAL with `err` set (unknown agent, 403), or -ENOMEM. */
-int rt_pull(struct rt *rt, const char *agent, const char *auth_digest, size_t max, int64_t wait_ms, struct buf *out,
-	    struct rt_err *err) SB_MUST_CHECK;
+ * With `w` (borrowed, may be NULL) a client that has gone ends the wait and
+ * is leased nothing (its reply is the empty one).  `lease_id` receives the
+ * new lease's id, "" when none.  Returns 0, or -EINVAL with `err` set
+ * (unknown agent, 403), or -ENOMEM (then nothing stays leased).
+ * Thread-safe. */
+int rt_pull(struct rt *rt, const char *agent, const char *auth_digest, size_t max, int64_t wait_ms,
+	    const struct rt_watch *w, char lease_id[33], struct buf *out, struct rt_err *err) SB_MUST_CHECK;
+
+/* The reply of the pull that took lease `lease_id` (borrowed) did not reach
+ * its client: put its messages back at once, as an expiry would (the
+ * attempt counts).  Returns how many were put back; 0 when the lease is
+ * already settled or expired.  Thread-safe. */
+size_t rt_lease_release(struct rt *rt, const char *lease_id);
 
 /* Settle leased messages by id (`ids`: JSON array of strings, borrowed).
  * `ack` 1 deletes them durably (returns after commit); 0 requeues them.

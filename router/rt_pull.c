@@ -153,15 +153,52 @@ static int write_lease(const struct rt *rt, const struct rt_agent *a, const stru
 	return rc;
 }
 
-int rt_pull(struct rt *rt, const char *agent, const char *auth_digest, size_t max, int64_t wait_ms, struct buf *out,
-	    struct rt_err *err)
+/* Put every message of lease `l` back in its queue, as an expiry does (the
+ * attempt counts), and free it.  rt->lock held. */
+static void put_back(struct rt *rt, struct rt_lease *l)
+{
+	struct rt_msg *m;
+
+	heap_remove(&rt->lease_heap, l->heap_idx);
+	while ((m = l->msgs)) {
+		lease_unlink(l, m);
+		rt_requeue(rt, m);
+	}
+	free(l);
+}
+
+/* Wait until `a` has a ready message, the router drains, `deadline`
+ * passes or the watched client has gone (then returns 1).  rt->lock held. */
+static int wait_ready(struct rt *rt, struct rt_agent *a, int64_t wait_ms, const struct rt_watch *w)
+{
+	struct timespec deadline = util_deadline(CLOCK_MONOTONIC, wait_ms);
+	uint64_t end = util_mono_ns() + (uint64_t)wait_ms * 1000000ull;
+
+	while (!heap_peek(&a->ready) && !rt->draining && wait_ms > 0) {
+		uint64_t now = util_mono_ns();
+		struct timespec slice = deadline;
+
+		if (w && w->gone(w->arg))
+			return 1;
+		if (now >= end)
+			break;
+		/* wake now and then to see whether the client is still there */
+		if (w && end - now > RT_WATCH_MS * 1000000ull)
+			slice = util_deadline(CLOCK_MONOTONIC, RT_WATCH_MS);
+		if (pthread_cond_timedwait(&a->cond, &rt->lock, &slice) == ETIMEDOUT && !w)
+			break;
+	}
+	return w && w->gone(w->arg);
+}
+
+int rt_pull(struct rt *rt, const char *agent, const char *auth_digest, size_t max, int64_t wait_ms,
+	    const struct rt_watch *w, char lease_id[33], struct buf *out, struct rt_err *err)
 {
 	struct rt_agent *a;
 	struct rt_lease *l = NULL;
-	struct timespec deadline;
-	int rc;
+	int rc = 0;
 
-	deadline = util_deadline(CLOCK_MONOTONIC, wait_ms);
+	lease_id[0] = '\0';
 	pthread_mutex_lock(&rt->lock);
 	a = rt_find_agent(rt, agent);
 	if (!a) {
@@ -174,13 +211,15 @@ int rt_pull(struct rt *rt, const char *agent, const char *auth_digest, size_t ma
 	}
 	if (max > (size_t)rt->cfg.delivery.max_pull_batch)
 		max = (size_t)rt->cfg.delivery.max_pull_batch;
-	while (!heap_peek(&a->ready) && !rt->draining && wait_ms > 0) {
-		if (pthread_cond_timedwait(&a->cond, &rt->lock, &deadline) == ETIMEDOUT)
-			break;
-	}
-	rc = take(rt, a, max, TAKE_PULL, &l);
+	/* a client that has gone gets no lease: nobody would read its answer */
+	if (!wait_ready(rt, a, wait_ms, w))
+		rc = take(rt, a, max, TAKE_PULL, &l);
 	if (!rc)
 		rc = write_lease(rt, a, l, out);
+	if (rc && l)
+		put_back(rt, l); /* no answer to carry the lease */
+	else if (l)
+		memcpy(lease_id, l->id, sizeof(l->id));
 	/* another poller may be waiting and more messages may be ready */
 	if (heap_peek(&a->ready))
 		pthread_cond_signal(&a->cond);
@@ -315,16 +354,28 @@ void rt_expire_leases(struct rt *rt, uint64_t now_ns)
 	struct rt_lease *l;
 
 	while ((l = heap_peek(&rt->lease_heap)) && l->expires_ns <= now_ns) {
-		struct rt_msg *m;
-
-		heap_pop(&rt->lease_heap);
-		while ((m = l->msgs)) {
-			lease_unlink(l, m);
-			rt_requeue(rt, m);
-		}
+		put_back(rt, l);
 		met_inc(rt->met->lease_expired);
-		free(l);
 	}
+}
+
+size_t rt_lease_release(struct rt *rt, const char *lease_id)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&rt->lock);
+	for (size_t i = 0; i < rt->lease_heap.n; i++) {
+		struct rt_lease *l = rt->lease_heap.v[i];
+
+		if (l->engine || strcmp(l->id, lease_id) != 0)
+			continue;
+		n = l->n;
+		put_back(rt, l);
+		met_inc(rt->met->lease_released);
+		break;
+	}
+	pthread_mutex_unlock(&rt->lock);
+	return n;
 }
 
 /* --- the push engine's side ------------------------------------------------- */

@@ -104,7 +104,16 @@ HELP = {
     "network.bindAddress": "Address both ports listen on (numeric IPv4 or IPv6).",
     "network.dataPort": "Port of the message API.",
     "network.adminPort": "Port of /healthz, /readyz, /metrics and /v1/status.",
-    "network.maxConnections": "Concurrent connections on the data port (one thread each).",
+    "network.maxConnections": "Concurrent connections on the data port (one thread each); one more is closed at "
+                              "accept.",
+    "network.maxConnectionsPerAddress": "Concurrent data-port connections from one client address (0: no limit of "
+                                        "its own), so one client cannot take every connection. Behind a proxy or a "
+                                        "service-mesh sidecar every client has the proxy's address: raise it or set "
+                                        "0 there.",
+    "network.idleTimeoutSeconds": "A connection (data, admin and peer ports) is closed after this long without "
+                                  "traffic, or when it has not sent a whole request's headers this long after it "
+                                  "opened or after its previous answer (a client trickling a byte at a time). A "
+                                  "request at work, such as a long poll waiting, is never cut.",
     "shutdown.timeoutMs": "On SIGTERM the process exits within this time, forcibly if need be.",
     "security.auth": "none (development only) or token (per-agent bearer tokens).",
     "security.maxMessageBytes": "Largest message content (decoded); larger gets 413.",

@@ -118,7 +118,9 @@ struct cfg {
 		int64_t data_port;
 		int64_t admin_port;
 		int64_t max_connections;
-		int64_t peer_port; /* where the other replicas forward to */
+		int64_t max_per_address; /* data connections from one client address; 0: no limit of its own */
+		int64_t idle_timeout_s;	 /* silence, or unfinished request headers, that closes a connection */
+		int64_t peer_port;	 /* where the other replicas forward to */
 	} net;
 	struct {
 		int64_t timeout_ms;

@@ -104,8 +104,10 @@ static void pull(struct fx *f, const char *agent, size_t max, char *out, size_t 
 	json_t *o, *msgs, *v;
 	size_t i;
 
+	char lease[33];
+
 	buf_init(&b, 1 << 20);
-	assert_int_equal(rt_pull(f->rt, agent, NULL, max, 0, &b, &e), 0);
+	assert_int_equal(rt_pull(f->rt, agent, NULL, max, 0, NULL, lease, &b, &e), 0);
 	o = json_loads(buf_str(&b), 0, NULL);
 	assert_non_null(o);
 	msgs = json_object_get(o, "messages");
@@ -207,7 +209,7 @@ static void test_duplicate_message_id_stores_nothing_new(void **state)
 static void test_expired_lease_redelivers(void **state)
 {
 	struct fx *f = *state;
-	char got[512];
+	char got[512], lease[33];
 	struct buf b;
 	struct rt_err e = {0};
 
@@ -216,11 +218,56 @@ static void test_expired_lease_redelivers(void **state)
 	assert_string_equal(got, "l1");
 	usleep(400 * 1000); /* lease is 200 ms; maintenance runs every 50 ms */
 	buf_init(&b, 1 << 16);
-	assert_int_equal(rt_pull(f->rt, "a", NULL, 10, 0, &b, &e), 0);
+	assert_int_equal(rt_pull(f->rt, "a", NULL, 10, 0, NULL, lease, &b, &e), 0);
 	assert_non_null(strstr(buf_str(&b), "\"attempt\":2"));
 	buf_free(&b);
 	assert_true(met_counter_get(f->met.lease_expired) >= 1);
 	settle(f, "a", "l1", 1);
+}
+
+static int gone_after(void *arg)
+{
+	int *calls = arg;
+
+	return ++*calls >= 2;
+}
+
+/* A long poll whose client has gone leases nothing; a lease whose reply
+ * did not reach its client is put back at once, the attempt counted. */
+static void test_pull_watch_and_release(void **state)
+{
+	struct fx *f = *state;
+	int calls = 0;
+	struct rt_watch w = {gone_after, &calls};
+	char lease[33], lease2[33];
+	struct buf b;
+	struct rt_err e = {0};
+	uint64_t t0 = util_mono_ns();
+
+	buf_init(&b, 1 << 16);
+	/* nothing queued: the wait ends once the client is gone, long before 5 s */
+	assert_int_equal(rt_pull(f->rt, "a", NULL, 10, 5000, &w, lease, &b, &e), 0);
+	assert_true(util_mono_ns() - t0 < 3000000000ull);
+	assert_string_equal(lease, "");
+	assert_non_null(strstr(buf_str(&b), "\"lease_id\":null"));
+	assert_int_equal(send_msg(f, "a", "r1", NULL, NULL), 202);
+	calls = 5; /* gone at once: the queued message stays queued */
+	buf_reset(&b);
+	assert_int_equal(rt_pull(f->rt, "a", NULL, 10, 0, &w, lease, &b, &e), 0);
+	assert_string_equal(lease, "");
+	assert_null(strstr(buf_str(&b), "r1"));
+	buf_reset(&b);
+	assert_int_equal(rt_pull(f->rt, "a", NULL, 10, 0, NULL, lease, &b, &e), 0);
+	assert_int_equal(strlen(lease), 32);
+	assert_non_null(strstr(buf_str(&b), "\"attempt\":1"));
+	assert_int_equal(rt_lease_release(f->rt, lease), 1);
+	assert_int_equal(rt_lease_release(f->rt, lease), 0); /* already back */
+	buf_reset(&b);
+	assert_int_equal(rt_pull(f->rt, "a", NULL, 10, 0, NULL, lease2, &b, &e), 0);
+	assert_non_null(strstr(buf_str(&b), "\"attempt\":2"));
+	assert_int_equal(met_counter_get(f->met.lease_released), 1);
+	buf_free(&b);
+	settle(f, "a", "r1", 1);
 }
 
 static void test_restart_recovers_unacked_only(void **state)
@@ -330,6 +377,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_back_pressure_and_unknown_and_draining_agents, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicate_message_id_stores_nothing_new, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expired_lease_redelivers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pull_watch_and_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_recovers_unacked_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_conversation_expires, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_message_lets_its_conversation_move_on, setup, teardown),
