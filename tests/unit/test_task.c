@@ -142,10 +142,11 @@ static void pull_b(struct fx *f, char *out, size_t outlen)
 	struct buf b;
 	struct rt_err e = {0};
 	json_t *o, *v;
+	char lease[33];
 	size_t i;
 
 	buf_init(&b, 1 << 20);
-	assert_int_equal(rt_pull(f->rt, "b", NULL, 10, 0, &b, &e), 0);
+	assert_int_equal(rt_pull(f->rt, "b", NULL, 10, 0, NULL, lease, &b, &e), 0);
 	o = json_loads(buf_str(&b), 0, NULL);
 	assert_non_null(o);
 	out[0] = '\0';
