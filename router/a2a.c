@@ -22,6 +22,7 @@
 #include "fwd.h"
 #include "peer.h"
 #include "reload.h"
+#include "switchboard/log.h"
 #include "switchboard/util.h"
 
 #define A2A_ANONYMOUS "anonymous"
@@ -514,4 +515,49 @@ int a2a_peer_rpc(struct http_req *req, struct http_resp *resp, void *ctx)
 out:
 	a2aj_req_free(&rq);
 	return rc < 0 ? rc : 0;
+}
+
+/* --- replies of A2A agents (the push engine's hook) ----------------------------- */
+
+int a2a_route_reply(void *ctx, const struct push_reply *r)
+{
+	struct app *app = ctx;
+	struct a2aj_send s = *r->reply; /* the parts are borrowed, never freed here */
+	struct msg_err me = {0};
+	struct rt_item it;
+	struct buf fipa;
+	char conv[MSG_ID_MAX + 1], rnd[33];
+	int rc;
+
+	memset(&it, 0, sizeof(it));
+	s.in_reply_to = r->in_reply_to;
+	if (!s.performative)
+		s.performative = "inform";
+	if (r->conversation)
+		snprintf(conv, sizeof(conv), "%s", r->conversation);
+	else if (s.context_id)
+		snprintf(conv, sizeof(conv), "%s", s.context_id);
+	else {
+		util_random_id(rnd);
+		snprintf(conv, sizeof(conv), "ctx-%s", rnd);
+	}
+	buf_init(&fipa, app->cfg.sec.max_request_bytes + 65536);
+	rc = a2aj_to_fipa(&s, r->to, r->agent, s.message_id, conv, NULL, &fipa);
+	if (!rc)
+		rc = msg_parse(fipa.data, fipa.len, app->cfg.sec.max_message_bytes, &it.m, &me);
+	if (!rc) {
+		it.started_ns = util_mono_ns();
+		rc = fwd_submit(app, &it, 1);
+	}
+	if (rc == -ENOMEM)
+		goto out;
+	if (rc || it.status != 202) {
+		log_warn("an A2A agent's reply was not routed", "agent_id", r->agent, "to", r->to, "in_reply_to",
+			 r->in_reply_to, "detail", rc ? me.message : it.message);
+		rc = !rc && (it.status == 429 || it.status == 503) ? -EAGAIN : 0;
+	}
+out:
+	msg_free(&it.m);
+	buf_free(&fipa);
+	return rc;
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <urcu-bp.h>
 
+#include "a2a.h"
 #include "app.h"
 #include "handoff.h"
 #include "peer.h"
@@ -374,7 +375,8 @@ static int run(const char *path, const char *level_override)
 		goto out;
 	if (met_collector_add(app.met.reg, rl_collect_metrics, &app) || rl_watch_start(&app))
 		goto out;
-	if (push_start(app.rt, &push) || met_collector_add(app.met.reg, push_collect_metrics, push))
+	if (push_start(app.rt, a2a_route_reply, &app, &push) ||
+	    met_collector_add(app.met.reg, push_collect_metrics, push))
 		goto out;
 	if (start_servers(&app))
 		goto out;

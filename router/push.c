@@ -14,11 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "a2aj.h"
 #include "rt_int.h"
 #include "switchboard/heap.h"
 #include "switchboard/util.h"
 
 #define MAX_AGENTS_PER_PASS 1024
+#define ANSWER_EXCERPT	    4096       /* what is kept of an answer for the log */
+#define A2A_ANSWER_MAX	    (4u << 20) /* what is read of an A2A agent's answer (its reply) */
 
 enum { CB_CLOSED, CB_HALF_OPEN, CB_OPEN };
 
@@ -44,6 +47,8 @@ struct preq {
 	uint64_t due_ns;
 	size_t hidx;
 	int half_open;		  /* counted against the half-open budget */
+	int a2a;		  /* an A2A SendMessage: the answer is read whole */
+	int answer_cut;		  /* the answer was longer than the buffer */
 	struct preq *prev, *next; /* p->active while in the multi handle */
 };
 
@@ -58,6 +63,8 @@ struct push {
 	struct preq *active;		/* requests in the multi handle */
 	struct cfg_delivery d;		/* delivery settings, copied each pass */
 	struct rt_engine_agent *agents; /* MAX_AGENTS_PER_PASS, reused each pass */
+	push_reply_fn reply;		/* routes A2A agents' replies; may be NULL */
+	void *reply_ctx;
 };
 
 static int due_cmp(const void *a, const void *b)
@@ -74,11 +81,15 @@ static void due_idx(void *e, size_t i)
 
 static size_t sink(char *p, size_t sz, size_t n, void *ud)
 {
-	struct buf *b = ud;
+	struct preq *r = ud;
+	size_t room = r->resp.limit - r->resp.len, take = sz * n < room ? sz * n : room;
 
-	/* keep at most 4 KiB of an answer (for logs); read the rest away */
-	if (b->len < 4096 && buf_append(b, p, sz * n > 4096 - b->len ? 4096 - b->len : sz * n))
-		return sz * n; /* out of memory for the excerpt: still consume the answer */
+	/* keep what fits (an excerpt for the log, or an A2A answer whole); read
+	 * the rest away */
+	if (take < sz * n)
+		r->answer_cut = 1;
+	if (take && buf_append(&r->resp, p, take))
+		r->answer_cut = 1; /* out of memory: still consume the answer */
 	return sz * n;
 }
 
@@ -149,12 +160,13 @@ static int start(struct push *p, struct preq *r)
 		curl_easy_cleanup(r->easy);
 	r->easy = e;
 	buf_reset(&r->resp);
+	r->answer_cut = 0;
 	curl_easy_setopt(e, CURLOPT_URL, r->ps->endpoint);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.data);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)r->body.len);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, &r->resp);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)p->d.connection_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -190,10 +202,103 @@ static uint64_t backoff_ns(const struct cfg_delivery *c, unsigned attempt)
 	return (uint64_t)(d * 1e6);
 }
 
+/* The request is done with (its lease settled): free its slot. */
+static void done(struct preq *r)
+{
+	r->ps->inflight--;
+	preq_free(r);
+}
+
+static void delivered(struct push *p, struct preq *r)
+{
+	r->ps->fails = 0;
+	if (r->ps->breaker != CB_CLOSED)
+		breaker_set(p, r->ps, CB_CLOSED);
+	if (rt_engine_ack(p->rt, r->lease))
+		log_error("a push delivery could not be recorded; it will be delivered again after a restart",
+			  "agent_id", r->ps->id);
+	done(r);
+}
+
+/* The agent refused the message for good: dead-letter it, saying why. */
+static void refused(struct push *p, struct preq *r, const char *why)
+{
+	log_warn("push delivery refused", "agent_id", r->ps->id, "message_id",
+		 r->lease->msgs ? r->lease->msgs->message_id : "", "detail", why);
+	rt_engine_fail(p->rt, r->lease, RT_DEATH_REJECTED);
+	done(r);
+}
+
+/* A failure worth retrying: count it against the breaker, then try again
+ * after the backoff, or dead-letter when attempts or time ran out. */
+static void retry_later(struct push *p, struct preq *r, int temporary_death)
+{
+	int death = 0;
+
+	r->ps->fails++;
+	if (r->ps->breaker == CB_HALF_OPEN || (r->ps->breaker == CB_CLOSED && r->ps->fails >= (int)p->d.cb_threshold))
+		breaker_set(p, r->ps, CB_OPEN);
+	if (!rt_engine_retry(p->rt, r->lease, temporary_death, &death)) {
+		rt_engine_fail(p->rt, r->lease, death);
+		done(r);
+		return;
+	}
+	r->due_ns = util_mono_ns() + backoff_ns(&p->d, r->lease->msgs ? r->lease->msgs->attempts : 1);
+	if (heap_push(&p->retries, r)) {
+		rt_engine_fail(p->rt, r->lease, RT_DEATH_NOT_RESPONDING);
+		done(r);
+	}
+}
+
+/* Hand an A2A agent's reply to the hook.  0, or -EAGAIN to deliver again. */
+static int route_reply(struct push *p, struct preq *r, const struct a2aj_send *reply)
+{
+	const struct rt_msg *m = r->lease->msgs;
+	struct push_reply pr = {.agent = r->ps->id,
+				.to = m->sender,
+				.conversation = m->conv_id,
+				.in_reply_to = m->message_id,
+				.reply = reply};
+	int rc;
+
+	if (!p->reply || !m->sender[0])
+		return 0;
+	rc = p->reply(p->reply_ctx, &pr);
+	return rc == -EAGAIN || rc == -ENOMEM ? -EAGAIN : 0;
+}
+
+enum { A2A_DELIVERED, A2A_RETRY, A2A_REFUSED };
+
+/* What an A2A agent's 2xx answer means; `why` says it for a failure. */
+static int a2a_outcome(struct push *p, struct preq *r, char *why, size_t whylen)
+{
+	struct a2aj_answer a;
+	int out = A2A_DELIVERED;
+
+	if (r->answer_cut) {
+		snprintf(why, whylen, "the A2A agent's answer is over %u bytes", A2A_ANSWER_MAX);
+		return A2A_REFUSED;
+	}
+	if (a2aj_read_answer(r->resp.data, r->resp.len, &a)) {
+		a2aj_answer_free(&a);
+		snprintf(why, whylen, "out of memory reading the A2A agent's answer");
+		return A2A_RETRY;
+	}
+	if (a.kind == A2AJ_ANS_REPLY && route_reply(p, r, &a.reply)) {
+		snprintf(why, whylen, "the A2A agent's reply could not be routed now");
+		out = A2A_RETRY;
+	} else if (a.kind == A2AJ_ANS_ERROR || a.kind == A2AJ_ANS_INVALID) {
+		snprintf(why, whylen, "%s", a.detail);
+		out = a.kind == A2AJ_ANS_ERROR && a.transient ? A2A_RETRY : A2A_REFUSED;
+	}
+	a2aj_answer_free(&a);
+	return out;
+}
+
 static void finished(struct push *p, struct preq *r, CURLcode cc)
 {
 	long status = 0;
-	int temporary, death = 0;
+	char why[256];
 
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	curl_multi_remove_handle(p->multi, r->easy);
@@ -209,55 +314,84 @@ static void finished(struct push *p, struct preq *r, CURLcode cc)
 		r->half_open = 0;
 	}
 	if (cc == CURLE_OK && status >= 200 && status < 300) {
-		r->ps->fails = 0;
-		if (r->ps->breaker != CB_CLOSED)
-			breaker_set(p, r->ps, CB_CLOSED);
-		if (rt_engine_ack(p->rt, r->lease))
-			log_error("a push delivery could not be recorded; it will be delivered again after a restart",
-				  "agent_id", r->ps->id);
-		r->ps->inflight--;
-		preq_free(r);
-		return;
-	}
-	temporary = cc != CURLE_OK || status == 408 || status == 429 || status >= 500;
-	if (!temporary) { /* the agent refused the message for good */
-		/* a long is at most 20 characters with its sign */
-		char s[24];
+		int o = r->a2a ? a2a_outcome(p, r, why, sizeof(why)) : A2A_DELIVERED;
 
-		snprintf(s, sizeof(s), "%ld", status);
-		log_warn("push delivery refused", "agent_id", r->ps->id, "n:status", s);
-		rt_engine_fail(p->rt, r->lease, RT_DEATH_REJECTED);
-		r->ps->inflight--;
-		preq_free(r);
+		if (o == A2A_DELIVERED)
+			delivered(p, r);
+		else if (o == A2A_REFUSED)
+			refused(p, r, why);
+		else
+			retry_later(p, r, RT_DEATH_NOT_RESPONDING);
 		return;
 	}
-	r->ps->fails++;
-	if (r->ps->breaker == CB_HALF_OPEN || (r->ps->breaker == CB_CLOSED && r->ps->fails >= (int)p->d.cb_threshold))
-		breaker_set(p, r->ps, CB_OPEN);
-	if (!rt_engine_retry(p->rt, r->lease, cc != CURLE_OK ? RT_DEATH_NETWORK : RT_DEATH_NOT_RESPONDING, &death)) {
-		rt_engine_fail(p->rt, r->lease, death);
-		r->ps->inflight--;
-		preq_free(r);
+	if (cc == CURLE_OK && status != 408 && status != 429 && status < 500) {
+		snprintf(why, sizeof(why), "the agent answered HTTP %ld", status);
+		refused(p, r, why);
 		return;
 	}
-	r->due_ns = util_mono_ns() + backoff_ns(&p->d, r->lease->msgs ? r->lease->msgs->attempts : 1);
-	if (heap_push(&p->retries, r)) {
-		rt_engine_fail(p->rt, r->lease, RT_DEATH_NOT_RESPONDING);
-		r->ps->inflight--;
-		preq_free(r);
+	retry_later(p, r, cc != CURLE_OK ? RT_DEATH_NETWORK : RT_DEATH_NOT_RESPONDING);
+}
+
+/* The body of a request for lease `l`: the message or batch as stored, or
+ * for an A2A agent the SendMessage that carries its one message. */
+static int request_body(struct push *p, struct preq *r, int batch)
+{
+	struct buf fipa;
+	int rc;
+
+	if (!r->a2a)
+		return rt_engine_body(p->rt, r->lease, batch, &r->body);
+	buf_init(&fipa, (size_t)1 << 30);
+	rc = rt_engine_body(p->rt, r->lease, 0, &fipa);
+	if (!rc)
+		rc = a2aj_from_fipa(fipa.data, fipa.len, &r->body);
+	buf_free(&fipa);
+	return rc;
+}
+
+/* A request for lease `l` (taken; failed here when it cannot start). */
+static struct preq *new_request(struct push *p, struct pstate *s, const struct rt_engine_agent *ea, struct rt_lease *l,
+				int batch)
+{
+	struct preq *r = calloc(1, sizeof(*r));
+
+	if (!r) {
+		rt_engine_fail(p->rt, l, RT_DEATH_NOT_RESPONDING);
+		return NULL;
 	}
+	r->lease = l;
+	r->ps = s;
+	r->timeout_ms = ea->timeout_ms;
+	r->hidx = HEAP_NOT_IN;
+	r->a2a = ea->protocol == CFG_PROTO_A2A;
+	buf_init(&r->body, (size_t)1 << 30);
+	buf_init(&r->resp, r->a2a ? A2A_ANSWER_MAX : ANSWER_EXCERPT);
+	r->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+	if (r->hdrs && r->a2a) {
+		struct curl_slist *h = curl_slist_append(r->hdrs, "A2A-Version: 1.0");
+
+		if (!h)
+			curl_slist_free_all(r->hdrs);
+		r->hdrs = h;
+	}
+	if (!r->hdrs || request_body(p, r, batch) || start(p, r)) {
+		rt_engine_fail(p->rt, l, RT_DEATH_NOT_RESPONDING);
+		preq_free(r);
+		return NULL;
+	}
+	return r;
 }
 
 static void fill(struct push *p)
 {
 	struct rt_engine_agent *agents = p->agents;
 	size_t n = rt_engine_agents(p->rt, agents, MAX_AGENTS_PER_PASS, &p->d);
-	int batch = p->d.batch_enabled;
-	size_t per = batch ? (size_t)p->d.batch_max_size : 1;
-
 	uint64_t now = util_mono_ns();
 
 	for (size_t i = 0; i < n; i++) {
+		/* an A2A agent gets one SendMessage per message, never a batch */
+		int batch = p->d.batch_enabled && agents[i].protocol != CFG_PROTO_A2A;
+		size_t per = batch ? (size_t)p->d.batch_max_size : 1;
 		struct pstate *s;
 		int allowed;
 
@@ -267,30 +401,11 @@ static void fill(struct push *p)
 			continue;
 		s = state_of(p, &agents[i]);
 		allowed = s ? allowance(p, s, agents[i].max_in_flight) : 0;
-
 		while (allowed-- > 0) {
 			struct rt_lease *l = rt_engine_take(p->rt, agents[i].id, per);
-			struct preq *r;
 
-			if (!l)
+			if (!l || !new_request(p, s, &agents[i], l, batch))
 				break;
-			r = calloc(1, sizeof(*r));
-			if (!r) {
-				rt_engine_fail(p->rt, l, RT_DEATH_NOT_RESPONDING);
-				break;
-			}
-			r->lease = l;
-			r->ps = s;
-			r->timeout_ms = agents[i].timeout_ms;
-			r->hidx = HEAP_NOT_IN;
-			buf_init(&r->body, (size_t)1 << 30);
-			buf_init(&r->resp, 8192);
-			r->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-			if (!r->hdrs || rt_engine_body(p->rt, l, batch, &r->body) || start(p, r)) {
-				rt_engine_fail(p->rt, l, RT_DEATH_NOT_RESPONDING);
-				preq_free(r);
-				break;
-			}
 			s->inflight++;
 		}
 	}
@@ -342,7 +457,7 @@ static void wake(void *ctx)
 	curl_multi_wakeup(((struct push *)ctx)->multi); /* thread-safe */
 }
 
-int push_start(struct rt *rt, struct push **out)
+int push_start(struct rt *rt, push_reply_fn reply, void *reply_ctx, struct push **out)
 {
 	struct push *p = calloc(1, sizeof(*p));
 	int rc;
@@ -350,6 +465,8 @@ int push_start(struct rt *rt, struct push **out)
 	if (!p)
 		return -ENOMEM;
 	p->rt = rt;
+	p->reply = reply;
+	p->reply_ctx = reply_ctx;
 	pthread_mutex_lock(&rt->lock);
 	p->d = rt->cfg.delivery;
 	pthread_mutex_unlock(&rt->lock);

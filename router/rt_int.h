@@ -271,6 +271,7 @@ struct rt_engine_agent {
 	char endpoint[2049];
 	int64_t timeout_ms;
 	int64_t max_in_flight;
+	int protocol;	    /* enum cfg_protocol: a2a agents get one SendMessage per message */
 	size_t ready;	    /* messages waiting (not leased) */
 	uint64_t oldest_ns; /* when the oldest ready message became deliverable */
 };

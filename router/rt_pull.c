@@ -406,6 +406,7 @@ size_t rt_engine_agents(struct rt *rt, struct rt_engine_agent *out, size_t max, 
 		snprintf(out[n].endpoint, sizeof(out[n].endpoint), "%s", ca->endpoint);
 		out[n].timeout_ms = ca->timeout_ms;
 		out[n].max_in_flight = ca->max_in_flight;
+		out[n].protocol = ca->protocol;
 		out[n].ready = a->depth - a->leased - a->reserved; /* committed and waiting */
 		out[n].oldest_ns = ((const struct rt_msg *)heap_peek(&a->ready))->committed_ns;
 		n++;

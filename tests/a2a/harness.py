@@ -42,7 +42,7 @@ STATES_10 = {"TASK_STATE_SUBMITTED", "TASK_STATE_WORKING", "TASK_STATE_COMPLETED
              "TASK_STATE_CANCELED"}
 STATES_03 = {"submitted", "working", "completed", "failed", "canceled"}
 # docs/a2a.md: a failed Task's status.message carries one of these reasons
-FAIL_REASONS = ("NotResponding", "Timeout", "NetworkError", "Rejected")
+FAIL_REASONS = ("AgentNotResponding", "Timeout", "NetworkError", "InvalidMessage")  # rt_death_name()
 
 # the agents most tests use: alice sends (and gets failure notices), bob receives by pull
 DEFAULT_AGENTS = [

@@ -1,7 +1,7 @@
-"""An A2A server built with the official SDK as a push agent (egress: the router delivers to an A2A
-agent with SendMessage and routes its reply back). Egress is the next step of issue 15 and is not
-built yet: its test runs and must fail (strict xfail) until it lands. Its config uses the agent field
-`protocol: a2a` next to push delivery's `mode: push` and `endpoint`.
+"""Delivery to A2A agents (egress): an A2A server built with the official SDK as a push agent
+(`protocol: a2a` next to `mode: push` and `endpoint`) receives each message as SendMessage and its reply
+comes back to the sender; an agent that answers JSON-RPC errors gets retries (transient errors) or a
+dead letter (the others), and its sender a FIPA failure.
 
 The SDK agent itself is checked here against the SDK's own client, so the fixture is known good
 whatever the router does."""
@@ -16,6 +16,7 @@ from a2a.types import Message, Part, Role, SendMessageRequest
 
 from harness import DEFAULT_AGENTS, wait_for
 from sdk_agent import SdkAgent
+from test_tasks import FAST_RETRIES, Endpoint, check_failed
 
 
 def test_sdk_agent_fixture_answers_the_sdk_client():
@@ -39,7 +40,6 @@ def test_sdk_agent_fixture_answers_the_sdk_client():
         agent.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="egress: issue 15 step 2")
 def test_sdk_a2a_server_as_a_push_agent_replies_to_a_fipa_sender(start_router):
     agent = SdkAgent(reply_prefix="menu for: ").start()
     try:
@@ -62,3 +62,68 @@ def test_sdk_a2a_server_as_a_push_agent_replies_to_a_fipa_sender(start_router):
         assert r.state("sdkagent", "eg-1") == "TASK_STATE_COMPLETED"
     finally:
         agent.stop()
+
+
+def rpc_error(code, message):
+    return (200, json.dumps({"jsonrpc": "2.0", "id": "x", "error": {"code": code, "message": message}}).encode())
+
+
+def a2a_pusher(port, extra=None):
+    return DEFAULT_AGENTS + [{"id": "pusher", "mode": "push", "protocol": "a2a",
+                              "endpoint": f"http://127.0.0.1:{port}/rpc", "timeoutMs": 500, **(extra or {})}]
+
+
+def test_a2a_agent_refusing_with_a_jsonrpc_error_dead_letters_at_once(start_router):
+    ep = Endpoint(answers=[rpc_error(-32602, "Invalid params: no such skill")])
+    try:
+        r = start_router(FAST_RETRIES, a2a_pusher(ep.port))
+        sent = {"performative": "request", "sender": "alice", "receiver": "pusher", "message_id": "eg-err",
+                "conversation_id": "c-err", "content": "do the impossible"}
+        assert r.send(sent)[0] == 202
+        check_failed(r, "eg-err", "InvalidMessage", "c-err")
+        assert ep.count() == 1  # a JSON-RPC error other than a transient one is not retried
+        # what the agent got: A2A 1.0 SendMessage, the message id as messageId, the conversation as contextId
+        call, headers = ep.calls[0], ep.headers[0]
+        assert (call["method"], call["id"]) == ("SendMessage", "eg-err"), call
+        m = call["params"]["message"]
+        assert (m["messageId"], m["contextId"], m["role"], m["parts"]) == \
+            ("eg-err", "c-err", "ROLE_USER", [{"text": "do the impossible"}]), m
+        assert m["metadata"] == {"sender": "alice", "performative": "request"}, m
+        assert headers.get("A2A-Version") == "1.0", headers
+    finally:
+        ep.stop()
+
+
+def test_a2a_agent_answering_errors_then_down_retries_then_dead_letters(start_router):
+    """The issue's sequence for an A2A agent: transient JSON-RPC errors (retried), then down."""
+    ep = Endpoint(answers=[rpc_error(-32603, "Internal error")])
+    extra = FAST_RETRIES.replace("maxRetries: 2", "maxRetries: 4").replace("baseRetryDelayMs: 50",
+                                                                          "baseRetryDelayMs: 300")
+    extra = extra.replace("retryMaxDelayMs: 200", "retryMaxDelayMs: 1200")
+    r = start_router(extra, a2a_pusher(ep.port))
+    try:
+        sent = {"performative": "request", "sender": "alice", "receiver": "pusher", "message_id": "eg-seq",
+                "conversation_id": "c-eg-seq", "content": "errors then silence"}
+        assert r.send(sent)[0] == 202
+        assert wait_for(lambda: ep.count() >= 2, 5), ep.count()
+        assert r.state("pusher", "eg-seq") in ("TASK_STATE_SUBMITTED", "TASK_STATE_WORKING")
+    finally:
+        ep.stop()
+    check_failed(r, "eg-seq", "NetworkError", "c-eg-seq")
+    assert 2 <= ep.count() < 5
+
+
+def test_a2a_agent_transient_error_then_success_is_delivered_once(start_router):
+    ok = (200, json.dumps({"jsonrpc": "2.0", "id": "x", "result": {"task": {
+        "id": "t1", "contextId": "c", "status": {"state": "TASK_STATE_SUBMITTED"}}}}).encode())
+    ep = Endpoint(answers=[rpc_error(-32603, "try later"), ok])
+    try:
+        r = start_router(FAST_RETRIES, a2a_pusher(ep.port))
+        sent = {"performative": "inform", "sender": "alice", "receiver": "pusher", "message_id": "eg-ok",
+                "content": "second time lucky"}
+        assert r.send(sent)[0] == 202
+        assert wait_for(lambda: r.state("pusher", "eg-ok") == "TASK_STATE_COMPLETED", 10)
+        assert ep.count() == 2 and [c["id"] for c in ep.calls] == ["eg-ok", "eg-ok"]
+        assert r.pull_all("alice", wait_ms=300) == []  # a Task answer is no reply, and nothing failed
+    finally:
+        ep.stop()

@@ -34,10 +34,12 @@ def test_sigkill_between_send_message_and_delivery(start_router):
 
 
 class Endpoint:
-    """A push agent's HTTP endpoint that answers every POST with `status` and counts the calls."""
+    """A push agent's HTTP endpoint that answers every POST with `status` (or, given `answers`, with
+    each (status, body) in turn, the last one repeated) and records the calls and their headers."""
 
-    def __init__(self, status=500):
-        self.calls, self.lock = [], threading.Lock()
+    def __init__(self, status=500, answers=None):
+        self.calls, self.headers, self.lock = [], [], threading.Lock()
+        answers = answers or [(status, b"")]
         ep = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -50,10 +52,14 @@ class Endpoint:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with ep.lock:
                     ep.calls.append(json.loads(body))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
+                    ep.headers.append(dict(self.headers))
+                    code, data = answers[min(len(ep.calls), len(answers)) - 1]
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
                 self.send_header("Connection", "close")  # no kept-alive connection outlives stop()
                 self.end_headers()
+                self.wfile.write(data)
                 self.close_connection = True
 
         self.server, self.port = serve_http(H)
