@@ -181,8 +181,7 @@ int rmet_init(struct rmet *m)
 	met_gauge_set(m->reload_ok, 1);
 	if (!m->received || !m->routed || !m->delivered || !m->leased || !m->redelivered || !m->nacked ||
 	    !m->lease_expired || !m->lease_released || !m->duplicates || !m->cancelled || !m->conv_expired ||
-	    !m->http_requests ||
-	    !m->routing || !m->deliver_latency || !m->commit_batch)
+	    !m->http_requests || !m->routing || !m->deliver_latency || !m->commit_batch)
 		goto nomem;
 	return 0;
 nomem:
