@@ -556,12 +556,18 @@ static const char *state_name(int version, int state)
 	return version == A2AJ_V03 ? v03[state] : v10[state];
 }
 
-/* The status message of a failed task: the dead letter's reason. */
+/* The status message of a failed task: the dead letter's reason, and its
+ * detail when it has one ("dead-lettered: InvalidMessage: A2A error
+ * -32602: Invalid params"); a detail that is not UTF-8 is left out. */
 static json_t *status_message(int version, const char *id, const struct rt_task *t)
 {
-	char text[128], mid[MSG_ID_MAX + 8];
+	char text[sizeof(t->reason) + sizeof(t->detail) + 24], mid[MSG_ID_MAX + 8];
+	const char *detail =
+		t->detail[0] && util_utf8_valid(t->detail, strnlen(t->detail, sizeof(t->detail))) ? t->detail : NULL;
 
-	snprintf(text, sizeof(text), "dead-lettered: %s", t->reason[0] ? t->reason : "unknown");
+	snprintf(text, sizeof(text), "dead-lettered: %s%s%.*s", t->reason[0] ? t->reason : "unknown",
+		 detail ? ": " : "", (int)sizeof(t->detail), detail ? detail : "");
+	utf8_trim(text);
 	snprintf(mid, sizeof(mid), "%s-status", id);
 	utf8_trim(mid);
 	if (version == A2AJ_V03)

@@ -52,6 +52,7 @@ void rt_msg_free(struct rt_msg *m)
 {
 	if (!m)
 		return;
+	free(m->detail);
 	free(m->body);
 	free(m);
 }

@@ -184,12 +184,17 @@ enum rt_task_state {
 	RT_TASK_CANCELED   /* cancelled while queued (rt_task_cancel) */
 };
 
+/* The longest detail a dead letter keeps, in bytes of UTF-8 (the text is
+ * cut on a character boundary to fit). */
+#define RT_DETAIL_MAX 200
+
 struct rt_task {
 	int state;			      /* enum rt_task_state */
 	char conversation_id[MSG_ID_MAX + 1]; /* "" when unknown (e.g. completed) */
 	char sender[MSG_AGENT_ID_MAX + 1];    /* "" when unknown */
 	char reason[64];		      /* FAILED: the dead letter's reason */
-	int64_t updated_ms;		      /* accepted, died or cancelled; 0 when unknown (completed) */
+	char detail[208];   /* FAILED: why, in words (valid UTF-8, <= RT_DETAIL_MAX bytes); "" when none */
+	int64_t updated_ms; /* accepted, died or cancelled; 0 when unknown (completed) */
 };
 
 /* The state of message `message_id` sent to `receiver` (both borrowed), as
@@ -199,7 +204,8 @@ struct rt_task {
  * outlives the window), then its dedup window (settled: COMPLETED, or
  * cancelled).  What is in memory wins over a dead letter, and a dead letter
  * over a window entry older than it.  Fills `out` (state RT_TASK_UNKNOWN when
- * not found; a FAILED reason is the dead letter's, e.g. "Timeout").
+ * not found; a FAILED reason is the dead letter's, e.g. "Timeout", and its
+ * detail the dead letter's too, "" when it has none).
  * Returns 0 or -EIO.  Thread-safe; reads the store without the routing lock. */
 int rt_task_get(struct rt *rt, const char *receiver, const char *message_id, struct rt_task *out) SB_MUST_CHECK;
 

@@ -5,7 +5,12 @@
  * Under the routing lock it is detached from its agent and queued on
  * rt->dying; the maintenance thread then moves it to the dead_letters table
  * in one transaction, counts it, and sends its sender a FIPA failure.
- * Dead letters can be listed and replayed (re-queued with a new sequence).
+ * A death has a reason (rt_death_name) and may have a detail, why in words
+ * (rt_engine_fail_why: e.g. the A2A error an agent answered), kept on the
+ * doomed message and written beside the reason: in its row, the listing,
+ * the failure notice's content and its task.
+ * Dead letters can be listed and replayed (re-queued with a new sequence;
+ * a replayed message has no detail until it dies again, with that death's).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -67,14 +72,41 @@ void rt_detach(struct rt *rt, struct rt_msg *m)
 
 void rt_doom(struct rt *rt, struct rt_msg *m, int death)
 {
+	rt_doom_why(rt, m, death, NULL);
+}
+
+void rt_doom_why(struct rt *rt, struct rt_msg *m, int death, const char *detail)
+{
 	if (m->state == RTM_QUEUED)
 		rt_unqueue(m);
 	rt_detach(rt, m);
 	m->death = death;
+	free(m->detail);
+	m->detail = detail && *detail ? strdup(detail) : NULL; /* out of memory: it dies without one */
 	m->dnext = NULL;
 	*rt->dying_tail = m;
 	rt->dying_tail = &m->dnext;
 	pthread_cond_signal(&rt->maint_cond);
+}
+
+void rt_detail_cut(const char *in, char out[RT_DETAIL_MAX + 1])
+{
+	static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
+	const unsigned char *p = (const unsigned char *)(in ? in : "");
+	size_t avail = strlen((const char *)p), o = 0;
+
+	while (avail) {
+		size_t n = util_utf8_next(p, avail);
+		size_t len = n ? n : sizeof(replacement) - 1;
+
+		if (o + len > RT_DETAIL_MAX)
+			break;
+		memcpy(out + o, n ? (const void *)p : (const void *)replacement, len);
+		o += len;
+		p += n ? n : 1;
+		avail -= n ? n : 1;
+	}
+	out[o] = '\0';
 }
 
 void rt_expire_deadlines(struct rt *rt, int64_t now_ms)
@@ -89,22 +121,81 @@ void rt_expire_deadlines(struct rt *rt, int64_t now_ms)
 	}
 }
 
+/* The content of a failure notice: a JSON object, every string escaped
+ * (the detail is the receiver's own words). */
+static int failure_content(const struct rt_msg *m, struct buf *b)
+{
+	int rc = buf_puts(b, "{\"reason\":");
+
+	if (!rc)
+		rc = buf_json_str(b, rt_death_name(m->death));
+	if (!rc && m->detail) {
+		rc = buf_puts(b, ",\"detail\":");
+		if (!rc)
+			rc = buf_json_str(b, m->detail);
+	}
+	if (!rc)
+		rc = buf_puts(b, ",\"message_id\":");
+	if (!rc)
+		rc = buf_json_str(b, m->message_id);
+	if (!rc)
+		rc = buf_puts(b, ",\"receiver\":");
+	if (!rc)
+		rc = buf_json_str(b, m->agent->id);
+	if (!rc)
+		rc = buf_printf(b, ",\"attempts\":%u}", m->attempts);
+	return rc;
+}
+
 /* The failure message a sender gets for a message of its that died. */
 static int failure_item(struct rt *rt, const struct rt_msg *m, struct rt_item *it)
 {
-	char content[512];
+	struct buf content;
 	struct rt_agent *s = rt_find_agent(rt, m->sender);
+	int made = 0;
 
 	if (!s || !s->configured || !s->notify || strcmp(m->sender, ROUTER_AGENT_ID) == 0)
 		return 0;
-	snprintf(content, sizeof(content),
-		 "{\"reason\":\"%s\",\"message_id\":\"%s\",\"receiver\":\"%s\",\"attempts\":%u}",
-		 rt_death_name(m->death), m->message_id, m->agent->id, m->attempts);
+	buf_init(&content, 16384);
 	memset(it, 0, sizeof(*it));
-	if (msg_make(&it->m, PERF_FAILURE, ROUTER_AGENT_ID, m->sender, m->conv_id, m->message_id, content))
-		return 0;
-	it->started_ns = util_mono_ns();
-	return 1;
+	if (failure_content(m, &content) == 0 && msg_make(&it->m, PERF_FAILURE, ROUTER_AGENT_ID, m->sender, m->conv_id,
+							  m->message_id, buf_str(&content)) == 0) {
+		it->started_ns = util_mono_ns();
+		made = 1;
+	}
+	buf_free(&content);
+	return made;
+}
+
+/* The write of doomed message `m` as a dead letter that died at `now`. */
+static void dead_op(const struct rt_msg *m, int64_t now, struct store_op *op)
+{
+	op->type = STORE_DEAD_LETTER;
+	op->seq = m->seq;
+	op->id = m->message_id;
+	op->receiver = m->agent->id;
+	op->sender = m->sender;
+	op->conversation = m->conv_id;
+	op->text = m->body;
+	op->text_len = m->body_len;
+	op->text2 = rt_death_name(m->death);
+	op->text3 = m->detail;
+	op->i1 = m->attempts;
+	op->i2 = now;
+}
+
+/* Count and log the messages of `list`, written as dead letters. */
+static void dead_count(struct rt *rt, const struct rt_msg *list)
+{
+	for (const struct rt_msg *m = list; m; m = m->dnext) {
+		met_inc(rt->met->dead_letters[m->death]);
+		met_inc(rt->met->failed[m->death == RT_DEATH_TIMEOUT	? RM_TIMEOUT
+					: m->death == RT_DEATH_NETWORK	? RM_NETWORK_ERROR
+					: m->death == RT_DEATH_REJECTED ? RM_INVALID_MESSAGE
+									: RM_AGENT_NOT_RESPONDING]);
+		log_warn("message dead-lettered", "message_id", m->message_id, "agent_id", m->agent->id,
+			 "conversation_id", m->conv_id, "reason", rt_death_name(m->death), "detail", m->detail);
+	}
 }
 
 void rt_dead_process(struct rt *rt, int prune)
@@ -136,19 +227,7 @@ void rt_dead_process(struct rt *rt, int prune)
 		return;
 	}
 	for (m = list; m; m = m->dnext) {
-		struct store_op *op = &ops[i++];
-
-		op->type = STORE_DEAD_LETTER;
-		op->seq = m->seq;
-		op->id = m->message_id;
-		op->receiver = m->agent->id;
-		op->sender = m->sender;
-		op->conversation = m->conv_id;
-		op->text = m->body;
-		op->text_len = m->body_len;
-		op->text2 = rt_death_name(m->death);
-		op->i1 = m->attempts;
-		op->i2 = now;
+		dead_op(m, now, &ops[i++]);
 		nnotes += (size_t)failure_item(rt, m, &notes[nnotes]);
 	}
 	if (prune || n) { /* the bounds hold as soon as new dead letters land */
@@ -168,15 +247,7 @@ void rt_dead_process(struct rt *rt, int prune)
 	pthread_mutex_lock(&rt->lock);
 	rt->dead_writing = NULL; /* written (or failed): the table answers for them now */
 	pthread_mutex_unlock(&rt->lock);
-	for (m = list; m; m = m->dnext) {
-		met_inc(rt->met->dead_letters[m->death]);
-		met_inc(rt->met->failed[m->death == RT_DEATH_TIMEOUT	? RM_TIMEOUT
-					: m->death == RT_DEATH_NETWORK	? RM_NETWORK_ERROR
-					: m->death == RT_DEATH_REJECTED ? RM_INVALID_MESSAGE
-									: RM_AGENT_NOT_RESPONDING]);
-		log_warn("message dead-lettered", "message_id", m->message_id, "agent_id", m->agent->id,
-			 "conversation_id", m->conv_id, "reason", rt_death_name(m->death));
-	}
+	dead_count(rt, list);
 	if (nnotes && rt_submit(rt, notes, nnotes))
 		log_error("could not send failure notices");
 	for (size_t k = 0; k < nnotes; k++)
@@ -218,8 +289,16 @@ static int dl_to_json(void *ctx, const struct store_dl_row *r)
 	if (!rc)
 		rc = buf_json_str(o, r->sender ? r->sender : "");
 	if (!rc)
-		rc = buf_printf(o, ",\"reason\":\"%s\",\"attempts\":%d,\"died_at\":\"%s\",\"message\":",
-				r->reason ? r->reason : "", r->attempts, died);
+		rc = buf_puts(o, ",\"reason\":");
+	if (!rc)
+		rc = buf_json_str(o, r->reason ? r->reason : "");
+	if (!rc && r->detail) {
+		rc = buf_puts(o, ",\"detail\":");
+		if (!rc)
+			rc = buf_json_str(o, r->detail);
+	}
+	if (!rc)
+		rc = buf_printf(o, ",\"attempts\":%d,\"died_at\":\"%s\",\"message\":", r->attempts, died);
 	if (!rc)
 		rc = buf_append(o, r->body, r->len);
 	if (!rc)

@@ -46,6 +46,7 @@ struct rt_msg {
 	int64_t deadline_ms;	/* dies undelivered after this (0: never) */
 	int max_retries;	/* -1: delivery.maxRetries */
 	int death;		/* enum rt_death once doomed */
+	char *detail;		/* owned: once doomed, why in words (rt_engine_fail_why); NULL normally */
 	struct rt_msg *dnext;	/* rt->dying list */
 	char *message_id;	/* points into this allocation */
 	char *conv_id;		/* points into this allocation; NULL if none */
@@ -174,6 +175,15 @@ void rt_detach(struct rt *rt, struct rt_msg *m);
 /* Detach a message that is not leased (queued, or just unleased by the
  * caller) from its agent and queue it for the dead-letter table. */
 void rt_doom(struct rt *rt, struct rt_msg *m, int death);
+/* rt_doom with a detail: `detail` (borrowed; NULL or "" for none), already
+ * cut by rt_detail_cut, is copied onto the message for its dead letter, its
+ * sender's failure notice and its task.  Out of memory, the message dies
+ * without its detail. */
+void rt_doom_why(struct rt *rt, struct rt_msg *m, int death, const char *detail);
+/* At most RT_DETAIL_MAX bytes of `in` (NULL: none) into `out`, cut on a
+ * character boundary, as valid UTF-8: a byte that starts no valid sequence
+ * becomes U+FFFD.  Pure, thread-safe. */
+void rt_detail_cut(const char *in, char out[RT_DETAIL_MAX + 1]);
 /* Doom queued messages whose deadline passed. */
 void rt_expire_deadlines(struct rt *rt, int64_t now_ms);
 /* Write doomed messages as dead letters, notify their senders, prune the
@@ -290,6 +300,13 @@ int rt_engine_ack(struct rt *rt, struct rt_lease *l) SB_MUST_CHECK;
 int rt_engine_retry(struct rt *rt, struct rt_lease *l, int temporary_death, int *death);
 /* Dead-letter every message of the lease and free it. */
 void rt_engine_fail(struct rt *rt, struct rt_lease *l, int death);
+/* rt_engine_fail with a detail, why in words (e.g. "A2A error -32602:
+ * Invalid params"): `detail` (borrowed, may be NULL for none, UTF-8) is cut
+ * to at most RT_DETAIL_MAX bytes on a character boundary (rt_detail_cut)
+ * and attached to every message of the lease: its dead letter's `detail`,
+ * its sender's FIPA failure notice and its FAILED task carry it.  Frees the
+ * lease.  Takes rt->lock. */
+void rt_engine_fail_why(struct rt *rt, struct rt_lease *l, int death, const char *detail);
 
 /* rt_pull.c */
 void rt_expire_leases(struct rt *rt, uint64_t now_ns);

@@ -519,6 +519,14 @@ int rt_engine_retry(struct rt *rt, struct rt_lease *l, int temporary_death, int 
 
 void rt_engine_fail(struct rt *rt, struct rt_lease *l, int death)
 {
+	rt_engine_fail_why(rt, l, death, NULL);
+}
+
+void rt_engine_fail_why(struct rt *rt, struct rt_lease *l, int death, const char *detail)
+{
+	char cut[RT_DETAIL_MAX + 1];
+
+	rt_detail_cut(detail, cut); /* before the lock: it is the same for every message */
 	pthread_mutex_lock(&rt->lock);
 	while (l->msgs) {
 		struct rt_msg *m = l->msgs;
@@ -532,7 +540,7 @@ void rt_engine_fail(struct rt *rt, struct rt_lease *l, int death)
 			if (ln->inflight == 0 && ln->head && ln->head->heap_idx == HEAP_NOT_IN)
 				rt_heap_push(&m->agent->ready, ln->head);
 		}
-		rt_doom(rt, m, death);
+		rt_doom_why(rt, m, death, cut);
 	}
 	lease_release_if_empty(rt, l);
 	pthread_mutex_unlock(&rt->lock);

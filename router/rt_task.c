@@ -169,6 +169,8 @@ int rt_recover_cancelled(void *ctx, const char *message_id, const char *receiver
 
 /* --- task state ----------------------------------------------------------- */
 
+_Static_assert(sizeof(((struct rt_task *)0)->detail) > RT_DETAIL_MAX, "a task holds a whole detail");
+
 /* What the routing state says of a message. */
 enum seen {
 	SEEN_NONE,	/* nothing: not held, not in the window */
@@ -183,6 +185,7 @@ static void task_from_msg(struct rt_task *out, const struct rt_msg *m, int state
 	snprintf(out->conversation_id, sizeof(out->conversation_id), "%s", m->conv_id ? m->conv_id : "");
 	snprintf(out->sender, sizeof(out->sender), "%s", m->sender);
 	out->reason[0] = '\0';
+	out->detail[0] = '\0';
 	out->updated_ms = updated_ms;
 }
 
@@ -232,6 +235,7 @@ static enum seen seen_locked(struct rt *rt, const char *receiver, const char *id
 	if (m) {
 		task_from_msg(out, m, RT_TASK_FAILED, util_now_ms());
 		snprintf(out->reason, sizeof(out->reason), "%s", rt_death_name(m->death));
+		rt_detail_cut(m->detail, out->detail);
 		return SEEN_HELD;
 	}
 	d = rt_dedup_find(rt, id);
@@ -256,6 +260,7 @@ static int dl_found_row(void *ctx, const struct store_dl_row *r)
 	snprintf(t->conversation_id, sizeof(t->conversation_id), "%s", r->conversation ? r->conversation : "");
 	snprintf(t->sender, sizeof(t->sender), "%s", r->sender ? r->sender : "");
 	snprintf(t->reason, sizeof(t->reason), "%s", r->reason ? r->reason : "");
+	rt_detail_cut(r->detail, t->detail); /* the row's was cut so already, unless written by hand */
 	t->updated_ms = r->died_ms;
 	return 0;
 }

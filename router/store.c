@@ -52,8 +52,8 @@ static const char *const stmt_sql[S_COUNT] = {
 	"capabilities=excluded.capabilities,updated_at=excluded.updated_at",
 	"DELETE FROM accepted_log WHERE accepted_at<?",
 	"INSERT OR REPLACE INTO "
-	"dead_letters(seq,message_id,receiver,sender,conversation_id,reason,attempts,died_at,body) "
-	"VALUES(?,?,?,?,?,?,?,?,?)",
+	"dead_letters(seq,message_id,receiver,sender,conversation_id,reason,attempts,died_at,body,detail) "
+	"VALUES(?,?,?,?,?,?,?,?,?,?)",
 	"DELETE FROM dead_letters WHERE seq=?",
 	"DELETE FROM dead_letters WHERE died_at<?",
 	"DELETE FROM dead_letters WHERE seq IN (SELECT seq FROM dead_letters ORDER BY seq DESC LIMIT -1 OFFSET ?)",
@@ -81,7 +81,10 @@ static const char *const stmt_sql[S_COUNT] = {
  * here with IF NOT EXISTS and needs no version of its own: a v3 database
  * gains dead_letters_id (task lookups by message_id) and cancelled
  * (messages cancelled while queued) at its next open, and an older router
- * that opens a database which has them simply ignores them.
+ * that opens a database which has them simply ignores them.  A column that
+ * is only added (nullable, read by this router only) is the same case:
+ * add_columns() adds it after this schema; older routers name their
+ * columns in every statement, so they write NULL there and never read it.
  */
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -99,7 +102,7 @@ static const char schema_sql[] =
 	" deadline_at INTEGER NOT NULL DEFAULT 0, max_retries INTEGER NOT NULL DEFAULT -1);"
 	"CREATE TABLE IF NOT EXISTS dead_letters(seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
 	" receiver TEXT NOT NULL, sender TEXT NOT NULL, conversation_id TEXT, reason TEXT NOT NULL,"
-	" attempts INTEGER NOT NULL, died_at INTEGER NOT NULL, body BLOB NOT NULL);"
+	" attempts INTEGER NOT NULL, died_at INTEGER NOT NULL, body BLOB NOT NULL, detail TEXT);"
 	"CREATE INDEX IF NOT EXISTS dead_letters_died ON dead_letters(died_at);"
 	"CREATE INDEX IF NOT EXISTS dead_letters_id ON dead_letters(message_id);"
 	"CREATE TABLE IF NOT EXISTS cancelled(message_id TEXT NOT NULL, receiver TEXT NOT NULL,"
@@ -186,6 +189,61 @@ static int migrate(struct store *s)
 	return rc;
 }
 
+/* Columns added to a table after its version: NULL in older rows. */
+static const struct {
+	const char *table, *column, *decl;
+} added_columns[] = {
+	{"dead_letters", "detail", "TEXT"}, /* why a message died, in words, beside its reason */
+};
+
+/* 1 when `table` (a known name) has `column`. */
+static int has_column(struct store *s, const char *table, const char *column)
+{
+	char sql[160];
+
+	snprintf(sql, sizeof(sql), "SELECT 1 FROM pragma_table_info('%s') WHERE name='%s'", table, column);
+	return has_row(s, sql);
+}
+
+/*
+ * Give a database that lacks them the added_columns, all in one
+ * transaction, after the schema (a new database has them from it already).
+ * Idempotent: a column present is left alone, so nothing is written on most
+ * opens.  No schema_version of its own (docs/router.md, "Schema versions"):
+ * a router that does not know a column never reads it.
+ */
+static int add_columns(struct store *s)
+{
+	size_t i, n = sizeof(added_columns) / sizeof(added_columns[0]);
+	char sql[192];
+	int rc = 0;
+
+	for (i = 0; i < n && has_column(s, added_columns[i].table, added_columns[i].column); i++)
+		;
+	if (i == n)
+		return 0;
+	rc = exec(s, "BEGIN IMMEDIATE");
+	for (i = 0; i < n && !rc; i++) {
+		if (has_column(s, added_columns[i].table, added_columns[i].column))
+			continue;
+		log_info("adding a column to the database", "table", added_columns[i].table, "column",
+			 added_columns[i].column, "path", s->path);
+		snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s", added_columns[i].table,
+			 added_columns[i].column, added_columns[i].decl);
+		rc = exec(s, sql);
+	}
+	if (!rc)
+		rc = exec(s, "COMMIT");
+	if (rc) {
+		char *err = NULL;
+
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, &err);
+		sqlite3_free(err);
+		log_error("adding columns failed; the database is unchanged", "path", s->path);
+	}
+	return rc;
+}
+
 int store_open(const char *path, int sync_full, int64_t busy_ms, struct store **out)
 {
 	struct store *s = calloc(1, sizeof(*s));
@@ -211,7 +269,7 @@ int store_open(const char *path, int sync_full, int64_t busy_ms, struct store **
 	if (exec(s, "PRAGMA journal_mode=WAL") ||
 	    exec(s, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") ||
 	    exec(s, "PRAGMA foreign_keys=OFF") || exec(s, "PRAGMA temp_store=MEMORY") ||
-	    exec(s, "PRAGMA wal_autocheckpoint=4000") || migrate(s) || exec(s, schema_sql))
+	    exec(s, "PRAGMA wal_autocheckpoint=4000") || migrate(s) || exec(s, schema_sql) || add_columns(s))
 		goto out;
 	if (sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		log_error("cannot open the read connection", "path", path);
@@ -332,8 +390,11 @@ static int dl_row(sqlite3_stmt *st, void *arg)
 		.died_ms = sqlite3_column_int64(st, 7),
 		.body = sqlite3_column_blob(st, 8),
 		.len = (size_t)sqlite3_column_bytes(st, 8),
+		.detail = col_text(st, 9),
 	};
 
+	if (r.detail && !*r.detail)
+		r.detail = NULL;
 	return sc->dl(sc->ctx, &r);
 }
 
@@ -467,7 +528,7 @@ int store_dl_list(struct store *s, const char *agent, const char *reason, uint64
 
 	pthread_mutex_lock(&s->rlock);
 	rc = scan_db(s->rdb,
-		     "SELECT seq,message_id,receiver,sender,conversation_id,reason,attempts,died_at,body "
+		     "SELECT seq,message_id,receiver,sender,conversation_id,reason,attempts,died_at,body,detail "
 		     "FROM dead_letters WHERE seq>?1 AND (?2 IS NULL OR receiver=?2) AND (?3 IS NULL OR reason=?3) "
 		     "ORDER BY seq LIMIT ?4",
 		     bind_dl, &f, dl_row, &sc);
@@ -495,7 +556,7 @@ int store_dl_find(struct store *s, const char *receiver, const char *message_id,
 
 	pthread_mutex_lock(&s->rlock);
 	rc = scan_db(s->rdb,
-		     "SELECT seq,message_id,receiver,sender,conversation_id,reason,attempts,died_at,body "
+		     "SELECT seq,message_id,receiver,sender,conversation_id,reason,attempts,died_at,body,detail "
 		     "FROM dead_letters WHERE message_id=?1 AND receiver=?2 ORDER BY seq DESC LIMIT 1",
 		     bind_dl_key, &k, dl_row, &sc);
 	pthread_mutex_unlock(&s->rlock);
@@ -599,6 +660,7 @@ static int apply_op(struct store *s, const struct store_op *op)
 		sqlite3_bind_int64(st, 7, op->i1);
 		sqlite3_bind_int64(st, 8, op->i2);
 		sqlite3_bind_blob(st, 9, op->text, (int)op->text_len, SQLITE_STATIC);
+		bind_text(st, 10, op->text3 && *op->text3 ? op->text3 : NULL);
 		rc = step(s, st);
 		if (rc)
 			return rc;

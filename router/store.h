@@ -43,8 +43,8 @@ struct store_op {
 	const char *conversation; /* MSG_INSERT, may be NULL */
 	const char *text;	  /* body / participants JSON / capabilities JSON */
 	size_t text_len;
-	const char *text2;  /* protocol / agent state */
-	const char *text3;  /* agent mode */
+	const char *text2;  /* protocol / agent state / DEAD_LETTER: reason */
+	const char *text3;  /* agent mode / DEAD_LETTER: detail, why in words (NULL: none) */
 	int64_t i1, i2, i3; /* priority/created/accepted; created/last/count; attempts */
 	int64_t i4;
 	const char *sender;  /* MSG_INSERT, DEAD_LETTER */
@@ -93,6 +93,7 @@ typedef int (*store_msg_fn)(void *ctx, const struct store_msg_row *row);
 struct store_dl_row {
 	uint64_t seq;
 	const char *message_id, *receiver, *sender, *conversation, *reason;
+	const char *detail; /* why, in words, beside the reason; NULL when none (and in rows older than it) */
 	int attempts;
 	int64_t died_ms;
 	const char *body;

@@ -117,6 +117,8 @@ static void check_tasks(const struct a2aj_req *rq)
 		struct rt_task t = {.state = st, .reason = "NotResponding", .conversation_id = "c"};
 		struct buf out;
 
+		/* a failed task's detail: the id's bytes, perhaps cut inside a character */
+		snprintf(t.detail, sizeof(t.detail), "%s", id);
 		buf_init(&out, 1 << 20);
 		FZ_CHECK(a2aj_write_task(&out, rq, id, &t, st == RT_TASK_SUBMITTED, 1) == 0);
 		check_response(&out);

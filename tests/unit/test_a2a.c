@@ -260,6 +260,56 @@ static void test_tasks_in_both_versions(void **state)
 	json_decref(j);
 }
 
+/* The text of a written failed task's status message (version's shape). */
+static void failed_text(int version, const struct rt_task *t, char *out, size_t outlen)
+{
+	json_t *j = written_task(version, t, 0);
+	const json_t *msg = json_object_get(json_object_get(json_object_get(j, "result"), "status"), "message");
+	const json_t *part = json_array_get(json_object_get(msg, "parts"), 0);
+
+	assert_non_null(part);
+	if (version == A2AJ_V03)
+		assert_string_equal(json_string_value(json_object_get(part, "kind")), "text");
+	assert_non_null(json_string_value(json_object_get(part, "text")));
+	snprintf(out, outlen, "%s", json_string_value(json_object_get(part, "text")));
+	json_decref(j);
+}
+
+/* A failed task says its dead letter's reason, and its detail when there is
+ * one: "dead-lettered: <reason>: <detail>", whole, in both versions. */
+static void test_failed_task_says_the_detail(void **state)
+{
+	static const int versions[] = {A2AJ_V10, A2AJ_V03};
+	struct rt_task f = {
+		.state = RT_TASK_FAILED, .reason = "InvalidMessage", .detail = "A2A error -32602: Invalid params"};
+	char text[512], want[512];
+
+	(void)state;
+	for (size_t v = 0; v < 2; v++) {
+		failed_text(versions[v], &f, text, sizeof(text));
+		assert_string_equal(text, "dead-lettered: InvalidMessage: A2A error -32602: Invalid params");
+	}
+	/* none: the reason alone */
+	f.detail[0] = '\0';
+	failed_text(A2AJ_V10, &f, text, sizeof(text));
+	assert_string_equal(text, "dead-lettered: InvalidMessage");
+	/* the longest reason and detail fit whole: 63 bytes, and 200 of multi-byte characters */
+	memset(f.reason, 'R', 63);
+	f.reason[63] = '\0';
+	strcpy(f.detail, "xy");
+	for (int i = 0; i < 66; i++)
+		strcat(f.detail, "\xe2\x82\xac");
+	assert_int_equal(strlen(f.detail), RT_DETAIL_MAX);
+	snprintf(want, sizeof(want), "dead-lettered: %s: %s", f.reason, f.detail);
+	failed_text(A2AJ_V03, &f, text, sizeof(text));
+	assert_string_equal(text, want);
+	/* a detail that is not UTF-8 is left out; the task is still written */
+	strcpy(f.reason, "InvalidMessage");
+	strcpy(f.detail, "bad \xff byte");
+	failed_text(A2AJ_V10, &f, text, sizeof(text));
+	assert_string_equal(text, "dead-lettered: InvalidMessage");
+}
+
 static void test_errors_echo_the_id_and_name_the_field(void **state)
 {
 	const char *body = "{\"jsonrpc\":\"2.0\",\"id\":42,\"method\":\"SendMessage\",\"params\":{}}";
@@ -404,6 +454,7 @@ int main(void)
 		cmocka_unit_test(test_send_params_table),
 		cmocka_unit_test(test_mapping_to_fipa),
 		cmocka_unit_test(test_tasks_in_both_versions),
+		cmocka_unit_test(test_failed_task_says_the_detail),
 		cmocka_unit_test(test_errors_echo_the_id_and_name_the_field),
 		cmocka_unit_test(test_cut_text_stays_utf8),
 		cmocka_unit_test(test_delivery_request_from_fipa),

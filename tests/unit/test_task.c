@@ -4,7 +4,9 @@
  * leased, acked, nacked, dead-lettered by retries or by deadline, replayed,
  * cancelled, unknown), cancellation and its return codes, a cancellation
  * that cannot be committed, recovery of cancellations after a restart, the
- * window of 0, and the schema an older database gains at open.
+ * window of 0, the schema an older database gains at open, and a dead
+ * letter's detail (rt_engine_fail_why) in its row, the listing, the
+ * failure notice and the task, across a replay and in an older database.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +21,7 @@
 #include <unistd.h>
 
 #include "rt.h"
+#include "rt_int.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
 
@@ -27,12 +30,14 @@
 #define TOK_S "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc" /* shared by y and z */
 #define TOK_X "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd" /* nobody's */
 
-/* a sends to b; c has no token; y and z share one */
+/* a sends to b; c has no token; y and z share one; p is pushed to (no
+ * push engine runs here: the tests take its leases with rt_engine_take) */
 static const char base_yaml[] =
 	"delivery: {leaseTimeoutMs: 5000, dedupWindowMs: %d}\n"
 	"performance: {messageTimeoutMs: 30000}\n"
 	"agents:\n  - {id: a, tokenSha256: " TOK_A "}\n  - {id: b, tokenSha256: " TOK_B "}\n"
-	"  - {id: c}\n  - {id: z, tokenSha256: " TOK_S "}\n  - {id: y, tokenSha256: " TOK_S "}\n";
+	"  - {id: c}\n  - {id: z, tokenSha256: " TOK_S "}\n  - {id: y, tokenSha256: " TOK_S "}\n"
+	"  - {id: p, mode: push, endpoint: 'http://127.0.0.1:9/'}\n";
 
 struct fx {
 	char dir[64];
@@ -112,10 +117,10 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Submit one message from a to b; `delivery` is extra JSON for the
+/* Submit one message from a to `to`; `delivery` is extra JSON for the
  * delivery object (may be NULL).  Returns the item status; *dup says
  * whether it was a duplicate. */
-static int send_to_b(struct fx *f, const char *id, const char *conv, const char *delivery, int *dup)
+static int send_to(struct fx *f, const char *to, const char *id, const char *conv, const char *delivery, int *dup)
 {
 	char json[512];
 	struct rt_item it = {0};
@@ -123,9 +128,9 @@ static int send_to_b(struct fx *f, const char *id, const char *conv, const char 
 	int rc;
 
 	snprintf(json, sizeof(json),
-		 "{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"content\":\"x\","
+		 "{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"%s\",\"content\":\"x\","
 		 "\"message_id\":\"%s\"%s%s%s,\"delivery\":{%s}}",
-		 id, conv ? ",\"conversation_id\":\"" : "", conv ? conv : "", conv ? "\"" : "",
+		 to, id, conv ? ",\"conversation_id\":\"" : "", conv ? conv : "", conv ? "\"" : "",
 		 delivery ? delivery : "");
 	assert_int_equal(msg_parse(json, strlen(json), 1024, &it.m, &e), 0);
 	assert_int_equal(rt_submit(f->rt, &it, 1), 0);
@@ -134,6 +139,11 @@ static int send_to_b(struct fx *f, const char *id, const char *conv, const char 
 		*dup = it.duplicate;
 	msg_free(&it.m);
 	return rc;
+}
+
+static int send_to_b(struct fx *f, const char *id, const char *conv, const char *delivery, int *dup)
+{
+	return send_to(f, "b", id, conv, delivery, dup);
 }
 
 /* Pull b's mailbox; the message ids, comma-joined, into out. */
@@ -295,6 +305,7 @@ static void test_get_each_state(void **state)
 		}
 		assert_int_equal(task_state(f, "t1", &t), c->state);
 		assert_string_equal(t.reason, c->reason);
+		assert_string_equal(t.detail, ""); /* none of these deaths says more */
 		if (c->state == RT_TASK_SUBMITTED || c->state == RT_TASK_WORKING || c->state == RT_TASK_FAILED) {
 			assert_string_equal(t.conversation_id, "cv-1");
 			assert_string_equal(t.sender, "a");
@@ -614,6 +625,369 @@ static void test_old_database_gains_task_schema(void **state)
 	}
 }
 
+/* --- a dead letter's detail (rt_engine_fail_why) ------------------------------ */
+
+/* The first column of the first row of `q` as text into `out`; 0 when it is
+ * NULL or there is no row ("" then). */
+static int sql_text(const char *path, const char *q, char *out, size_t outlen)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int found = 0;
+
+	out[0] = '\0';
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+		snprintf(out, outlen, "%s", (const char *)sqlite3_column_text(st, 0));
+		found = 1;
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return found;
+}
+
+/* Take the next `n` messages pushed to p as the push engine would, check
+ * their ids (comma-joined in `ids`), and fail them: with `detail` through
+ * rt_engine_fail_why, or through rt_engine_fail when `plain`. */
+static void fail_p(struct fx *f, size_t n, const char *ids, const char *detail, int plain)
+{
+	struct rt_lease *l = rt_engine_take(f->rt, "p", n);
+	char got[256] = "";
+
+	assert_non_null(l);
+	for (const struct rt_msg *m = l->msgs; m; m = m->lnext) {
+		if (got[0])
+			strncat(got, ",", sizeof(got) - strlen(got) - 1);
+		strncat(got, m->message_id, sizeof(got) - strlen(got) - 1);
+	}
+	assert_string_equal(got, ids);
+	if (plain)
+		rt_engine_fail(f->rt, l, RT_DEATH_REJECTED);
+	else
+		rt_engine_fail_why(f->rt, l, RT_DEATH_REJECTED, detail);
+}
+
+/* p's dead letter of `id` as GET /v1/deadletters lists it (NULL when not
+ * listed); *root owns it. */
+static json_t *dl_listed(struct fx *f, const char *id, json_t **root)
+{
+	struct buf b;
+	json_t *v;
+	size_t i;
+
+	buf_init(&b, 1 << 20);
+	assert_int_equal(rt_deadletters_json(f->rt, "p", NULL, 0, 100, &b), 0);
+	*root = json_loads(buf_str(&b), 0, NULL);
+	buf_free(&b);
+	assert_non_null(*root);
+	json_array_foreach (json_object_get(*root, "deadletters"), i, v)
+		if (strcmp(json_string_value(json_object_get(v, "message_id")), id) == 0)
+			return v;
+	return NULL;
+}
+
+/* The content of the next FIPA failure notice in a's mailbox, parsed (it
+ * must be JSON); it is about `id`.  The caller releases it. */
+static json_t *notice(struct fx *f, const char *id)
+{
+	struct buf b;
+	struct rt_err e = {0};
+	char lease[33];
+	json_t *o, *m, *content, *ack;
+
+	buf_init(&b, 1 << 20);
+	/* the notice is sent once the dead letter is written: wait for it */
+	assert_int_equal(rt_pull(f->rt, "a", NULL, 1, 3000, NULL, lease, &b, &e), 0);
+	o = json_loads(buf_str(&b), 0, NULL);
+	m = json_object_get(json_array_get(json_object_get(o, "messages"), 0), "message");
+	assert_non_null(m);
+	/* acked, so the next notice of its conversation comes */
+	ack = json_pack("[O]", json_object_get(m, "message_id"));
+	buf_reset(&b);
+	assert_int_equal(rt_settle(f->rt, "a", NULL, ack, 1, &b, &e), 0);
+	json_decref(ack);
+	buf_free(&b);
+	assert_string_equal(json_string_value(json_object_get(m, "performative")), "failure");
+	assert_string_equal(json_string_value(json_object_get(m, "in_reply_to")), id);
+	content = json_loads(json_string_value(json_object_get(m, "content")), 0, NULL);
+	assert_non_null(content);
+	assert_string_equal(json_string_value(json_object_get(content, "message_id")), id);
+	assert_string_equal(json_string_value(json_object_get(content, "receiver")), "p");
+	json_decref(o);
+	return content;
+}
+
+/* Every message of a lease failed with a detail carries it: its row, the
+ * listing, its sender's failure notice and its task, before and after the
+ * write and across a restart.  The detail is an agent's words: quotes,
+ * backslashes and control characters stay JSON everywhere. */
+static void test_detail_everywhere(void **state)
+{
+	static const char why[] = "A2A error -32602: Invalid params: \"parts[0]\" \\ <x>\n\tend \xc3\xa9";
+	static const char *const ids[] = {"x1", "x2"};
+	struct fx *f = *state;
+	struct rt_task t;
+	char text[512], q[128];
+	json_t *root, *dl, *n;
+
+	assert_int_equal(send_to(f, "p", "x1", "cv-x", NULL, NULL), 202);
+	assert_int_equal(send_to(f, "p", "x2", "cv-x", NULL, NULL), 202);
+	fail_p(f, 2, "x1,x2", why, 0);
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(rt_task_get(f->rt, "p", ids[i], &t), 0); /* doomed, written or not */
+		assert_int_equal(t.state, RT_TASK_FAILED);
+		assert_string_equal(t.reason, "InvalidMessage");
+		assert_string_equal(t.detail, why);
+		n = notice(f, ids[i]);
+		assert_string_equal(json_string_value(json_object_get(n, "reason")), "InvalidMessage");
+		assert_string_equal(json_string_value(json_object_get(n, "detail")), why);
+		assert_int_equal(json_integer_value(json_object_get(n, "attempts")), 1);
+		json_decref(n);
+	}
+	wait_dead_letters(f, 2);
+	for (int restart = 0; restart < 2; restart++) {
+		for (size_t i = 0; i < 2; i++) {
+			snprintf(q, sizeof(q), "SELECT detail FROM dead_letters WHERE message_id='%s'", ids[i]);
+			assert_true(sql_text(f->db, q, text, sizeof(text)));
+			assert_string_equal(text, why);
+			dl = dl_listed(f, ids[i], &root);
+			assert_non_null(dl);
+			assert_string_equal(json_string_value(json_object_get(dl, "reason")), "InvalidMessage");
+			assert_string_equal(json_string_value(json_object_get(dl, "detail")), why);
+			json_decref(root);
+			assert_int_equal(rt_task_get(f->rt, "p", ids[i], &t), 0); /* from the row now */
+			assert_int_equal(t.state, RT_TASK_FAILED);
+			assert_string_equal(t.detail, why);
+			assert_string_equal(t.conversation_id, "cv-x");
+		}
+		fx_stop(f);
+		fx_start(f);
+	}
+}
+
+/* Without a detail (rt_engine_fail, a NULL or an empty one, a nack out of
+ * retries) there is no "detail" anywhere: NULL in the row, no key in the
+ * listing or the notice, "" in the task. */
+static void test_detail_none(void **state)
+{
+	static const char *const ids[] = {"n1", "n2", "n3", "n4"};
+	struct fx *f = *state;
+	struct rt_task t;
+	char q[128], got[64];
+	json_t *root, *dl, *n;
+
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(send_to(f, "p", ids[i], NULL, NULL, NULL), 202);
+	fail_p(f, 1, "n1", NULL, 1);
+	fail_p(f, 1, "n2", NULL, 0);
+	fail_p(f, 1, "n3", "", 0);
+	assert_int_equal(send_to(f, "p", "n4", NULL, "\"max_retries\":0", NULL), 202);
+	{ /* n4 dies of a failed push with retries run out, as push.c fails it */
+		struct rt_lease *l = rt_engine_take(f->rt, "p", 1);
+		int death = 0;
+
+		assert_non_null(l);
+		assert_int_equal(rt_engine_retry(f->rt, l, RT_DEATH_NETWORK, &death), 0);
+		rt_engine_fail(f->rt, l, death);
+	}
+	wait_dead_letters(f, 4);
+	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM dead_letters WHERE detail IS NULL"), 4);
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(rt_task_get(f->rt, "p", ids[i], &t), 0);
+		assert_int_equal(t.state, RT_TASK_FAILED);
+		assert_string_equal(t.detail, "");
+		dl = dl_listed(f, ids[i], &root);
+		assert_non_null(dl);
+		assert_null(json_object_get(dl, "detail"));
+		json_decref(root);
+		n = notice(f, ids[i]);
+		assert_null(json_object_get(n, "detail"));
+		json_decref(n);
+	}
+	snprintf(q, sizeof(q), "SELECT reason FROM dead_letters WHERE message_id='n4'");
+	assert_true(sql_text(f->db, q, got, sizeof(got)));
+	assert_string_equal(got, "NetworkError");
+}
+
+/* rt_detail_cut: at most RT_DETAIL_MAX bytes, cut on a character boundary,
+ * valid UTF-8 out whatever comes in. */
+static void test_detail_cut(void **state)
+{
+	char in[512], out[RT_DETAIL_MAX + 1];
+
+	(void)state;
+	rt_detail_cut(NULL, out);
+	assert_string_equal(out, "");
+	rt_detail_cut("short", out);
+	assert_string_equal(out, "short");
+	/* 300 bytes: "a", 99 euro signs (3 bytes each), "xy"; 200 bytes would
+	 * end inside the 67th euro sign, so 66 of them stay: 199 bytes */
+	strcpy(in, "a");
+	for (int i = 0; i < 99; i++)
+		strcat(in, "\xe2\x82\xac");
+	strcat(in, "xy");
+	assert_int_equal(strlen(in), 300);
+	rt_detail_cut(in, out);
+	assert_int_equal(strlen(out), 199);
+	assert_memory_equal(out, in, 199);
+	assert_true(util_utf8_valid(out, strlen(out)));
+	/* exactly 200 bytes of 4-byte characters are kept whole */
+	in[0] = '\0';
+	for (int i = 0; i < 75; i++)
+		strcat(in, "\xf0\x9f\x98\x80");
+	rt_detail_cut(in, out);
+	assert_int_equal(strlen(out), 200);
+	assert_memory_equal(out, in, 200);
+	/* bytes that start no valid sequence become U+FFFD; a cut sequence too */
+	rt_detail_cut("ok\xff!\xe2\x82", out);
+	assert_string_equal(out, "ok\xef\xbf\xbd!\xef\xbf\xbd\xef\xbf\xbd");
+}
+
+/* A 300-byte detail of multi-byte characters is stored, listed and told
+ * cut on a character boundary. */
+static void test_detail_long_is_cut(void **state)
+{
+	struct fx *f = *state;
+	char in[512], want[RT_DETAIL_MAX + 1], text[512];
+	struct rt_task t;
+	json_t *root, *dl, *n;
+
+	/* "x", 99 euro signs, "yz": 300 bytes, of which 199 stay (66 euro signs) */
+	strcpy(in, "x");
+	for (int i = 0; i < 99; i++)
+		strcat(in, "\xe2\x82\xac");
+	strcat(in, "yz");
+	assert_int_equal(strlen(in), 300);
+	memcpy(want, in, 199);
+	want[199] = '\0';
+	assert_int_equal(send_to(f, "p", "l1", NULL, NULL, NULL), 202);
+	fail_p(f, 1, "l1", in, 0);
+	wait_dead_letters(f, 1);
+	assert_true(sql_text(f->db, "SELECT detail FROM dead_letters WHERE message_id='l1'", text, sizeof(text)));
+	assert_string_equal(text, want);
+	assert_int_equal(rt_task_get(f->rt, "p", "l1", &t), 0);
+	assert_string_equal(t.detail, want);
+	dl = dl_listed(f, "l1", &root);
+	assert_string_equal(json_string_value(json_object_get(dl, "detail")), want);
+	json_decref(root);
+	n = notice(f, "l1");
+	assert_string_equal(json_string_value(json_object_get(n, "detail")), want);
+	json_decref(n);
+}
+
+/* A replayed message has no detail until it dies again, with that death's
+ * (or none). */
+static void test_detail_replay(void **state)
+{
+	struct fx *f = *state;
+	struct rt_task t;
+	struct buf b;
+	char text[256];
+	json_t *n;
+
+	assert_int_equal(send_to(f, "p", "r1", NULL, NULL, NULL), 202);
+	fail_p(f, 1, "r1", "first death", 0);
+	wait_dead_letters(f, 1);
+	for (int round = 0; round < 2; round++) {
+		buf_init(&b, 4096);
+		assert_int_equal(rt_replay(f->rt, "p", NULL, NULL, 0, 10, &b), 0);
+		assert_string_equal(buf_str(&b), "{\"replayed\":1,\"skipped\":0}\n");
+		buf_free(&b);
+		assert_int_equal(rt_task_get(f->rt, "p", "r1", &t), 0);
+		assert_int_equal(t.state, RT_TASK_SUBMITTED);
+		assert_string_equal(t.detail, "");
+		fail_p(f, 1, "r1", round == 0 ? "second death" : NULL, round == 1);
+		wait_dead_letters(f, 1);
+		assert_int_equal(rt_task_get(f->rt, "p", "r1", &t), 0);
+		assert_int_equal(t.state, RT_TASK_FAILED);
+		assert_string_equal(t.detail, round == 0 ? "second death" : "");
+		assert_int_equal(
+			sql_text(f->db, "SELECT detail FROM dead_letters WHERE message_id='r1'", text, sizeof(text)),
+			round == 0);
+		if (round == 0)
+			assert_string_equal(text, "second death");
+	}
+	n = notice(f, "r1");
+	assert_string_equal(json_string_value(json_object_get(n, "detail")), "first death");
+	json_decref(n);
+	n = notice(f, "r1");
+	assert_string_equal(json_string_value(json_object_get(n, "detail")), "second death");
+	json_decref(n);
+	n = notice(f, "r1");
+	assert_null(json_object_get(n, "detail"));
+	json_decref(n);
+}
+
+/* Doomed and not written yet (no maintenance thread in a memory-only
+ * core), the task has the detail from the message in memory. */
+static void test_detail_of_a_dying_message(void **state)
+{
+	struct fx *f = fx_new(300000, 1);
+	struct rt_task t;
+
+	(void)state;
+	assert_int_equal(send_to(f, "p", "d1", NULL, NULL, NULL), 202);
+	fail_p(f, 1, "d1", "A2A error -32602: Invalid params", 0);
+	assert_int_equal(rt_task_get(f->rt, "p", "d1", &t), 0);
+	assert_int_equal(t.state, RT_TASK_FAILED);
+	assert_string_equal(t.reason, "InvalidMessage");
+	assert_string_equal(t.detail, "A2A error -32602: Invalid params");
+	fx_free(f, 1); /* frees the dying message and its detail (LeakSanitizer) */
+}
+
+/* A v3 database from before the detail: it opens, gains the column (still
+ * v3), its old rows list without a detail, and new ones have theirs;
+ * opening it again changes nothing. */
+static void test_old_database_gains_detail(void **state)
+{
+	struct fx *f = *state;
+	struct rt_task t;
+	char cmd[512], text[64];
+	json_t *root, *dl;
+
+	fx_stop(f);
+	snprintf(cmd, sizeof(cmd), "rm -f %s %s-wal %s-shm", f->db, f->db, f->db);
+	assert_int_equal(system(cmd), 0);
+	sql(f, "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	       "INSERT INTO meta VALUES('schema_version','3');"
+	       "CREATE TABLE dead_letters(seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL,"
+	       " receiver TEXT NOT NULL, sender TEXT NOT NULL, conversation_id TEXT,"
+	       " reason TEXT NOT NULL, attempts INTEGER NOT NULL, died_at INTEGER NOT NULL,"
+	       " body BLOB NOT NULL);"
+	       "INSERT INTO dead_letters VALUES(7,'old-1','p','a','cv-o','Timeout',1,"
+	       " CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER),'{}');"); /* died now: not pruned */
+	assert_int_equal(sql_int(f->db, "SELECT count(*) FROM pragma_table_info('dead_letters') WHERE name='detail'"),
+			 0);
+	for (int open = 0; open < 2; open++) {
+		fx_start(f);
+		assert_int_equal(
+			sql_int(f->db, "SELECT count(*) FROM pragma_table_info('dead_letters') WHERE name='detail'"),
+			1);
+		assert_int_equal(sql_int(f->db, "SELECT value FROM meta WHERE key='schema_version'"), 3);
+		dl = dl_listed(f, "old-1", &root);
+		assert_non_null(dl);
+		assert_string_equal(json_string_value(json_object_get(dl, "reason")), "Timeout");
+		assert_null(json_object_get(dl, "detail"));
+		json_decref(root);
+		assert_int_equal(rt_task_get(f->rt, "p", "old-1", &t), 0);
+		assert_int_equal(t.state, RT_TASK_FAILED);
+		assert_string_equal(t.detail, "");
+		if (open == 0) {
+			assert_int_equal(send_to(f, "p", "new-1", NULL, NULL, NULL), 202);
+			fail_p(f, 1, "new-1", "said no", 0);
+			wait_dead_letters(f, 2);
+		}
+		assert_int_equal(rt_task_get(f->rt, "p", "new-1", &t), 0);
+		assert_string_equal(t.detail, "said no");
+		assert_true(sql_text(f->db, "SELECT detail FROM dead_letters WHERE message_id='new-1'", text,
+				     sizeof(text)));
+		assert_string_equal(text, "said no");
+		if (open == 0)
+			fx_stop(f);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -628,6 +1002,13 @@ int main(void)
 		cmocka_unit_test(test_window_off),
 		cmocka_unit_test_setup_teardown(test_agent_for_token, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_old_database_gains_task_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_detail_everywhere, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_detail_none, setup, teardown),
+		cmocka_unit_test(test_detail_cut),
+		cmocka_unit_test_setup_teardown(test_detail_long_is_cut, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_detail_replay, setup, teardown),
+		cmocka_unit_test(test_detail_of_a_dying_message),
+		cmocka_unit_test_setup_teardown(test_old_database_gains_detail, setup, teardown),
 	};
 
 	if (util_init())
