@@ -225,13 +225,14 @@ static void refused(struct push *p, struct preq *r, const char *why)
 {
 	log_warn("push delivery refused", "agent_id", r->ps->id, "message_id",
 		 r->lease->msgs ? r->lease->msgs->message_id : "", "detail", why);
-	rt_engine_fail(p->rt, r->lease, RT_DEATH_REJECTED);
+	rt_engine_fail_why(p->rt, r->lease, RT_DEATH_REJECTED, why);
 	done(r);
 }
 
 /* A failure worth retrying: count it against the breaker, then try again
- * after the backoff, or dead-letter when attempts or time ran out. */
-static void retry_later(struct push *p, struct preq *r, int temporary_death)
+ * after the backoff, or dead-letter when attempts or time ran out, with
+ * `why` (the last failure) as the dead letter's detail. */
+static void retry_later(struct push *p, struct preq *r, int temporary_death, const char *why)
 {
 	int death = 0;
 
@@ -239,7 +240,7 @@ static void retry_later(struct push *p, struct preq *r, int temporary_death)
 	if (r->ps->breaker == CB_HALF_OPEN || (r->ps->breaker == CB_CLOSED && r->ps->fails >= (int)p->d.cb_threshold))
 		breaker_set(p, r->ps, CB_OPEN);
 	if (!rt_engine_retry(p->rt, r->lease, temporary_death, &death)) {
-		rt_engine_fail(p->rt, r->lease, death);
+		rt_engine_fail_why(p->rt, r->lease, death, why);
 		done(r);
 		return;
 	}
@@ -321,15 +322,18 @@ static void finished(struct push *p, struct preq *r, CURLcode cc)
 		else if (o == A2A_REFUSED)
 			refused(p, r, why);
 		else
-			retry_later(p, r, RT_DEATH_NOT_RESPONDING);
+			retry_later(p, r, RT_DEATH_NOT_RESPONDING, why);
 		return;
 	}
-	if (cc == CURLE_OK && status != 408 && status != 429 && status < 500) {
+	if (cc != CURLE_OK)
+		snprintf(why, sizeof(why), "%s", curl_easy_strerror(cc));
+	else
 		snprintf(why, sizeof(why), "the agent answered HTTP %ld", status);
+	if (cc == CURLE_OK && status != 408 && status != 429 && status < 500) {
 		refused(p, r, why);
 		return;
 	}
-	retry_later(p, r, cc != CURLE_OK ? RT_DEATH_NETWORK : RT_DEATH_NOT_RESPONDING);
+	retry_later(p, r, cc != CURLE_OK ? RT_DEATH_NETWORK : RT_DEATH_NOT_RESPONDING, why);
 }
 
 /* The body of a request for lease `l`: the message or batch as stored, or

@@ -14,7 +14,7 @@ from a2a.client import ClientConfig, ClientFactory
 from a2a.helpers import get_message_text
 from a2a.types import Message, Part, Role, SendMessageRequest
 
-from harness import DEFAULT_AGENTS, wait_for
+from harness import DEFAULT_AGENTS, deadletters, status_text, wait_for
 from sdk_agent import SdkAgent
 from test_tasks import FAST_RETRIES, Endpoint, check_failed
 
@@ -82,6 +82,10 @@ def test_a2a_agent_refusing_with_a_jsonrpc_error_dead_letters_at_once(start_rout
         assert r.send(sent)[0] == 202
         check_failed(r, "eg-err", "InvalidMessage", "c-err")
         assert ep.count() == 1  # a JSON-RPC error other than a transient one is not retried
+        # the A2A error is the dead letter's detail, and the failed Task says it
+        d = [d for d in deadletters(r) if d["message_id"] == "eg-err"][0]
+        assert d["detail"] == "A2A error -32602: Invalid params: no such skill", d
+        assert "A2A error -32602" in status_text(r.get_task("pusher", "eg-err")["status"])
         # what the agent got: A2A 1.0 SendMessage, the message id as messageId, the conversation as contextId
         call, headers = ep.calls[0], ep.headers[0]
         assert (call["method"], call["id"]) == ("SendMessage", "eg-err"), call
@@ -111,6 +115,8 @@ def test_a2a_agent_answering_errors_then_down_retries_then_dead_letters(start_ro
         ep.stop()
     check_failed(r, "eg-seq", "NetworkError", "c-eg-seq")
     assert 2 <= ep.count() < 5
+    d = [d for d in deadletters(r) if d["message_id"] == "eg-seq"][0]
+    assert "connect" in d["detail"].lower(), d  # the last failure: the agent is down
 
 
 def test_a2a_agent_transient_error_then_success_is_delivered_once(start_router):
