@@ -73,31 +73,24 @@ static int answer_task(struct app *app, struct http_resp *resp, const struct a2a
  * router's code, its field) as A2A's error. */
 static void err_from_status(struct a2aj_err *e, int status, const char *code, const char *field, const char *message)
 {
+	static const struct {
+		int status, code, named; /* named: the field is kept */
+	} map[] = {
+		{400, A2AJ_INVALID_PARAMS, 1},	{401, A2AJ_UNAUTHORIZED, 0}, {403, A2AJ_FORBIDDEN, 1},
+		{404, A2AJ_AGENT_NOT_FOUND, 0}, {413, A2AJ_TOO_LARGE, 1},    {429, A2AJ_UNAVAILABLE, 0},
+		{503, A2AJ_UNAVAILABLE, 0},
+	};
 	const char *f = field && *field ? a2aj_field_of(field) : NULL;
 
-	switch (status) {
-	case 400: /* InvalidMessage and the like: the params are wrong */
-		a2aj_fail(e, A2AJ_INVALID_PARAMS, 200, "InvalidParams", f, "%s", message);
-		break;
-	case 401:
-		a2aj_fail(e, A2AJ_UNAUTHORIZED, 401, code, NULL, "%s", message);
-		break;
-	case 403:
-		a2aj_fail(e, A2AJ_FORBIDDEN, 403, code, f, "%s", message);
-		break;
-	case 404:
-		a2aj_fail(e, A2AJ_AGENT_NOT_FOUND, 404, code, NULL, "%s", message);
-		break;
-	case 413:
-		a2aj_fail(e, A2AJ_TOO_LARGE, 413, code, f, "%s", message);
-		break;
-	case 429:
-	case 503:
-		a2aj_fail(e, A2AJ_UNAVAILABLE, status, code, NULL, "%s", message);
-		break;
-	default:
-		a2aj_fail(e, A2AJ_INTERNAL, 500, code ? code : "Internal", NULL, "%s", message);
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if (map[i].status != status)
+			continue;
+		/* a 400 is InvalidMessage and the like: the params are wrong */
+		a2aj_fail(e, map[i].code, status == 400 ? 200 : status, status == 400 ? "InvalidParams" : code,
+			  map[i].named ? f : NULL, "%s", message);
+		return;
 	}
+	a2aj_fail(e, A2AJ_INTERNAL, 500, code ? code : "Internal", NULL, "%s", message);
 }
 
 /* --- the agent card --------------------------------------------------------- */

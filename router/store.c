@@ -153,6 +153,16 @@ static int has_row(struct store *s, const char *sql)
 	return found;
 }
 
+/* Roll back the open transaction after a failed change, and say `why`. */
+static void rollback(struct store *s, const char *why)
+{
+	char *err = NULL;
+
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, &err);
+	sqlite3_free(err);
+	log_error(why, "path", s->path);
+}
+
 /*
  * Bring a database written by an older router up to the current schema, in
  * one transaction; a new database gets the current schema directly.
@@ -179,13 +189,8 @@ static int migrate(struct store *s)
 					      " FROM accepted; DROP TABLE accepted;");
 	if (!rc)
 		rc = exec(s, "UPDATE meta SET value='3' WHERE key='schema_version'; COMMIT");
-	if (rc) {
-		char *err = NULL;
-
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, &err);
-		sqlite3_free(err);
-		log_error("schema migration failed; the database is unchanged", "path", s->path);
-	}
+	if (rc)
+		rollback(s, "schema migration failed; the database is unchanged");
 	return rc;
 }
 
@@ -234,13 +239,8 @@ static int add_columns(struct store *s)
 	}
 	if (!rc)
 		rc = exec(s, "COMMIT");
-	if (rc) {
-		char *err = NULL;
-
-		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, &err);
-		sqlite3_free(err);
-		log_error("adding columns failed; the database is unchanged", "path", s->path);
-	}
+	if (rc)
+		rollback(s, "adding columns failed; the database is unchanged");
 	return rc;
 }
 

@@ -16,84 +16,36 @@
 #include <unistd.h>
 
 #include "rt.h"
+#include "rtfx.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
 
-struct fx {
-	char dir[64];
-	char db[128];
-	struct cfg cfg;
-	struct rmet met;
-	struct store *st;
-	struct rt *rt;
-};
-
-static void fx_start(struct fx *f)
-{
-	assert_int_equal(rmet_init(&f->met), 0);
-	assert_int_equal(store_open(f->db, 1, 1000, &f->st), 0);
-	assert_int_equal(rt_new(&f->cfg, f->st, &f->met, &f->rt), 0);
-	assert_int_equal(rt_start(f->rt), 0);
-}
-
-static void fx_stop(struct fx *f)
-{
-	rt_stop(f->rt);
-	store_close(f->st);
-	rt_free(f->rt);
-	rmet_free(&f->met);
-}
-
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	struct cfg_report r;
 	const char *yaml = "delivery: {leaseTimeoutMs: 200}\nconversation: {timeoutMs: 1000}\n"
 			   "performance: {messageTimeoutMs: 1000, processingTimeoutMs: 500}\n"
 			   "agents:\n  - {id: a}\n  - {id: b, queueSize: 5}\n  - {id: d, state: Draining}\n";
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/sbtest.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->db, sizeof(f->db), "%s/r.db", f->dir);
-	cfg_report_init(&r);
-	assert_int_equal(cfg_parse(&f->cfg, yaml, strlen(yaml), &r), 0);
-	cfg_report_free(&r);
-	fx_start(f);
-	*state = f;
+	*state = fx_alloc(yaml, "sbtest");
+	fx_start(*state);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	char cmd[128];
-
-	fx_stop(f);
-	cfg_free(&f->cfg);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(f);
+	fx_stop(*state);
+	fx_free_dir(*state);
 	return 0;
 }
 
-/* Submit one message; returns the item status. */
+/* Submit one message with priority `prio` (NULL: normal); returns the item
+ * status. */
 static int send_msg(struct fx *f, const char *to, const char *id, const char *conv, const char *prio)
 {
-	char json[512];
-	struct rt_item it = {0};
-	struct msg_err e;
-	int rc;
+	char delivery[64];
 
-	snprintf(json, sizeof(json),
-		 "{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"%s\",\"content\":\"x\","
-		 "\"message_id\":\"%s\"%s%s%s,\"delivery\":{\"priority\":\"%s\"}}",
-		 to, id, conv ? ",\"conversation_id\":\"" : "", conv ? conv : "", conv ? "\"" : "",
-		 prio ? prio : "normal");
-	assert_int_equal(msg_parse(json, strlen(json), 1024, &it.m, &e), 0);
-	assert_int_equal(rt_submit(f->rt, &it, 1), 0);
-	rc = it.status;
-	msg_free(&it.m);
-	return rc;
+	snprintf(delivery, sizeof(delivery), "\"priority\":\"%s\"", prio ? prio : "normal");
+	return fx_send(f, to, id, conv, delivery, NULL);
 }
 
 /* Pull; returns the message ids, comma-joined, into out. */

@@ -22,6 +22,7 @@
 
 #include "rt.h"
 #include "rt_int.h"
+#include "rtfx.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
 
@@ -39,47 +40,15 @@ static const char base_yaml[] =
 	"  - {id: c}\n  - {id: z, tokenSha256: " TOK_S "}\n  - {id: y, tokenSha256: " TOK_S "}\n"
 	"  - {id: p, mode: push, endpoint: 'http://127.0.0.1:9/'}\n";
 
-struct fx {
-	char dir[64];
-	char db[128];
-	struct cfg cfg;
-	struct rmet met;
-	struct store *st;
-	struct rt *rt;
-};
-
-static void fx_start(struct fx *f)
-{
-	assert_int_equal(rmet_init(&f->met), 0);
-	assert_int_equal(store_open(f->db, 1, 1000, &f->st), 0);
-	assert_int_equal(rt_new(&f->cfg, f->st, &f->met, &f->rt), 0);
-	assert_int_equal(rt_start(f->rt), 0);
-}
-
-static void fx_stop(struct fx *f)
-{
-	rt_stop(f->rt);
-	store_close(f->st);
-	rt_free(f->rt);
-	rmet_free(&f->met);
-}
-
 /* A fixture with the dedup window `window_ms`; started unless `memory`
  * (then the core has no store and no maintenance thread). */
 static struct fx *fx_new(int window_ms, int memory)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	struct cfg_report r;
 	char yaml[1024];
+	struct fx *f;
 
-	assert_non_null(f);
 	snprintf(yaml, sizeof(yaml), base_yaml, window_ms);
-	snprintf(f->dir, sizeof(f->dir), "/tmp/sbtask.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->db, sizeof(f->db), "%s/r.db", f->dir);
-	cfg_report_init(&r);
-	assert_int_equal(cfg_parse(&f->cfg, yaml, strlen(yaml), &r), 0);
-	cfg_report_free(&r);
+	f = fx_alloc(yaml, "sbtask");
 	if (memory) {
 		assert_int_equal(rmet_init(&f->met), 0);
 		assert_int_equal(rt_new(&f->cfg, NULL, &f->met, &f->rt), 0);
@@ -91,18 +60,13 @@ static struct fx *fx_new(int window_ms, int memory)
 
 static void fx_free(struct fx *f, int memory)
 {
-	char cmd[128];
-
 	if (memory) {
 		rt_free(f->rt);
 		rmet_free(&f->met);
 	} else {
 		fx_stop(f);
 	}
-	cfg_free(&f->cfg);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(f);
+	fx_free_dir(f);
 }
 
 static int setup(void **state)
@@ -117,33 +81,9 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Submit one message from a to `to`; `delivery` is extra JSON for the
- * delivery object (may be NULL).  Returns the item status; *dup says
- * whether it was a duplicate. */
-static int send_to(struct fx *f, const char *to, const char *id, const char *conv, const char *delivery, int *dup)
-{
-	char json[512];
-	struct rt_item it = {0};
-	struct msg_err e;
-	int rc;
-
-	snprintf(json, sizeof(json),
-		 "{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"%s\",\"content\":\"x\","
-		 "\"message_id\":\"%s\"%s%s%s,\"delivery\":{%s}}",
-		 to, id, conv ? ",\"conversation_id\":\"" : "", conv ? conv : "", conv ? "\"" : "",
-		 delivery ? delivery : "");
-	assert_int_equal(msg_parse(json, strlen(json), 1024, &it.m, &e), 0);
-	assert_int_equal(rt_submit(f->rt, &it, 1), 0);
-	rc = it.status;
-	if (dup)
-		*dup = it.duplicate;
-	msg_free(&it.m);
-	return rc;
-}
-
 static int send_to_b(struct fx *f, const char *id, const char *conv, const char *delivery, int *dup)
 {
-	return send_to(f, "b", id, conv, delivery, dup);
+	return fx_send(f, "b", id, conv, delivery, dup);
 }
 
 /* Pull b's mailbox; the message ids, comma-joined, into out. */
@@ -731,8 +671,8 @@ static void test_detail_everywhere(void **state)
 	char text[512], q[128];
 	json_t *root, *dl, *n;
 
-	assert_int_equal(send_to(f, "p", "x1", "cv-x", NULL, NULL), 202);
-	assert_int_equal(send_to(f, "p", "x2", "cv-x", NULL, NULL), 202);
+	assert_int_equal(fx_send(f, "p", "x1", "cv-x", NULL, NULL), 202);
+	assert_int_equal(fx_send(f, "p", "x2", "cv-x", NULL, NULL), 202);
 	fail_p(f, 2, "x1,x2", why, 0);
 	for (size_t i = 0; i < 2; i++) {
 		assert_int_equal(rt_task_get(f->rt, "p", ids[i], &t), 0); /* doomed, written or not */
@@ -778,11 +718,11 @@ static void test_detail_none(void **state)
 	json_t *root, *dl, *n;
 
 	for (size_t i = 0; i < 3; i++)
-		assert_int_equal(send_to(f, "p", ids[i], NULL, NULL, NULL), 202);
+		assert_int_equal(fx_send(f, "p", ids[i], NULL, NULL, NULL), 202);
 	fail_p(f, 1, "n1", NULL, 1);
 	fail_p(f, 1, "n2", NULL, 0);
 	fail_p(f, 1, "n3", "", 0);
-	assert_int_equal(send_to(f, "p", "n4", NULL, "\"max_retries\":0", NULL), 202);
+	assert_int_equal(fx_send(f, "p", "n4", NULL, "\"max_retries\":0", NULL), 202);
 	{ /* n4 dies of a failed push with retries run out, as push.c fails it */
 		struct rt_lease *l = rt_engine_take(f->rt, "p", 1);
 		int death = 0;
@@ -861,7 +801,7 @@ static void test_detail_long_is_cut(void **state)
 	assert_int_equal(strlen(in), 300);
 	memcpy(want, in, 199);
 	want[199] = '\0';
-	assert_int_equal(send_to(f, "p", "l1", NULL, NULL, NULL), 202);
+	assert_int_equal(fx_send(f, "p", "l1", NULL, NULL, NULL), 202);
 	fail_p(f, 1, "l1", in, 0);
 	wait_dead_letters(f, 1);
 	assert_true(sql_text(f->db, "SELECT detail FROM dead_letters WHERE message_id='l1'", text, sizeof(text)));
@@ -886,7 +826,7 @@ static void test_detail_replay(void **state)
 	char text[256];
 	json_t *n;
 
-	assert_int_equal(send_to(f, "p", "r1", NULL, NULL, NULL), 202);
+	assert_int_equal(fx_send(f, "p", "r1", NULL, NULL, NULL), 202);
 	fail_p(f, 1, "r1", "first death", 0);
 	wait_dead_letters(f, 1);
 	for (int round = 0; round < 2; round++) {
@@ -927,7 +867,7 @@ static void test_detail_of_a_dying_message(void **state)
 	struct rt_task t;
 
 	(void)state;
-	assert_int_equal(send_to(f, "p", "d1", NULL, NULL, NULL), 202);
+	assert_int_equal(fx_send(f, "p", "d1", NULL, NULL, NULL), 202);
 	fail_p(f, 1, "d1", "A2A error -32602: Invalid params", 0);
 	assert_int_equal(rt_task_get(f->rt, "p", "d1", &t), 0);
 	assert_int_equal(t.state, RT_TASK_FAILED);
@@ -974,7 +914,7 @@ static void test_old_database_gains_detail(void **state)
 		assert_int_equal(t.state, RT_TASK_FAILED);
 		assert_string_equal(t.detail, "");
 		if (open == 0) {
-			assert_int_equal(send_to(f, "p", "new-1", NULL, NULL, NULL), 202);
+			assert_int_equal(fx_send(f, "p", "new-1", NULL, NULL, NULL), 202);
 			fail_p(f, 1, "new-1", "said no", 0);
 			wait_dead_letters(f, 2);
 		}
