@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "rec_objects.h"
 #include "rec_render.h"
 #include "switchboard/util.h"
 
@@ -74,7 +75,7 @@ int main(int argc, char **argv)
 			rr_free(&out);
 			return 1;
 		}
-		cm = rr_configmap(rc, "config", out.doc, out.len, out.hash, out.restart_hash);
+		cm = rob_configmap(rc, "config", out.doc, out.len, out.hash, out.restart_hash);
 		t[r] = cpu_seconds() - t0;
 		doclen = out.len;
 		{

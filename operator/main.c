@@ -20,7 +20,7 @@
 #include "op.h"
 #include "rec.h"
 #include "rec_agent.h"
-#include "rec_render.h"
+#include "rec_objects.h"
 #include "switchboard/http.h"
 #include "switchboard/log.h"
 #include "switchboard/util.h"
@@ -136,7 +136,7 @@ static int configmap_as_written(const json_t *cm)
 	size_t len = 0;
 	int same = 0;
 
-	if (want && rr_configmap_doc(cm, &doc, &len) == 0) {
+	if (want && rob_configmap_doc(cm, &doc, &len) == 0) {
 		util_sha256_hex(doc, len, have);
 		same = strcmp(have, want) == 0;
 	}

@@ -2,10 +2,10 @@
  * rec: the RouterConfig reconcile (see rec.h and docs/operator.md for the
  * flow): observe -> plan -> act -> report.  The decisions are rec_plan's
  * pure functions; this file reads what they take, carries out what they
- * decide and reports it.  The objects it writes are rendered by rec_render
- * and written by rec_owned, routers are asked and pushed to through
- * rec_router, statuses and Events go through rec_status, and the Agents'
- * statuses through rec_agent.
+ * decide and reports it.  The document is rendered by rec_render, the
+ * objects it writes are built by rec_objects and written by rec_owned,
+ * routers are asked and pushed to through rec_router, statuses and Events
+ * go through rec_status, and the Agents' statuses through rec_agent.
  */
 #include "rec.h"
 
@@ -17,6 +17,7 @@
 
 #include "rec_agent.h"
 #include "rec_converge.h"
+#include "rec_objects.h"
 #include "rec_owned.h"
 #include "rec_plan.h"
 #include "rec_render.h"
@@ -80,7 +81,7 @@ static json_int_t rollout_int(const json_t *rc, const char *key, json_int_t dflt
 }
 
 /* Available and Progressing, from the StatefulSet's status. */
-static void workload_conditions(const struct sts_state *s, int stalled, enum rr_stage stage, const json_t *rc,
+static void workload_conditions(const struct sts_state *s, int stalled, enum rob_stage stage, const json_t *rc,
 				struct rs_cond *avail, struct rs_cond *prog)
 {
 	if (s->want == 0)
@@ -95,7 +96,7 @@ static void workload_conditions(const struct sts_state *s, int stalled, enum rr_
 		rs_cond_set(prog, "Progressing", "False", "ProgressDeadlineExceeded",
 			    "%lld of %lld router pods updated within spec.rollout.progressDeadlineSeconds",
 			    (long long)s->updated, (long long)s->want);
-	else if (s->rolling && stage == RR_STAGE_CANARY)
+	else if (s->rolling && stage == ROB_STAGE_CANARY)
 		rs_cond_set(
 			prog, "Progressing", "True", "CanaryInProgress",
 			"canary pod %s-%lld is updated first; the other pods wait until it has been healthy for %llds",
@@ -113,7 +114,7 @@ static void workload_conditions(const struct sts_state *s, int stalled, enum rr_
  * it exists) and the pods it will have (`replicas`); canary_healthy_ms is
  * -1 (the routers were not asked yet).  Borrows everything.  Thread-safe. */
 static void canary_observe(const json_t *rc, const json_t *sts, json_int_t replicas, const char *restart_hash,
-			   struct rr_canary_in *in)
+			   struct rob_canary_in *in)
 {
 	const json_t *ru =
 		json_object_get(json_object_get(json_object_get(sts, "spec"), "updateStrategy"), "rollingUpdate");
@@ -296,7 +297,7 @@ static int observe_current(struct op *op, struct obs *o)
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
 	ret = ro_get_opt(op, path, &o->cm);
 	if (!ret && o->cm)
-		ret = rr_configmap_doc(o->cm, &o->cur_doc, &o->cur_len);
+		ret = rob_configmap_doc(o->cm, &o->cur_doc, &o->cur_len);
 	if (ret && ret != -ENOENT)
 		return ret;
 	if (o->cur_doc) {
@@ -432,7 +433,7 @@ static int load_previous(struct obs *o, const struct rp_plan *plan)
 	if (plan->save_previous) {
 		o->prev_doc = o->cur_doc;
 		o->prev_len = o->cur_len;
-	} else if (o->prev_cm && rr_configmap_doc(o->prev_cm, &o->prev_owned, &o->prev_len) == 0) {
+	} else if (o->prev_cm && rob_configmap_doc(o->prev_cm, &o->prev_owned, &o->prev_len) == 0) {
 		o->prev_doc = o->prev_owned;
 	}
 	if (!o->prev_doc)
@@ -474,14 +475,14 @@ static int act_configmaps(struct op *op, struct obs *o, const struct rp_plan *pl
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config-previous", o->ns, o->name);
 		ret = ro_apply_obj(
 			op, path,
-			rr_configmap(o->rc, "config-previous", o->cur_doc, o->cur_len, o->f.cm_hash, o->cur_restart));
+			rob_configmap(o->rc, "config-previous", o->cur_doc, o->cur_len, o->f.cm_hash, o->cur_restart));
 		if (ret)
 			return ret;
 	}
 	if (plan->write_config) {
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
 		ret = ro_apply_obj(op, path,
-				   rr_configmap(o->rc, "config", o->r.doc, o->r.len, o->r.hash, o->r.restart_hash));
+				   rob_configmap(o->rc, "config", o->r.doc, o->r.len, o->r.hash, o->r.restart_hash));
 		if (ret)
 			return ret;
 	}
@@ -508,21 +509,21 @@ static int act_workload(struct op *op, struct obs *o, const struct rp_plan *plan
 	int ret;
 
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", o->ns, o->name);
-	ret = ro_apply_owned(op, o->rc, had, path, "Service", rr_service(o->rc, &o->r.cfg));
+	ret = ro_apply_owned(op, o->rc, had, path, "Service", rob_service(o->rc, &o->r.cfg));
 	snprintf(path, sizeof(path), "/apis/policy/v1/namespaces/%s/poddisruptionbudgets/%s", o->ns, o->name);
 	if (!ret)
-		ret = ro_apply_owned(op, o->rc, had, path, "PodDisruptionBudget", rr_pdb(o->rc));
+		ret = ro_apply_owned(op, o->rc, had, path, "PodDisruptionBudget", rob_pdb(o->rc));
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s-peers", o->ns, o->name);
 	if (!ret)
-		ret = ro_apply_owned(op, o->rc, had, path, "Service", rr_peer_service(o->rc, &o->r.cfg));
+		ret = ro_apply_owned(op, o->rc, had, path, "Service", rob_peer_service(o->rc, &o->r.cfg));
 	if (ret)
 		return ret;
 	ro_note_scale_drift(op, o->rc, o->sts, o->sc_obs.want);
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
 	o->partition = plan->partition;
-	ret = ro_apply_owned(
-		op, o->rc, had, path, "StatefulSet",
-		rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, o->sc.replicas, plan->partition));
+	ret = ro_apply_owned(op, o->rc, had, path, "StatefulSet",
+			     rob_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, o->sc.replicas,
+					     plan->partition));
 	if (!ret && !o->sts)
 		ret = ro_delete_legacy_deployment(op, o->ns, o->name);
 	return ret;
@@ -612,7 +613,7 @@ static int act_refused(struct op *op, struct obs *o, const struct rp_outcome *ou
 		return 0;
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
 	ret = ro_apply_obj(op, path,
-			   rr_configmap(o->rc, "config", o->cur_doc, o->cur_len, o->f.cm_hash, o->r.restart_hash));
+			   rob_configmap(o->rc, "config", o->cur_doc, o->cur_len, o->f.cm_hash, o->r.restart_hash));
 	if (!ret)
 		ret = rcv_converge(op, o->rc, o->token, o->cur_doc, o->cur_len, o->f.cm_hash, 1, NULL, p);
 	if (ret)
@@ -663,12 +664,12 @@ static int act_restart_rollback(struct op *op, struct obs *o)
 
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s-config", o->ns, o->name);
 	ret = ro_apply_obj(op, path,
-			   rr_configmap(o->rc, "config", o->prev_doc, o->prev_len, o->prev_hash, o->prev_restart));
+			   rob_configmap(o->rc, "config", o->prev_doc, o->prev_len, o->prev_hash, o->prev_restart));
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
 	if (!ret)
 		ret = ro_apply_obj(
 			op, path,
-			rr_statefulset(o->rc, &o->prev_cfg, o->prev_restart, op->router_image, o->sc.replicas, 0));
+			rob_statefulset(o->rc, &o->prev_cfg, o->prev_restart, op->router_image, o->sc.replicas, 0));
 	o->partition = 0;
 	if (!ret)
 		ret = ro_delete_pods_with(op, o->rc, o->r.restart_hash);
@@ -696,7 +697,7 @@ static int act_promote(struct op *op, struct obs *o, const struct rp_after *a)
 
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
 	ret = ro_apply_obj(op, path,
-			   rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, o->sc.replicas, 0));
+			   rob_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, o->sc.replicas, 0));
 	o->partition = 0;
 	if (ret == 0)
 		rs_note(op, o->rc, "Normal", "CanaryPromoted",
@@ -787,7 +788,7 @@ static int act_scale(struct op *op, struct obs *o, const struct rp_plan *plan)
 		return 0;
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/%s", o->ns, o->name);
 	ret = ro_apply_obj(op, path,
-			   rr_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, want, o->partition));
+			   rob_statefulset(o->rc, &o->r.cfg, o->r.restart_hash, op->router_image, want, o->partition));
 	if (ret)
 		return ret;
 	if (o->sc_obs.skip_check)
@@ -865,7 +866,7 @@ static json_t *report_status_json(const struct obs *o, const struct rp_report *r
 	if (!status)
 		return NULL;
 	own_epoch((uint32_t)o->r.cfg.cluster.replicas, o->r.cfg.cluster.peer_host, epoch);
-	if (json_object_set_new(status, "volume", json_string(rr_ephemeral(o->rc) ? "Ephemeral" : "Persistent")) ||
+	if (json_object_set_new(status, "volume", json_string(rob_ephemeral(o->rc) ? "Ephemeral" : "Persistent")) ||
 	    json_object_set_new(status, "assignedReplicas", json_integer(o->r.cfg.cluster.replicas)) ||
 	    json_object_set_new(status, "epoch", json_string(epoch)) ||
 	    (o->last_reload && json_object_set(status, "lastReload", o->last_reload)) ||

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 
+#include "rec_objects.h"
 #include "rec_status.h"
 #include "switchboard/own.h"
 
@@ -32,14 +33,14 @@ static int set_owner_pod(json_t *st, const json_t *rc, const struct rr_render *r
 }
 
 /* status.a2aUrl: where A2A clients reach agent `id` through the router's
- * Service (rr_a2a_url()).  Returns 0 or -ENOMEM; an agent of a render
+ * Service (rob_a2a_url()).  Returns 0 or -ENOMEM; an agent of a render
  * that is not valid has no URL (there is no document to take the port
  * from). */
 static int set_a2a_url(json_t *st, const json_t *rc, const struct rr_render *r, const char *id)
 {
-	char url[RR_A2A_URL_MAX];
+	char url[ROB_A2A_URL_MAX];
 
-	if (!r->valid || rr_a2a_url(rc, &r->cfg, id, url, sizeof(url)))
+	if (!r->valid || rob_a2a_url(rc, &r->cfg, id, url, sizeof(url)))
 		return 0;
 	return json_object_set_new(st, "a2aUrl", json_string(url)) ? -ENOMEM : 0;
 }

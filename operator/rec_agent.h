@@ -25,7 +25,7 @@ int rec_agent(struct op *op, const char *ns, const char *name) SB_MUST_CHECK;
  * lastTransitionTime of unchanged conditions) as the render `r` of
  * RouterConfig `rc` found it (`a`): observedGeneration, Accepted and Ready
  * (as rec_agent_statuses() says), router, and for an accepted Agent
- * ownerPod and a2aUrl (rr_a2a_url()).  New reference, NULL on ENOMEM.
+ * ownerPod and a2aUrl (rob_a2a_url()).  New reference, NULL on ENOMEM.
  * Borrows everything; reads the clock, no I/O.  Thread-safe. */
 json_t *rec_agent_status_json(const json_t *rc, const struct rr_render *r, const struct rr_agent *a,
 			      const json_t *agent, int applied, const struct cfg *prev);

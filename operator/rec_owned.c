@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rec_render.h"
+#include "rec_objects.h"
 #include "rec_router.h"
 #include "rec_status.h"
 #include "switchboard/log.h"
@@ -22,7 +22,7 @@
  * renders around the token: every label and the ownerReference to `rc`. */
 static int admin_secret_intact(const json_t *sec, const json_t *rc, const char *token)
 {
-	json_t *want = rr_admin_secret(rc, token);
+	json_t *want = rob_admin_secret(rc, token);
 	const json_t *have_md = json_object_get(sec, "metadata"), *wl, *v, *ref;
 	const char *k, *uid = kc_meta_str(rc, "uid");
 	int ok = want != NULL, owned = 0;
@@ -46,7 +46,7 @@ static int apply_admin_secret(struct op *op, const json_t *rc, const char *path,
 static int apply_admin_secret(struct op *op, const json_t *rc, const char *path, const char *token)
 {
 	struct kc_status st;
-	json_t *obj = rr_admin_secret(rc, token);
+	json_t *obj = rob_admin_secret(rc, token);
 	int r;
 
 	if (!obj)

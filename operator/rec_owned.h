@@ -4,7 +4,7 @@
  * pods and admin-token Secret), and reporting their drift: an owned object
  * deleted, scaled or stripped of its labels outside the RouterConfig is
  * repaired by the apply and named in a Warning Event (DriftRepaired).  The
- * objects themselves are rendered by rec_render; what to write and when is
+ * objects themselves are built by rec_objects; what to write and when is
  * decided by the RouterConfig reconcile (rec.c).
  */
 #ifndef SWITCHBOARD_REC_OWNED_H

@@ -29,7 +29,7 @@ void rp_plan(const struct rp_obs *o, struct rp_plan *p)
 	int drifted;
 
 	memset(p, 0, sizeof(*p));
-	p->stage = RR_STAGE_NONE;
+	p->stage = ROB_STAGE_NONE;
 	if (!o->valid) {
 		p->action = RP_HOLD;
 		return;
@@ -56,7 +56,7 @@ void rp_plan(const struct rp_obs *o, struct rp_plan *p)
 	else if (!o->cm_exists && o->had_config)
 		p->drift = RP_DRIFT_DELETED;
 	p->rolling_restart = p->restart_change;
-	p->partition = rr_plan_partition(&o->canary, &p->stage);
+	p->partition = rob_plan_partition(&o->canary, &p->stage);
 	p->push = !p->restart_change;
 	p->restart_from = rp_restart_from(o, p);
 }
@@ -90,13 +90,13 @@ void rp_plan_outcome(const struct rp_obs *o, const struct rp_plan *p, const stru
 		out->rolled_back = 1;
 	} else if (!out->stalled && p->partition > 0) {
 		/* the second half of a canary rollout */
-		struct rr_canary_in in = o->canary;
+		struct rob_canary_in in = o->canary;
 
 		in.new_rollout = 0;
 		in.partition = p->partition;
 		in.canary_healthy_ms = a->canary_healthy_ms;
-		(void)rr_plan_partition(&in, &out->stage);
-		if (out->stage == RR_STAGE_PROMOTED)
+		(void)rob_plan_partition(&in, &out->stage);
+		if (out->stage == ROB_STAGE_PROMOTED)
 			out->step = RP_STEP_PROMOTE;
 	}
 }
@@ -131,7 +131,7 @@ void rp_report(const struct rp_obs *o, const struct rp_plan *p, const struct rp_
 	rep->restart = out->step == RP_STEP_ROLLBACK ? RP_TARGET_PREVIOUS : RP_TARGET_RENDERED;
 	rep->restart_from_template = out->rolled_back && !p->changed && a->has_template;
 	rep->stalled = out->stalled && !out->rolled_back;
-	rep->stage = out->rolled_back ? RR_STAGE_NONE : out->stage;
+	rep->stage = out->rolled_back ? ROB_STAGE_NONE : out->stage;
 	rep->agents_current = rep->applied && !out->rolled_back;
 	rep->agents_previous =
 		!rep->applied && !out->rolled_back && c->previous && c->current + c->previous == c->nready;

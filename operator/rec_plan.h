@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rec_render.h"
+#include "rec_objects.h"
 
 #define RP_CONVERGE_POLL_MS 2000 /* while the routers are not all current */
 #define RP_SECRET_POLL_MS   5000 /* an Agent's token Secret is missing: Secrets are not watched */
@@ -48,7 +48,7 @@ struct rp_obs {
 	const char *prev_hash;
 	const char *prev_restart;
 	/* the StatefulSet, as read before this reconcile wrote it; canary.canary_healthy_ms is -1 */
-	struct rr_canary_in canary;
+	struct rob_canary_in canary;
 };
 
 enum rp_action {
@@ -74,7 +74,7 @@ struct rp_plan {
 	int apply_objects;	  /* apply Services, PodDisruptionBudget, StatefulSet */
 	int rolling_restart;	  /* count it, lastReload Restart/Progressing, Event RollingRestart */
 	json_int_t partition;	  /* the StatefulSet's rollingUpdate.partition */
-	enum rr_stage stage;	  /* where that puts the canary */
+	enum rob_stage stage;	  /* where that puts the canary */
 	int push_current;	  /* bring the routers to the ConfigMap's document (1) or the rendered one (0) */
 	int push;		  /* push to stale routers (0: the rolling restart brings them) */
 	const char *restart_from; /* routers running this config wait for the rollout; NULL: none */
@@ -111,11 +111,11 @@ enum rp_step {
 
 /* What to do after the push. */
 struct rp_outcome {
-	enum rp_hot hot;     /* ConfigRejected is sent for REFUSED and ROLLBACK */
-	enum rp_step step;   /* at most one of them */
-	int rolled_back;     /* the routers run (or go back to) the last good config */
-	int stalled;	     /* as the status reports it (a hot reload or rollback ends the restart's deadline) */
-	enum rr_stage stage; /* the canary's stage after the step */
+	enum rp_hot hot;      /* ConfigRejected is sent for REFUSED and ROLLBACK */
+	enum rp_step step;    /* at most one of them */
+	int rolled_back;      /* the routers run (or go back to) the last good config */
+	int stalled;	      /* as the status reports it (a hot reload or rollback ends the restart's deadline) */
+	enum rob_stage stage; /* the canary's stage after the step */
 };
 
 enum rp_reason {
@@ -141,7 +141,7 @@ struct rp_report {
 	enum rp_target restart;	   /* status.restartHash: RENDERED or PREVIOUS... */
 	int restart_from_template; /* ... or the StatefulSet template's */
 	int stalled;		   /* Progressing False ProgressDeadlineExceeded */
-	enum rr_stage stage;	   /* Progressing CanaryInProgress */
+	enum rob_stage stage;	   /* Progressing CanaryInProgress */
 	int agents_current;	   /* Agents are Ready from the current config */
 	int agents_previous;	   /* Agents may be Ready from config-previous (when it parses) */
 	int64_t requeue_ms;	   /* look again after this long; 0: only on a change */

@@ -1,6 +1,7 @@
 /*
  * rec_render: turns a RouterConfig and the Agents it selects into the
- * router's config document and the objects that run it.  The document is
+ * router's config document (the objects that carry it to the routers are
+ * built by rec_objects.h).  The document is
  * canonical JSON (sorted keys, agents sorted by id) so the same inputs
  * always give the same bytes and the same hash, whichever replica of the
  * operator renders them.  Agent tokens are read from their Secrets first
@@ -81,69 +82,14 @@ int rr_render_from(const json_t *rc, const json_t *agents, const struct rr_token
 		   struct rr_render *out) SB_MUST_CHECK;
 void rr_free(struct rr_render *r);
 
-#define RR_DEFAULT_VOLUME_SIZE "1Gi"
-
 /* The replica count the agents are assigned over (cluster.replicas in the
  * document): spec.replicas, at least 1.  Pure. */
 json_int_t rr_assignment_replicas(const json_t *rc);
 
-/* 1 when the RouterConfig opted into ephemeral router storage
- * (spec.volume.ephemeral: development only). */
-int rr_ephemeral(const json_t *rc);
-
-/* Owned objects for server-side apply (new references, NULL on ENOMEM).
- * Each carries the standard labels and an ownerReference to `rc`.  A
- * ConfigMap is annotated with its document's config hash and restart hash
- * (`restart_hash` may be NULL when unknown). */
-json_t *rr_configmap(const json_t *rc, const char *suffix, const char *doc, size_t len, const char *hash,
-		     const char *restart_hash);
-/* The router workload: a StatefulSet whose pods keep their database on a
- * claim of their own (spec.volume; an emptyDir only with volume.ephemeral),
- * named through the headless Service rr_peer_service(), updated one pod at a
- * time from the highest ordinal, and only the ordinals >= `partition` (a
- * canary holds the rest back).  `replicas` is what rec_scale decided (it
- * differs from spec.replicas while leaving pods drain). */
-json_t *rr_statefulset(const json_t *rc, const struct cfg *c, const char *restart_hash, const char *image,
-		       json_int_t replicas, json_int_t partition);
-
-/* The canary of a restart-class rollout: the highest ordinal is updated
- * first and the rest wait until it has been healthy for canarySeconds. */
-enum rr_stage {
-	RR_STAGE_NONE,	   /* no rollout held back */
-	RR_STAGE_CANARY,   /* only the canary is (being) updated */
-	RR_STAGE_PROMOTED, /* the canary was healthy long enough: update the rest */
-};
-
-struct rr_canary_in {
-	json_int_t replicas;
-	int new_rollout;	   /* this reconcile starts a restart-class rollout */
-	json_int_t partition;	   /* the StatefulSet's current partition */
-	int64_t canary_healthy_ms; /* how long the canary has been healthy; -1: not healthy */
-	int64_t canary_seconds;	   /* spec.rollout.canarySeconds */
-};
-
-/* The partition to apply, and the stage it puts the rollout in.  Pure: no
- * I/O, no clock; table-tested.  Thread-safe. */
-json_int_t rr_plan_partition(const struct rr_canary_in *in, enum rr_stage *stage);
-/* The client Service (a virtual IP over the ready routers). */
-json_t *rr_service(const json_t *rc, const struct cfg *c);
-/* The URL an A2A client reaches agent `id` at through the client Service
- * rr_service(): `http://<name>.<namespace>.svc:<dataPort>/a2a/<id>`
- * (https when the document `c` serves TLS; docs/a2a.md).  Agent ids need no
- * escaping in a path.  Writes `out` (RR_A2A_URL_MAX is always enough).
- * Returns 0, -EINVAL when `rc` has no name or namespace, or -ENAMETOOLONG.
- * Borrows everything; pure.  Thread-safe. */
-#define RR_A2A_URL_MAX 640
-int rr_a2a_url(const json_t *rc, const struct cfg *c, const char *id, char *out, size_t outlen) SB_MUST_CHECK;
-/* The headless Service `<name>-peers` that gives each router pod a stable
- * DNS name, ready or not. */
-json_t *rr_peer_service(const json_t *rc, const struct cfg *c);
-json_t *rr_pdb(const json_t *rc);
-json_t *rr_admin_secret(const json_t *rc, const char *token);
-
-/* The document held by a rendered ConfigMap (data, or gzip in binaryData)
- * as a heap string.  Returns 0, -ENOENT when it holds none, -EBADMSG or
- * -ENOMEM. */
-int rr_configmap_doc(const json_t *cm, char **doc, size_t *len) SB_MUST_CHECK;
+/* spec.tls.secretName: the TLS Secret (type kubernetes.io/tls) the routers
+ * serve their data port with, named in the document and mounted at
+ * OP_TLS_DIR by rec_objects; NULL without TLS from a Secret.  The string is
+ * borrowed from `rc`.  Pure; thread-safe. */
+const char *rr_tls_secret(const json_t *rc);
 
 #endif

@@ -3,11 +3,11 @@
  * input byte picks a mode, the rest is the payload:
  *   0  gzip detection and bounded inflation (lib/gz.c): inflating succeeds
  *      only on gzip, never past the limit, and deflate/inflate round-trips;
- *   1  the payload is a ConfigMap object: rr_configmap_doc() returns 0 with
+ *   1  the payload is a ConfigMap object: rob_configmap_doc() returns 0 with
  *      a NUL-terminated document, -ENOENT, -EBADMSG or -E2BIG, nothing else;
- *   2  the payload is a rendered document: rr_configmap() (gzip into
+ *   2  the payload is a rendered document: rob_configmap() (gzip into
  *      binaryData past 512 KiB, repeated up to that size with a flag bit)
- *      then rr_configmap_doc() must give back the very same bytes;
+ *      then rob_configmap_doc() must give back the very same bytes;
  *   3  the YAML<->JSON converter (lib/yjson.c): a tree yj_parse() accepts
  *      must survive yj_emit() and yj_parse() unchanged, and yj_json_span()
  *      stays inside the input.
@@ -19,7 +19,7 @@
 
 #include "fuzz.h"
 #include "op.h"
-#include "rec_render.h"
+#include "rec_objects.h"
 #include "switchboard/buf.h"
 #include "switchboard/gz.h"
 #include "switchboard/log.h"
@@ -74,7 +74,7 @@ static void mode_doc(const uint8_t *p, size_t n)
 
 	if (!cm)
 		return;
-	rc = rr_configmap_doc(cm, &doc, &len);
+	rc = rob_configmap_doc(cm, &doc, &len);
 	FZ_CHECK(rc == 0 || rc == -ENOENT || rc == -EBADMSG || rc == -E2BIG || rc == -ENOMEM);
 	if (rc == 0)
 		FZ_CHECK(doc && strlen(doc) <= len && len <= CFG_DOC_LIMIT);
@@ -101,9 +101,9 @@ static void mode_roundtrip(const uint8_t *p, size_t n, int big)
 		memcpy(doc + i, p, n);
 	doc[len] = '\0';
 	util_sha256_hex(doc, len, hash);
-	cm = rr_configmap(owner, "config", doc, len, hash, NULL);
+	cm = rob_configmap(owner, "config", doc, len, hash, NULL);
 	if (cm) {
-		FZ_CHECK(rr_configmap_doc(cm, &back, &backlen) == 0);
+		FZ_CHECK(rob_configmap_doc(cm, &back, &backlen) == 0);
 		FZ_CHECK(backlen == len && memcmp(back, doc, len) == 0);
 		FZ_CHECK(!json_object_get(cm, "binaryData") == (len <= OP_GZIP_OVER));
 	}

@@ -20,6 +20,7 @@
 
 #include "kc.h"
 #include "rec_agent.h"
+#include "rec_objects.h"
 #include "rec_plan.h"
 #include "rec_render.h"
 #include "switchboard/util.h"
@@ -189,7 +190,7 @@ static void test_configmap_round_trip_plain_and_gzip(void **state)
 	/* small: plain data */
 	strcpy(doc, "{\"agents\":[]}");
 	util_sha256_hex(doc, strlen(doc), hash);
-	cm = rr_configmap(rc, "config", doc, strlen(doc), hash, NULL);
+	cm = rob_configmap(rc, "config", doc, strlen(doc), hash, NULL);
 	assert_non_null(json_object_get(json_object_get(cm, "data"), OP_CONFIG_KEY));
 	assert_string_equal(
 		json_string_value(json_object_get(json_object_get(json_object_get(cm, "metadata"), "annotations"),
@@ -199,7 +200,7 @@ static void test_configmap_round_trip_plain_and_gzip(void **state)
 		json_string_value(json_object_get(
 			json_array_get(json_object_get(json_object_get(cm, "metadata"), "ownerReferences"), 0), "uid")),
 		"u-1");
-	assert_int_equal(rr_configmap_doc(cm, &back, &len), 0);
+	assert_int_equal(rob_configmap_doc(cm, &back, &len), 0);
 	assert_string_equal(back, doc);
 	free(back);
 	json_decref(cm);
@@ -207,19 +208,19 @@ static void test_configmap_round_trip_plain_and_gzip(void **state)
 	for (size_t i = 0; i < big; i++)
 		doc[i] = "abcdef0123456789"[(i * 7 + i / 64) % 16];
 	doc[big] = '\0';
-	cm = rr_configmap(rc, "config", doc, big, hash, NULL);
+	cm = rob_configmap(rc, "config", doc, big, hash, NULL);
 	assert_null(json_object_get(cm, "data"));
 	assert_non_null(json_object_get(json_object_get(cm, "binaryData"), OP_CONFIG_KEY));
 	assert_true(strlen(json_string_value(json_object_get(json_object_get(cm, "binaryData"), OP_CONFIG_KEY))) <
 		    OP_CM_LIMIT);
-	assert_int_equal(rr_configmap_doc(cm, &back, &len), 0);
+	assert_int_equal(rob_configmap_doc(cm, &back, &len), 0);
 	assert_int_equal(len, big);
 	assert_memory_equal(back, doc, big);
 	free(back);
 	json_decref(cm);
 	/* neither form: ENOENT */
 	cm = json_pack("{s:{}}", "data");
-	assert_int_equal(rr_configmap_doc(cm, &back, &len), -ENOENT);
+	assert_int_equal(rob_configmap_doc(cm, &back, &len), -ENOENT);
 	json_decref(cm);
 	free(doc);
 	json_decref(rc);
@@ -305,17 +306,17 @@ static void test_golden_router_objects(void **state)
 	(void)state;
 	golden_cfg(&c);
 	golden("statefulset",
-	       rr_statefulset(plain, &c, "restarthash", "ghcr.io/switchboard-dev/switchboard-router:1", 3, 0));
-	golden("statefulset-hostnetwork", rr_statefulset(hostnet, &c, "restarthash", "unused:1", 3, 2));
-	golden("statefulset-ephemeral", rr_statefulset(ephemeral, &c, "restarthash", "router:1", 3, 0));
-	golden("statefulset-tls", rr_statefulset(tls, &c, "restarthash", "router:1", 3, 0));
-	golden("service", rr_service(plain, &c));
-	golden("service-peers", rr_peer_service(plain, &c));
-	golden("pdb", rr_pdb(plain));
-	golden("admin-secret", rr_admin_secret(plain, "not-a-real-token"));
+	       rob_statefulset(plain, &c, "restarthash", "ghcr.io/switchboard-dev/switchboard-router:1", 3, 0));
+	golden("statefulset-hostnetwork", rob_statefulset(hostnet, &c, "restarthash", "unused:1", 3, 2));
+	golden("statefulset-ephemeral", rob_statefulset(ephemeral, &c, "restarthash", "router:1", 3, 0));
+	golden("statefulset-tls", rob_statefulset(tls, &c, "restarthash", "router:1", 3, 0));
+	golden("service", rob_service(plain, &c));
+	golden("service-peers", rob_peer_service(plain, &c));
+	golden("pdb", rob_pdb(plain));
+	golden("admin-secret", rob_admin_secret(plain, "not-a-real-token"));
 	golden("configmap",
-	       rr_configmap(plain, "config", "{\"agents\":[]}", 13,
-			    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "restarthash"));
+	       rob_configmap(plain, "config", "{\"agents\":[]}", 13,
+			     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "restarthash"));
 	cfg_free(&c);
 	json_decref(plain);
 	json_decref(hostnet);
@@ -525,17 +526,17 @@ static void test_agent_status_a2a_url(void **state)
 	struct rr_tokens tok = {0};
 	struct rr_render r;
 	struct rr_agent rejected;
-	char url[RR_A2A_URL_MAX];
+	char url[ROB_A2A_URL_MAX];
 
 	(void)state;
 	assert_non_null(agents);
 	assert_non_null(nameless);
 	assert_int_equal(rr_render_from(tls, agents, &tok, 0, &r), 0);
 	assert_true(r.valid);
-	assert_int_equal(rr_a2a_url(tls, &r.cfg, "helper", url, sizeof(url)), 0);
+	assert_int_equal(rob_a2a_url(tls, &r.cfg, "helper", url, sizeof(url)), 0);
 	assert_string_equal(url, "https://r1.ns.svc:8080/a2a/helper");
-	assert_int_equal(rr_a2a_url(tls, &r.cfg, "helper", url, 20), -ENAMETOOLONG);
-	assert_int_equal(rr_a2a_url(nameless, &r.cfg, "helper", url, sizeof(url)), -EINVAL);
+	assert_int_equal(rob_a2a_url(tls, &r.cfg, "helper", url, 20), -ENAMETOOLONG);
+	assert_int_equal(rob_a2a_url(nameless, &r.cfg, "helper", url, sizeof(url)), -EINVAL);
 	rr_free(&r);
 
 	assert_int_equal(rr_render_from(rc, agents, &tok, 0, &r), 0);
@@ -577,27 +578,27 @@ static void test_plan_partition_table(void **state)
 {
 	static const struct {
 		const char *what;
-		struct rr_canary_in in;
+		struct rob_canary_in in;
 		json_int_t partition;
-		enum rr_stage stage;
+		enum rob_stage stage;
 	} cases[] = {
-		{"one replica: no canary", {1, 1, 0, -1, 30}, 0, RR_STAGE_NONE},
-		{"no replicas", {0, 1, 0, -1, 30}, 0, RR_STAGE_NONE},
-		{"a rollout starts: only the highest ordinal", {3, 1, 0, -1, 30}, 2, RR_STAGE_CANARY},
-		{"a rollout starts again during a canary", {3, 1, 2, 5000, 30}, 2, RR_STAGE_CANARY},
-		{"canary not healthy yet", {3, 0, 2, -1, 30}, 2, RR_STAGE_CANARY},
-		{"canary healthy, not long enough", {3, 0, 2, 29999, 30}, 2, RR_STAGE_CANARY},
-		{"canary healthy long enough: promote", {3, 0, 2, 30000, 30}, 0, RR_STAGE_PROMOTED},
-		{"canarySeconds 0: promote once healthy", {2, 0, 1, 0, 0}, 0, RR_STAGE_PROMOTED},
-		{"canarySeconds 0 but not healthy", {2, 0, 1, -1, 0}, 1, RR_STAGE_CANARY},
-		{"steady state", {3, 0, 0, -1, 30}, 0, RR_STAGE_NONE},
-		{"steady state, healthy", {3, 0, 0, 99999, 30}, 0, RR_STAGE_NONE},
+		{"one replica: no canary", {1, 1, 0, -1, 30}, 0, ROB_STAGE_NONE},
+		{"no replicas", {0, 1, 0, -1, 30}, 0, ROB_STAGE_NONE},
+		{"a rollout starts: only the highest ordinal", {3, 1, 0, -1, 30}, 2, ROB_STAGE_CANARY},
+		{"a rollout starts again during a canary", {3, 1, 2, 5000, 30}, 2, ROB_STAGE_CANARY},
+		{"canary not healthy yet", {3, 0, 2, -1, 30}, 2, ROB_STAGE_CANARY},
+		{"canary healthy, not long enough", {3, 0, 2, 29999, 30}, 2, ROB_STAGE_CANARY},
+		{"canary healthy long enough: promote", {3, 0, 2, 30000, 30}, 0, ROB_STAGE_PROMOTED},
+		{"canarySeconds 0: promote once healthy", {2, 0, 1, 0, 0}, 0, ROB_STAGE_PROMOTED},
+		{"canarySeconds 0 but not healthy", {2, 0, 1, -1, 0}, 1, ROB_STAGE_CANARY},
+		{"steady state", {3, 0, 0, -1, 30}, 0, ROB_STAGE_NONE},
+		{"steady state, healthy", {3, 0, 0, 99999, 30}, 0, ROB_STAGE_NONE},
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		enum rr_stage stage;
-		json_int_t p = rr_plan_partition(&cases[i].in, &stage);
+		enum rob_stage stage;
+		json_int_t p = rob_plan_partition(&cases[i].in, &stage);
 
 		if (p != cases[i].partition || stage != cases[i].stage)
 			fail_msg("%s: partition %lld stage %d, want %lld stage %d", cases[i].what, (long long)p,
@@ -632,7 +633,7 @@ struct plan_want {
 	enum rp_drift drift;
 	int rolling_restart;
 	json_int_t partition;
-	enum rr_stage plan_stage;
+	enum rob_stage plan_stage;
 	int push_current, push;
 	const char *restart_from;
 	enum rp_hot hot;
@@ -641,7 +642,7 @@ struct plan_want {
 	int applied, rolled_back;
 	enum rp_target target, restart;
 	int from_template, stalled;
-	enum rr_stage stage;
+	enum rob_stage stage;
 	int agents_current, agents_previous;
 	int64_t requeue_ms;
 };
@@ -687,8 +688,8 @@ static const struct plan_row plan_rows[] = {
 	 {OBS_BASE, .cm_restart_class = 1, .cm_restart = "RO", .canary = CANARY(3, 1, 0)},
 	 {.push = {.nready = 3, .current = 0, .pending = 3, .previous = 3}}, 0, {0},
 	 {.action = RP_APPLY, .changed = 1, .restart_change = 1, .save_previous = 1, .write_config = 1,
-	  .rolling_restart = 1, .partition = 2, .plan_stage = RR_STAGE_CANARY, .restart_from = "O",
-	  .stage = RR_STAGE_CANARY, .reason = RP_REASON_ROLLOUT, .agents_previous = 1,
+	  .rolling_restart = 1, .partition = 2, .plan_stage = ROB_STAGE_CANARY, .restart_from = "O",
+	  .stage = ROB_STAGE_CANARY, .reason = RP_REASON_ROLLOUT, .agents_previous = 1,
 	  .requeue_ms = RP_CONVERGE_POLL_MS}},
 	{"restart-class change, one replica: no canary",
 	 {OBS_BASE, .cm_restart_class = 1, .cm_restart = "RO", .canary = CANARY(1, 1, 0)},
@@ -711,7 +712,7 @@ static const struct plan_row plan_rows[] = {
 	 {OBS_BASE, .prev_hash = "P", .prev_restart = "RP", .canary = CANARY(3, 0, 2)},
 	 {.push = {.nready = 3, .current = 1, .pending = 2, .previous = 2}}, 0, {0},
 	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .restart_from = "P", .partition = 2,
-	  .plan_stage = RR_STAGE_CANARY, .stage = RR_STAGE_CANARY, .reason = RP_REASON_ROLLOUT,
+	  .plan_stage = ROB_STAGE_CANARY, .stage = ROB_STAGE_CANARY, .reason = RP_REASON_ROLLOUT,
 	  .agents_previous = 1, .requeue_ms = RP_CONVERGE_POLL_MS}},
 	{"config-previous of the same restart hash: nobody waits",
 	 {OBS_BASE, .prev_hash = "P", .prev_restart = "RN"}, {.push = PUSH(3, 3)}, 0, {0},
@@ -720,13 +721,13 @@ static const struct plan_row plan_rows[] = {
 	{"canary not healthy long enough: hold the partition",
 	 {OBS_BASE, .cm_hash = "N", .cm_doc_hash = "N", .canary = CANARY(3, 0, 2)},
 	 {.push = {.nready = 3, .current = 1, .pending = 2}, .canary_healthy_ms = 29999}, 0, {0},
-	 {.action = RP_APPLY, .push = 1, .partition = 2, .plan_stage = RR_STAGE_CANARY, .stage = RR_STAGE_CANARY,
+	 {.action = RP_APPLY, .push = 1, .partition = 2, .plan_stage = ROB_STAGE_CANARY, .stage = ROB_STAGE_CANARY,
 	  .reason = RP_REASON_ROLLOUT, .requeue_ms = RP_CONVERGE_POLL_MS}},
 	{"canary healthy for canarySeconds: promote",
 	 {OBS_BASE, .cm_hash = "N", .cm_doc_hash = "N", .canary = CANARY(3, 0, 2)},
 	 {.push = {.nready = 3, .current = 1, .pending = 2}, .canary_healthy_ms = 30000}, 0, {0},
-	 {.action = RP_APPLY, .push = 1, .partition = 2, .plan_stage = RR_STAGE_CANARY, .step = RP_STEP_PROMOTE,
-	  .stage = RR_STAGE_PROMOTED, .reason = RP_REASON_ROLLOUT, .requeue_ms = RP_CONVERGE_POLL_MS}},
+	 {.action = RP_APPLY, .push = 1, .partition = 2, .plan_stage = ROB_STAGE_CANARY, .step = RP_STEP_PROMOTE,
+	  .stage = ROB_STAGE_PROMOTED, .reason = RP_REASON_ROLLOUT, .requeue_ms = RP_CONVERGE_POLL_MS}},
 	{"routers refuse a hot change: roll back",
 	 {OBS_BASE}, {.push = {.nready = 3, .current = 1, .rejected = 2}}, 1, PUSH(3, 3),
 	 {.action = RP_APPLY, .changed = 1, .write_config = 1, .push = 1, .hot = RP_HOT_ROLLBACK,
@@ -771,8 +772,8 @@ static const struct plan_row plan_rows[] = {
 	 {OBS_BASE, .auto_rollback = 0, .cm_hash = "N", .cm_doc_hash = "N", .canary = CANARY(3, 0, 2)},
 	 {.push = {.nready = 2, .current = 1, .pending = 1}, .stalled = 1, .template_is_rendered = 1,
 	  .has_template = 1, .previous_restorable = 1, .canary_healthy_ms = 99999}, 0, {0},
-	 {.action = RP_APPLY, .push = 1, .partition = 2, .plan_stage = RR_STAGE_CANARY, .stalled = 1,
-	  .stage = RR_STAGE_CANARY, .reason = RP_REASON_ROLLOUT, .requeue_ms = RP_CONVERGE_POLL_MS}},
+	 {.action = RP_APPLY, .push = 1, .partition = 2, .plan_stage = ROB_STAGE_CANARY, .stalled = 1,
+	  .stage = ROB_STAGE_CANARY, .reason = RP_REASON_ROLLOUT, .requeue_ms = RP_CONVERGE_POLL_MS}},
 	{"stalled, config-previous not restorable",
 	 {OBS_BASE, .cm_hash = "N", .cm_doc_hash = "N"},
 	 {.push = {.nready = 2, .current = 1, .pending = 1}, .stalled = 1, .template_is_rendered = 1,
