@@ -737,7 +737,7 @@ static struct rsc_pod *leaving_pods(const struct obs *o)
 		return NULL;
 	own_epoch((uint32_t)o->r.cfg.cluster.replicas, o->r.cfg.cluster.peer_host, epoch);
 	for (size_t i = 0; i < o->p->n; i++) {
-		const struct rr_endpoint *ep = &o->p->eps[i];
+		const struct rrt_endpoint *ep = &o->p->eps[i];
 		long k = rcv_ordinal(o->name, ep->pod);
 		struct rsc_pod *d = k >= want && k < o->sc.replicas ? &pods[k - want] : NULL;
 

@@ -15,7 +15,7 @@
 int rcv_list(struct op *op, const json_t *rc, struct rcv_routers *p)
 {
 	p->asked = 0;
-	return rr_endpoints(op, kc_meta_str(rc, "namespace"), kc_meta_str(rc, "name"), p->eps, &p->n);
+	return rrt_endpoints(op, kc_meta_str(rc, "namespace"), kc_meta_str(rc, "name"), p->eps, &p->n);
 }
 
 /* With --peer-addresses pod-ip, give every reachable router that lacks them
@@ -31,15 +31,15 @@ static int push_peers(const json_t *rc, const char *token, struct rcv_routers *p
 
 	if (!p->push_peers)
 		return 0;
-	r = rr_peers_of(rc, p->eps, p->n, &peers);
+	r = rrt_peers_of(rc, p->eps, p->n, &peers);
 	if (r)
 		return r;
 	util_sha256_hex(peers, strlen(peers), hash);
 	for (size_t i = 0; i < p->n; i++) {
-		struct rr_endpoint *ep = &p->eps[i];
+		struct rrt_endpoint *ep = &p->eps[i];
 
 		if (ep->ready && ep->reachable && strcmp(ep->peers_hash, hash) != 0 &&
-		    rr_push_peers(ep, token, peers) == 0)
+		    rrt_push_peers(ep, token, peers) == 0)
 			snprintf(ep->peers_hash, sizeof(ep->peers_hash), "%s", hash);
 		else if (ep->ready && ep->reachable && strcmp(ep->peers_hash, hash) != 0)
 			log_warn("cannot give a router its peers' addresses", "pod", ep->pod, "detail", ep->detail);
@@ -55,9 +55,9 @@ static int ask_all(const json_t *rc, const char *token, struct rcv_routers *p) S
 static int ask_all(const json_t *rc, const char *token, struct rcv_routers *p)
 {
 	for (size_t i = 0; i < p->n; i++) {
-		struct rr_endpoint *ep = &p->eps[i];
+		struct rrt_endpoint *ep = &p->eps[i];
 
-		if (ep->ready && rr_status(ep, token))
+		if (ep->ready && rrt_status(ep, token))
 			snprintf(p->why, sizeof(p->why), "%.100s: %.190s", ep->url, ep->detail);
 	}
 	p->asked = 1;
@@ -65,11 +65,11 @@ static int ask_all(const json_t *rc, const char *token, struct rcv_routers *p)
 }
 
 /* Push `doc` to one stale router and count the outcome. */
-static void push_one(struct op *op, struct rr_endpoint *ep, const char *token, const char *doc, size_t len,
+static void push_one(struct op *op, struct rrt_endpoint *ep, const char *token, const char *doc, size_t len,
 		     struct rcv_routers *p)
 {
 	struct rp_push *c = &p->c;
-	int r = rr_push(ep, token, doc, len);
+	int r = rrt_push(ep, token, doc, len);
 
 	if (r == 0) {
 		met_inc(op->m.pushes_ok);
@@ -96,7 +96,7 @@ int rcv_converge(struct op *op, const json_t *rc, const char *token, const char 
 		return r;
 	memset(c, 0, sizeof(*c));
 	for (size_t i = 0; i < p->n; i++) {
-		struct rr_endpoint *ep = &p->eps[i];
+		struct rrt_endpoint *ep = &p->eps[i];
 
 		if (!ep->ready)
 			continue;
@@ -137,7 +137,7 @@ int64_t rcv_healthy_ms(const struct rcv_routers *p, const char *name, long ordin
 	int64_t ms = -1;
 
 	for (size_t i = 0; i < p->n; i++) {
-		const struct rr_endpoint *ep = &p->eps[i];
+		const struct rrt_endpoint *ep = &p->eps[i];
 
 		if (rcv_ordinal(name, ep->pod) == ordinal && ep->ready && ep->reachable && !ep->restart_required &&
 		    strcmp(ep->restart_hash, restart_hash) == 0 && strcmp(ep->doc_hash, hash) == 0)
@@ -151,7 +151,7 @@ json_t *rcv_status_json(const struct rcv_routers *p)
 	json_t *arr = json_array();
 
 	for (size_t i = 0; arr && i < p->n; i++) {
-		const struct rr_endpoint *ep = &p->eps[i];
+		const struct rrt_endpoint *ep = &p->eps[i];
 		json_t *o = json_pack("{s:s,s:b}", "pod", ep->pod, "ready", ep->ready);
 
 		if (!o ||
@@ -171,7 +171,7 @@ void rcv_handoff_condition(const struct rcv_routers *p, struct rs_cond *c)
 	const char *first = NULL;
 
 	for (size_t i = 0; i < p->n; i++) {
-		const struct rr_endpoint *ep = &p->eps[i];
+		const struct rrt_endpoint *ep = &p->eps[i];
 
 		if (ep->reachable && ep->handoff_timeouts) {
 			total += ep->handoff_timeouts;

@@ -21,7 +21,7 @@
 /* A RouterConfig's router pods and what they said in this reconcile.
  * Owned by one reconcile (not shared between threads); large: allocate it. */
 struct rcv_routers {
-	struct rr_endpoint eps[RR_MAX_ENDPOINTS];
+	struct rrt_endpoint eps[RRT_MAX_ENDPOINTS];
 	size_t n;	  /* router pods, ready or not */
 	struct rp_push c; /* the ready ones: asked and pushed to */
 	char why[300];	  /* the last router that failed, and why */

@@ -185,7 +185,7 @@ const char *ro_template_restart_hash(const json_t *obj)
 
 int ro_delete_pods_with(struct op *op, const json_t *rc, const char *restart_hash)
 {
-	struct rr_endpoint *eps = calloc(RR_MAX_ENDPOINTS, sizeof(*eps));
+	struct rrt_endpoint *eps = calloc(RRT_MAX_ENDPOINTS, sizeof(*eps));
 	char path[700];
 	struct kc_status st;
 	size_t n = 0;
@@ -193,7 +193,7 @@ int ro_delete_pods_with(struct op *op, const json_t *rc, const char *restart_has
 
 	if (!eps)
 		return -ENOMEM;
-	ret = rr_endpoints(op, kc_meta_str(rc, "namespace"), kc_meta_str(rc, "name"), eps, &n);
+	ret = rrt_endpoints(op, kc_meta_str(rc, "namespace"), kc_meta_str(rc, "name"), eps, &n);
 	for (size_t i = 0; !ret && i < n; i++) {
 		if (strcmp(eps[i].restart_hash, restart_hash) != 0)
 			continue;

@@ -21,7 +21,7 @@
 
 static int ep_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct rr_endpoint *)a)->pod, ((const struct rr_endpoint *)b)->pod);
+	return strcmp(((const struct rrt_endpoint *)a)->pod, ((const struct rrt_endpoint *)b)->pod);
 }
 
 /* 1 if the pod's Ready condition is True; *since gets its last transition
@@ -63,7 +63,7 @@ static json_int_t pod_admin_port(const json_t *pod)
 }
 
 /* Fill `ep` from one pod; 0 when the pod is not a usable endpoint. */
-static int pod_endpoint(const json_t *pod, struct rr_endpoint *ep)
+static int pod_endpoint(const json_t *pod, struct rrt_endpoint *ep)
 {
 	const json_t *md = json_object_get(pod, "metadata");
 	const char *name = json_string_value(json_object_get(md, "name"));
@@ -85,7 +85,7 @@ static int pod_endpoint(const json_t *pod, struct rr_endpoint *ep)
 	return 1;
 }
 
-int rr_endpoints(struct op *op, const char *ns, const char *name, struct rr_endpoint *eps, size_t *n)
+int rrt_endpoints(struct op *op, const char *ns, const char *name, struct rrt_endpoint *eps, size_t *n)
 {
 	char path[512], sel[400], rv[64];
 	struct kc_status st;
@@ -102,7 +102,7 @@ int rr_endpoints(struct op *op, const char *ns, const char *name, struct rr_endp
 		return rc;
 	}
 	json_array_foreach (pods, i, pod) {
-		if (*n < RR_MAX_ENDPOINTS && pod_endpoint(pod, &eps[*n]))
+		if (*n < RRT_MAX_ENDPOINTS && pod_endpoint(pod, &eps[*n]))
 			(*n)++;
 	}
 	json_decref(pods);
@@ -160,7 +160,7 @@ static json_int_t peer_port(const json_t *rc)
 	return json_is_integer(p) ? json_integer_value(p) : CFG_DEFAULT_PEER_PORT;
 }
 
-int rr_peers_of(const json_t *rc, const struct rr_endpoint *eps, size_t n, char **out)
+int rrt_peers_of(const json_t *rc, const struct rrt_endpoint *eps, size_t n, char **out)
 {
 	const char *name = kc_meta_str(rc, "name"), *ns = kc_meta_str(rc, "namespace");
 	size_t plen = strlen(name);
@@ -195,7 +195,7 @@ static size_t count_at(const json_t *obj, const char *key)
 	return v > 0 ? (size_t)v : 0;
 }
 
-int rr_status(struct rr_endpoint *ep, const char *token)
+int rrt_status(struct rrt_endpoint *ep, const char *token)
 {
 	char url[192];
 	struct buf reply;
@@ -230,7 +230,7 @@ int rr_status(struct rr_endpoint *ep, const char *token)
 	return rc;
 }
 
-int rr_push(struct rr_endpoint *ep, const char *token, const char *doc, size_t len)
+int rrt_push(struct rrt_endpoint *ep, const char *token, const char *doc, size_t len)
 {
 	char url[192];
 	struct buf reply;
@@ -276,7 +276,7 @@ int rr_push(struct rr_endpoint *ep, const char *token, const char *doc, size_t l
 	return rc;
 }
 
-int rr_push_peers(struct rr_endpoint *ep, const char *token, const char *peers)
+int rrt_push_peers(struct rrt_endpoint *ep, const char *token, const char *peers)
 {
 	char url[192];
 	struct buf reply;

@@ -15,9 +15,9 @@
 
 #include "op.h"
 
-#define RR_MAX_ENDPOINTS 256
+#define RRT_MAX_ENDPOINTS 256
 
-struct rr_endpoint {
+struct rrt_endpoint {
 	char pod[254];		 /* the pod's name */
 	char restart_hash[65];	 /* its template's switchboard.dev/restart-hash */
 	int ready;		 /* Ready, with an address: url is set */
@@ -41,29 +41,29 @@ struct rr_endpoint {
  * A pod is `ready` when its Ready condition is True and it has a podIP and
  * a container port named "admin"; only ready pods get a url.  Pods, not
  * EndpointSlices: slices refuse loopback addresses and lag behind
- * readiness.  Fills up to RR_MAX_ENDPOINTS into `eps` and their number
+ * readiness.  Fills up to RRT_MAX_ENDPOINTS into `eps` and their number
  * into *n.  Returns 0 or an API error.  Thread-safe. */
-int rr_endpoints(struct op *op, const char *ns, const char *name, struct rr_endpoint *eps, size_t *n) SB_MUST_CHECK;
+int rrt_endpoints(struct op *op, const char *ns, const char *name, struct rrt_endpoint *eps, size_t *n) SB_MUST_CHECK;
 
 /* With --peer-addresses pod-ip: the entries that pin each router pod's peer
  * name (<name>-<ordinal>.<name>-peers.<ns>.svc) and peer port to its pod IP,
  * comma-separated, from the pods `eps` (n of them, borrowed), in *out (heap
  * string; "" when no pod has an IP yet).  Pure.  Returns 0 or -ENOMEM. */
-int rr_peers_of(const json_t *rc, const struct rr_endpoint *eps, size_t n, char **out) SB_MUST_CHECK;
+int rrt_peers_of(const json_t *rc, const struct rrt_endpoint *eps, size_t n, char **out) SB_MUST_CHECK;
 
-/* Give one router the peer addresses `peers` (from rr_peer_resolve()).
+/* Give one router the peer addresses `peers` (from rrt_peers_of()).
  * Returns 0 or -EIO.  Thread-safe. */
-int rr_push_peers(struct rr_endpoint *ep, const char *token, const char *peers) SB_MUST_CHECK;
+int rrt_push_peers(struct rrt_endpoint *ep, const char *token, const char *peers) SB_MUST_CHECK;
 
 /* Ask one router for its status; fills doc_hash, epoch, peers_hash, the
  * message counts, reachable and restart_required.  Returns 0 or -EIO.  `token` is a secret, never
  * logged.  Thread-safe. */
-int rr_status(struct rr_endpoint *ep, const char *token) SB_MUST_CHECK;
+int rrt_status(struct rrt_endpoint *ep, const char *token) SB_MUST_CHECK;
 
 /* Push `doc` to one router; fills result, detail and doc_hash.  Returns 0
  * when the router runs `doc` afterwards (applied or unchanged), -EAGAIN
  * when it needs a restart to apply it, -EINVAL when it rejected it, -EIO
  * when it could not be reached.  Thread-safe. */
-int rr_push(struct rr_endpoint *ep, const char *token, const char *doc, size_t len) SB_MUST_CHECK;
+int rrt_push(struct rrt_endpoint *ep, const char *token, const char *doc, size_t len) SB_MUST_CHECK;
 
 #endif
