@@ -80,7 +80,11 @@ def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 4
     tmp = tempfile.mkdtemp(prefix="sb-bench-a2a-")
-    p, port = start_router(tmp)
+    try:
+        p, port = start_router(tmp)
+    except BaseException:
+        shutil.rmtree(tmp)
+        raise
     try:
         res = {"fipa": ([], 0.0), "a2a": ([], 0.0)}
         for r in range(rounds):
