@@ -33,6 +33,7 @@ _it = _load_integration_conftest()
 Router = _it.Router
 strict_json = _it.strict_json
 serve_http = _it.serve_http
+PushEndpoint = _it.PushEndpoint
 free_port = _it.free_port
 REL_BIN = _it.REL_BIN
 

@@ -87,7 +87,7 @@ def test_a2a_agent_refusing_with_a_jsonrpc_error_dead_letters_at_once(start_rout
         assert d["detail"] == "A2A error -32602: Invalid params: no such skill", d
         assert "A2A error -32602" in status_text(r.get_task("pusher", "eg-err")["status"])
         # what the agent got: A2A 1.0 SendMessage, the message id as messageId, the conversation as contextId
-        call, headers = ep.calls[0], ep.headers[0]
+        _, call, headers = ep.calls[0]
         assert (call["method"], call["id"]) == ("SendMessage", "eg-err"), call
         m = call["params"]["message"]
         assert (m["messageId"], m["contextId"], m["role"], m["parts"]) == \
@@ -129,7 +129,7 @@ def test_a2a_agent_transient_error_then_success_is_delivered_once(start_router):
                 "content": "second time lucky"}
         assert r.send(sent)[0] == 202
         assert wait_for(lambda: r.state("pusher", "eg-ok") == "TASK_STATE_COMPLETED", 10)
-        assert ep.count() == 2 and [c["id"] for c in ep.calls] == ["eg-ok", "eg-ok"]
+        assert ep.count() == 2 and [c[1]["id"] for c in ep.calls] == ["eg-ok", "eg-ok"]
         assert r.pull_all("alice", wait_ms=300) == []  # a Task answer is no reply, and nothing failed
     finally:
         ep.stop()

@@ -1,11 +1,9 @@
 """A Task is the A2A view of one stored message (docs/a2a.md): it survives a SIGKILL of the router,
 and a message that dies (retries exhausted on a push agent that answers 500 or is down) is a FAILED
 Task whose status names the reason, while its sender gets the usual FIPA failure notice."""
-import http.server
 import json
-import threading
 
-from harness import DEFAULT_AGENTS, FAIL_REASONS, deadletters, serve_http, status_text, text_message, wait_for
+from harness import DEFAULT_AGENTS, FAIL_REASONS, PushEndpoint, deadletters, status_text, text_message, wait_for
 
 
 def test_sigkill_between_send_message_and_delivery(start_router):
@@ -33,44 +31,13 @@ def test_sigkill_between_send_message_and_delivery(start_router):
     assert r.pull_all("bob", wait_ms=200) == []
 
 
-class Endpoint:
+class Endpoint(PushEndpoint):
     """A push agent's HTTP endpoint that answers every POST with `status` (or, given `answers`, with
-    each (status, body) in turn, the last one repeated) and records the calls and their headers."""
+    each (status, body) in turn, the last one repeated); each answer closes its connection."""
 
     def __init__(self, status=500, answers=None):
-        self.calls, self.headers, self.lock = [], [], threading.Lock()
-        answers = answers or [(status, b"")]
-        ep = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with ep.lock:
-                    ep.calls.append(json.loads(body))
-                    ep.headers.append(dict(self.headers))
-                    code, data = answers[min(len(ep.calls), len(answers)) - 1]
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Connection", "close")  # no kept-alive connection outlives stop()
-                self.end_headers()
-                self.wfile.write(data)
-                self.close_connection = True
-
-        self.server, self.port = serve_http(H)
-
-    def count(self):
-        with self.lock:
-            return len(self.calls)
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        answers = answers or [status]
+        super().__init__(lambda n: answers[min(n, len(answers) - 1)], close=True)
 
 
 # small retries, no jitter, and a breaker that stays closed: three attempts within a second

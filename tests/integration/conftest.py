@@ -46,6 +46,61 @@ def serve_http(handler):
     return server, server.server_address[1]
 
 
+class PushEndpoint:
+    """A push agent's HTTP endpoint on 127.0.0.1 (`.port`). `answer(n)` says what to do with the n-th
+    POST (from 0): an int status with an empty body, a (status, bytes) pair with a JSON body, 'hang'
+    (answer 200 after 2 s) or 'close' (drop the connection). Every call is recorded in `.calls` as
+    (time, parsed JSON body, headers). `close` makes each answer end its connection, so none outlives
+    stop()."""
+
+    def __init__(self, answer, close=False):
+        self.calls, self.lock = [], threading.Lock()
+        ep = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with ep.lock:
+                    act = answer(len(ep.calls))
+                    ep.calls.append((time.time(), json.loads(body), dict(self.headers)))
+                if act == "close":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                if act == "hang":
+                    time.sleep(2)
+                    act = 200
+                code, data = act if isinstance(act, tuple) else (act, b"")
+                self.send_response(code)
+                if data:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                if close:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server, self.port = serve_http(H)
+
+    def count(self):
+        with self.lock:
+            return len(self.calls)
+
+    def ids(self):
+        with self.lock:
+            return [c[1]["message_id"] for c in self.calls]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,52 +8,24 @@ briefly against the ASan build.  The router must report no data race
 (ThreadSanitizer writes "WARNING: ThreadSanitizer" to stderr) and exit
 cleanly, and every client thread must have done real work."""
 import http.client
-import http.server
 import json
 import os
 import signal
 import threading
 import time
 
-from conftest import Router, msg, serve_http
+from conftest import PushEndpoint, Router, msg
 
 SECONDS = float(os.environ.get("SB_CONCURRENT_SECONDS", "4"))
 
 
-class PushAgent:
+class PushAgent(PushEndpoint):
     """A push endpoint: mostly 200, a 400 now and then (dead-lettered at
     once) and runs of 500s (retried) that open the circuit breaker, so every
     branch of push completion and the breaker's states run."""
 
     def __init__(self):
-        self.lock, self.n = threading.Lock(), 0
-        agent = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with agent.lock:
-                    agent.n += 1
-                    n = agent.n
-                code = 500 if (n // 15) % 6 == 0 else 400 if n % 23 == 0 else 200
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server, self.port = serve_http(H)
-
-    def calls(self):
-        with self.lock:
-            return self.n
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(lambda n: 500 if ((n + 1) // 15) % 6 == 0 else 400 if (n + 1) % 23 == 0 else 200)
 
 
 def config_text(head, port, i):
@@ -214,7 +186,7 @@ def test_everything_at_once_is_race_free(tmpdir_path):
         for t in threads:
             t.join(60)
     finally:
-        agent_calls = agent.calls()
+        agent_calls = agent.count()
         try:
             r.stop(expect_clean=False)
         finally:

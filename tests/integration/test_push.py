@@ -1,56 +1,19 @@
 """Push delivery against real HTTP agents on 127.0.0.1: success, retries with
 backoff on 500/429/timeouts/closed connections, permanent 4xx, the circuit
 breaker, dead letters, failure notices, and conversation order under retry."""
-import http.server
 import json
 import os
-import socket
-import threading
 import time
 
-from conftest import Router, msg, serve_http
+from conftest import PushEndpoint, Router, msg
 
 
-class Agent:
+class Agent(PushEndpoint):
     """An HTTP agent. `script` is a list of behaviours used in turn (the last
     one repeats): an int status, 'hang' (answer after 2 s), or 'close'."""
 
     def __init__(self, script):
-        self.script, self.calls, self.lock = list(script), [], threading.Lock()
-        agent = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with agent.lock:
-                    n = len(agent.calls)
-                    agent.calls.append((time.time(), json.loads(body)))
-                    act = agent.script[min(n, len(agent.script) - 1)]
-                if act == "close":
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    self.close_connection = True
-                    return
-                if act == "hang":
-                    time.sleep(2)
-                    act = 200
-                self.send_response(act)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server, self.port = serve_http(H)
-
-    def ids(self):
-        with self.lock:
-            return [c[1]["message_id"] for c in self.calls]
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(lambda n: script[min(n, len(script) - 1)])
 
 
 DELIVERY = ("delivery:\n  maxRetries: 3\n  baseRetryDelayMs: 100\n  retryBackoffFactor: 2.0\n"
