@@ -25,7 +25,7 @@ for bin in "$@"; do
   echo "== $bin (storage.sync $SYNC, $PC/$PC, $SIZE B, $DUR s)"
   build/rel/bench/loadgen --data "http://127.0.0.1:$data" --admin "http://127.0.0.1:$admin" --producers "$PC" \
     --consumers "$PC" --agents "$PC" --batch 200 --size "$SIZE" --duration "$DUR" --warmup 3 --pid "$pid" |
-    grep -E "consumed\+acked|latency produce|cpu-s|totals" || true
+    grep -E "consumed\+acked|latency produce|cpu-s|rss|totals" || true
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$work"
 done
