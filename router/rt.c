@@ -1,8 +1,8 @@
 /*
  * Routing core: registry, submission, commit visibility, conversations,
- * recovery and the maintenance thread (the deduplication window is in
- * rt_task.c).  See rt.h for the locking rule: one mutex, never held across
- * I/O or a wait.
+ * recovery and the maintenance thread (the deduplication window is
+ * dedup.c, its part in tasks rt_task.c).  See rt.h for the locking rule:
+ * one mutex, never held across I/O or a wait.
  *
  * Delivery order: each agent has a ready heap ordered by (priority desc,
  * sequence asc).  A message without a conversation goes straight into the
@@ -304,7 +304,9 @@ static int stored_here(struct rt *rt, const struct rt_item *it)
 static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, struct rt_conv **conv)
 {
 	struct rt_agent *a;
-	struct rt_dedup *d;
+	struct dedup_key key;
+	uint64_t d = 0;
+	unsigned dflags = 0;
 	struct rt_msg *m, *pending;
 	struct store_op *op;
 	int rc;
@@ -323,12 +325,16 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 			return 0;
 		}
 	}
-	d = rt_dedup_find(rt, it->m.message_id);
-	if (d && d->committed && it->handoff && !stored_here(rt, it)) {
+	if (rt->cfg.delivery.dedup_window_ms || dedup_count(rt->dedup)) {
+		dedup_key(rt->dedup, it->m.message_id, strlen(it->m.message_id), &key);
+		d = dedup_find(rt->dedup, &key);
+		dflags = d ? dedup_flags(rt->dedup, d) : 0;
+	}
+	if (dflags & DEDUP_COMMITTED && it->handoff && !stored_here(rt, it)) {
 		/* handed back to a router that once had it: the window remembers
 		 * the message, but it left with its agent; take it in again */
-		rt_dedup_unlink(rt, d);
-		d = NULL;
+		dedup_unlink(rt->dedup, d);
+		d = 0;
 	}
 	if (!d) {
 		a = rt_find_agent(rt, it->m.receiver);
@@ -346,7 +352,7 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 				     "a message with this message_id is being committed; retry shortly");
 			return 0;
 		}
-	} else if (d->committed) {
+	} else if (dflags & DEDUP_COMMITTED) {
 		it->status = 202;
 		it->duplicate = 1;
 		met_inc(rt->met->duplicates);
@@ -409,7 +415,9 @@ static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, s
 	a->depth++;
 	a->reserved++;
 	rt->total_depth++;
-	m->dedup = rt_dedup_add(rt, m->message_id, a->id, m->seq, m->accepted_ms, 0);
+	if (rt->cfg.delivery.dedup_window_ms &&
+	    dedup_add(rt->dedup, &key, a->id, &a->dedup_hint, m->seq, m->accepted_ms, 0, &m->dedup))
+		m->dedup = 0; /* out of memory: the message goes without its window entry */
 	op = &sc->ops[sc->nops];
 	memset(op, 0, sizeof(*op));
 	op->type = STORE_MSG_INSERT;
@@ -448,7 +456,7 @@ static void unreserve(struct rt *rt, struct rt_msg *m)
 	struct rt_agent *a = m->agent;
 
 	if (m->dedup)
-		rt_dedup_unlink(rt, m->dedup);
+		dedup_unlink(rt->dedup, m->dedup);
 	HASH_DEL(a->by_id, m);
 	a->depth--;
 	a->reserved--;
@@ -494,8 +502,8 @@ static void on_commit(struct store_ticket *t, void *ctx)
 			continue;
 		}
 		if (m->dedup) { /* from here on the window may prune it */
-			m->dedup->committed = 1;
-			m->dedup = NULL;
+			dedup_commit(rt->dedup, m->dedup);
+			m->dedup = 0;
 		}
 		rt_publish(rt, m, now);
 	}
@@ -657,6 +665,11 @@ int rt_new(const struct cfg *cfg, struct store *st, struct rmet *met, struct rt 
 	rt->st = st;
 	rt->met = met;
 	rt->ndedup_max = (size_t)(cfg->profile == CFG_PROFILE_DEVELOPMENT ? 100000 : 1000000);
+	rc = dedup_new(&rt->dedup);
+	if (rc) {
+		rt_free(rt);
+		return rc;
+	}
 	rt->started_ms = util_now_ms();
 	for (size_t i = 0; i < cfg->nagents; i++) {
 		struct rt_agent *a = rt_agent_new(cfg->agents[i].id);
@@ -771,7 +784,7 @@ int rt_start(struct rt *rt)
 
 		snprintf(q, sizeof(q), "%zu", rt->total_depth);
 		snprintf(c, sizeof(c), "%u", HASH_COUNT(rt->convs));
-		snprintf(d, sizeof(d), "%zu", rt->ndedup);
+		snprintf(d, sizeof(d), "%zu", dedup_count(rt->dedup));
 		log_info("recovered state from the database", "n:queued_messages", q, "n:conversations", c,
 			 "n:dedup_entries", d);
 	}
@@ -842,7 +855,7 @@ void rt_free(struct rt *rt)
 		rt_conv_free(c);
 	}
 	rt_tokens_free(rt);
-	rt_dedup_clear(rt);
+	dedup_free(rt->dedup);
 	heap_free(&rt->conv_heap);
 	heap_free(&rt->lease_heap);
 	heap_free(&rt->deadline_heap);
@@ -891,7 +904,7 @@ static void *maint_main(void *arg)
 			last_prune = now;
 		rt_expire_leases(rt, util_mono_ns());
 		rt_expire_deadlines(rt, now);
-		rt_dedup_prune(rt, now);
+		dedup_prune(rt->dedup, now - rt->cfg.delivery.dedup_window_ms, rt->ndedup_max);
 		rt_conv_expire(rt, now, &ops, &nops, &ids, &nids);
 		if (nops) {
 			pthread_mutex_unlock(&rt->lock);

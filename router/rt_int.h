@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "dedup.h"
 #include "rt.h"
 #include "switchboard/heap.h"
 #include "switchboard/log.h"
@@ -42,17 +43,17 @@ struct rt_msg {
 	struct rt_lease *lease;	      /* while leased */
 	struct rt_msg *lprev, *lnext; /* lease membership */
 	size_t heap_idx;
-	size_t dl_idx;		/* in rt->deadline_heap */
-	int64_t deadline_ms;	/* dies undelivered after this (0: never) */
-	int max_retries;	/* -1: delivery.maxRetries */
-	int death;		/* enum rt_death once doomed */
-	char *detail;		/* owned: once doomed, why in words (rt_engine_fail_why); NULL normally */
-	struct rt_msg *dnext;	/* rt->dying list */
-	char *message_id;	/* points into this allocation */
-	char *conv_id;		/* points into this allocation; NULL if none */
-	char *sender;		/* points into this allocation */
-	struct rt_dedup *dedup; /* its window entry until the commit (never pruned before) */
-	char *body;		/* owned */
+	size_t dl_idx;	      /* in rt->deadline_heap */
+	int64_t deadline_ms;  /* dies undelivered after this (0: never) */
+	int max_retries;      /* -1: delivery.maxRetries */
+	int death;	      /* enum rt_death once doomed */
+	char *detail;	      /* owned: once doomed, why in words (rt_engine_fail_why); NULL normally */
+	struct rt_msg *dnext; /* rt->dying list */
+	char *message_id;     /* points into this allocation */
+	char *conv_id;	      /* points into this allocation; NULL if none */
+	char *sender;	      /* points into this allocation */
+	uint64_t dedup;	      /* its window entry (dedup.h; 0: none) until the commit (never pruned before) */
+	char *body;	      /* owned */
 	size_t body_len;
 	UT_hash_handle hh; /* agent->by_id */
 };
@@ -85,6 +86,7 @@ struct rt_agent {
 	int moving_out;		    /* owned by another replica now: handed off, never delivered here */
 	int64_t hold_until_ms;	    /* moving in: its previous owner hands off first (0: no hold) */
 	uint64_t refill_ns;
+	uint32_t dedup_hint; /* where the window interned its id (dedup_add) */
 	UT_hash_handle hh;
 };
 
@@ -111,17 +113,6 @@ struct rt_lease {
 	int engine; /* held by the push engine: never expires, settled only by it */
 };
 
-struct rt_dedup {
-	char *message_id;
-	char *receiver;
-	uint64_t seq;
-	int64_t since_ms; /* accepted, or cancelled: the window counts from it */
-	int committed;
-	int cancelled;			/* cancelled while queued (rt_task_cancel), not delivered */
-	struct rt_dedup *older, *newer; /* age order for pruning */
-	UT_hash_handle hh;
-};
-
 struct rt {
 	pthread_mutex_t lock;
 	struct cfg cfg;
@@ -138,9 +129,7 @@ struct rt {
 	size_t npush;			    /* agents in push mode */
 	void (*push_wake)(void *ctx);	    /* called when a push agent gets work; may be NULL */
 	void *push_ctx;
-	struct rt_dedup *dedup;
-	struct rt_dedup *dedup_oldest, *dedup_newest;
-	size_t ndedup;
+	struct dedup *dedup; /* the deduplication window */
 	size_t ndedup_max;
 	uint64_t next_seq;
 	size_t total_depth;
@@ -208,19 +197,8 @@ void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t
 void rt_item_fail(struct rt_item *it, int status, const char *code, int reason, const char *field, const char *fmt,
 		  const char *arg);
 
-/* rt_task.c: the deduplication window (callers hold rt->lock); tasks in rt.h */
-struct rt_dedup *rt_dedup_find(struct rt *rt, const char *message_id);
-/* Remember `id` (sent to `receiver`) as the newest entry; NULL when the
- * window is off (delivery.dedupWindowMs 0) or out of memory. */
-struct rt_dedup *rt_dedup_add(struct rt *rt, const char *id, const char *receiver, uint64_t seq, int64_t accepted_ms,
-			      int committed);
-/* Remove and free `d`. */
-void rt_dedup_unlink(struct rt *rt, struct rt_dedup *d);
-/* Drop committed entries older than the window, and the oldest beyond
- * rt->ndedup_max. */
-void rt_dedup_prune(struct rt *rt, int64_t now_ms);
-/* Free every entry (rt_free). */
-void rt_dedup_clear(struct rt *rt);
+/* rt_task.c: the deduplication window's part in tasks and recovery (callers
+ * hold rt->lock); the window itself is dedup.c, tasks are in rt.h */
 /* Recovery callbacks for store_load_dedup() and store_load_cancelled()
  * (after it: a cancellation flags its message's entry). */
 int rt_recover_dedup(void *ctx, const char *message_id, const char *receiver, uint64_t seq, int64_t accepted_ms);

@@ -2,11 +2,11 @@
  * Tasks: a message's life as A2A sees it (docs/a2a.md), and the
  * deduplication window that remembers it once the message is gone.
  *
- * The window holds every message_id accepted within
- * delivery.dedupWindowMs, with its receiver, in a hash for lookups and a
- * list in age order for pruning.  A resubmission of an id in the window is a
- * duplicate and stores nothing, cancelled or not.  It is rebuilt from the
- * store's accepted_log and cancelled tables at start.
+ * The window (dedup.c) holds every message_id accepted within
+ * delivery.dedupWindowMs, with its receiver, in age order for pruning.  A
+ * resubmission of an id in the window is a duplicate and stores nothing,
+ * cancelled or not.  It is rebuilt from the store's accepted_log and
+ * cancelled tables at start.
  *
  * A task's state is read from the routing state first (queued, leased,
  * dying), then from the dead-letter table, then from the window (settled or
@@ -25,145 +25,53 @@
 
 /* --- deduplication window (callers hold rt->lock) --------------------------- */
 
-struct rt_dedup *rt_dedup_find(struct rt *rt, const char *id)
-{
-	struct rt_dedup *d;
-
-	HASH_FIND_STR(rt->dedup, id, d);
-	return d;
-}
-
-/* Take `d` out of the age list (not the hash). */
-static void age_unlink(struct rt *rt, struct rt_dedup *d)
-{
-	if (d->older)
-		d->older->newer = d->newer;
-	else
-		rt->dedup_oldest = d->newer;
-	if (d->newer)
-		d->newer->older = d->older;
-	else
-		rt->dedup_newest = d->older;
-	d->older = d->newer = NULL;
-}
-
-/* Put `d` at the newest end of the age list. */
-static void age_append(struct rt *rt, struct rt_dedup *d)
-{
-	d->newer = NULL;
-	d->older = rt->dedup_newest;
-	if (rt->dedup_newest)
-		rt->dedup_newest->newer = d;
-	else
-		rt->dedup_oldest = d;
-	rt->dedup_newest = d;
-}
-
-void rt_dedup_unlink(struct rt *rt, struct rt_dedup *d)
-{
-	HASH_DEL(rt->dedup, d);
-	age_unlink(rt, d);
-	rt->ndedup--;
-	free(d);
-}
-
-struct rt_dedup *rt_dedup_add(struct rt *rt, const char *id, const char *receiver, uint64_t seq, int64_t accepted_ms,
-			      int committed)
-{
-	size_t il = strlen(id) + 1, rl = strlen(receiver) + 1;
-	struct rt_dedup *d;
-
-	if (rt->cfg.delivery.dedup_window_ms == 0)
-		return NULL;
-	d = calloc(1, sizeof(*d) + il + rl);
-	if (!d)
-		return NULL;
-	d->message_id = (char *)(d + 1);
-	memcpy(d->message_id, id, il);
-	d->receiver = d->message_id + il;
-	memcpy(d->receiver, receiver, rl);
-	d->seq = seq;
-	d->since_ms = accepted_ms;
-	d->committed = committed;
-	age_append(rt, d);
-	HASH_ADD_KEYPTR(hh, rt->dedup, d->message_id, il - 1, d);
-	rt->ndedup++;
-	return d;
-}
-
-/* Remove the oldest entry; the list must not be empty. */
-static void dedup_pop_oldest(struct rt *rt)
-{
-	struct rt_dedup *d = rt->dedup_oldest;
-
-	rt->dedup_oldest = d->newer;
-	if (d->newer)
-		d->newer->older = NULL;
-	else
-		rt->dedup_newest = NULL;
-	HASH_DEL(rt->dedup, d); /* NOLINT(clang-analyzer-core.NullDereference): d is in the table */
-	rt->ndedup--;
-	free(d);
-}
-
-void rt_dedup_prune(struct rt *rt, int64_t now_ms)
-{
-	int64_t cutoff = now_ms - rt->cfg.delivery.dedup_window_ms;
-	const struct rt_dedup *d;
-
-	while ((d = rt->dedup_oldest) != NULL && d->committed && (d->since_ms < cutoff || rt->ndedup > rt->ndedup_max))
-		dedup_pop_oldest(rt);
-}
-
-void rt_dedup_clear(struct rt *rt)
-{
-	while (rt->dedup_oldest)
-		dedup_pop_oldest(rt);
-}
-
 int rt_recover_dedup(void *ctx, const char *message_id, const char *receiver, uint64_t seq, int64_t accepted_ms)
 {
 	struct rt *rt = ctx;
+	struct dedup_key k;
+	uint64_t d;
+	int rc = 0;
 
-	if (message_id && receiver && !rt_dedup_find(rt, message_id))
-		rt_dedup_add(rt, message_id, receiver, seq, accepted_ms, 1);
+	if (!message_id || !receiver)
+		return 0;
+	dedup_key(rt->dedup, message_id, strlen(message_id), &k);
+	if (!dedup_find(rt->dedup, &k))
+		rc = dedup_add(rt->dedup, &k, receiver, NULL, seq, accepted_ms, DEDUP_COMMITTED, &d);
+	(void)rc; /* out of memory: this id is not deduplicated, and recovery goes on */
 	return 0;
 }
 
-/* Remember message `id` of `receiver` as cancelled at `at_ms`, for the
- * window from then on: its entry (created when it was pruned already) moves
- * to the newest end.  An entry of the same id for another receiver is left
- * alone.  Without memory the store's row still brings it back at restart. */
-static void remember_cancelled(struct rt *rt, const char *id, const char *receiver, int64_t at_ms)
+/* Remember message `k` of `receiver` as cancelled at `at_ms`, for the
+ * window from then on: its entry (created when it was pruned already,
+ * unless the window is 0) moves to the newest end.  An entry of the same id
+ * for another receiver is left alone.  Without memory the store's row still
+ * brings it back at restart. */
+static void remember_cancelled(struct rt *rt, const struct dedup_key *k, const char *receiver, int64_t at_ms)
 {
-	struct rt_dedup *d = rt_dedup_find(rt, id);
+	const unsigned flags = DEDUP_COMMITTED | DEDUP_CANCELLED;
+	uint64_t d = dedup_find(rt->dedup, k);
+	int rc;
 
-	if (d && strcmp(d->receiver, receiver) != 0)
-		return;
-	if (!d) {
-		d = rt_dedup_add(rt, id, receiver, 0, at_ms, 1);
-		if (!d)
-			return;
-	} else {
-		age_unlink(rt, d);
-		age_append(rt, d);
-	}
-	d->since_ms = at_ms;
-	d->committed = 1;
-	d->cancelled = 1;
+	if (d ? !dedup_receiver_is(rt->dedup, d, receiver) : rt->cfg.delivery.dedup_window_ms == 0)
+		return; /* another receiver's; or a window of 0, which remembers nothing */
+	rc = d ? dedup_renew(rt->dedup, d, at_ms, flags, &d)
+	       : dedup_add(rt->dedup, k, receiver, NULL, 0, at_ms, flags, &d);
+	(void)rc;
 }
 
 int rt_recover_cancelled(void *ctx, const char *message_id, const char *receiver, int64_t cancelled_ms)
 {
 	struct rt *rt = ctx;
-	const struct rt_dedup *d;
+	struct dedup_key k;
+	uint64_t d;
 
 	if (!message_id || !receiver)
 		return 0;
-	d = rt_dedup_find(rt, message_id);
-	if (d && !d->cancelled && d->since_ms > cancelled_ms)
+	dedup_key(rt->dedup, message_id, strlen(message_id), &k);
+	d = dedup_find(rt->dedup, &k);
+	if (d && !(dedup_flags(rt->dedup, d) & DEDUP_CANCELLED) && dedup_since_ms(rt->dedup, d) > cancelled_ms)
 		return 0; /* accepted again after it was cancelled (its entry had been pruned): that one counts */
-	remember_cancelled(rt, message_id, receiver, cancelled_ms);
+	remember_cancelled(rt, &k, receiver, cancelled_ms);
 	return 0;
 }
 
@@ -225,7 +133,9 @@ static enum seen seen_locked(struct rt *rt, const char *receiver, const char *id
 			     int64_t *since_ms)
 {
 	const struct rt_msg *m = held_msg(rt, receiver, id);
-	const struct rt_dedup *d;
+	struct dedup_key k;
+	uint64_t d;
+	unsigned flags;
 
 	if (m) {
 		task_from_msg(out, m, m->state == RTM_LEASED ? RT_TASK_WORKING : RT_TASK_SUBMITTED, m->accepted_ms);
@@ -238,11 +148,13 @@ static enum seen seen_locked(struct rt *rt, const char *receiver, const char *id
 		rt_detail_cut(m->detail, out->detail);
 		return SEEN_HELD;
 	}
-	d = rt_dedup_find(rt, id);
-	if (!d || !d->committed || strcmp(d->receiver, receiver) != 0)
+	dedup_key(rt->dedup, id, strlen(id), &k);
+	d = dedup_find(rt->dedup, &k);
+	flags = d ? dedup_flags(rt->dedup, d) : 0;
+	if (!(flags & DEDUP_COMMITTED) || !dedup_receiver_is(rt->dedup, d, receiver))
 		return SEEN_NONE;
-	*since_ms = d->since_ms;
-	return d->cancelled ? SEEN_CANCELLED : SEEN_SETTLED;
+	*since_ms = dedup_since_ms(rt->dedup, d);
+	return flags & DEDUP_CANCELLED ? SEEN_CANCELLED : SEEN_SETTLED;
 }
 
 struct dl_found {
@@ -366,11 +278,13 @@ static int cancel_begin(struct rt *rt, struct rt_msg *m, const char *auth_digest
 static void cancel_done(struct rt *rt, struct rt_msg *m, int64_t now_ms)
 {
 	struct rt_agent *a = m->agent;
+	struct dedup_key k;
 
 	if (m->lane)
 		lane_resume(rt, a, m->lane);
 	rt_detach(rt, m);
-	remember_cancelled(rt, m->message_id, a->id, now_ms);
+	dedup_key(rt->dedup, m->message_id, strlen(m->message_id), &k);
+	remember_cancelled(rt, &k, a->id, now_ms);
 	met_inc(rt->met->cancelled);
 	rt_msg_free(m);
 }

@@ -141,7 +141,7 @@ void rt_get_stats(struct rt *rt, struct rt_stats *s)
 	s->queued = rt->total_depth - rt->total_leased;
 	s->leased = rt->total_leased;
 	s->conversations = HASH_COUNT(rt->convs);
-	s->dedup_entries = rt->ndedup;
+	s->dedup_entries = dedup_count(rt->dedup);
 	pthread_mutex_unlock(&rt->lock);
 }
 
@@ -224,7 +224,7 @@ int rt_collect_metrics(struct buf *out, void *arg)
 		rc = met_write_header(out, "switchboard_router_dedup_entries",
 				      "Message ids remembered for deduplication.", "gauge");
 	if (!rc)
-		rc = met_write_sample(out, "switchboard_router_dedup_entries", NULL, (double)rt->ndedup);
+		rc = met_write_sample(out, "switchboard_router_dedup_entries", NULL, (double)dedup_count(rt->dedup));
 	if (!rc)
 		rc = met_write_header(out, "switchboard_router_memory_limit_bytes",
 				      "The configured memory limit (performance.memoryLimitBytes).", "gauge");
