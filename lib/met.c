@@ -180,6 +180,31 @@ void met_observe(struct met_histogram *h, double v)
 							memory_order_relaxed));
 }
 
+void met_hist_batch_init(struct met_hist_batch *b, struct met_histogram *h)
+{
+	memset(b, 0, sizeof(*b));
+	b->h = h;
+}
+
+void met_hist_batch_flush(struct met_hist_batch *b)
+{
+	struct met_histogram *h = b->h;
+	uint64_t old, nw;
+
+	if (!h || !b->n)
+		return;
+	for (size_t i = 0; i <= h->nbounds; i++)
+		if (b->counts[i])
+			atomic_fetch_add_explicit(&h->counts[i], b->counts[i], memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->count, b->n, memory_order_relaxed);
+	old = atomic_load_explicit(&h->sum_bits, memory_order_relaxed);
+	do {
+		nw = dbl_bits(bits_dbl(old) + b->sum);
+	} while (!atomic_compare_exchange_weak_explicit(&h->sum_bits, &old, nw, memory_order_relaxed,
+							memory_order_relaxed));
+	met_hist_batch_init(b, h);
+}
+
 uint64_t met_counter_get(const struct met_counter *c)
 {
 	return c ? atomic_load_explicit(&((struct met_counter *)c)->v, memory_order_relaxed) : 0;

@@ -71,6 +71,44 @@ static inline void met_add(struct met_counter *c, uint64_t n)
 void met_gauge_set(struct met_gauge *g, double v);
 void met_observe(struct met_histogram *h, double v);
 
+/* Observations of one histogram gathered without atomics, e.g. on the stack
+ * of a loop, and added to it at once by met_hist_batch_flush(): the counts
+ * met_observe() on each would give, and the same sum up to the rounding of
+ * adding it in another order.  A batch belongs to one thread. */
+struct met_hist_batch {
+	struct met_histogram *h; /* NULL: observations go nowhere, as with met_observe(NULL, ...) */
+	uint64_t n;
+	double sum;
+	size_t last; /* the bucket of the last observation: a batch's values tend to share one */
+	uint64_t counts[MET_MAX_BUCKETS + 1];
+};
+
+/* An empty batch for `h` (borrowed; may be NULL). */
+void met_hist_batch_init(struct met_hist_batch *b, struct met_histogram *h);
+
+static inline void met_hist_batch_add(struct met_hist_batch *b, double v)
+{
+	const struct met_histogram *h = b->h;
+	size_t i = b->last;
+
+	if (!h)
+		return;
+	if ((i == h->nbounds || v <= h->bounds[i]) && (i == 0 || v > h->bounds[i - 1])) {
+		b->counts[i]++; /* the same bucket as the last one */
+	} else {
+		for (i = 0; i < h->nbounds && v > h->bounds[i]; i++)
+			;
+		b->counts[i]++;
+		b->last = i;
+	}
+	b->n++;
+	b->sum += v;
+}
+
+/* Add the batch to its histogram (thread-safe against every other update)
+ * and empty it. */
+void met_hist_batch_flush(struct met_hist_batch *b);
+
 /* Read a counter (for tests and status). */
 uint64_t met_counter_get(const struct met_counter *c);
 

@@ -139,6 +139,45 @@ static void test_metrics_render(void **state)
 	}
 }
 
+/* A batch of observations renders as the same observations one by one. */
+static void test_histogram_batch(void **state)
+{
+	static const double b[] = {0.001, 0.01, 0.1, 1};
+	static const double v[] = {0.005, 0.005, 0.0001, 2, 0.05, 0.05, 0.001, 1, 7, 0.005};
+	struct met_registry *r = met_new();
+	struct met_histogram *one = met_histogram_add(r, "one_seconds", "One by one.", NULL, b, 4);
+	struct met_histogram *many = met_histogram_add(r, "many_seconds", "In a batch.", NULL, b, 4);
+	struct met_hist_batch batch;
+	struct buf out;
+	char want[128];
+
+	(void)state;
+	met_hist_batch_init(&batch, many);
+	for (size_t i = 0; i < SB_ARRAY_SIZE(v); i++) {
+		met_observe(one, v[i]);
+		met_hist_batch_add(&batch, v[i]);
+	}
+	met_hist_batch_flush(&batch);
+	met_hist_batch_flush(&batch); /* empty now: adds nothing */
+	for (size_t i = 0; i <= 4; i++)
+		assert_int_equal(atomic_load(&one->counts[i]), atomic_load(&many->counts[i]));
+	assert_int_equal(atomic_load(&one->count), SB_ARRAY_SIZE(v));
+	assert_int_equal(atomic_load(&many->count), SB_ARRAY_SIZE(v));
+	buf_init(&out, 1 << 16);
+	assert_int_equal(met_render(r, &out), 0);
+	assert_non_null(strstr(buf_str(&out), "many_seconds_bucket{le=\"0.01\"} 5\n"));
+	assert_non_null(strstr(buf_str(&out), "many_seconds_bucket{le=\"1\"} 8\n"));
+	assert_non_null(strstr(buf_str(&out), "many_seconds_bucket{le=\"+Inf\"} 10\n"));
+	snprintf(want, sizeof(want), "many_seconds_sum %g", 10.1161);
+	assert_non_null(strstr(buf_str(&out), want));
+	buf_free(&out);
+	/* a batch without a histogram drops what it is given */
+	met_hist_batch_init(&batch, NULL);
+	met_hist_batch_add(&batch, 1);
+	met_hist_batch_flush(&batch);
+	met_free(r);
+}
+
 static void test_rfc3339(void **state)
 {
 	int64_t ms;
@@ -283,6 +322,7 @@ int main(void)
 		cmocka_unit_test(test_heap_orders_and_removes),
 		cmocka_unit_test(test_yaml_types_and_round_trip),
 		cmocka_unit_test(test_metrics_render),
+		cmocka_unit_test(test_histogram_batch),
 		cmocka_unit_test(test_rfc3339),
 		cmocka_unit_test(test_json_span),
 		cmocka_unit_test(test_buf_numbers_and_json_strings),
