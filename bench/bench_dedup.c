@@ -37,7 +37,7 @@ int main(int argc, char **argv)
 {
 	unsigned long long n = argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000;
 	static const char *const recv[4] = {"a0", "a1", "a2", "a3"};
-	uint32_t hints[4] = {0};
+	uint64_t hints[4] = {0};
 	struct dedup *w;
 	struct dedup_key k;
 	char id[32];

@@ -62,6 +62,7 @@ struct name {
 	char *s;       /* NULL: free, and refs is the next free number + 1 */
 	uint64_t h;    /* hash of s, for the name index */
 	uint32_t refs; /* entries that name it */
+	uint32_t gen;  /* never 0; changes when the number is freed: a hint names (gen, number) */
 };
 
 struct dedup {
@@ -259,6 +260,8 @@ static int index_reserve(struct dedup *w)
 {
 	unsigned bits = w->bits;
 
+	if ((w->live + 1) * 4 <= ((size_t)3 << bits) && w->tail + 1 - w->head <= ((uint64_t)1 << bits))
+		return 0;
 	while ((w->live + 1) * 4 > ((size_t)3 << bits) || w->tail + 1 - w->head > ((uint64_t)1 << bits))
 		bits++;
 	if (bits == w->bits)
@@ -355,16 +358,20 @@ static int names_reserve(struct dedup *w)
 	return 0;
 }
 
-/* The number of `s`, interned (with no references yet) when new; -ENOMEM. */
-static int64_t name_intern(struct dedup *w, const char *s, uint32_t *hint)
+/* The number of `s`, interned (with no references yet) when new; -ENOMEM.
+ * A hint that still names a live number is trusted without reading `s`. */
+static int64_t name_intern(struct dedup *w, const char *s, uint64_t *hint)
 {
 	uint64_t h;
 	size_t mask, i;
 	uint32_t n;
 	char *copy;
 
-	if (hint && *hint < w->nnames && w->names[*hint].s && strcmp(w->names[*hint].s, s) == 0)
-		return *hint;
+	if (hint) {
+		n = (uint32_t)*hint;
+		if (n < w->nnames && w->names[n].s && w->names[n].gen == (uint32_t)(*hint >> 32))
+			return n;
+	}
 	h = name_hash(w, s);
 	mask = ((size_t)1 << w->name_bits) - 1;
 	for (i = h & mask; w->name_slots[i]; i = (i + 1) & mask) {
@@ -382,13 +389,16 @@ static int64_t name_intern(struct dedup *w, const char *s, uint32_t *hint)
 		w->free_name = w->names[n].refs;
 	} else {
 		n = w->nnames++;
+		w->names[n].gen = 1;
 	}
-	w->names[n] = (struct name){.s = copy, .h = h, .refs = 0};
+	w->names[n].s = copy;
+	w->names[n].h = h;
+	w->names[n].refs = 0;
 	name_slot_put(w->name_slots, w->name_bits, h, n);
 	w->names_live++;
 out:
 	if (hint)
-		*hint = n;
+		*hint = (uint64_t)w->names[n].gen << 32 | n;
 	return n;
 }
 
@@ -415,6 +425,7 @@ static void name_unref(struct dedup *w, uint32_t n)
 	w->name_slots[i] = 0;
 	free(nm->s);
 	nm->s = NULL;
+	nm->gen = nm->gen + 1 ? nm->gen + 1 : 1; /* hints of the old name no longer match */
 	nm->refs = w->free_name;
 	w->free_name = n + 1;
 	w->names_live--;
@@ -493,15 +504,19 @@ uint64_t dedup_find(const struct dedup *w, const struct dedup_key *k)
 	return 0;
 }
 
-int dedup_add(struct dedup *w, const struct dedup_key *k, const char *receiver, uint32_t *hint, uint64_t seq,
+void dedup_prefetch(const struct dedup *w, const struct dedup_key *k)
+{
+	__builtin_prefetch(&w->slots[k->h[0] & (nslots(w) - 1)]);
+}
+
+int dedup_add(struct dedup *w, const struct dedup_key *k, const char *receiver, uint64_t *hint, uint64_t seq,
 	      int64_t since_ms, unsigned flags, uint64_t *ref)
 {
 	struct entry *e;
 	int64_t n;
 	int rc;
 
-	assert(!(flags & ~(unsigned)(DEDUP_COMMITTED | DEDUP_CANCELLED)));
-	assert(!dedup_find(w, k));
+	assert(!(flags & ~(unsigned)(DEDUP_COMMITTED | DEDUP_CANCELLED))); /* and k is not here: the caller looked */
 	*ref = 0;
 	rc = index_reserve(w);
 	if (rc)

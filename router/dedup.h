@@ -49,15 +49,21 @@ void dedup_key(const struct dedup *w, const char *id, size_t len, struct dedup_k
 /* The entry of `k`, or 0 when the window does not hold it. */
 uint64_t dedup_find(const struct dedup *w, const struct dedup_key *k);
 
+/* Start fetching what dedup_find(w, k) will read first (a hint to the
+ * CPU; nothing changes). */
+void dedup_prefetch(const struct dedup *w, const struct dedup_key *k);
+
 /*
  * Remember `k` as the newest entry: receiver `receiver` (borrowed; interned,
  * so each distinct name is stored once), sequence `seq`, counted from
  * `since_ms` (wall clock), `flags` a set of DEDUP_*.  `hint` (may be NULL)
- * caches where `receiver` was interned, for the next call with the same
- * name; any value is safe.  The key must not be in the window already.
- * Returns 0 with the new entry in *ref, or -ENOMEM (nothing changed).
+ * caches where `receiver` was interned, so that the next call finds it
+ * without hashing or reading a name: one hint must only ever be given with
+ * one receiver name; it starts at 0, and any value it has then is safe.
+ * The key must not be in the window already.  Returns 0 with the new entry
+ * in *ref, or -ENOMEM (nothing changed).
  */
-int dedup_add(struct dedup *w, const struct dedup_key *k, const char *receiver, uint32_t *hint, uint64_t seq,
+int dedup_add(struct dedup *w, const struct dedup_key *k, const char *receiver, uint64_t *hint, uint64_t seq,
 	      int64_t since_ms, unsigned flags, uint64_t *ref) SB_MUST_CHECK;
 
 /* Make entry `ref` the newest, counted from `since_ms`, with `flags`: it

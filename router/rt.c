@@ -1,8 +1,9 @@
 /*
- * Routing core: registry, submission, commit visibility, conversations,
- * recovery and the maintenance thread (the deduplication window is
- * dedup.c, its part in tasks rt_task.c).  See rt.h for the locking rule:
- * one mutex, never held across I/O or a wait.
+ * Routing core: message records, lanes and queues, the core's lifecycle,
+ * recovery and the maintenance thread (submission and commit visibility
+ * are rt_route.c, the registry rt_agent.c, conversations rt_conv.c, the
+ * deduplication window dedup.c and its part in tasks rt_task.c).  See rt.h
+ * for the locking rule: one mutex, never held across I/O or a wait.
  *
  * Delivery order: each agent has a ready heap ordered by (priority desc,
  * sequence asc).  A message without a conversation goes straight into the
@@ -26,7 +27,7 @@ static int conv_cmp(const void *a, const void *b)
 {
 	const struct rt_conv *x = a, *y = b;
 
-	return x->last_ms < y->last_ms ? -1 : x->last_ms > y->last_ms;
+	return x->heap_ms < y->heap_ms ? -1 : x->heap_ms > y->heap_ms;
 }
 
 static void conv_set_idx(void *e, size_t i)
@@ -57,25 +58,40 @@ void rt_msg_free(struct rt_msg *m)
 	free(m);
 }
 
-struct rt_msg *rt_msg_new(const char *message_id, const char *conv_id, const char *sender)
+struct rt_msg *rt_msg_alloc(const char *id, size_t il, const char *conv, size_t cl, const char *sender, size_t sl)
 {
-	size_t il = strlen(message_id) + 1, cl = conv_id && *conv_id ? strlen(conv_id) + 1 : 0;
-	size_t sl = strlen(sender ? sender : "") + 1;
-	struct rt_msg *m = calloc(1, sizeof(*m) + il + cl + sl);
+	struct rt_msg *m = malloc(sizeof(*m) + il + 1 + (cl ? cl + 1 : 0) + sl + 1);
+	char *p;
 
 	if (!m)
 		return NULL;
-	m->message_id = (char *)(m + 1);
-	memcpy(m->message_id, message_id, il);
+	*m = (struct rt_msg){.heap_idx = HEAP_NOT_IN, .dl_idx = HEAP_NOT_IN, .max_retries = -1};
+	p = (char *)(m + 1);
+	m->message_id = p;
+	memcpy(p, id, il);
+	p[il] = '\0';
+	p += il + 1;
 	if (cl) {
-		m->conv_id = m->message_id + il;
-		memcpy(m->conv_id, conv_id, cl);
+		m->conv_id = p;
+		memcpy(p, conv, cl);
+		p[cl] = '\0';
+		p += cl + 1;
 	}
-	m->sender = m->message_id + il + cl;
-	memcpy(m->sender, sender ? sender : "", sl);
-	m->heap_idx = HEAP_NOT_IN;
-	m->dl_idx = HEAP_NOT_IN;
-	m->max_retries = -1;
+	m->sender = p;
+	memcpy(p, sender, sl);
+	p[sl] = '\0';
+	return m;
+}
+
+struct rt_msg *rt_msg_new(const char *message_id, const char *conv_id, const char *sender)
+{
+	size_t cl = conv_id ? strlen(conv_id) : 0;
+	struct rt_msg *m;
+
+	sender = sender ? sender : "";
+	m = rt_msg_alloc(message_id, strlen(message_id), conv_id, cl, sender, strlen(sender));
+	if (m && cl)
+		HASH_VALUE(conv_id, cl, m->conv_hash);
 	return m;
 }
 
@@ -106,11 +122,11 @@ static void deadline_set_idx(void *e, size_t i)
 	((struct rt_msg *)e)->dl_idx = i;
 }
 
-static struct rt_lane *lane_get(struct rt_agent *a, const char *conv_id)
+struct rt_lane *rt_lane_get_h(struct rt_agent *a, const char *conv_id, size_t len, unsigned hv)
 {
 	struct rt_lane *l;
 
-	HASH_FIND_STR(a->lanes, conv_id, l);
+	HASH_FIND_BYHASHVALUE(hh, a->lanes, conv_id, len, hv, l);
 	if (l)
 		return l;
 	l = calloc(1, sizeof(*l));
@@ -121,8 +137,17 @@ static struct rt_lane *lane_get(struct rt_agent *a, const char *conv_id)
 		free(l);
 		return NULL;
 	}
-	HASH_ADD_KEYPTR(hh, a->lanes, l->conv_id, strlen(l->conv_id), l);
+	HASH_ADD_KEYPTR_BYHASHVALUE(hh, a->lanes, l->conv_id, len, hv, l);
 	return l;
+}
+
+static struct rt_lane *lane_get(struct rt_agent *a, const char *conv_id)
+{
+	size_t len = strlen(conv_id);
+	unsigned hv;
+
+	HASH_VALUE(conv_id, len, hv);
+	return rt_lane_get_h(a, conv_id, len, hv);
 }
 
 void rt_lane_maybe_free(struct rt_agent *a, struct rt_lane *l)
@@ -206,438 +231,6 @@ void rt_requeue(struct rt *rt, struct rt_msg *m)
 		rt_heap_push(&m->agent->ready, l->head);
 }
 
-/* --- agents --------------------------------------------------------------- */
-
-struct rt_agent *rt_find_agent(struct rt *rt, const char *id)
-{
-	struct rt_agent *a;
-
-	HASH_FIND_STR(rt->agents, id, a);
-	return a;
-}
-
-/* --- conversations ---------------------------------------------------------- */
-
-/* --- submission ------------------------------------------------------------- */
-
-void rt_item_fail(struct rt_item *it, int status, const char *code, int reason, const char *field, const char *fmt,
-		  const char *arg)
-{
-	it->status = status;
-	it->code = code;
-	it->reason = reason;
-	snprintf(it->field, sizeof(it->field), "%s", field ? field : "");
-	snprintf(it->message, sizeof(it->message), fmt, arg);
-}
-
-struct submit_ctx {
-	struct store_op *ops;
-	size_t nops;
-	struct rt_msg **msgs; /* index = op index for inserts, NULL otherwise */
-	char **owned;	      /* strings owned by the ticket (conversation JSON) */
-	size_t nowned;
-};
-
-/* Fail `it` when its caller's token is not its sender's: 401 when the token
- * belongs to no agent, 403 when it is another agent's.  Returns 1 when it
- * failed.  rt->lock held. */
-static int refuse_sender(struct rt *rt, struct rt_item *it)
-{
-	if (!it->auth_digest || rt_agent_token_ok(rt_find_agent(rt, it->m.sender), it->auth_digest))
-		return 0;
-	if (!rt_token_known(rt, it->auth_digest))
-		rt_item_fail(it, 401, "Unauthorized", RM_UNAUTHORIZED, "sender",
-			     "the bearer token belongs to no agent%s", "");
-	else
-		rt_item_fail(it, 403, "Forbidden", RM_FORBIDDEN, "sender",
-			     "the bearer token does not belong to sender \"%.150s\"", it->m.sender);
-	return 1;
-}
-
-void rt_check_senders(struct rt *rt, struct rt_item *items, size_t n)
-{
-	pthread_mutex_lock(&rt->lock);
-	for (size_t i = 0; i < n; i++)
-		if (!items[i].status && items[i].forwarded)
-			refuse_sender(rt, &items[i]);
-	pthread_mutex_unlock(&rt->lock);
-}
-
-int rt_check_caller(struct rt *rt, const char *agent, const char *auth_digest, struct rt_err *err)
-{
-	struct rt_agent *a;
-	int rc = 0;
-
-	pthread_mutex_lock(&rt->lock);
-	a = rt_find_agent(rt, agent);
-	if (!a)
-		rc = rt_err_no_agent(err, agent);
-	else if (!rt_agent_token_ok(a, auth_digest))
-		rc = rt_err_auth(rt, err, agent, auth_digest);
-	pthread_mutex_unlock(&rt->lock);
-	return rc;
-}
-
-int rt_caller_known(struct rt *rt, const char *auth_digest)
-{
-	int known;
-
-	if (!auth_digest)
-		return 1;
-	pthread_mutex_lock(&rt->lock);
-	known = rt_token_known(rt, auth_digest);
-	pthread_mutex_unlock(&rt->lock);
-	return known;
-}
-
-/* 1 when the receiver of `it` holds a message with its id here. */
-static int stored_here(struct rt *rt, const struct rt_item *it)
-{
-	struct rt_agent *a = rt_find_agent(rt, it->m.receiver);
-	struct rt_msg *m = NULL;
-
-	if (a)
-		HASH_FIND_STR(a->by_id, it->m.message_id, m);
-	return m != NULL;
-}
-
-static int route_one(struct rt *rt, struct rt_item *it, struct submit_ctx *sc, struct rt_conv **conv)
-{
-	struct rt_agent *a;
-	struct dedup_key key;
-	uint64_t d = 0;
-	unsigned dflags = 0;
-	struct rt_msg *m, *pending;
-	struct store_op *op;
-	int rc;
-
-	*conv = NULL;
-	{
-		struct rt_agent *s = rt_find_agent(rt, it->m.sender);
-		int wait;
-
-		if (refuse_sender(rt, it))
-			return 0;
-		if (s && !it->handoff && (wait = rt_agent_rate_take(s, util_mono_ns())) > 0) {
-			rt_item_fail(it, 429, "RateLimited", RM_RATE_LIMITED, "sender",
-				     "sender \"%s\" is over its rateLimit; retry later", it->m.sender);
-			it->retry_after_s = wait;
-			return 0;
-		}
-	}
-	if (rt->cfg.delivery.dedup_window_ms || dedup_count(rt->dedup)) {
-		dedup_key(rt->dedup, it->m.message_id, strlen(it->m.message_id), &key);
-		d = dedup_find(rt->dedup, &key);
-		dflags = d ? dedup_flags(rt->dedup, d) : 0;
-	}
-	if (dflags & DEDUP_COMMITTED && it->handoff && !stored_here(rt, it)) {
-		/* handed back to a router that once had it: the window remembers
-		 * the message, but it left with its agent; take it in again */
-		dedup_unlink(rt->dedup, d);
-		d = 0;
-	}
-	if (!d) {
-		a = rt_find_agent(rt, it->m.receiver);
-		pending = NULL;
-		if (a)
-			HASH_FIND_STR(a->by_id, it->m.message_id, pending);
-		if (pending && pending->state != RTM_RESERVED) {
-			it->status = 202;
-			it->duplicate = 1;
-			met_inc(rt->met->duplicates);
-			return 0;
-		}
-		if (pending) {
-			rt_item_fail(it, 409, "InFlight", RM_INVALID_MESSAGE, "message_id", "%s",
-				     "a message with this message_id is being committed; retry shortly");
-			return 0;
-		}
-	} else if (dflags & DEDUP_COMMITTED) {
-		it->status = 202;
-		it->duplicate = 1;
-		met_inc(rt->met->duplicates);
-		return 0;
-	} else {
-		rt_item_fail(it, 409, "InFlight", RM_INVALID_MESSAGE, "message_id", "%s",
-			     "a message with this message_id is being committed; retry shortly");
-		return 0;
-	}
-	if (!a) {
-		rt_item_fail(it, 404, "AgentNotFound", RM_AGENT_NOT_FOUND, "receiver", "no agent \"%s\" is registered",
-			     it->m.receiver);
-		return 0;
-	}
-	if (a->state != CFG_AGENT_RUNNING && a->state != CFG_AGENT_LOADED) {
-		rt_item_fail(it, 409, "AgentNotAccepting", RM_AGENT_NOT_ACCEPTING, "receiver",
-			     "the receiver is %s and accepts no new messages", cfg_agent_state_name(a->state));
-		return 0;
-	}
-	if (!it->handoff && rt_agent_held(rt, a)) {
-		/* its previous owner hands its messages off first: new ones queue
-		 * behind them by coming back a moment later */
-		rt_item_fail(it, 503, "HandoffInProgress", RM_SHUTTING_DOWN, "receiver",
-			     "the messages of \"%.100s\" are moving here; retry shortly", it->m.receiver);
-		it->retry_after_s = 1;
-		return 0;
-	}
-	if (a->depth >= a->capacity) {
-		rt_item_fail(it, 429, "QueueFull", RM_RESOURCE_EXHAUSTED, "receiver",
-			     "the queue of \"%s\" is full; retry later", it->m.receiver);
-		return 0;
-	}
-	if (rt->total_depth >= (size_t)rt->cfg.perf.max_concurrent_messages) {
-		rt_item_fail(it, 429, "ResourceExhausted", RM_RESOURCE_EXHAUSTED, NULL, "%s",
-			     "the router holds performance.maxConcurrentMessages messages; retry later");
-		return 0;
-	}
-	if (it->m.conversation_id[0]) {
-		rc = rt_conv_touch(rt, it, conv);
-		if (rc == -EAGAIN)
-			return 0;
-		if (rc)
-			return rc;
-	}
-	m = rt_msg_new(it->m.message_id, it->m.conversation_id, it->m.sender);
-	if (!m)
-		return -ENOMEM;
-	m->seq = ++rt->next_seq;
-	m->state = RTM_RESERVED;
-	m->prio = it->m.priority;
-	m->accepted_ms = util_now_ms();
-	m->deadline_ms = m->accepted_ms + (it->m.timeout_ms ? it->m.timeout_ms : rt->cfg.perf.message_timeout_ms);
-	m->max_retries = it->m.max_retries;
-	m->started_ns = it->started_ns;
-	m->agent = a;
-	m->body = it->m.body;
-	m->body_len = it->m.body_len;
-	it->m.body = NULL;
-	HASH_ADD_KEYPTR(hh, a->by_id, m->message_id, strlen(m->message_id), m);
-	a->depth++;
-	a->reserved++;
-	rt->total_depth++;
-	if (rt->cfg.delivery.dedup_window_ms &&
-	    dedup_add(rt->dedup, &key, a->id, &a->dedup_hint, m->seq, m->accepted_ms, 0, &m->dedup))
-		m->dedup = 0; /* out of memory: the message goes without its window entry */
-	op = &sc->ops[sc->nops];
-	memset(op, 0, sizeof(*op));
-	op->type = STORE_MSG_INSERT;
-	op->seq = m->seq;
-	op->id = m->message_id;
-	op->receiver = a->id;
-	op->conversation = m->conv_id;
-	op->text = m->body;
-	op->text_len = m->body_len;
-	op->i1 = m->prio;
-	op->i2 = it->m.created_ms;
-	op->i3 = m->accepted_ms;
-	op->sender = m->sender;
-	op->deadline_ms = m->deadline_ms;
-	op->max_retries = m->max_retries;
-	sc->msgs[sc->nops] = m;
-	sc->nops++;
-	if (it->handoff && it->attempts) {
-		/* the attempts it had at its previous owner count here too */
-		m->attempts = it->attempts;
-		op = &sc->ops[sc->nops];
-		memset(op, 0, sizeof(*op));
-		op->type = STORE_MSG_ATTEMPTS;
-		op->seq = m->seq;
-		op->i1 = it->attempts;
-		sc->msgs[sc->nops] = NULL;
-		sc->nops++;
-	}
-	it->status = 202;
-	return 0;
-}
-
-/* Undo a reservation whose commit failed. */
-static void unreserve(struct rt *rt, struct rt_msg *m)
-{
-	struct rt_agent *a = m->agent;
-
-	if (m->dedup)
-		dedup_unlink(rt->dedup, m->dedup);
-	HASH_DEL(a->by_id, m);
-	a->depth--;
-	a->reserved--;
-	rt->total_depth--;
-	rt_msg_free(m);
-}
-
-void rt_publish(struct rt *rt, struct rt_msg *m, uint64_t now_ns)
-{
-	m->committed_ns = now_ns;
-	if (m->conv_id) {
-		m->lane = lane_get(m->agent, m->conv_id);
-		if (!m->lane) {
-			log_error("out of memory creating a conversation lane");
-			abort();
-		}
-	}
-	rt_make_ready(rt, m);
-	if (m->deadline_ms)
-		rt_heap_push(&rt->deadline_heap, m);
-	met_inc(rt->met->routed);
-	met_observe(rt->met->routing, (double)(now_ns - m->started_ns) / 1e9);
-}
-
-static void on_commit(struct store_ticket *t, void *ctx)
-{
-	struct rt *rt = ctx;
-	struct submit_ctx *sc = t->user;
-	uint64_t now = util_mono_ns();
-
-	met_observe(rt->met->commit_batch, (double)t->nops);
-	if (!sc)
-		return;
-	pthread_mutex_lock(&rt->lock);
-	for (size_t i = 0; i < sc->nops; i++) {
-		struct rt_msg *m = sc->msgs ? sc->msgs[i] : NULL;
-
-		if (!m)
-			continue;
-		if (t->rc) {
-			unreserve(rt, m);
-			sc->msgs[i] = NULL;
-			continue;
-		}
-		if (m->dedup) { /* from here on the window may prune it */
-			dedup_commit(rt->dedup, m->dedup);
-			m->dedup = 0;
-		}
-		rt_publish(rt, m, now);
-	}
-	pthread_mutex_unlock(&rt->lock);
-}
-
-int rt_submit(struct rt *rt, struct rt_item *items, size_t n)
-{
-	struct submit_ctx sc = {0};
-	struct store_ticket t = {0};
-	struct rt_conv **touched = NULL;
-	size_t ntouched = 0;
-	int rc = 0, wrc;
-	double sample_rate;
-
-	/* every entry below is written before it is read: no need to zero */
-	sc.ops = malloc((3 * n + 1) * sizeof(*sc.ops)); /* insert, attempts (handoff), conversation */
-	sc.msgs = malloc((3 * n + 1) * sizeof(struct rt_msg *));
-	sc.owned = malloc((n + 1) * sizeof(*sc.owned));
-	touched = malloc((n + 1) * sizeof(struct rt_conv *));
-	if (!sc.ops || !sc.msgs || !sc.owned || !touched) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	pthread_mutex_lock(&rt->lock);
-	sample_rate = rt->cfg.obs.log_sample_rate; /* rt->cfg is swapped under the lock (rt_reconfigure) */
-	for (size_t i = 0; i < n; i++) {
-		struct rt_item *it = &items[i];
-		struct rt_conv *c = NULL;
-
-		if (it->forwarded)
-			continue; /* another replica's: forwarded there, and counted there */
-		met_inc(rt->met->received);
-		if (it->status)
-			continue;
-		if (rt->draining) {
-			rt_item_fail(it, 503, "ShuttingDown", RM_SHUTTING_DOWN, NULL, "%s",
-				     "the router is draining; send to another replica");
-			continue;
-		}
-		rc = route_one(rt, it, &sc, &c);
-		if (rc)
-			break;
-		if (c) {
-			size_t k;
-
-			for (k = 0; k < ntouched && touched[k] != c; k++)
-				;
-			if (k == ntouched)
-				touched[ntouched++] = c;
-		}
-	}
-	/* one snapshot per conversation touched */
-	for (size_t k = 0; !rc && k < ntouched; k++) {
-		struct rt_conv *c = touched[k];
-		struct store_op *op = &sc.ops[sc.nops];
-		char *parts;
-
-		sc.msgs[sc.nops++] = NULL; /* not a message insert */
-		if (!c->parts_json)
-			c->parts_json = rt_conv_parts_json(c);
-		parts = c->parts_json ? strdup(c->parts_json) : NULL; /* the ticket owns its copy */
-		if (!parts) {
-			rc = -ENOMEM;
-			break;
-		}
-		sc.owned[sc.nowned++] = parts;
-		memset(op, 0, sizeof(*op));
-		op->type = STORE_CONV_UPSERT;
-		op->id = c->id; /* conversations outlive the ticket: expiry runs on this lock */
-		op->text = parts;
-		op->text2 = c->protocol;
-		op->i1 = c->created_ms;
-		op->i2 = c->last_ms;
-		op->i3 = (int64_t)c->count;
-	}
-	if (rc) {
-		for (size_t i = 0; i < sc.nops; i++)
-			if (sc.msgs[i]) {
-				unreserve(rt, sc.msgs[i]);
-				sc.msgs[i] = NULL;
-			}
-		pthread_mutex_unlock(&rt->lock);
-		goto out;
-	}
-	if (sc.nops == 0) {
-		pthread_mutex_unlock(&rt->lock);
-		goto finish;
-	}
-	t.ops = sc.ops;
-	t.nops = sc.nops;
-	t.user = &sc;
-	if (!rt->st) { /* memory-only core (benchmarks): "commit" at once */
-		pthread_mutex_unlock(&rt->lock);
-		on_commit(&t, rt);
-		goto finish;
-	}
-	wrc = store_submit(rt->st, &t);
-	if (wrc) {
-		for (size_t i = 0; i < sc.nops; i++)
-			if (sc.msgs[i]) {
-				unreserve(rt, sc.msgs[i]);
-				sc.msgs[i] = NULL;
-			}
-	}
-	pthread_mutex_unlock(&rt->lock);
-	if (!wrc)
-		wrc = store_wait(rt->st, &t);
-	if (wrc) {
-		for (size_t i = 0; i < n; i++)
-			if (items[i].status == 202 && !items[i].duplicate)
-				rt_item_fail(&items[i], 503, "StorageUnavailable", RM_STORAGE_ERROR, NULL, "%s",
-					     "the message could not be stored; it was not accepted");
-	}
-finish:
-	for (size_t i = 0; i < n; i++) {
-		if (items[i].status != 202)
-			met_inc(rt->met->failed[items[i].reason]);
-		else if (log_enabled(LOG_DEBUG) && log_sample(sample_rate))
-			log_debug("message routed", "message_id", items[i].m.message_id, "conversation_id",
-				  items[i].m.conversation_id[0] ? items[i].m.conversation_id : NULL, "trace_id",
-				  items[i].m.trace_id[0] ? items[i].m.trace_id : NULL, "agent_id", items[i].m.receiver,
-				  "sender", items[i].m.sender, "n:duplicate", items[i].duplicate ? "true" : "false");
-	}
-out:
-	for (size_t i = 0; i < sc.nowned; i++)
-		free(sc.owned[i]);
-	free(sc.owned);
-	free(sc.ops);
-	free(sc.msgs);
-	free(touched);
-	return rc;
-}
-
 /* --- lifecycle --------------------------------------------------------------- */
 
 int rt_new(const struct cfg *cfg, struct store *st, struct rmet *met, struct rt **out)
@@ -665,6 +258,7 @@ int rt_new(const struct cfg *cfg, struct store *st, struct rmet *met, struct rt 
 	rt->st = st;
 	rt->met = met;
 	rt->ndedup_max = (size_t)(cfg->profile == CFG_PROFILE_DEVELOPMENT ? 100000 : 1000000);
+	atomic_init(&rt->keyed, cfg->delivery.dedup_window_ms > 0);
 	rc = dedup_new(&rt->dedup);
 	if (rc) {
 		rt_free(rt);
@@ -674,13 +268,12 @@ int rt_new(const struct cfg *cfg, struct store *st, struct rmet *met, struct rt 
 	for (size_t i = 0; i < cfg->nagents; i++) {
 		struct rt_agent *a = rt_agent_new(cfg->agents[i].id);
 
-		if (!a || rt_agent_apply_cfg(rt, a, &cfg->agents[i])) {
+		if (!a || rt_agent_apply_cfg(rt, a, &cfg->agents[i]) || rt_agent_register(rt, a)) {
 			if (a)
 				rt_agent_free(a);
 			rt_free(rt);
 			return -ENOMEM;
 		}
-		HASH_ADD_KEYPTR(hh, rt->agents, a->id, strlen(a->id), a);
 	}
 	if (met && met_collector_add(met->reg, rt_collect_metrics, rt)) {
 		rt_free(rt);
@@ -710,11 +303,10 @@ static int recover_msg(void *ctx, const struct store_msg_row *row)
 		a->mode = CFG_MODE_PULL;
 		a->capacity = (size_t)rt->cfg.perf.agent_queue_size;
 		a->caps_json = strdup("[]");
-		if (!a->caps_json) {
+		if (!a->caps_json || rt_agent_register(rt, a)) {
 			rt_agent_free(a);
 			return -ENOMEM;
 		}
-		HASH_ADD_KEYPTR(hh, rt->agents, a->id, strlen(a->id), a);
 	}
 	m = rt_msg_new(row->message_id, row->conversation, row->sender);
 	if (!m)
@@ -789,7 +381,7 @@ int rt_start(struct rt *rt)
 			 "n:dedup_entries", d);
 	}
 	rc = store_start(rt->st, (size_t)rt->cfg.storage.commit_batch_max, (unsigned)rt->cfg.storage.commit_delay_us,
-			 on_commit, rt);
+			 rt_on_commit, rt);
 	if (rc)
 		return rc;
 	rc = rt_persist_agents(rt);
@@ -850,6 +442,7 @@ void rt_free(struct rt *rt)
 		HASH_DEL(rt->agents, a); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
 		rt_agent_free(a);
 	}
+	free(rt->agent_slots);
 	while ((c = rt->convs) != NULL) {
 		HASH_DEL(rt->convs, c); /* NOLINT(clang-analyzer-unix.Malloc): uthash resets the head */
 		rt_conv_free(c);

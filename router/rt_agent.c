@@ -29,6 +29,89 @@ static void msg_set_idx(void *e, size_t i)
 	((struct rt_msg *)e)->heap_idx = i;
 }
 
+/* --- the registry's index: agents by id ------------------------------------- */
+/* Open addressing, linear probing, at most half full; agents leave it only
+ * with the core (rt_free), so nothing is ever deleted.  A slot keeps the
+ * id's hash beside the agent: a probe past another agent reads no agent. */
+
+static void index_put(struct rt_agent_slot *slots, size_t n, struct rt_agent *a, unsigned hv)
+{
+	size_t i = hv & (n - 1);
+
+	while (slots[i].a)
+		i = (i + 1) & (n - 1);
+	slots[i].hash = hv;
+	slots[i].len = (unsigned)strlen(a->id);
+	slots[i].a = a;
+}
+
+int rt_agent_register(struct rt *rt, struct rt_agent *a)
+{
+	size_t len = strlen(a->id);
+	unsigned hv;
+
+	HASH_VALUE(a->id, len, hv);
+	if (((size_t)HASH_COUNT(rt->agents) + 1) * 2 > rt->nagent_slots) {
+		size_t n = rt->nagent_slots ? rt->nagent_slots * 2 : 64;
+		struct rt_agent_slot *ns = calloc(n, sizeof(*ns));
+		struct rt_agent *b, *tmp;
+
+		if (!ns)
+			return -ENOMEM;
+		HASH_ITER (hh, rt->agents, b, tmp) {
+			unsigned bh;
+
+			HASH_VALUE(b->id, strlen(b->id), bh);
+			index_put(ns, n, b, bh);
+		}
+		free(rt->agent_slots);
+		rt->agent_slots = ns;
+		rt->nagent_slots = n;
+	}
+	index_put(rt->agent_slots, rt->nagent_slots, a, hv);
+	HASH_ADD_KEYPTR_BYHASHVALUE(hh, rt->agents, a->id, len, hv, a);
+	return 0;
+}
+
+struct rt_agent *rt_find_agent_h(struct rt *rt, const char *id, size_t len, unsigned hv)
+{
+	size_t mask = rt->nagent_slots - 1;
+
+	if (!rt->nagent_slots)
+		return NULL;
+	for (size_t i = hv & mask; rt->agent_slots[i].a; i = (i + 1) & mask) {
+		struct rt_agent *a = rt->agent_slots[i].a;
+
+		if (rt->agent_slots[i].hash == hv && rt->agent_slots[i].len == len && memcmp(a->id, id, len) == 0)
+			return a;
+	}
+	return NULL;
+}
+
+struct rt_agent *rt_find_agent(struct rt *rt, const char *id)
+{
+	size_t len = strlen(id);
+	unsigned hv;
+
+	HASH_VALUE(id, len, hv);
+	return rt_find_agent_h(rt, id, len, hv);
+}
+
+const struct rt_agent *rt_agent_peek(const struct rt *rt, unsigned hv)
+{
+	const struct rt_agent_slot *s;
+
+	if (!rt->nagent_slots)
+		return NULL;
+	s = &rt->agent_slots[hv & (rt->nagent_slots - 1)];
+	return s->hash == hv ? s->a : NULL;
+}
+
+const void *rt_agent_slot_of(const struct rt *rt, unsigned hv)
+{
+	return rt->nagent_slots ? &rt->agent_slots[hv & (rt->nagent_slots - 1)] : NULL;
+}
+
 /* Serialise and release `arr` (NULL-safe).  Returns a heap string or NULL. */
 char *rt_json_dump_array(json_t *arr)
 {
@@ -60,16 +143,14 @@ static char *caps_to_json(const struct cfg_agent *ca)
 
 struct rt_agent *rt_agent_new(const char *id)
 {
-	struct rt_agent *a = calloc(1, sizeof(*a));
+	size_t len = strlen(id);
+	struct rt_agent *a = calloc(1, sizeof(*a) + len + 1);
 	pthread_condattr_t ca;
 
 	if (!a)
 		return NULL;
-	a->id = strdup(id);
-	if (!a->id) {
-		free(a);
-		return NULL;
-	}
+	a->id = (char *)(a + 1); /* next to its hash handle: a lookup reads one place */
+	memcpy(a->id, id, len + 1);
 	heap_init(&a->ready, ready_cmp, msg_set_idx);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -95,7 +176,6 @@ void rt_agent_free(struct rt_agent *a)
 	heap_free(&a->ready);
 	pthread_cond_destroy(&a->cond);
 	free(a->caps_json);
-	free(a->id);
 	free(a);
 }
 
@@ -187,6 +267,7 @@ int rt_agent_apply_cfg(struct rt *rt, struct rt_agent *a, const struct cfg_agent
 	a->configured = 1;
 	a->notify = ca->notify_on_failure;
 	if (a->rate != ca->rate_per_sec || a->burst != (double)ca->rate_burst) {
+		rt->nrated += (size_t)(ca->rate_per_sec > 0) - (size_t)(a->rate > 0);
 		a->rate = ca->rate_per_sec;
 		a->burst = (double)ca->rate_burst;
 		a->tokens = a->burst;
@@ -262,11 +343,12 @@ int rt_reconfigure(struct rt *rt, const struct cfg *nc, char *why, size_t whylen
 		a = rt_find_agent(rt, nc->agents[i].id);
 		if (!a) {
 			a = rt_agent_new(nc->agents[i].id);
-			if (!a) {
+			if (!a || rt_agent_register(rt, a)) {
+				if (a)
+					rt_agent_free(a);
 				rc = -ENOMEM;
 				goto fail;
 			}
-			HASH_ADD_KEYPTR(hh, rt->agents, a->id, strlen(a->id), a);
 		}
 		/* apply against the new config so the default queue bound is the new one */
 		old = rt->cfg;
@@ -293,6 +375,7 @@ int rt_reconfigure(struct rt *rt, const struct cfg *nc, char *why, size_t whylen
 	}
 	old = rt->cfg;
 	rt->cfg = fresh;
+	atomic_store_explicit(&rt->keyed, fresh.delivery.dedup_window_ms > 0, memory_order_relaxed);
 	pthread_mutex_unlock(&rt->lock);
 	cfg_free(&old);
 	return rt_persist_agents(rt);

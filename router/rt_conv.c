@@ -1,8 +1,11 @@
 /*
  * Conversations of the routing core: participants, message counts and
  * activity times, persisted with every message that touches them, and
- * expired through a min-heap on last activity (no scans).
- * Callers hold rt->lock.
+ * expired through a min-heap on last activity (no scans).  The heap is
+ * lazy: a message only moves a conversation's last_ms forward, and its key
+ * (heap_ms, never after last_ms) catches up when it reaches the top at
+ * expiry, so routing costs no heap work; a clock that went back moves the
+ * key back at once.  Callers hold rt->lock.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -64,7 +67,7 @@ struct rt_conv *rt_conv_new(const char *id, const char *protocol, int64_t create
 		rt_conv_free(c);
 		return NULL;
 	}
-	c->created_ms = c->last_ms = created_ms;
+	c->created_ms = c->last_ms = c->heap_ms = created_ms;
 	c->heap_idx = HEAP_NOT_IN;
 	return c;
 }
@@ -88,10 +91,18 @@ void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t
 	*ops = NULL;
 	*ids = NULL;
 	*nops = *nids = 0;
-	while ((c = heap_peek(&rt->conv_heap)) && c->last_ms + rt->cfg.conv.timeout_ms < now_ms) {
-		struct store_op *o = realloc(*ops, (*nops + 1) * sizeof(*o));
-		char **ni = realloc(*ids, (*nids + 1) * sizeof(*ni));
+	while ((c = heap_peek(&rt->conv_heap)) && c->heap_ms + rt->cfg.conv.timeout_ms < now_ms) {
+		struct store_op *o;
+		char **ni;
 
+		if (c->last_ms + rt->cfg.conv.timeout_ms >= now_ms) {
+			/* active since it was keyed: its key catches up, it sinks */
+			c->heap_ms = c->last_ms;
+			heap_fix(&rt->conv_heap, c->heap_idx);
+			continue;
+		}
+		o = realloc(*ops, (*nops + 1) * sizeof(*o));
+		ni = realloc(*ids, (*nids + 1) * sizeof(*ni));
 		if (o)
 			*ops = o;
 		if (ni)
@@ -114,49 +125,48 @@ void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t
 
 /* Track a conversation for one message; queue a snapshot op per
  * conversation touched by this submission (coalesced by the caller). */
-int rt_conv_touch(struct rt *rt, struct rt_item *it, struct rt_conv **out)
+int rt_conv_touch(struct rt *rt, struct rt_item *it, size_t len, unsigned hv, int64_t now_ms, struct rt_conv **out)
 {
 	struct rt_conv *c;
-	int64_t now = util_now_ms();
-	int created = 0;
+	int created = 0, has_s, has_r;
 
 	*out = NULL;
-	HASH_FIND_STR(rt->convs, it->m.conversation_id, c);
+	HASH_FIND_BYHASHVALUE(hh, rt->convs, it->m.conversation_id, len, hv, c);
 	if (!c) {
 		if (HASH_COUNT(rt->convs) >= (size_t)rt->cfg.conv.max_active) {
 			rt_item_fail(it, 429, "ResourceExhausted", RM_RESOURCE_EXHAUSTED, "conversation_id", "%s",
 				     "too many active conversations (conversation.maxActive)");
 			return -EAGAIN;
 		}
-		c = rt_conv_new(it->m.conversation_id, it->m.protocol, now);
+		c = rt_conv_new(it->m.conversation_id, it->m.protocol, now_ms);
 		if (!c)
 			return -ENOMEM;
 		created = 1;
 	}
-	{
-		size_t need = c->nparts + !conv_has(c, it->m.sender) +
-			      (!conv_has(c, it->m.receiver) && strcmp(it->m.sender, it->m.receiver) != 0);
-
-		if (need > (size_t)rt->cfg.conv.max_participants) {
-			if (created)
-				rt_conv_free(c);
-			rt_item_fail(it, 409, "ConversationFull", RM_INVALID_MESSAGE, "conversation_id", "%s",
-				     "the conversation already has conversation.maxParticipants participants");
-			return -EAGAIN;
-		}
+	has_s = conv_has(c, it->m.sender);
+	has_r = conv_has(c, it->m.receiver) || strcmp(it->m.sender, it->m.receiver) == 0;
+	if (c->nparts + !has_s + !has_r > (size_t)rt->cfg.conv.max_participants) {
+		if (created)
+			rt_conv_free(c);
+		rt_item_fail(it, 409, "ConversationFull", RM_INVALID_MESSAGE, "conversation_id", "%s",
+			     "the conversation already has conversation.maxParticipants participants");
+		return -EAGAIN;
 	}
-	if (rt_conv_add_part(c, it->m.sender) || rt_conv_add_part(c, it->m.receiver)) {
+	if ((!has_s && rt_conv_add_part(c, it->m.sender)) || (!has_r && rt_conv_add_part(c, it->m.receiver))) {
 		if (created)
 			rt_conv_free(c);
 		return -ENOMEM;
 	}
 	if (created) {
-		HASH_ADD_KEYPTR(hh, rt->convs, c->id, strlen(c->id), c);
+		HASH_ADD_KEYPTR_BYHASHVALUE(hh, rt->convs, c->id, len, hv, c);
 		rt_heap_push(&rt->conv_heap, c);
 	}
-	c->last_ms = now;
+	c->last_ms = now_ms;
 	c->count++;
-	heap_fix(&rt->conv_heap, c->heap_idx);
+	if (now_ms < c->heap_ms) { /* the clock went back: so does its key */
+		c->heap_ms = now_ms;
+		heap_fix(&rt->conv_heap, c->heap_idx);
+	}
 	*out = c;
 	return 0;
 }
@@ -175,7 +185,7 @@ int rt_recover_conv(void *ctx, const char *id, const char *parts, const char *pr
 	c = rt_conv_new(id, protocol, created_ms);
 	if (!c)
 		return -ENOMEM;
-	c->last_ms = last_ms;
+	c->last_ms = c->heap_ms = last_ms;
 	c->count = (uint64_t)count;
 	arr = json_loads(parts ? parts : "[]", 0, NULL);
 	json_array_foreach (arr, i, v) {

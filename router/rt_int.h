@@ -5,6 +5,7 @@
 #define SWITCHBOARD_RT_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "dedup.h"
@@ -51,6 +52,7 @@ struct rt_msg {
 	struct rt_msg *dnext; /* rt->dying list */
 	char *message_id;     /* points into this allocation */
 	char *conv_id;	      /* points into this allocation; NULL if none */
+	unsigned conv_hash;   /* uthash hash of conv_id (for its lane) */
 	char *sender;	      /* points into this allocation */
 	uint64_t dedup;	      /* its window entry (dedup.h; 0: none) until the commit (never pruned before) */
 	char *body;	      /* owned */
@@ -67,7 +69,7 @@ struct rt_lane {
 };
 
 struct rt_agent {
-	char *id;
+	char *id;  /* points into this allocation */
 	int state; /* enum cfg_agent_state */
 	int mode;  /* enum cfg_mode */
 	size_t capacity;
@@ -86,8 +88,16 @@ struct rt_agent {
 	int moving_out;		    /* owned by another replica now: handed off, never delivered here */
 	int64_t hold_until_ms;	    /* moving in: its previous owner hands off first (0: no hold) */
 	uint64_t refill_ns;
-	uint32_t dedup_hint; /* where the window interned its id (dedup_add) */
+	uint64_t dedup_hint; /* where the window interned its id (dedup_add) */
 	UT_hash_handle hh;
+};
+
+/* A slot of the registry's index (rt_agent.c): the id's hash and length,
+ * and the agent. */
+struct rt_agent_slot {
+	unsigned hash;
+	unsigned len;	    /* of the id */
+	struct rt_agent *a; /* NULL: empty */
 };
 
 struct rt_conv {
@@ -98,7 +108,9 @@ struct rt_conv {
 	char *parts_json; /* JSON array of parts, re-rendered when one joins */
 	int64_t created_ms;
 	int64_t last_ms;
+	int64_t heap_ms; /* its key in rt->conv_heap: never after last_ms (rt_conv_expire) */
 	uint64_t count;
+	uint64_t touch_gen; /* rt->touch_gen of the last submission that touched it */
 	size_t heap_idx;
 	UT_hash_handle hh;
 };
@@ -118,18 +130,23 @@ struct rt {
 	struct cfg cfg;
 	struct store *st;
 	struct rmet *met;
-	struct rt_agent *agents;
+	struct rt_agent *agents;	   /* every agent, for iteration (rt_agent_register) */
+	struct rt_agent_slot *agent_slots; /* the same by id, for lookups (rt_find_agent) */
+	size_t nagent_slots;
 	struct rt_token *tokens; /* every configured token digest: 401 or 403 */
 	struct rt_conv *convs;
-	struct heap conv_heap;
+	struct heap conv_heap;		    /* by heap_ms */
+	uint64_t touch_gen;		    /* one per rt_submit */
 	struct heap lease_heap;		    /* leases by expiry; owns them */
 	struct heap deadline_heap;	    /* queued and leased messages by deadline */
 	struct rt_msg *dying, **dying_tail; /* detached, waiting to be written as dead letters */
 	struct rt_msg *dead_writing;	    /* taken off dying, being written (read-only until cleared) */
 	size_t npush;			    /* agents in push mode */
+	size_t nrated;			    /* agents with a rateLimit: senders are looked up */
 	void (*push_wake)(void *ctx);	    /* called when a push agent gets work; may be NULL */
 	void *push_ctx;
 	struct dedup *dedup; /* the deduplication window */
+	_Atomic int keyed;   /* delivery.dedupWindowMs > 0, for a look without the lock (rt_submit) */
 	size_t ndedup_max;
 	uint64_t next_seq;
 	size_t total_depth;
@@ -182,18 +199,29 @@ void rt_dead_process(struct rt *rt, int prune);
 /* rt.c */
 /* A new message record (all strings copied into it); NULL on ENOMEM. */
 struct rt_msg *rt_msg_new(const char *message_id, const char *conv_id, const char *sender);
-/* Make a committed message deliverable: lane, ready heap, deadline heap, metrics. */
-void rt_publish(struct rt *rt, struct rt_msg *m, uint64_t now_ns);
+/* rt_msg_new for strings of known lengths: the id (`il` bytes), the
+ * conversation (`cl` bytes, 0: none; conv_hash is left to the caller) and
+ * the sender (`sl` bytes), copied into the record's own allocation: the one
+ * allocation a routed message costs besides its body.  NULL on ENOMEM. */
+struct rt_msg *rt_msg_alloc(const char *id, size_t il, const char *conv, size_t cl, const char *sender, size_t sl);
+/* `a`'s lane for conversation `conv_id` (`len` bytes, uthash hash `hv`),
+ * created when it has none; NULL on ENOMEM. */
+struct rt_lane *rt_lane_get_h(struct rt_agent *a, const char *conv_id, size_t len, unsigned hv);
 int rt_msg_attempts_left(const struct rt *rt, const struct rt_msg *m);
 void rt_msg_free(struct rt_msg *m);
 void rt_make_ready(struct rt *rt, struct rt_msg *m);
 void rt_requeue(struct rt *rt, struct rt_msg *m);
 void rt_lane_maybe_free(struct rt_agent *a, struct rt_lane *l);
 void rt_heap_push(struct heap *h, void *e);
-struct rt_agent *rt_find_agent(struct rt *rt, const char *id);
+
 void rt_conv_expire(struct rt *rt, int64_t now_ms, struct store_op **ops, size_t *nops, char ***ids, size_t *nids);
 
-/* rt.c */
+/* rt_route.c */
+/* The store's commit callback (store_start): publish a submission's
+ * messages, or undo their reservations when its commit failed. */
+void rt_on_commit(struct store_ticket *t, void *ctx);
+/* Make a committed message deliverable: lane, ready heap, deadline heap, metrics. */
+void rt_publish(struct rt *rt, struct rt_msg *m, uint64_t now_ns);
 void rt_item_fail(struct rt_item *it, int status, const char *code, int reason, const char *field, const char *fmt,
 		  const char *arg);
 
@@ -205,6 +233,19 @@ int rt_recover_dedup(void *ctx, const char *message_id, const char *receiver, ui
 int rt_recover_cancelled(void *ctx, const char *message_id, const char *receiver, int64_t cancelled_ms);
 
 /* rt_agent.c: registry records (callers hold rt->lock unless noted) */
+/* Add `a` (taken) to the registry: rt->agents and its index.  Returns 0, or
+ * -ENOMEM with `a` not added (still the caller's). */
+int rt_agent_register(struct rt *rt, struct rt_agent *a) SB_MUST_CHECK;
+/* The agent with id `id`, or NULL: one probe of the index, usually. */
+struct rt_agent *rt_find_agent(struct rt *rt, const char *id);
+/* rt_find_agent for an id of `len` bytes whose uthash hash (HASH_VALUE) is
+ * `hv`. */
+struct rt_agent *rt_find_agent_h(struct rt *rt, const char *id, size_t len, unsigned hv);
+/* For fetching ahead: the index slot an id hashed `hv` is looked up in
+ * first (NULL: no index yet), and the agent in it when its hash is `hv`
+ * (probably, not surely, that id's agent; NULL otherwise). */
+const void *rt_agent_slot_of(const struct rt *rt, unsigned hv);
+const struct rt_agent *rt_agent_peek(const struct rt *rt, unsigned hv);
 /* Serialise and release `arr` (NULL-safe): a heap string or NULL. */
 char *rt_json_dump_array(json_t *arr);
 struct rt_agent *rt_agent_new(const char *id);
@@ -219,9 +260,11 @@ void rt_conv_free(struct rt_conv *c);
 int rt_conv_add_part(struct rt_conv *c, const char *agent) SB_MUST_CHECK;
 struct rt_conv *rt_conv_new(const char *id, const char *protocol, int64_t created_ms);
 char *rt_conv_parts_json(const struct rt_conv *c);
-/* Track the conversation of a message being routed; -EAGAIN when the item
- * was rejected (status filled), -ENOMEM, or 0 with the conversation. */
-int rt_conv_touch(struct rt *rt, struct rt_item *it, struct rt_conv **out) SB_MUST_CHECK;
+/* Track the conversation of a message being routed at `now_ms`; its id is
+ * `len` bytes with uthash hash `hv`.  -EAGAIN when the item was rejected
+ * (status filled), -ENOMEM, or 0 with the conversation. */
+int rt_conv_touch(struct rt *rt, struct rt_item *it, size_t len, unsigned hv, int64_t now_ms,
+		  struct rt_conv **out) SB_MUST_CHECK;
 /* Recovery callback for store_load_conversations(). */
 int rt_recover_conv(void *ctx, const char *id, const char *parts, const char *protocol, int64_t created_ms,
 		    int64_t last_ms, int64_t count);

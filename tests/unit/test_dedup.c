@@ -237,7 +237,7 @@ static void test_growth_keeps_references(void **state)
 	enum { N = 200000 };
 	struct dedup *w = new_window();
 	uint64_t *refs = malloc(N * sizeof(*refs));
-	uint32_t hint = 0;
+	uint64_t hints[100] = {0}; /* one per name */
 	size_t bytes;
 
 	(void)state;
@@ -247,7 +247,7 @@ static void test_growth_keeps_references(void **state)
 		char recv[16];
 
 		snprintf(recv, sizeof(recv), "agent-%u", i % 100);
-		assert_int_equal(dedup_add(w, &k, recv, &hint, i, T0 + i, 0, &refs[i]), 0);
+		assert_int_equal(dedup_add(w, &k, recv, &hints[i % 100], i, T0 + i, 0, &refs[i]), 0);
 	}
 	assert_int_equal(dedup_count(w), N);
 	for (unsigned i = 0; i < N; i += 7) {
@@ -356,8 +356,7 @@ static void test_collisions(void **state)
 static void test_receivers_interned(void **state)
 {
 	struct dedup *w = new_window();
-	uint32_t hint = 999999; /* any value is safe */
-	uint64_t r[300];
+	uint64_t hints[150] = {0}, r[300], stale;
 	size_t empty;
 
 	(void)state;
@@ -367,7 +366,8 @@ static void test_receivers_interned(void **state)
 		char recv[16];
 
 		snprintf(recv, sizeof(recv), "r%u", i % 150);
-		assert_int_equal(dedup_add(w, &k, recv, i % 2 ? &hint : NULL, 0, T0, DEDUP_COMMITTED, &r[i]), 0);
+		assert_int_equal(dedup_add(w, &k, recv, i % 2 ? &hints[i % 150] : NULL, 0, T0, DEDUP_COMMITTED, &r[i]),
+				 0);
 	}
 	for (unsigned i = 0; i < 300; i++) {
 		char recv[16];
@@ -384,16 +384,30 @@ static void test_receivers_interned(void **state)
 		snprintf(recv, sizeof(recv), "r%u", i % 150);
 		assert_true(dedup_receiver_is(w, r[i], recv));
 	}
-	/* the rest leave: names freed, their numbers reused by new ones */
+	/* the rest leave: names freed, their numbers reused by new names, and
+	 * a hint of a freed name is not trusted for the new one in its place */
+	stale = hints[149]; /* r149 is freed last: new0 takes its number */
 	for (unsigned i = 150; i < 300; i++)
 		dedup_unlink(w, r[i]);
 	for (unsigned i = 0; i < 10; i++) {
 		struct dedup_key k = key_n(w, 1000 + i);
 		char recv[16];
+		uint64_t h = 0;
 
 		snprintf(recv, sizeof(recv), "new%u", i);
-		r[i] = add(w, &k, recv, T0, 0);
+		assert_int_equal(dedup_add(w, &k, recv, &h, 0, T0, 0, &r[i]), 0);
 		assert_true(dedup_receiver_is(w, r[i], recv));
+	}
+	{
+		struct dedup_key k = key_n(w, 2000);
+		uint64_t ref;
+
+		assert_true((uint32_t)stale == (uint32_t)hints[149]);
+		assert_int_equal(dedup_add(w, &k, "r149", &stale, 0, T0, 0, &ref), 0);
+		assert_true(dedup_receiver_is(w, ref, "r149"));
+		assert_false(dedup_receiver_is(w, ref, "new0"));
+		assert_true(dedup_receiver_is(w, r[0], "new0"));
+		assert_true(stale != hints[149]);
 	}
 	assert_true(dedup_bytes(w) >= empty);
 	dedup_free(w);
