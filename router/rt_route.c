@@ -340,6 +340,16 @@ static void hash_items(struct rt *rt, const struct rt_item *items, size_t n, str
 		const struct msg *m = &items[i].m;
 		struct item_ids *d = &ids[i];
 
+		if (i + 4 < n) { /* an item spans many cache lines: the ones read here, ahead */
+			const struct rt_item *next = &items[i + 4];
+
+			__builtin_prefetch(next->m.message_id);
+			__builtin_prefetch(next->m.receiver);
+			__builtin_prefetch(next->m.conversation_id);
+			__builtin_prefetch(&next->status);
+			__builtin_prefetch(&next->forwarded);
+		}
+
 		*d = (struct item_ids){0};
 		if (items[i].forwarded || items[i].status)
 			continue;
@@ -360,7 +370,7 @@ static void hash_items(struct rt *rt, const struct rt_item *items, size_t n, str
 /* How far ahead of routing route_prefetch starts on an item, and
  * publish_prefetch on a message. */
 #define PREFETCH_AHEAD 8
-#define PUBLISH_AHEAD  8
+#define PUBLISH_AHEAD  12 /* in four steps */
 
 /*
  * Routing item `it` is `ahead` items away: fetch toward the cache the next
@@ -455,21 +465,43 @@ void rt_publish(struct rt *rt, struct rt_msg *m, uint64_t now_ns)
 
 /*
  * Publishing message `m` is `ahead` messages away: fetch toward the cache
- * what its place in its receiver's ready heap will be compared with (the
- * parent of the heap's next free slot), first the slot, then the message
- * in it.  A guess (its conversation may keep it out of the heap): publish
- * does the real work.  rt->lock held.
+ * what publishing it reads, one link per step, each from a link fetched at
+ * the step before (so nothing here waits for memory): the message (routed
+ * a whole submission ago), its receiver's ready heap, then the parents its
+ * places in that heap and in the deadline heap will be compared with, the
+ * array slots and then the messages in them.  A guess (a conversation may
+ * keep it out of the ready heap): publish does the real work.  rt->lock
+ * held.
  */
-static void publish_prefetch(const struct rt_msg *m, size_t ahead)
+static void publish_prefetch(const struct rt *rt, const struct rt_msg *m, size_t ahead)
 {
-	const struct heap *h = &m->agent->ready;
+	const struct heap *dh = &rt->deadline_heap, *h;
+	size_t dn = dh->n + ahead; /* where it lands if everything before it does */
 
-	if (!h->n)
-		return;
-	if (ahead == PUBLISH_AHEAD)
-		__builtin_prefetch(&h->v[(h->n - 1) / 2]);
-	else if (ahead == PUBLISH_AHEAD / 2)
-		__builtin_prefetch(h->v[(h->n - 1) / 2]);
+	switch (ahead) {
+	case PUBLISH_AHEAD:
+		__builtin_prefetch(m);
+		if ((dn - 1) / 2 < dh->n)
+			__builtin_prefetch(&dh->v[(dn - 1) / 2]);
+		break;
+	case PUBLISH_AHEAD * 3 / 4:
+		__builtin_prefetch(&m->agent->ready);
+		if ((dn - 1) / 2 < dh->n)
+			__builtin_prefetch(dh->v[(dn - 1) / 2]);
+		break;
+	case PUBLISH_AHEAD / 2:
+		h = &m->agent->ready;
+		if (h->n)
+			__builtin_prefetch(&h->v[(h->n - 1) / 2]);
+		break;
+	case PUBLISH_AHEAD / 4:
+		h = &m->agent->ready;
+		if (h->n)
+			__builtin_prefetch(h->v[(h->n - 1) / 2]);
+		break;
+	default:
+		break;
+	}
 }
 
 void rt_on_commit(struct store_ticket *t, void *ctx)
@@ -494,9 +526,9 @@ void rt_on_commit(struct store_ticket *t, void *ctx)
 			sc->msgs[i] = NULL;
 			continue;
 		}
-		for (size_t k = PUBLISH_AHEAD / 2; k <= PUBLISH_AHEAD; k += PUBLISH_AHEAD / 2)
+		for (size_t k = PUBLISH_AHEAD / 4; k <= PUBLISH_AHEAD; k += PUBLISH_AHEAD / 4)
 			if (i + k < sc->nops && sc->msgs[i + k])
-				publish_prefetch(sc->msgs[i + k], k);
+				publish_prefetch(rt, sc->msgs[i + k], k);
 		if (m->dedup) { /* from here on the window may prune it */
 			dedup_commit(rt->dedup, m->dedup);
 			m->dedup = 0;
