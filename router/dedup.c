@@ -1,21 +1,23 @@
 /*
  * The deduplication window's memory (dedup.h): 32 bytes per entry in a
- * ring, plus a 32-bit index slot per entry at a load factor between 3/8
- * and 3/4, plus one copy of each receiver's name.
+ * ring, plus a 32-bit index slot per entry at a load factor between 1/8
+ * and 3/4 (about 0.64 at the production cap of a million entries: 6.3
+ * bytes an entry), plus one copy of each receiver's name.
  *
  * Ring.  Entries sit at positions head..tail-1 (64-bit, never reused while
- * an entry lives there) in insertion order, in chunks of 2,048 entries
- * (64 KiB) taken at the newest end and given back at the oldest, so memory
- * follows the window's length and an entry never moves; a reference is its
- * position + 1.  An unlinked entry becomes a tombstone until the oldest end
- * (or the newest, for the newest entry) passes it.
+ * an entry lives there) in insertion order, in chunks of 8,192 entries
+ * (256 KiB, mapped) taken at the newest end and given back at the oldest,
+ * so memory follows the window's length and an entry never moves; a
+ * reference is its position + 1.  An unlinked entry becomes a tombstone
+ * until the oldest end (or the newest, for the newest entry) passes it.
  *
- * Index.  2^bits slots, linear probing from the hash's low bits, deletion
- * by backward shift (no index tombstones).  A slot holds the entry's
- * position modulo 2^bits (positions head..tail-1 span at most 2^bits, so
- * that identifies it) and, in the 32 - bits bits above, a tag from the
- * hash's high word (never 0, so 0 is an empty slot).  A probe reads an
- * entry only when the tag matches: 1 in 2^(32-bits) unrelated slots.
+ * Index.  n slots (a power of two, or three halves of one), linear probing
+ * from the hash's low word scaled to n, deletion by backward shift (no
+ * index tombstones).  A slot holds the entry's position modulo 2^bits
+ * (2^bits >= n; positions head..tail-1 span at most 2^bits, so that
+ * identifies it) and, in the 32 - bits bits above, a tag from the hash's
+ * high word (never 0, so 0 is an empty slot).  A probe reads an entry only
+ * when the tag matches: 1 in 2^(32-bits) unrelated slots.
  *
  * Times.  An entry counts its window in milliseconds after the window's
  * base, 32 bits, exact for everything between the base and 2^32 ms (49
@@ -29,6 +31,7 @@
  * Receivers.  Each distinct name is stored once, reference-counted by the
  * entries that name it, and found through a small index of its own (XXH3
  * with a seed from the window's key); an entry holds its 29-bit number.
+ * A caller's hint (the name's number and generation) skips that lookup.
  */
 #include "dedup.h"
 
@@ -36,16 +39,18 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <sodium.h>
 #include <xxhash.h>
 
-#define CHUNK_BITS 11
+#define CHUNK_BITS 13
 #define CHUNK	   ((uint64_t)1 << CHUNK_BITS)
-#define MIN_BITS   10 /* smallest index: 1,024 slots */
-#define MAX_BITS   31 /* a slot keeps at least one bit of tag */
-#define F_DEAD	   4u /* tombstone */
-#define F_BITS	   3  /* DEDUP_COMMITTED, DEDUP_CANCELLED, F_DEAD */
+_Static_assert(CHUNK == DEDUP_CHUNK_ENTRIES, "the header says how big a chunk is");
+#define MIN_SLOTS  1024 /* smallest index */
+#define MAX_BITS   31	/* a slot keeps at least one bit of tag */
+#define F_DEAD	   4u	/* tombstone */
+#define F_BITS	   3	/* DEDUP_COMMITTED, DEDUP_CANCELLED, F_DEAD */
 #define NAME_MAX_N ((uint32_t)1 << (32 - F_BITS))
 #define SINCE_BACK ((int64_t)1 << 30) /* the base starts this far behind */
 
@@ -78,7 +83,8 @@ struct dedup {
 	int based; /* base_ms is set */
 	/* index */
 	uint32_t *slots;
-	unsigned bits;
+	size_t nslots;
+	unsigned bits; /* of a slot's position (2^bits >= nslots); the tag is above */
 	/* receiver names */
 	struct name *names;
 	uint32_t nnames, names_cap, free_name; /* free_name: first free number + 1, 0 none */
@@ -86,6 +92,28 @@ struct dedup {
 	unsigned name_bits;
 	uint32_t names_live;
 };
+
+/* --- memory ------------------------------------------------------------------- */
+/* Chunks and the index come straight from mmap, zeroed, in whole pages: they
+ * are the window's bulk, allocated by whichever thread routes and freed by
+ * the one that prunes, and from malloc they would leave holes in the
+ * routing threads' arenas that only those threads could fill.  Unmapped,
+ * they go back to the system at once. */
+
+static void *pages_get(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void pages_put(void *p, size_t bytes)
+{
+	if (p)
+		munmap(p, bytes);
+}
+
+#define CHUNK_BYTES (CHUNK * sizeof(struct entry))
 
 /* --- ring -------------------------------------------------------------------- */
 
@@ -113,7 +141,7 @@ static void chunk_release(struct dedup *w, uint64_t c)
 	if (!w->spare)
 		w->spare = *slot;
 	else
-		free(*slot);
+		pages_put(*slot, CHUNK_BYTES);
 	*slot = NULL;
 }
 
@@ -145,7 +173,7 @@ static int ring_reserve(struct dedup *w)
 		*slot = w->spare;
 		w->spare = NULL;
 	} else {
-		*slot = malloc(CHUNK * sizeof(struct entry));
+		*slot = pages_get(CHUNK_BYTES);
 	}
 	return *slot ? 0 : -ENOMEM;
 }
@@ -205,10 +233,44 @@ static uint32_t since_enc(struct dedup *w, int64_t ms)
 }
 
 /* --- index ------------------------------------------------------------------- */
+/* n slots, n a power of two or three halves of one (growing by 3/2 then
+ * 4/3, so that a million entries take 1.5 Mi slots, not 2 Mi); the home
+ * slot is the hash's low word scaled to n.  A slot splits at bit `bits`
+ * (2^bits >= n): the position below, the tag above. */
 
-static size_t nslots(const struct dedup *w)
+static unsigned bits_for(size_t n)
 {
-	return (size_t)1 << w->bits;
+	unsigned b = 0;
+
+	while (((size_t)1 << b) < n)
+		b++;
+	return b;
+}
+
+static size_t size_up(size_t n)
+{
+	return (n & (n - 1)) == 0 ? n / 2 * 3 : n / 3 * 4;
+}
+
+static size_t size_down(size_t n)
+{
+	return (n & (n - 1)) == 0 ? n / 4 * 3 : n / 3 * 2;
+}
+
+static size_t home_of(const uint64_t h[2], size_t n)
+{
+	return (size_t)(((h[0] & 0xffffffffu) * n) >> 32);
+}
+
+static size_t next_slot(size_t i, size_t n)
+{
+	return i + 1 < n ? i + 1 : 0;
+}
+
+/* How many slots on from `a` to reach `b`, wrapping. */
+static size_t slot_dist(size_t a, size_t b, size_t n)
+{
+	return b >= a ? b - a : b + n - a;
 }
 
 static uint32_t tag_of(const uint64_t h[2], unsigned bits)
@@ -221,24 +283,25 @@ static uint32_t tag_of(const uint64_t h[2], unsigned bits)
 /* The position a slot names. */
 static uint64_t slot_pos(const struct dedup *w, uint32_t s)
 {
-	uint64_t mask = nslots(w) - 1;
+	uint64_t mask = ((uint64_t)1 << w->bits) - 1;
 
 	return w->head + (((uint64_t)s - w->head) & mask);
 }
 
-static void slot_put(uint32_t *slots, unsigned bits, const uint64_t h[2], uint64_t p)
+static void slot_put(uint32_t *slots, size_t n, unsigned bits, const uint64_t h[2], uint64_t p)
 {
-	size_t mask = ((size_t)1 << bits) - 1, i = h[0] & mask;
+	size_t i = home_of(h, n);
 
 	while (slots[i])
-		i = (i + 1) & mask;
-	slots[i] = tag_of(h, bits) << bits | (uint32_t)(p & mask);
+		i = next_slot(i, n);
+	slots[i] = tag_of(h, bits) << bits | (uint32_t)(p & (((uint64_t)1 << bits) - 1));
 }
 
-/* Rebuild the index with 2^bits slots.  Returns 0 or -ENOMEM. */
-static int index_resize(struct dedup *w, unsigned bits)
+/* Rebuild the index with `n` slots.  Returns 0 or -ENOMEM. */
+static int index_resize(struct dedup *w, size_t n)
 {
-	uint32_t *ns = calloc((size_t)1 << bits, sizeof(*ns));
+	unsigned bits = bits_for(n);
+	uint32_t *ns = pages_get(n * sizeof(*ns));
 
 	if (!ns)
 		return -ENOMEM;
@@ -246,37 +309,42 @@ static int index_resize(struct dedup *w, unsigned bits)
 		const struct entry *e = at(w, p);
 
 		if (!(e->rf & F_DEAD))
-			slot_put(ns, bits, e->key, p);
+			slot_put(ns, n, bits, e->key, p);
 	}
-	free(w->slots);
+	pages_put(w->slots, w->nslots * sizeof(*w->slots));
 	w->slots = ns;
+	w->nslots = n;
 	w->bits = bits;
 	return 0;
 }
 
-/* Room for one more entry at tail: at most 3/4 full, and positions
- * head..tail within 2^bits.  Returns 0 or -ENOMEM. */
+/* Whether `n` slots hold `live` entries at most 3/4 full, with positions
+ * spanning `span`. */
+static int index_fits(size_t n, size_t live, uint64_t span)
+{
+	return live * 4 <= 3 * n && span <= ((uint64_t)1 << bits_for(n));
+}
+
+/* Room for one more entry at tail.  Returns 0 or -ENOMEM. */
 static int index_reserve(struct dedup *w)
 {
-	unsigned bits = w->bits;
+	size_t n = w->nslots;
 
-	if ((w->live + 1) * 4 <= ((size_t)3 << bits) && w->tail + 1 - w->head <= ((uint64_t)1 << bits))
+	if (index_fits(n, w->live + 1, w->tail + 1 - w->head))
 		return 0;
-	while ((w->live + 1) * 4 > ((size_t)3 << bits) || w->tail + 1 - w->head > ((uint64_t)1 << bits))
-		bits++;
-	if (bits == w->bits)
-		return 0;
-	if (bits > MAX_BITS)
+	while (!index_fits(n, w->live + 1, w->tail + 1 - w->head))
+		n = size_up(n);
+	if (bits_for(n) > MAX_BITS)
 		return -ENOMEM;
-	return index_resize(w, bits);
+	return index_resize(w, n);
 }
 
 /* The slot naming position `p` (whose key is `h`). */
 static size_t slot_find(const struct dedup *w, const uint64_t h[2], uint64_t p)
 {
-	size_t mask = nslots(w) - 1, i = h[0] & mask;
+	size_t i = home_of(h, w->nslots);
 
-	for (;; i = (i + 1) & mask) {
+	for (;; i = next_slot(i, w->nslots)) {
 		assert(w->slots[i]); /* p is in the index */
 		if (slot_pos(w, w->slots[i]) == p)
 			return i;
@@ -286,13 +354,13 @@ static size_t slot_find(const struct dedup *w, const uint64_t h[2], uint64_t p)
 /* Empty slot i, shifting back the entries of its cluster that may move. */
 static void slot_clear(struct dedup *w, size_t i)
 {
-	size_t mask = nslots(w) - 1, j = i;
+	size_t n = w->nslots, j = i;
 	uint32_t s;
 
-	while ((s = w->slots[j = (j + 1) & mask]) != 0) {
-		size_t home = at(w, slot_pos(w, s))->key[0] & mask;
+	while ((s = w->slots[j = next_slot(j, n)]) != 0) {
+		size_t home = home_of(at(w, slot_pos(w, s))->key, n);
 
-		if (((j - home) & mask) >= ((j - i) & mask)) {
+		if (slot_dist(home, j, n) >= slot_dist(i, j, n)) {
 			w->slots[i] = s;
 			i = j;
 		}
@@ -300,14 +368,14 @@ static void slot_clear(struct dedup *w, size_t i)
 	w->slots[i] = 0;
 }
 
-/* After pruning: halve an index that is less than 1/8 full. */
+/* After pruning: shrink an index that is less than 1/8 full. */
 static void index_shrink(struct dedup *w)
 {
-	unsigned bits = w->bits;
+	size_t n = w->nslots;
 
-	while (bits > MIN_BITS && w->live * 8 < ((size_t)1 << bits) && w->tail - w->head <= ((uint64_t)1 << (bits - 2)))
-		bits--;
-	if (bits != w->bits && index_resize(w, bits))
+	while (n > MIN_SLOTS && w->live * 8 < n && index_fits(size_down(n), w->live * 2, (w->tail - w->head) * 2))
+		n = size_down(n);
+	if (n != w->nslots && index_resize(w, n))
 		return; /* out of memory: the bigger one still works */
 }
 
@@ -446,8 +514,9 @@ int dedup_new(struct dedup **out)
 		goto out;
 	randombytes_buf(w->key, sizeof(w->key));
 	memcpy(&w->seed, w->key, sizeof(w->seed));
-	w->bits = MIN_BITS;
-	w->slots = calloc(nslots(w), sizeof(*w->slots));
+	w->nslots = MIN_SLOTS;
+	w->bits = bits_for(MIN_SLOTS);
+	w->slots = pages_get(w->nslots * sizeof(*w->slots));
 	w->name_bits = 6;
 	w->name_slots = calloc((size_t)1 << w->name_bits, sizeof(*w->name_slots));
 	if (!w->slots || !w->name_slots)
@@ -465,10 +534,10 @@ void dedup_free(struct dedup *w)
 	if (!w)
 		return;
 	for (uint64_t c = chunk_first(w); c < chunk_end(w); c++)
-		free(w->chunk[c & (w->nchunk - 1)]);
-	free(w->spare);
+		pages_put(w->chunk[c & (w->nchunk - 1)], CHUNK_BYTES);
+	pages_put(w->spare, CHUNK_BYTES);
 	free(w->chunk);
-	free(w->slots);
+	pages_put(w->slots, w->nslots * sizeof(*w->slots));
 	for (uint32_t n = 0; n < w->nnames; n++)
 		free(w->names[n].s);
 	free(w->names);
@@ -487,10 +556,10 @@ void dedup_key(const struct dedup *w, const char *id, size_t len, struct dedup_k
 
 uint64_t dedup_find(const struct dedup *w, const struct dedup_key *k)
 {
-	size_t mask = nslots(w) - 1, i = k->h[0] & mask;
+	size_t i = home_of(k->h, w->nslots);
 	uint32_t tag = tag_of(k->h, w->bits), s;
 
-	for (; (s = w->slots[i]) != 0; i = (i + 1) & mask) {
+	for (; (s = w->slots[i]) != 0; i = next_slot(i, w->nslots)) {
 		uint64_t p;
 		const struct entry *e;
 
@@ -506,7 +575,7 @@ uint64_t dedup_find(const struct dedup *w, const struct dedup_key *k)
 
 void dedup_prefetch(const struct dedup *w, const struct dedup_key *k)
 {
-	__builtin_prefetch(&w->slots[k->h[0] & (nslots(w) - 1)]);
+	__builtin_prefetch(&w->slots[home_of(k->h, w->nslots)]);
 }
 
 int dedup_add(struct dedup *w, const struct dedup_key *k, const char *receiver, uint64_t *hint, uint64_t seq,
@@ -537,7 +606,7 @@ int dedup_add(struct dedup *w, const struct dedup_key *k, const char *receiver, 
 	e->since = since_enc(w, since_ms);
 	e->rf = (uint32_t)n << F_BITS | flags;
 	w->names[n].refs++;
-	slot_put(w->slots, w->bits, k->h, w->tail);
+	slot_put(w->slots, w->nslots, w->bits, k->h, w->tail);
 	w->live++;
 	*ref = ++w->tail;
 	return 0;
@@ -576,7 +645,7 @@ int dedup_renew(struct dedup *w, uint64_t ref, int64_t since_ms, unsigned flags,
 	*e = *old;
 	e->since = since_enc(w, since_ms);
 	e->rf = (e->rf & ~(uint32_t)(DEDUP_COMMITTED | DEDUP_CANCELLED)) | flags;
-	w->slots[i] = (w->slots[i] & ~(uint32_t)(nslots(w) - 1)) | (uint32_t)(w->tail & (nslots(w) - 1));
+	w->slots[i] = (w->slots[i] & ~(uint32_t)((1u << w->bits) - 1)) | (uint32_t)(w->tail & ((1u << w->bits) - 1));
 	old->rf |= F_DEAD;
 	*out = ++w->tail;
 	ring_trim(w);
@@ -648,11 +717,11 @@ size_t dedup_count(const struct dedup *w)
 
 size_t dedup_bytes(const struct dedup *w)
 {
-	size_t b = sizeof(*w) + w->nchunk * sizeof(void *) + nslots(w) * sizeof(*w->slots);
+	size_t b = sizeof(*w) + w->nchunk * sizeof(void *) + w->nslots * sizeof(*w->slots);
 
-	b += (size_t)(chunk_end(w) - chunk_first(w)) * CHUNK * sizeof(struct entry);
+	b += (size_t)(chunk_end(w) - chunk_first(w)) * CHUNK_BYTES;
 	if (w->spare)
-		b += CHUNK * sizeof(struct entry);
+		b += CHUNK_BYTES;
 	b += (size_t)w->names_cap * sizeof(*w->names) + ((size_t)1 << w->name_bits) * sizeof(*w->name_slots);
 	for (uint32_t n = 0; n < w->nnames; n++)
 		if (w->names[n].s)

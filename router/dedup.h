@@ -22,6 +22,10 @@
 
 struct dedup;
 
+/* Entries per chunk of the window's ring (256 KiB): its memory grows and
+ * shrinks by this many. */
+#define DEDUP_CHUNK_ENTRIES 8192
+
 /* A message id as the window knows it: SipHash-2-4 with a 128-bit output
  * (libsodium's crypto_shorthash_siphashx24) under the window's own random
  * key.  A client cannot choose ids that collide without the key. */
