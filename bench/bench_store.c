@@ -102,7 +102,8 @@ static int one_level(int sync_full, const struct run *r)
 	c1 = cpu_seconds();
 	if (!rc) {
 		store_get_stats(s, &st);
-		printf("store, storage.sync %-6s batch %d, depth %d: %8.0f msg/s (inserted and deleted), %5.2f cpu-s per "
+		printf("store, storage.sync %-6s batch %d, depth %d: %8.0f msg/s (inserted and deleted), %5.2f cpu-s "
+		       "per "
 		       "million, %llu commits, writer busy %.0f%%\n",
 		       sync_full ? "full" : "normal", r->batch, r->depth, (double)done / ((double)(t1 - t0) / 1e9),
 		       (c1 - c0) / ((double)done / 1e6), (unsigned long long)st.commits,

@@ -14,7 +14,7 @@
 
 #include "switchboard/common.h"
 
-#define CKPT_FRAMES	 2000	/* pages in the WAL (~8 MiB) that start a checkpoint */
+#define CKPT_FRAMES	 2000  /* pages in the WAL (~8 MiB) that start a checkpoint */
 #define CKPT_HARD_FRAMES 32000 /* pages (~128 MiB) past which the writer checkpoints itself */
 
 struct ckpt;

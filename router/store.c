@@ -295,7 +295,8 @@ int store_open(const char *path, int sync_full, int64_t busy_ms, struct store **
 	if (exec(s, "PRAGMA journal_mode=WAL") ||
 	    exec(s, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") ||
 	    exec(s, "PRAGMA foreign_keys=OFF") || exec(s, "PRAGMA temp_store=MEMORY") ||
-	    exec(s, "PRAGMA wal_autocheckpoint=0") || exec(s, "PRAGMA journal_size_limit=67108864") || migrate(s) || exec(s, schema_sql) || add_columns(s))
+	    exec(s, "PRAGMA wal_autocheckpoint=0") || exec(s, "PRAGMA journal_size_limit=67108864") || migrate(s) ||
+	    exec(s, schema_sql) || add_columns(s))
 		goto out;
 	s->sync_full = sync_full;
 	s->busy_ms = busy_ms;
