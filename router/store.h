@@ -69,7 +69,8 @@ struct store_stats {
 	uint64_t commits;
 	uint64_t ops;
 	uint64_t failed_commits;
-	uint64_t busy_ns; /* time spent executing and committing transactions */
+	uint64_t busy_ns;     /* time spent executing and committing transactions */
+	uint64_t checkpoints; /* checkpoints run by the checkpointer (storage.sync normal; ckpt.h) */
 };
 
 /* Open or create the database at `path`, apply the schema, and set WAL
