@@ -53,10 +53,21 @@ def router_version():
     return sh("git", "-C", ROOT, "describe", "--always")
 
 
+def nats_version():
+    """The nats-server run.sh runs: built from the Go module proxy at the pin in bench/peers/tools/go.mod."""
+    built = sh(os.path.join(ROOT, "build", "peers", "bin", "nats-server"), "--version").split()
+    pin = "?"
+    with open(os.path.join(ROOT, "bench", "peers", "tools", "go.mod")) as f:
+        for line in f:
+            if line.split()[:1] == ["require"] and "nats-server" in line:
+                pin = line.split()[-1]
+    return f"{built[-1] if built else '?'} (built from Go module github.com/nats-io/nats-server/v2 {pin})"
+
+
 def versions():
     dpkg = lambda p: sh("dpkg-query", "-W", "-f=${Version}", p)  # noqa: E731
     return [("Switchboard router", router_version()),
-            ("redis-server", dpkg("redis-server")), ("nats-server", dpkg("nats-server")),
+            ("redis-server", dpkg("redis-server")), ("nats-server", nats_version()),
             ("libhiredis", dpkg("libhiredis-dev")), ("libnats", dpkg("libnats-dev")),
             ("SQLite", dpkg("libsqlite3-dev"))]
 
