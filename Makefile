@@ -295,7 +295,7 @@ bench-cluster: deps all $(REL)/bench/loadgen $(REL)/bench/own_of
 	@bash bench/cluster.sh
 	@bash bench/handoff.sh
 
-# --- peer benchmarks (bench/peers): Redis Streams and NATS JetStream side by side -----------
+# --- peer benchmarks (bench/peers): Redis Streams, NATS JetStream and RabbitMQ side by side ---
 PEER_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Ibench/peers
 build/peers/peer_redis: bench/peers/peer_redis.c bench/peers/peer.c bench/peers/peer.h
 	@mkdir -p $(dir $@)
@@ -315,11 +315,15 @@ build/peers/bin/nats-server: bench/peers/tools/go.mod bench/peers/tools/go.sum b
 		-o $(CURDIR)/$@.tmp github.com/nats-io/nats-server/v2
 	mv $@.tmp $@
 
+build/peers/peer_rabbit: bench/peers/peer_rabbit.c bench/peers/peer.c bench/peers/peer.h
+	@mkdir -p $(dir $@)
+	$(CC) $(PEER_CFLAGS) -o $@ bench/peers/peer_rabbit.c bench/peers/peer.c -lrabbitmq -lpthread
+
 peer-deps:
-	@bash scripts/deps.sh redis-server libhiredis-dev libnats-dev gnuplot-nox
+	@bash scripts/deps.sh redis-server libhiredis-dev libnats-dev gnuplot-nox rabbitmq-server librabbitmq-dev
 
 bench-peers: deps peer-deps all $(REL)/bench/loadgen build/peers/peer_redis build/peers/peer_nats \
-		build/peers/bin/nats-server
+		build/peers/peer_rabbit build/peers/bin/nats-server
 	@bash bench/peers/run.sh
 
 # the operator against a real control plane (e2e/cluster), plus its render CPU
