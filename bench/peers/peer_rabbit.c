@@ -122,8 +122,14 @@ static int setup(void)
 	amqp_connection_state_t c;
 
 	snprintf(host, sizeof(host), "%.*s", colon ? (int)(colon - P.url) : (int)strlen(P.url), P.url);
-	if (colon)
-		port = atoi(colon + 1);
+	if (colon) {
+		char *end;
+		long v = strtol(colon + 1, &end, 10);
+
+		if (*end || v <= 0 || v > 65535)
+			die("--url", "the port is not a number from 1 to 65535");
+		port = (int)v;
+	}
 	c = connect_or_die();
 	amqp_queue_delete(c, CHAN, amqp_cstring_bytes(QUEUE), 0, 0);
 	check(c, "queue.delete");
