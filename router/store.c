@@ -1,8 +1,13 @@
 /*
  * SQLite persistence with a single writer thread.  Tickets queue in FIFO
- * order; the writer drains up to batch_max operations into one transaction,
- * commits, runs the commit callback for each ticket, and wakes the waiters.
- * Readers (recovery) use the same connection before the writer starts.
+ * order; the writer drains up to batch_max operations into one transaction
+ * and commits it (SQLite's synchronous=NORMAL: the WAL is written, not
+ * synced).  With storage.sync normal it then runs the commit callback for
+ * each ticket and wakes the waiters; with full it hands the tickets to the
+ * sync thread (store_sync.c), which completes them once an fdatasync of the
+ * WAL covers them, while the writer goes on with the next transaction.
+ * Checkpoints run on their own thread (ckpt.c).  Readers (recovery) use the
+ * writer's connection before the writer starts.
  */
 #include "store.h"
 
@@ -131,8 +136,8 @@ struct store {
 	store_commit_fn on_commit;
 	void *ctx;
 	struct store_stats stats;
-	struct buf accepted; /* the writer's accepted_log entries for one commit */
-	struct ckpt *ckpt;   /* the checkpointer, once the writer runs */
+	struct buf accepted;	 /* the writer's accepted_log entries for one commit */
+	struct ckpt *ckpt;	 /* the checkpointer, once the writer runs */
 	struct store_sync *sync; /* storage.sync full: fdatasyncs the WAL after commits */
 	int sync_full;
 	int64_t busy_ms;
@@ -152,11 +157,9 @@ static int exec(struct store *s, const char *sql)
 
 /*
  * After each commit of the writer's connection: hand the WAL to the
- * checkpointer (storage.sync normal), or checkpoint here past
- * INLINE_CKPT_FRAMES when there is none (storage.sync full, where every
- * commit fsyncs already and a checkpointer's fsyncs of the database beside
- * them slowed commits down by 7-30 % in bench/ab.sh; and before the writer
- * starts), or when it has fallen CKPT_HARD_FRAMES behind.
+ * checkpointer, or checkpoint here past INLINE_CKPT_FRAMES when there is
+ * none yet (recovery and the schema, before the writer starts), or when it
+ * has fallen CKPT_HARD_FRAMES behind.
  */
 #define INLINE_CKPT_FRAMES 4000 /* pages (~16 MiB), SQLite's wal_autocheckpoint */
 
@@ -296,10 +299,9 @@ int store_open(const char *path, int sync_full, int64_t busy_ms, struct store **
 	sqlite3_busy_timeout(s->db, (int)busy_ms);
 	if (exec(s, "PRAGMA journal_mode=WAL") ||
 	    /* full: the sync thread fdatasyncs the WAL after each commit (store_sync.h) */
-	    exec(s, "PRAGMA synchronous=NORMAL") ||
-	    exec(s, "PRAGMA foreign_keys=OFF") || exec(s, "PRAGMA temp_store=MEMORY") ||
-	    exec(s, "PRAGMA wal_autocheckpoint=0") || exec(s, "PRAGMA journal_size_limit=67108864") || migrate(s) ||
-	    exec(s, schema_sql) || add_columns(s))
+	    exec(s, "PRAGMA synchronous=NORMAL") || exec(s, "PRAGMA foreign_keys=OFF") ||
+	    exec(s, "PRAGMA temp_store=MEMORY") || exec(s, "PRAGMA wal_autocheckpoint=0") ||
+	    exec(s, "PRAGMA journal_size_limit=67108864") || migrate(s) || exec(s, schema_sql) || add_columns(s))
 		goto out;
 	s->sync_full = sync_full;
 	s->busy_ms = busy_ms;
