@@ -66,7 +66,7 @@ static void *ckpt_main(void *arg)
 	return NULL;
 }
 
-int ckpt_start(const char *path, int sync_full, int64_t busy_ms, struct ckpt **out)
+int ckpt_start(const char *path, int64_t busy_ms, struct ckpt **out)
 {
 	struct ckpt *c = calloc(1, sizeof(*c));
 	int rc = -EIO;
@@ -76,8 +76,7 @@ int ckpt_start(const char *path, int sync_full, int64_t busy_ms, struct ckpt **o
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->wake, NULL);
 	if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
-	    sqlite3_exec(c->db, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL, NULL,
-			 NULL) != SQLITE_OK ||
+	    sqlite3_exec(c->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_exec(c->db, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL) != SQLITE_OK) {
 		log_error("cannot open the checkpoint connection", "path", path, "error",
 			  c->db ? sqlite3_errmsg(c->db) : "?");

@@ -19,10 +19,11 @@
 
 struct ckpt;
 
-/* Open a second connection to the WAL database at `path` (borrowed) with
- * the same synchronous level, and start the checkpointer thread.  Returns 0
- * with *out set, -EIO (logged) or -ENOMEM. */
-int ckpt_start(const char *path, int sync_full, int64_t busy_ms, struct ckpt **out) SB_MUST_CHECK;
+/* Open a second connection to the WAL database at `path` (borrowed) and
+ * start the checkpointer thread.  Its checkpoints fsync the database before
+ * the WAL may restart (synchronous=NORMAL does that much).  Returns 0 with
+ * *out set, -EIO (logged), -ENOMEM or another -errno. */
+int ckpt_start(const char *path, int64_t busy_ms, struct ckpt **out) SB_MUST_CHECK;
 
 /* The WAL holds `frames` pages after a commit: wake the checkpointer when
  * that is CKPT_FRAMES or more.  Cheap; called by the writer on every commit.
