@@ -1,8 +1,11 @@
 /*
  * The checkpointer thread (see ckpt.h).  It sleeps until the writer reports
- * a WAL of CKPT_FRAMES pages or more, then runs PASSIVE checkpoints on its
- * own connection until everything the WAL held when a round began has been
- * copied back, or a round makes no progress.  SQLite restarts the WAL from
+ * CKPT_FRAMES pages written to the WAL since the last checkpoint copied
+ * what it found, then runs one PASSIVE checkpoint on its own connection.
+ * Counting new frames, not the WAL's length, matters: the writer never
+ * pauses, so the WAL restarts only now and then, and a checkpointer woken by
+ * its length would run back to back, copying the same hot pages (B-tree
+ * roots, the table's last leaf) again and again.  SQLite restarts the WAL from
  * its beginning at the writer's next transaction once a checkpoint has
  * copied every frame and no reader still needs them.  PASSIVE takes no lock
  * the writer waits for; the copy and its fsync (synchronous NORMAL or FULL)
@@ -23,25 +26,32 @@ struct ckpt {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	int frames; /* the WAL's size at the writer's last commit */
+	int done;   /* frames the last checkpoint had copied (0 after the WAL restarted) */
 	int stopping;
 	uint64_t runs;
 };
 
-/* One PASSIVE checkpoint; 1 when the WAL still holds frames not copied. */
-static int checkpoint_once(struct ckpt *c)
+/* Work for the checkpointer: CKPT_FRAMES written since the last checkpoint
+ * copied what it found.  c->lock held. */
+static int due(const struct ckpt *c)
+{
+	return c->frames - c->done >= CKPT_FRAMES;
+}
+
+/* One PASSIVE checkpoint. */
+static void checkpoint_once(struct ckpt *c)
 {
 	int log_frames = 0, copied = 0;
 	int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &copied);
 
-	pthread_mutex_lock(&c->lock);
-	c->runs++;
-	pthread_mutex_unlock(&c->lock);
-	if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
 		log_warn("WAL checkpoint failed; the writer checkpoints itself past its limit", "error",
 			 sqlite3_errmsg(c->db));
-		return 0;
-	}
-	return copied >= 0 && copied < log_frames;
+	pthread_mutex_lock(&c->lock);
+	c->runs++;
+	if (copied > c->done && copied <= c->frames)
+		c->done = copied;
+	pthread_mutex_unlock(&c->lock);
 }
 
 static void *ckpt_main(void *arg)
@@ -51,15 +61,12 @@ static void *ckpt_main(void *arg)
 	pthread_setname_np(pthread_self(), "sb-ckpt");
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
-		while (!c->stopping && c->frames < CKPT_FRAMES)
+		while (!c->stopping && !due(c))
 			pthread_cond_wait(&c->wake, &c->lock);
 		if (c->stopping)
 			break;
-		c->frames = 0;
 		pthread_mutex_unlock(&c->lock);
-		/* catch up: a few rounds while the writer keeps appending */
-		for (int round = 0; round < 4 && checkpoint_once(c); round++)
-			;
+		checkpoint_once(c);
 		pthread_mutex_lock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -98,11 +105,12 @@ out:
 
 void ckpt_notify(struct ckpt *c, int frames)
 {
-	if (frames < CKPT_FRAMES)
-		return;
 	pthread_mutex_lock(&c->lock);
+	if (frames < c->frames)
+		c->done = 0; /* the WAL restarted from its beginning */
 	c->frames = frames;
-	pthread_cond_signal(&c->wake);
+	if (due(c))
+		pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->lock);
 }
 

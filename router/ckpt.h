@@ -2,10 +2,9 @@
  * ckpt: WAL checkpoints on a thread and a connection of their own, so that
  * the store's writer (router/store.c) never stops committing to copy the
  * WAL back into the database and fsync it.  The writer's WAL hook reports
- * the WAL's size after each commit (ckpt_notify); past CKPT_FRAMES pages the
- * checkpointer runs PASSIVE checkpoints, which never block the writer, until
- * it has caught up.  Should the checkpointer fall far behind (CKPT_HARD_FRAMES),
- * the writer checkpoints inline, as SQLite's automatic checkpoint would.
+ * the WAL's size after each commit (ckpt_notify); every CKPT_FRAMES new pages
+ * the checkpointer runs a PASSIVE checkpoint, which never blocks the writer.  Should the checkpointer fall far behind
+ * (CKPT_HARD_FRAMES), the writer checkpoints inline, as SQLite's automatic checkpoint would.
  */
 #ifndef SWITCHBOARD_CKPT_H
 #define SWITCHBOARD_CKPT_H
@@ -14,7 +13,7 @@
 
 #include "switchboard/common.h"
 
-#define CKPT_FRAMES	 2000  /* pages in the WAL (~8 MiB) that start a checkpoint */
+#define CKPT_FRAMES	 2000  /* pages written (~8 MiB) since the last checkpoint that start one */
 #define CKPT_HARD_FRAMES 32000 /* pages (~128 MiB) past which the writer checkpoints itself */
 
 struct ckpt;
@@ -26,8 +25,8 @@ struct ckpt;
 int ckpt_start(const char *path, int64_t busy_ms, struct ckpt **out) SB_MUST_CHECK;
 
 /* The WAL holds `frames` pages after a commit: wake the checkpointer when
- * that is CKPT_FRAMES or more.  Cheap; called by the writer on every commit.
- * Thread-safe. */
+ * CKPT_FRAMES were written since its last checkpoint.  Cheap; called by the
+ * writer on every commit.  Thread-safe. */
 void ckpt_notify(struct ckpt *c, int frames);
 
 /* Checkpoints run so far (complete or not).  Thread-safe. */
