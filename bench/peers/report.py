@@ -133,15 +133,15 @@ def main():
         out.append(f"| {dur_name[d]} | " + " | ".join(settings.get((s, d), "?") for s in SYSTEMS) + " |")
     for d in ("batch", "second"):
         out += ["", f"## {dur_name[d]}", "",
-                "| payload | P/C | system | max msg/s | p50 ms | p99 ms | p99.9 ms | CPU-s/M | RSS MiB |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "| payload | P/C | system | max msg/s | p50 ms | p99 ms | p99.9 ms | CPU-s/M | RSS MiB | load generator CPU s/s |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for size in ("256", "4096"):
             for pc in ("1", "4"):
                 for s in SYSTEMS:
                     mx, half = cell(rows, s, d, pc, size, "max"), cell(rows, s, d, pc, size, "half")
                     out.append(f"| {size} B | {pc}/{pc} | {NAMES[s]} | {fmt(mx, 'throughput')} | "
                                f"{fmt(half, 'p50_ms', 2)} | {fmt(half, 'p99_ms', 2)} | {fmt(half, 'p999_ms', 2)} | "
-                               f"{fmt(mx, 'cpu_s_per_m', 1)} | {fmt(mx, 'rss_mib', 1)} |")
+                               f"{fmt(mx, 'cpu_s_per_m', 1)} | {fmt(mx, 'rss_mib', 1)} | {fmt(mx, 'loadgen_cpu', 2)} |")
         out += ["", "Ratios, Switchboard ÷ peer (throughput ≥ 1.0 and P99 ≤ 1.5 × the best peer are the goals):", "",
                 "| payload | P/C | " + " | ".join(f"throughput ÷ {SHORT[p]}" for p in PEERS) + " | "
                 + " | ".join(f"P99 ÷ {SHORT[p]}" for p in PEERS) + " |", "|---" * (2 + 2 * len(PEERS)) + "|"]

@@ -213,18 +213,19 @@ field() { # report-file awk-program
 }
 
 record() { # system durability pc size mode rate file
-  local f=$7 tput p50 p99 p999 cpu rss lost status=ok
+  local f=$7 tput p50 p99 p999 cpu rss lost lgcpu status=ok
   tput=$(field "$f" '/consumed\+acked/{print int($(NF-1))}')
   p50=$(field "$f" '/latency produce->consume/{gsub(",","");print $5}')
   p99=$(field "$f" '/latency produce->consume/{gsub(",","");print $8}')
   p999=$(field "$f" '/latency produce->consume/{gsub(",","");print $11}')
   cpu=$(field "$f" '/cpu-s per million/{for(i=1;i<=NF;i++) if($i=="cpu-s") print $(i-1)}')
+  lgcpu=$(field "$f" '/loadgen cpu/{for(i=1;i<NF;i++) if($i=="loadgen" && $(i+1)=="cpu") print $(i+2)}')
   rss=$(field "$f" '/ rss /{print $(NF-1)}')
   lost=$(field "$f" '/totals/{print $NF}')
   grep -q FAILURE "$f" && status=LOST
   grep -q "e2e: totals" "$f" || status=CRASHED
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "${tput:-0}" \
-    "${p50:-}" "${p99:-}" "${p999:-}" "${cpu:-}" "${rss:-}" "${lost:-}" "$status" >>"$TSV"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "${tput:-0}" \
+    "${p50:-}" "${p99:-}" "${p999:-}" "${cpu:-}" "${rss:-}" "${lost:-}" "$status" "${lgcpu:-}" >>"$TSV"
 }
 
 measure() { # system durability pc size rate out-file: one point on a fresh server, retried after a crash
@@ -243,7 +244,7 @@ LEVELS=${PEERS_LEVELS:-batch second}
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 REV=$(git describe --always)
 [ -z "$(git status --porcelain --untracked-files=no -- . ':(exclude)bench/results')" ] || REV=$REV-dirty
-HEADER='system\tdurability\tpc\tsize\tmode\trate\tthroughput\tp50_ms\tp99_ms\tp999_ms\tcpu_s_per_m\trss_mib\tlost\tstatus\n'
+HEADER='system\tdurability\tpc\tsize\tmode\trate\tthroughput\tp50_ms\tp99_ms\tp999_ms\tcpu_s_per_m\trss_mib\tlost\tstatus\tloadgen_cpu\n'
 if [ -z "${PEERS_SYSTEMS:-}${PEERS_LEVELS:-}" ] || [ ! -s "$TSV" ]; then
   printf "$HEADER" >"$TSV"
   : >"$OUT/peers-settings.tsv"
