@@ -295,7 +295,7 @@ bench-cluster: deps all $(REL)/bench/loadgen $(REL)/bench/own_of
 	@bash bench/cluster.sh
 	@bash bench/handoff.sh
 
-# --- peer benchmarks (bench/peers): Redis Streams and NATS JetStream side by side -----------
+# --- peer benchmarks (bench/peers): Redis Streams, NATS JetStream and RabbitMQ side by side ---
 PEER_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Ibench/peers
 build/peers/peer_redis: bench/peers/peer_redis.c bench/peers/peer.c bench/peers/peer.h
 	@mkdir -p $(dir $@)
@@ -305,10 +305,25 @@ build/peers/peer_nats: bench/peers/peer_nats.c bench/peers/peer.c bench/peers/pe
 	@mkdir -p $(dir $@)
 	$(CC) $(PEER_CFLAGS) -o $@ bench/peers/peer_nats.c bench/peers/peer.c -lnats -lpthread
 
-peer-deps:
-	@bash scripts/deps.sh redis-server nats-server libhiredis-dev libnats-dev gnuplot-nox
+# nats-server 2.10+ (Debian's 2.9 refuses jetstream sync_interval: always), built from the Go module proxy at
+# the version and go.sum pinned in bench/peers/tools; rebuilt only when the pin changes (the modules stay in
+# Go's module cache, so a rebuild after `make clean` needs no network)
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+build/peers/bin/nats-server: bench/peers/tools/go.mod bench/peers/tools/go.sum bench/peers/tools/tools.go
+	@mkdir -p $(dir $@)
+	cd bench/peers/tools && CGO_ENABLED=0 $(GO) build -mod=readonly -trimpath -ldflags='-s -w' \
+		-o $(CURDIR)/$@.tmp github.com/nats-io/nats-server/v2
+	mv $@.tmp $@
 
-bench-peers: deps peer-deps all $(REL)/bench/loadgen build/peers/peer_redis build/peers/peer_nats
+build/peers/peer_rabbit: bench/peers/peer_rabbit.c bench/peers/peer.c bench/peers/peer.h
+	@mkdir -p $(dir $@)
+	$(CC) $(PEER_CFLAGS) -o $@ bench/peers/peer_rabbit.c bench/peers/peer.c -lrabbitmq -lpthread
+
+peer-deps:
+	@bash scripts/deps.sh redis-server libhiredis-dev libnats-dev gnuplot-nox rabbitmq-server librabbitmq-dev
+
+bench-peers: deps peer-deps all $(REL)/bench/loadgen build/peers/peer_redis build/peers/peer_nats \
+		build/peers/peer_rabbit build/peers/bin/nats-server
 	@bash bench/peers/run.sh
 
 # the operator against a real control plane (e2e/cluster), plus its render CPU

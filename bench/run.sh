@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: the router benchmarks.  Not part of `make test`.
-#   1. in-process: registry lookup at 10,000 agents; route+enqueue without persistence
+#   1. in-process: registry lookup at 10,000 agents; route+enqueue without persistence; the store
+#      writer alone (bench_store: inserts and deletes, storage.sync full and normal)
 #   2. end to end over HTTP on 127.0.0.1 with durability on (storage.sync full):
 #      maximum sustained throughput, then latency at half that rate.
 # BENCH_DURATION (default 60) and BENCH_WARMUP (default 5) set the seconds per run.
@@ -18,6 +19,8 @@ trap '[ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 echo "== machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "== in-process (build/rel/bench/bench_route)"
 build/rel/bench/bench_route
+echo "== the store writer alone (build/rel/bench/bench_store)"
+build/rel/bench/bench_store 10
 
 cat > "$WORK/bench.yaml" <<YAML
 profile: production

@@ -211,7 +211,20 @@ int util_utf8_valid(const char *s, size_t len)
 	const unsigned char *p = (const unsigned char *)s, *end = p + len;
 
 	while (p < end) {
-		size_t n = util_utf8_next(p, (size_t)(end - p));
+		size_t n;
+
+		/* ASCII, the common case, eight bytes at a time */
+		while ((size_t)(end - p) >= 8) {
+			uint64_t w;
+
+			memcpy(&w, p, sizeof(w));
+			if (w & UINT64_C(0x8080808080808080))
+				break;
+			p += 8;
+		}
+		if (p == end)
+			break;
+		n = util_utf8_next(p, (size_t)(end - p));
 
 		if (!n)
 			return 0;

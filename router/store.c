@@ -1,10 +1,18 @@
 /*
  * SQLite persistence with a single writer thread.  Tickets queue in FIFO
- * order; the writer drains up to batch_max operations into one transaction,
- * commits, runs the commit callback for each ticket, and wakes the waiters.
- * Readers (recovery) use the same connection before the writer starts.
+ * order; the writer drains up to batch_max operations into one transaction
+ * and commits it (SQLite's synchronous=NORMAL: the WAL is written, not
+ * synced).  With storage.sync normal it then runs the commit callback for
+ * each ticket and wakes the waiters; with full it hands the tickets to the
+ * sync thread (store_sync.c), which completes them once an fdatasync of the
+ * WAL covers them, while the writer goes on with the next transaction.
+ * Checkpoints run on their own thread (ckpt.c).  Readers (recovery) use the
+ * writer's connection before the writer starts.
  */
 #include "store.h"
+
+#include "ckpt.h"
+#include "store_sync.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -128,7 +136,11 @@ struct store {
 	store_commit_fn on_commit;
 	void *ctx;
 	struct store_stats stats;
-	struct buf accepted; /* the writer's accepted_log entries for one commit */
+	struct buf accepted;	 /* the writer's accepted_log entries for one commit */
+	struct ckpt *ckpt;	 /* the checkpointer, once the writer runs */
+	struct store_sync *sync; /* storage.sync full: fdatasyncs the WAL after commits */
+	int sync_full;
+	int64_t busy_ms;
 };
 
 static int exec(struct store *s, const char *sql)
@@ -141,6 +153,25 @@ static int exec(struct store *s, const char *sql)
 		return -EIO;
 	}
 	return 0;
+}
+
+/*
+ * After each commit of the writer's connection: hand the WAL to the
+ * checkpointer, or checkpoint here past INLINE_CKPT_FRAMES when there is
+ * none yet (recovery and the schema, before the writer starts), or when it
+ * has fallen CKPT_HARD_FRAMES behind.
+ */
+#define INLINE_CKPT_FRAMES 4000 /* pages (~16 MiB), SQLite's wal_autocheckpoint */
+
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct store *s = arg;
+
+	if (s->ckpt)
+		ckpt_notify(s->ckpt, frames);
+	if (frames >= (s->ckpt ? CKPT_HARD_FRAMES : INLINE_CKPT_FRAMES))
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	return SQLITE_OK;
 }
 
 /* 1 when a query returns at least one row. */
@@ -267,10 +298,14 @@ int store_open(const char *path, int sync_full, int64_t busy_ms, struct store **
 	}
 	sqlite3_busy_timeout(s->db, (int)busy_ms);
 	if (exec(s, "PRAGMA journal_mode=WAL") ||
-	    exec(s, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") ||
-	    exec(s, "PRAGMA foreign_keys=OFF") || exec(s, "PRAGMA temp_store=MEMORY") ||
-	    exec(s, "PRAGMA wal_autocheckpoint=4000") || migrate(s) || exec(s, schema_sql) || add_columns(s))
+	    /* full: the sync thread fdatasyncs the WAL after each commit (store_sync.h) */
+	    exec(s, "PRAGMA synchronous=NORMAL") || exec(s, "PRAGMA foreign_keys=OFF") ||
+	    exec(s, "PRAGMA temp_store=MEMORY") || exec(s, "PRAGMA wal_autocheckpoint=0") ||
+	    exec(s, "PRAGMA journal_size_limit=67108864") || migrate(s) || exec(s, schema_sql) || add_columns(s))
 		goto out;
+	s->sync_full = sync_full;
+	s->busy_ms = busy_ms;
+	sqlite3_wal_hook(s->db, wal_hook, s);
 	if (sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		log_error("cannot open the read connection", "path", path);
 		goto out;
@@ -734,87 +769,134 @@ static int log_accepted(struct store *s, const struct store_ticket *batch)
 	return step(s, st);
 }
 
+/* Finish a batch of tickets: the commit callback for each, then mark them
+ * done and wake their waiters.  On the writer thread, or on the sync thread
+ * with storage.sync full. */
+static void complete(struct store *s, struct store_ticket *batch, int rc)
+{
+	struct store_ticket *t;
+
+	for (t = batch; t; t = t->next) {
+		t->rc = rc;
+		if (s->on_commit)
+			s->on_commit(t, s->ctx);
+	}
+	pthread_mutex_lock(&s->lock);
+	for (t = batch; t;) {
+		struct store_ticket *n = t->next;
+
+		t->next = NULL;
+		t->done = 1;
+		t = n;
+	}
+	pthread_cond_broadcast(&s->done);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* The sync thread's verdict on committed batches.  A failed fdatasync
+ * leaves the WAL in an unknown state: the kernel may have dropped the pages
+ * it could not write, and a later sync that succeeds says nothing of them,
+ * so a commit acknowledged after it could sit behind a hole that recovery
+ * stops at.  The router stops instead (as PostgreSQL does), and its restart
+ * recovers what the disk holds; clients that got no answer retry, and the
+ * dedup window catches what was stored after all. */
+static void synced(struct store_ticket *batch, int rc, void *ctx)
+{
+	if (rc) {
+		log_error("the WAL could not be synced to disk; stopping so that a restart recovers what it holds");
+		abort();
+	}
+	complete(ctx, batch, 0);
+}
+
+/* Take whole queued tickets up to batch_max operations (at least one),
+ * after waiting up to delay_us for more; NULL once closing with nothing
+ * queued.  s->lock held. */
+static struct store_ticket *take_batch(struct store *s, size_t *nops)
+{
+	struct store_ticket *batch, *last;
+
+	while (!s->head && !s->closing)
+		pthread_cond_wait(&s->work, &s->lock);
+	if (!s->head)
+		return NULL;
+	if (s->delay_us && s->queued_ops < s->batch_max && !s->closing) {
+		struct timespec ts = util_deadline(CLOCK_REALTIME, 0);
+
+		ts.tv_nsec += (long)s->delay_us * 1000; /* delay_us < 1 s */
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (s->queued_ops < s->batch_max && !s->closing &&
+		       pthread_cond_timedwait(&s->work, &s->lock, &ts) == 0)
+			;
+	}
+	batch = last = s->head;
+	*nops = last->nops;
+	while (last->next && *nops + last->next->nops <= s->batch_max) {
+		last = last->next;
+		*nops += last->nops;
+	}
+	s->head = last->next;
+	if (!s->head)
+		s->tail = NULL;
+	last->next = NULL;
+	s->queued_ops -= *nops;
+	return batch;
+}
+
+/* Execute and commit one batch in one transaction; 0 or -EIO (rolled back). */
+static int run_batch(struct store *s, const struct store_ticket *batch)
+{
+	int rc = exec(s, "BEGIN IMMEDIATE");
+
+	for (const struct store_ticket *t = batch; !rc && t; t = t->next)
+		for (size_t i = 0; !rc && i < t->nops; i++)
+			rc = apply_op(s, &t->ops[i]);
+	if (!rc)
+		rc = log_accepted(s, batch);
+	if (!rc)
+		rc = exec(s, "COMMIT");
+	if (rc) {
+		char *err = NULL;
+
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, &err);
+		sqlite3_free(err);
+		rc = -EIO;
+	}
+	return rc;
+}
+
 static void *writer_main(void *arg)
 {
 	struct store *s = arg;
 
 	pthread_setname_np(pthread_self(), "sb-writer");
 	for (;;) {
-		struct store_ticket *batch, *last, *t;
+		struct store_ticket *batch;
 		size_t nops = 0;
-		uint64_t t0, busy;
-		int rc = 0;
+		uint64_t t0;
+		int rc;
 
 		pthread_mutex_lock(&s->lock);
-		while (!s->head && !s->closing)
-			pthread_cond_wait(&s->work, &s->lock);
-		if (!s->head && s->closing) {
-			pthread_mutex_unlock(&s->lock);
-			break;
-		}
-		if (s->delay_us && s->queued_ops < s->batch_max && !s->closing) {
-			struct timespec ts = util_deadline(CLOCK_REALTIME, 0);
-
-			ts.tv_nsec += (long)s->delay_us * 1000; /* delay_us < 1 s */
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			while (s->queued_ops < s->batch_max && !s->closing &&
-			       pthread_cond_timedwait(&s->work, &s->lock, &ts) == 0)
-				;
-		}
-		/* take whole tickets up to batch_max operations (at least one) */
-		batch = last = s->head;
-		nops = last->nops;
-		while (last->next && nops + last->next->nops <= s->batch_max) {
-			last = last->next;
-			nops += last->nops;
-		}
-		s->head = last->next;
-		if (!s->head)
-			s->tail = NULL;
-		last->next = NULL;
-		s->queued_ops -= nops;
+		batch = take_batch(s, &nops);
 		pthread_mutex_unlock(&s->lock);
-
+		if (!batch)
+			break;
 		t0 = util_mono_ns();
-		rc = exec(s, "BEGIN IMMEDIATE");
-		for (t = batch; !rc && t; t = t->next)
-			for (size_t i = 0; !rc && i < t->nops; i++)
-				rc = apply_op(s, &t->ops[i]);
-		if (!rc)
-			rc = log_accepted(s, batch);
-		if (!rc)
-			rc = exec(s, "COMMIT");
-		if (rc) {
-			char *err = NULL;
-
-			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, &err);
-			sqlite3_free(err);
-			rc = -EIO;
-		}
-		busy = util_mono_ns() - t0;
-		for (t = batch; t; t = t->next) {
-			t->rc = rc;
-			if (s->on_commit)
-				s->on_commit(t, s->ctx);
-		}
+		rc = run_batch(s, batch);
 		pthread_mutex_lock(&s->lock);
 		s->stats.commits++;
 		s->stats.ops += nops;
-		s->stats.busy_ns += busy;
+		s->stats.busy_ns += util_mono_ns() - t0;
 		if (rc)
 			s->stats.failed_commits++;
-		for (t = batch; t;) {
-			struct store_ticket *n = t->next;
-
-			t->next = NULL;
-			t->done = 1;
-			t = n;
-		}
-		pthread_cond_broadcast(&s->done);
 		pthread_mutex_unlock(&s->lock);
+		if (!rc && s->sync)
+			store_sync_push(s->sync, batch); /* completed once the WAL is on disk */
+		else
+			complete(s, batch, rc);
 	}
 	return NULL;
 }
@@ -827,9 +909,22 @@ int store_start(struct store *s, size_t batch_max, unsigned delay_us, store_comm
 	s->delay_us = delay_us;
 	s->on_commit = fn;
 	s->ctx = ctx;
-	rc = pthread_create(&s->writer, NULL, writer_main, s);
-	if (rc)
-		return -rc;
+	rc = ckpt_start(s->path, s->busy_ms, &s->ckpt);
+	if (!rc && s->sync_full) {
+		char wal[4200];
+
+		snprintf(wal, sizeof(wal), "%s-wal", s->path);
+		rc = store_sync_start(wal, synced, s, &s->sync);
+	}
+	if (!rc)
+		rc = -pthread_create(&s->writer, NULL, writer_main, s);
+	if (rc) {
+		store_sync_stop(s->sync);
+		s->sync = NULL;
+		ckpt_stop(s->ckpt);
+		s->ckpt = NULL;
+		return rc;
+	}
 	s->writer_started = 1;
 	return 0;
 }
@@ -882,11 +977,13 @@ void store_get_stats(struct store *s, struct store_stats *out)
 {
 	pthread_mutex_lock(&s->lock);
 	*out = s->stats;
+	out->checkpoints = s->ckpt ? ckpt_count(s->ckpt) : 0;
 	pthread_mutex_unlock(&s->lock);
 }
 
 void store_close(struct store *s)
 {
+	struct ckpt *ckpt;
 	char *err = NULL;
 
 	if (!s)
@@ -897,6 +994,13 @@ void store_close(struct store *s)
 	pthread_mutex_unlock(&s->lock);
 	if (s->writer_started)
 		pthread_join(s->writer, NULL);
+	store_sync_stop(s->sync); /* syncs and completes what the writer committed last */
+	s->sync = NULL;
+	pthread_mutex_lock(&s->lock);
+	ckpt = s->ckpt;
+	s->ckpt = NULL;
+	pthread_mutex_unlock(&s->lock);
+	ckpt_stop(ckpt); /* before the last checkpoint, which truncates the WAL */
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(s->st[i]);
 	if (sqlite3_exec(s->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, &err) != SQLITE_OK)

@@ -5,10 +5,11 @@
  * All writes go through one writer thread that commits many operations per
  * transaction (group commit): a caller submits a ticket of operations and
  * waits until the transaction holding them is committed, which is the
- * moment a message may be acknowledged.  storage.sync selects
- * synchronous=FULL (every commit is fsynced) or NORMAL (WAL fsynced at
- * checkpoints; a power loss can drop the last commits, a process crash
- * cannot).
+ * moment a message may be acknowledged.  storage.sync selects full (a
+ * ticket completes once an fdatasync of the WAL covers its commit: many
+ * commits share one, and the writer does not wait for it) or normal (the
+ * WAL is fsynced at checkpoints; a power loss can drop the last commits, a
+ * process crash cannot).
  */
 #ifndef SWITCHBOARD_STORE_H
 #define SWITCHBOARD_STORE_H
@@ -69,7 +70,8 @@ struct store_stats {
 	uint64_t commits;
 	uint64_t ops;
 	uint64_t failed_commits;
-	uint64_t busy_ns; /* time spent executing and committing transactions */
+	uint64_t busy_ns;     /* time spent executing and committing transactions */
+	uint64_t checkpoints; /* checkpoints run by the checkpointer (storage.sync normal; ckpt.h) */
 };
 
 /* Open or create the database at `path`, apply the schema, and set WAL

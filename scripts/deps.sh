@@ -26,9 +26,9 @@ echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian's prometheus, redis-server, nats-server and containerd packages start servers; tests and
-# benchmarks run their own on free ports.
-for svc in prometheus redis-server nats-server containerd; do
+# Debian's prometheus, redis-server, nats-server, rabbitmq-server (and Erlang's epmd) and containerd
+# packages start servers; tests and benchmarks run their own on free ports.
+for svc in prometheus redis-server nats-server rabbitmq-server epmd.socket epmd containerd; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl stop "$svc" || true
   fi

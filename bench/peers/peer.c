@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 struct peer_opts P = {"127.0.0.1:6379", 8, 4, 256, 200, 60, 5, 0, 0};
@@ -139,6 +140,16 @@ static int cmp64(const void *a, const void *b)
 }
 
 /* utime+stime (seconds) and RSS (bytes) of the server process. */
+/* CPU seconds this load generator has used (all its threads). */
+static double self_cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static void server_stats(double *cpu, double *rss)
 {
 	char path[64], line[4096];
@@ -185,7 +196,7 @@ int peer_main(int argc, char **argv, const struct peer_driver *d)
 	};
 	pthread_t prod[256], cons[64];
 	uint64_t acc0, acc1, total_acc, total_cons;
-	double cpu0, cpu1, rss, secs, t0;
+	double cpu0, cpu1, self0, self1, rss, secs, t0;
 	struct lat all = {0};
 	int o;
 
@@ -243,6 +254,7 @@ int peer_main(int argc, char **argv, const struct peer_driver *d)
 	usleep((useconds_t)(P.warmup * 1e6));
 	acc0 = atomic_load(&peer_accepted);
 	server_stats(&cpu0, &rss);
+	self0 = self_cpu_s();
 	t0 = (double)mono_ns() / 1e9;
 	atomic_store(&measuring, 1);
 	usleep((useconds_t)(P.duration * 1e6));
@@ -250,6 +262,7 @@ int peer_main(int argc, char **argv, const struct peer_driver *d)
 	secs = (double)mono_ns() / 1e9 - t0;
 	acc1 = atomic_load(&peer_accepted);
 	server_stats(&cpu1, &rss);
+	self1 = self_cpu_s();
 	atomic_store(&peer_stop_producing, 1);
 	for (int i = 0; i < P.producers; i++)
 		pthread_join(prod[i], NULL);
@@ -282,8 +295,8 @@ int peer_main(int argc, char **argv, const struct peer_driver *d)
 		       (double)all.v[all.n / 2] / 1e6, (double)all.v[(size_t)((double)all.n * 0.99)] / 1e6,
 		       (double)all.v[(size_t)((double)all.n * 0.999)] / 1e6, all.n);
 	if (P.server_pid > 0 && acc1 > acc0)
-		printf("e2e: server cpu %.2f s/s, %.1f cpu-s per million messages\n", (cpu1 - cpu0) / secs,
-		       (cpu1 - cpu0) / ((double)(acc1 - acc0) / 1e6));
+		printf("e2e: server cpu %.2f s/s, %.1f cpu-s per million messages; loadgen cpu %.2f s/s\n",
+		       (cpu1 - cpu0) / secs, (cpu1 - cpu0) / ((double)(acc1 - acc0) / 1e6), (self1 - self0) / secs);
 	printf("e2e: server rss %.1f MiB\n", rss / 1048576.0);
 	{
 		/* lost: accepted by the server, never seen by a consumer */

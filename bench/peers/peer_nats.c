@@ -96,6 +96,9 @@ static void *producer(void *arg)
 
 	jsOptions_Init(&jo);
 	jo.PublishAsync.MaxPending = P.batch;
+	/* with sync_interval: always the server fsyncs each message, and a full window can take longer
+	 * than libnats' default 200 ms stall: wait for room instead of failing the publish */
+	jo.PublishAsync.StallWait = 10000;
 	jo.PublishAsync.AckHandler = on_ack;
 	connect_js(&nc, &js, &jo);
 	while (!atomic_load(&peer_stop_producing)) {

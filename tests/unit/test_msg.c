@@ -195,6 +195,49 @@ static void test_utf8_validator(void **state)
 	assert_false(util_utf8_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
 }
 
+/* The validators skip ASCII eight bytes at a time: a bad byte (or sequence)
+ * is found at every offset of a long text, before, inside and after a word. */
+static void test_bad_bytes_found_at_every_offset(void **state)
+{
+	static const char *const bad_utf8[] = {"\xc3\x28", "\xc0\xaf", "\xed\xa0\x80", "\x80", "\xff"};
+	char text[64], json[160];
+
+	(void)state;
+	for (size_t at = 0; at < 40; at++) {
+		for (size_t k = 0; k < sizeof(bad_utf8) / sizeof(bad_utf8[0]); k++) {
+			size_t bl = strlen(bad_utf8[k]);
+
+			memset(text, 'a', sizeof(text));
+			memcpy(text + at, bad_utf8[k], bl);
+			assert_false(util_utf8_valid(text, 48));
+			assert_true(util_utf8_valid(text, at)); /* all ASCII before it */
+		}
+		memcpy(text + at, "h\xc3\xa9", 3); /* a good two-byte sequence anywhere */
+		assert_true(util_utf8_valid(text, 48));
+		/* a control character other than JSON's white space, between tokens,
+		 * at each offset of the body: refused; JSON's white space: taken */
+		for (int c = 0; c < 0x20; c++) {
+			struct msg m;
+			struct msg_err e;
+			int ok = c == '\t' || c == '\n' || c == '\r';
+			int n = snprintf(json, sizeof(json),
+					 "{\"performative\":\"inform\",\"sender\":\"a\",%*s"
+					 "\"receiver\":\"b\"}",
+					 (int)at + 1, "");
+
+			assert_true(n > 0 && (size_t)n < sizeof(json));
+			json[38 + at] = (char)c; /* the last of the spaces before "receiver" */
+			if (c == 0)
+				continue; /* a C string would end there */
+			assert_int_equal(msg_parse(json, (size_t)n, 64, &m, &e) == 0, ok);
+			if (ok)
+				msg_free(&m);
+			else
+				assert_string_equal(e.field, "(body)");
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -205,6 +248,7 @@ int main(void)
 		cmocka_unit_test(test_size_limits_give_413),
 		cmocka_unit_test(test_trace_context_rules),
 		cmocka_unit_test(test_utf8_validator),
+		cmocka_unit_test(test_bad_bytes_found_at_every_offset),
 	};
 
 	if (util_init())
