@@ -19,12 +19,6 @@
 #include "rt_int.h"
 #include "switchboard/util.h"
 
-/* --- agents --------------------------------------------------------------- */
-
-/* --- conversations ---------------------------------------------------------- */
-
-/* --- submission ------------------------------------------------------------- */
-
 void rt_item_fail(struct rt_item *it, int status, const char *code, int reason, const char *field, const char *fmt,
 		  const char *arg)
 {
