@@ -467,7 +467,7 @@ int main(int argc, char **argv)
 	 * come from mmap and go back at free.  glibc raises this threshold to
 	 * the largest such block freed, and then they come from the routing
 	 * threads' arenas, where they leave holes that long-lived messages
-	 * pin: about 8 MiB more resident under load (docs/decisions.md, 66). */
+	 * pin: about 8 MiB more resident under load (docs/decisions.md, 68). */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 #endif
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || util_init()) {
