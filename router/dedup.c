@@ -11,8 +11,8 @@
  * reference is its position + 1.  An unlinked entry becomes a tombstone
  * until the oldest end (or the newest, for the newest entry) passes it.
  *
- * Index.  n slots (a power of two, or three halves of one), linear probing
- * from the hash's low word scaled to n, deletion by backward shift (no
+ * Index.  n slots (1,536 times a power of two), linear probing from the
+ * hash's low word scaled to n, deletion by backward shift (no
  * index tombstones).  A slot holds the entry's position modulo 2^bits
  * (2^bits >= n; positions head..tail-1 span at most 2^bits, so that
  * identifies it) and, in the 32 - bits bits above, a tag from the hash's
@@ -47,7 +47,7 @@
 #define CHUNK_BITS 13
 #define CHUNK	   ((uint64_t)1 << CHUNK_BITS)
 _Static_assert(CHUNK == DEDUP_CHUNK_ENTRIES, "the header says how big a chunk is");
-#define MIN_SLOTS  1024 /* smallest index */
+#define MIN_SLOTS  1536 /* smallest index; every size is this times a power of two */
 #define MAX_BITS   31	/* a slot keeps at least one bit of tag */
 #define F_DEAD	   4u	/* tombstone */
 #define F_BITS	   3	/* DEDUP_COMMITTED, DEDUP_CANCELLED, F_DEAD */
@@ -233,10 +233,10 @@ static uint32_t since_enc(struct dedup *w, int64_t ms)
 }
 
 /* --- index ------------------------------------------------------------------- */
-/* n slots, n a power of two or three halves of one (growing by 3/2 then
- * 4/3, so that a million entries take 1.5 Mi slots, not 2 Mi); the home
- * slot is the hash's low word scaled to n.  A slot splits at bit `bits`
- * (2^bits >= n): the position below, the tag above. */
+/* n slots, 1,536 times a power of two (so that a million entries take
+ * 1.5 Mi slots, not 2 Mi, and growth still doubles); the home slot is the
+ * hash's low word scaled to n.  A slot splits at bit `bits` (2^bits >= n):
+ * the position below, the tag above. */
 
 static unsigned bits_for(size_t n)
 {
@@ -245,16 +245,6 @@ static unsigned bits_for(size_t n)
 	while (((size_t)1 << b) < n)
 		b++;
 	return b;
-}
-
-static size_t size_up(size_t n)
-{
-	return (n & (n - 1)) == 0 ? n / 2 * 3 : n / 3 * 4;
-}
-
-static size_t size_down(size_t n)
-{
-	return (n & (n - 1)) == 0 ? n / 4 * 3 : n / 3 * 2;
 }
 
 static size_t home_of(const uint64_t h[2], size_t n)
@@ -330,10 +320,10 @@ static int index_reserve(struct dedup *w)
 {
 	size_t n = w->nslots;
 
-	if (index_fits(n, w->live + 1, w->tail + 1 - w->head))
+	if ((w->live + 1) * 4 <= 3 * n && w->tail + 1 - w->head <= ((uint64_t)1 << w->bits))
 		return 0;
 	while (!index_fits(n, w->live + 1, w->tail + 1 - w->head))
-		n = size_up(n);
+		n *= 2;
 	if (bits_for(n) > MAX_BITS)
 		return -ENOMEM;
 	return index_resize(w, n);
@@ -373,8 +363,8 @@ static void index_shrink(struct dedup *w)
 {
 	size_t n = w->nslots;
 
-	while (n > MIN_SLOTS && w->live * 8 < n && index_fits(size_down(n), w->live * 2, (w->tail - w->head) * 2))
-		n = size_down(n);
+	while (n > MIN_SLOTS && w->live * 8 < n && index_fits(n / 2, w->live * 2, (w->tail - w->head) * 2))
+		n /= 2;
 	if (n != w->nslots && index_resize(w, n))
 		return; /* out of memory: the bigger one still works */
 }

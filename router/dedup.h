@@ -10,7 +10,7 @@
  * window grows meanwhile.
  *
  * Nothing here is thread-safe: the routing core calls every function with
- * rt->lock held.  Layout and hash: docs/decisions.md, entry 65.
+ * rt->lock held.  Layout and hash: docs/decisions.md, entry 67.
  */
 #ifndef SWITCHBOARD_DEDUP_H
 #define SWITCHBOARD_DEDUP_H

@@ -202,7 +202,8 @@ void rt_make_ready(struct rt *rt, struct rt_msg *m)
 			}
 		}
 	}
-	pthread_cond_signal(&a->cond);
+	if (a->waiters) /* a long poll waits (under this lock, so none is missed) */
+		pthread_cond_signal(&a->cond);
 	if (a->mode == CFG_MODE_PUSH && rt->push_wake)
 		rt->push_wake(rt->push_ctx);
 }

@@ -29,33 +29,35 @@ struct rt_lease;
 struct rt_lane;
 struct rt_agent;
 
+/* Fields in the order routing and publishing read them: the first two
+ * cache lines are what rt_route.c touches per message. */
 struct rt_msg {
 	uint64_t seq;
 	int state; /* enum rt_msg_state */
 	int prio;
-	uint32_t attempts;
-	int cancelling; /* out of its queue while rt_task_cancel commits (state stays RTM_QUEUED) */
-	int64_t accepted_ms;
-	uint64_t started_ns;   /* when the submission arrived (routing latency) */
-	uint64_t committed_ns; /* when it became deliverable */
 	struct rt_agent *agent;
-	struct rt_lane *lane;	      /* NULL: not in a conversation */
-	struct rt_msg *lane_next;     /* lane FIFO */
+	struct rt_lane *lane;	  /* NULL: not in a conversation */
+	struct rt_msg *lane_next; /* lane FIFO */
+	size_t heap_idx;
+	size_t dl_idx;	     /* in rt->deadline_heap */
+	int64_t deadline_ms; /* dies undelivered after this (0: never) */
+	uint64_t dedup;	     /* its window entry (dedup.h; 0: none) until the commit (never pruned before) */
+	uint64_t started_ns; /* when the submission arrived (routing latency) */
+	char *conv_id;	     /* points into this allocation; NULL if none */
+	unsigned conv_hash;  /* uthash hash of conv_id (for its lane) */
+	uint32_t attempts;
+	int cancelling;	 /* out of its queue while rt_task_cancel commits (state stays RTM_QUEUED) */
+	int max_retries; /* -1: delivery.maxRetries */
+	int64_t accepted_ms;
+	uint64_t committed_ns;	      /* when it became deliverable */
 	struct rt_lease *lease;	      /* while leased */
 	struct rt_msg *lprev, *lnext; /* lease membership */
-	size_t heap_idx;
-	size_t dl_idx;	      /* in rt->deadline_heap */
-	int64_t deadline_ms;  /* dies undelivered after this (0: never) */
-	int max_retries;      /* -1: delivery.maxRetries */
-	int death;	      /* enum rt_death once doomed */
-	char *detail;	      /* owned: once doomed, why in words (rt_engine_fail_why); NULL normally */
-	struct rt_msg *dnext; /* rt->dying list */
-	char *message_id;     /* points into this allocation */
-	char *conv_id;	      /* points into this allocation; NULL if none */
-	unsigned conv_hash;   /* uthash hash of conv_id (for its lane) */
-	char *sender;	      /* points into this allocation */
-	uint64_t dedup;	      /* its window entry (dedup.h; 0: none) until the commit (never pruned before) */
-	char *body;	      /* owned */
+	int death;		      /* enum rt_death once doomed */
+	char *detail;		      /* owned: once doomed, why in words (rt_engine_fail_why); NULL normally */
+	struct rt_msg *dnext;	      /* rt->dying list */
+	char *message_id;	      /* points into this allocation */
+	char *sender;		      /* points into this allocation */
+	char *body;		      /* owned */
 	size_t body_len;
 	UT_hash_handle hh; /* agent->by_id */
 };
@@ -68,27 +70,30 @@ struct rt_lane {
 	UT_hash_handle hh;
 };
 
+/* Fields in the order routing and publishing read them: the first two
+ * cache lines are what rt_route.c touches per message. */
 struct rt_agent {
 	char *id;  /* points into this allocation */
 	int state; /* enum cfg_agent_state */
 	int mode;  /* enum cfg_mode */
 	size_t capacity;
-	size_t depth; /* reserved + queued + leased */
-	size_t leased;
+	size_t depth;	 /* reserved + queued + leased */
 	size_t reserved; /* accepted, waiting for its commit: not deliverable yet */
-	char *caps_json; /* capabilities as JSON, for views and the store */
-	struct heap ready;
-	struct rt_lane *lanes;
+	size_t leased;
 	struct rt_msg *by_id;
+	struct rt_lane *lanes;
+	struct heap ready;
+	int64_t hold_until_ms; /* moving in: its previous owner hands off first (0: no hold) */
+	uint64_t dedup_hint;   /* where the window interned its id (dedup_add) */
+	int moving_out;	       /* owned by another replica now: handed off, never delivered here */
+	int waiters;	       /* long polls waiting on cond: only they need a signal */
 	pthread_cond_t cond;
 	int configured;		    /* present in the running config */
-	char token_sha256[65];	    /* "" when the agent has no token */
 	int notify;		    /* send it a FIPA failure when its messages die */
+	char *caps_json;	    /* capabilities as JSON, for views and the store */
+	char token_sha256[65];	    /* "" when the agent has no token */
 	double rate, burst, tokens; /* token bucket for messages it sends; rate 0: unlimited */
-	int moving_out;		    /* owned by another replica now: handed off, never delivered here */
-	int64_t hold_until_ms;	    /* moving in: its previous owner hands off first (0: no hold) */
 	uint64_t refill_ns;
-	uint64_t dedup_hint; /* where the window interned its id (dedup_add) */
 	UT_hash_handle hh;
 };
 

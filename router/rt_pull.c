@@ -173,6 +173,7 @@ static int wait_ready(struct rt *rt, struct rt_agent *a, int64_t wait_ms, const 
 {
 	struct timespec deadline = util_deadline(CLOCK_MONOTONIC, wait_ms);
 	uint64_t end = util_mono_ns() + (uint64_t)wait_ms * 1000000ull;
+	int rc;
 
 	while (!heap_peek(&a->ready) && !rt->draining && wait_ms > 0) {
 		uint64_t now = util_mono_ns();
@@ -185,7 +186,10 @@ static int wait_ready(struct rt *rt, struct rt_agent *a, int64_t wait_ms, const 
 		/* wake now and then to see whether the client is still there */
 		if (w && end - now > RT_WATCH_MS * 1000000ull)
 			slice = util_deadline(CLOCK_MONOTONIC, RT_WATCH_MS);
-		if (pthread_cond_timedwait(&a->cond, &rt->lock, &slice) == ETIMEDOUT && !w)
+		a->waiters++;
+		rc = pthread_cond_timedwait(&a->cond, &rt->lock, &slice);
+		a->waiters--;
+		if (rc == ETIMEDOUT && !w)
 			break;
 	}
 	return w && w->gone(w->arg);

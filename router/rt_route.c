@@ -19,12 +19,6 @@
 #include "rt_int.h"
 #include "switchboard/util.h"
 
-/* --- agents --------------------------------------------------------------- */
-
-/* --- conversations ---------------------------------------------------------- */
-
-/* --- submission ------------------------------------------------------------- */
-
 void rt_item_fail(struct rt_item *it, int status, const char *code, int reason, const char *field, const char *fmt,
 		  const char *arg)
 {
@@ -394,9 +388,10 @@ static void route_prefetch(struct rt *rt, struct item_ids *ids, size_t ahead)
 		break;
 	case 6:
 		ids->guess = rt_agent_peek(rt, ids->recvhash);
-		if (ids->guess) {
-			__builtin_prefetch(&ids->guess->by_id);
-			__builtin_prefetch(ids->guess + 1); /* its hash handle, and its id after it */
+		if (ids->guess) { /* its two hot lines, and its id after the struct */
+			__builtin_prefetch(ids->guess);
+			__builtin_prefetch(&ids->guess->ready);
+			__builtin_prefetch(ids->guess + 1);
 		}
 		break;
 	case 4:
