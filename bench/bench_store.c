@@ -73,10 +73,11 @@ static int one_level(int sync_full, const struct run *r)
 	struct store_stats st;
 	uint64_t next = 1, oldest = 1, done = 0, t0, t1;
 	double c0, c1;
-	int rc = -ENOMEM;
+	int rc = -ENOMEM, made = 0;
 
 	if (!ids || !ops || !mkdtemp(dir))
 		goto out;
+	made = 1;
 	snprintf(path, sizeof(path), "%s/bench.db", dir);
 	memset(body, 'b', sizeof(body));
 	rc = store_open(path, sync_full, 5000, &s);
@@ -111,7 +112,7 @@ static int one_level(int sync_full, const struct run *r)
 	}
 out:
 	store_close(s);
-	if (dir[0] && strcmp(dir + strlen(dir) - 6, "XXXXXX") != 0) {
+	if (made) {
 		unlink(path);
 		snprintf(path, sizeof(path), "%s/bench.db-wal", dir);
 		unlink(path);
