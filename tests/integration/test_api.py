@@ -59,7 +59,7 @@ BAD_INPUTS = [
     (json.dumps(msg(delivery={"priority": "asap"})), None, 400, "InvalidMessage", "delivery.priority"),
     (json.dumps(msg(receiver="nobody")), None, 404, "AgentNotFound", "receiver"),
     (b'{"performative":"inform","sender":"alice","receiver":"bob","content":"\xff\xfe"}', None, 400,
-     "InvalidMessage", "(body)"),
+     "InvalidMessage", "content"),
     (json.dumps({"messages": "nope"}), None, 400, "InvalidMessage", "messages"),
     ('{"performative":"inform"}\n{oops', "application/x-ndjson", 400, "InvalidMessage", "(body)"),
 ]

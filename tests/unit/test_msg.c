@@ -126,9 +126,15 @@ static void test_duplicates_nesting_and_syntax(void **state)
 	expect_field("{\"performative\":null,\"sender\":\"a\",\"receiver\":\"b\"}", 400, "performative");
 	assert_int_equal(check("{\"performative\":\"inform\"", &m, &e), -EBADMSG);
 	assert_string_equal(e.field, "(body)");
-	assert_int_equal(
-		check("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"content\":\"\xff\"}", &m, &e),
-		-EBADMSG); /* invalid UTF-8 */
+	/* invalid UTF-8 names the field it is in, key or value, at either depth */
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"content\":\"\xff\"}", 400,
+		     "content");
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\xc3\",\"receiver\":\"b\"}", 400, "sender");
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"\xfe\":1}", 400, "(key)");
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"delivery\":{\"\x80\":1}}", 400,
+		     "delivery.(key)");
+	expect_field("{\"performative\":\"inform\",\"sender\":\"a\",\"receiver\":\"b\",\"content\":\"\\u00e9\xe9\"}",
+		     400, "content");
 }
 
 static void test_body_keeps_the_senders_bytes(void **state)
