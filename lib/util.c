@@ -35,18 +35,25 @@ uint64_t util_mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-struct timespec util_deadline(int clock, int64_t ms)
+struct timespec util_deadline_us(int clock, int64_t us)
 {
 	struct timespec ts;
 
+	if (us < 0)
+		us = 0; /* a deadline already past: now */
 	clock_gettime((clockid_t)clock, &ts);
-	ts.tv_sec += (time_t)(ms / 1000);
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	ts.tv_sec += (time_t)(us / 1000000);
+	ts.tv_nsec += (long)(us % 1000000) * 1000L;
 	if (ts.tv_nsec >= 1000000000L) {
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
 	}
 	return ts;
+}
+
+struct timespec util_deadline(int clock, int64_t ms)
+{
+	return util_deadline_us(clock, ms * 1000);
 }
 
 void util_fmt_rfc3339(int64_t ms, char out[32])

@@ -821,13 +821,8 @@ static struct store_ticket *take_batch(struct store *s, size_t *nops)
 	if (!s->head)
 		return NULL;
 	if (s->delay_us && s->queued_ops < s->batch_max && !s->closing) {
-		struct timespec ts = util_deadline(CLOCK_REALTIME, 0);
+		struct timespec ts = util_deadline_us(CLOCK_REALTIME, s->delay_us);
 
-		ts.tv_nsec += (long)s->delay_us * 1000; /* delay_us < 1 s */
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
 		while (s->queued_ops < s->batch_max && !s->closing &&
 		       pthread_cond_timedwait(&s->work, &s->lock, &ts) == 0)
 			;

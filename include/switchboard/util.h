@@ -25,6 +25,8 @@ uint64_t util_mono_ns(void);
 /* The time `ms` milliseconds from now on `clock` (CLOCK_REALTIME or
  * CLOCK_MONOTONIC), for pthread_cond_timedwait and friends. */
 struct timespec util_deadline(int clock, int64_t ms);
+/* The same, `us` microseconds from now; a negative span means now.  Thread-safe. */
+struct timespec util_deadline_us(int clock, int64_t us);
 
 /* Format `ms` (epoch milliseconds) as RFC 3339 UTC with milliseconds into
  * `out` (at least 32 bytes). */

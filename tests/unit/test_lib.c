@@ -40,6 +40,27 @@ static int int_cmp(const void *a, const void *b)
 	return *(const int *)a - *(const int *)b;
 }
 
+static void test_deadlines_are_normalised(void **state)
+{
+	struct timespec now, d;
+	int64_t ahead_ns;
+
+	(void)state;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	d = util_deadline_us(CLOCK_MONOTONIC, 1999999); /* carries into the seconds */
+	ahead_ns = (int64_t)(d.tv_sec - now.tv_sec) * 1000000000 + (d.tv_nsec - now.tv_nsec);
+	assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+	assert_true(ahead_ns >= 1999999000 && ahead_ns < 2100000000);
+	d = util_deadline(CLOCK_MONOTONIC, 2500);
+	ahead_ns = (int64_t)(d.tv_sec - now.tv_sec) * 1000000000 + (d.tv_nsec - now.tv_nsec);
+	assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+	assert_true(ahead_ns >= 2500000000 && ahead_ns < 2600000000);
+	d = util_deadline_us(CLOCK_MONOTONIC, -5000000); /* past: now, never an invalid timespec */
+	ahead_ns = (int64_t)(d.tv_sec - now.tv_sec) * 1000000000 + (d.tv_nsec - now.tv_nsec);
+	assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+	assert_true(ahead_ns >= 0 && ahead_ns < 100000000);
+}
+
 static void test_heap_orders_and_removes(void **state)
 {
 	struct heap h;
@@ -324,6 +345,7 @@ int main(void)
 		cmocka_unit_test(test_metrics_render),
 		cmocka_unit_test(test_histogram_batch),
 		cmocka_unit_test(test_rfc3339),
+		cmocka_unit_test(test_deadlines_are_normalised),
 		cmocka_unit_test(test_json_span),
 		cmocka_unit_test(test_buf_numbers_and_json_strings),
 		cmocka_unit_test(test_own_vectors),
